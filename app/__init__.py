@@ -1,0 +1,1 @@
+"""Partwise desktop app and its headless library engine (only app.ui imports Qt)."""

@@ -1,0 +1,79 @@
+"""Losses of the method: masked triplet (eq. 3), norm loss (eqs. 5-7), pre-training (eq. 9)."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from model.parts import N_PARTS, masks, stack_parts
+
+TRIPLET_MARGIN = 0.2
+NORM_LAMBDA = 0.1
+_EPS = 1e-6
+
+
+def masked_distance(x: torch.Tensor, y: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
+    """d(x, y; m_c) = ||f(x) m_c - f(y) m_c||_2 (eq. 2). x, y: (B, 640); cond: (B,) -> (B,)."""
+    m = masks(x.device, x.dtype)[cond]
+    return ((x - y) * m).norm(dim=1)
+
+
+def masked_triplet_loss(
+    anchor: torch.Tensor,
+    positive: torch.Tensor,
+    negative: torch.Tensor,
+    cond: torch.Tensor,
+    margin: float = TRIPLET_MARGIN,
+) -> torch.Tensor:
+    """Mean over the batch of max(d(a,p;m_c) - d(a,n;m_c) + margin, 0) (eq. 3).
+
+    anchor, positive, negative: (B, 640); cond: (B,) long part index per triplet.
+    """
+    d_ap = masked_distance(anchor, positive, cond)
+    d_an = masked_distance(anchor, negative, cond)
+    return F.relu(d_ap - d_an + margin).mean()
+
+
+def triplet_loss(anchor: torch.Tensor, positive: torch.Tensor, negative: torch.Tensor,
+                 margin: float = TRIPLET_MARGIN) -> torch.Tensor:
+    """Plain triplet loss on whole vectors (the individual networks)."""
+    d_ap = (anchor - positive).norm(dim=1)
+    d_an = (anchor - negative).norm(dim=1)
+    return F.relu(d_ap - d_an + margin).mean()
+
+
+class NormLoss(nn.Module):
+    """BCE between p_j = sigmoid(log ||f(x) m_j|| + b_j) and presence targets q_j (eqs. 5-7).
+
+    ``b`` is one learnable bias per part. Averaging over all rows of a batch that stacks
+    anchors, positives and negatives equals the paper's 1/3 sum over the three.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.bias = nn.Parameter(torch.zeros(N_PARTS))
+
+    def logits(self, emb: torch.Tensor) -> torch.Tensor:
+        """(B, 640) -> (B, 5) logits of presence."""
+        norms = stack_parts(emb).norm(dim=-1)
+        return torch.log(norms + _EPS) + self.bias
+
+    def forward(self, emb: torch.Tensor, present: torch.Tensor) -> torch.Tensor:
+        """emb: (B, 640); present: (B, 5) in {0, 1} -> scalar mean BCE."""
+        return F.binary_cross_entropy_with_logits(self.logits(emb), present.to(emb.dtype))
+
+
+def pretrain_target(individual: torch.Tensor, present: torch.Tensor) -> torch.Tensor:
+    """Target of eq. 9: concat of g_j(x_ij) with silent parts zeroed, divided by its L2 norm.
+
+    individual: (B, 5, 128) outputs of the individual networks on clean stems;
+    present: (B, 5) in {0, 1}. Returns (B, 640); all-silent rows stay zero.
+    """
+    y = (individual * present.to(individual.dtype).unsqueeze(-1)).flatten(1)
+    return y / y.norm(dim=1, keepdim=True).clamp_min(_EPS)
+
+
+def pretrain_loss(emb: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """MSE between f(x_i) and y_i / ||y_i|| (eq. 9)."""
+    return F.mse_loss(emb, target)

@@ -1,0 +1,112 @@
+"""The Conditional Similarity Network of the method (paper Fig. 7).
+
+Ten 3x3 convolutions, each followed by batch norm and ReLU; max pooling after every two (the
+encoder half of a U-Net); the frequency axis is folded into channels, averaged over time, and a
+fully connected layer maps to the embedding. The same class, with ``out_dim=128``, is the
+per-instrument "individual network" used for pre-training targets and as a baseline.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+import torch
+from torch import nn
+
+from model.audio import AudioConfig
+from model.parts import EMBED_DIM
+
+
+@dataclass(frozen=True)
+class NetConfig:
+    """Architecture. ``widths`` holds the channel count of each of the five conv pairs."""
+
+    widths: tuple[int, ...] = (32, 64, 128, 256, 512)
+    out_dim: int = EMBED_DIM
+    n_mels: int = 128
+    kernel: int = 3
+
+    def __post_init__(self) -> None:
+        if len(self.widths) != 5:
+            raise ValueError(f"widths needs 5 entries (10 conv layers), got {self.widths}")
+        if self.n_mels % 32:
+            raise ValueError(f"n_mels must be a multiple of 32 (5 poolings), got {self.n_mels}")
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["widths"] = list(self.widths)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict) -> NetConfig:
+        kw = {k: d[k] for k in cls.__dataclass_fields__ if k in d}
+        if "widths" in kw:
+            kw["widths"] = tuple(int(w) for w in kw["widths"])
+        return cls(**kw)
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """Everything needed to rebuild a model and feed it: network + audio front end."""
+
+    net: NetConfig = field(default_factory=NetConfig)
+    audio: AudioConfig = field(default_factory=AudioConfig)
+
+    def to_dict(self) -> dict:
+        return {"net": self.net.to_dict(), "audio": self.audio.to_dict()}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> ModelSpec:
+        return cls(net=NetConfig.from_dict(d["net"]), audio=AudioConfig.from_dict(d["audio"]))
+
+
+def _conv(c_in: int, c_out: int, k: int) -> nn.Sequential:
+    return nn.Sequential(
+        nn.Conv2d(c_in, c_out, k, padding=k // 2, bias=False),
+        nn.BatchNorm2d(c_out),
+        nn.ReLU(inplace=True),
+    )
+
+
+class CSN(nn.Module):
+    """(B, n_mels, frames) normalized log-mel -> (B, out_dim) embedding. Any length >= 1 frame."""
+
+    def __init__(self, cfg: NetConfig = NetConfig()):
+        super().__init__()
+        self.cfg = cfg
+        layers: list[nn.Module] = []
+        c_in = 1
+        for w in cfg.widths:
+            layers += [_conv(c_in, w, cfg.kernel), _conv(w, w, cfg.kernel)]
+            layers.append(nn.MaxPool2d(2, ceil_mode=True))
+            c_in = w
+        self.encoder = nn.Sequential(*layers)
+        self.fc = nn.Linear(cfg.widths[-1] * (cfg.n_mels // 32), cfg.out_dim)
+
+    def forward(self, mel: torch.Tensor) -> torch.Tensor:
+        if mel.dim() != 3 or mel.shape[1] != self.cfg.n_mels:
+            raise ValueError(
+                f"expected (batch, {self.cfg.n_mels}, frames), got {tuple(mel.shape)}"
+            )
+        h = self.encoder(mel.unsqueeze(1))  # (B, C, F/32, T/32)
+        b, c, f, t = h.shape
+        h = h.reshape(b, c * f, t).mean(dim=2)  # time average
+        return self.fc(h)
+
+
+class AudioCSN(nn.Module):
+    """Waveform in, embedding out: the front end and the network in one module (for export)."""
+
+    def __init__(self, spec: ModelSpec = ModelSpec()):
+        super().__init__()
+        if spec.net.n_mels != spec.audio.n_mels:
+            raise ValueError(f"net.n_mels {spec.net.n_mels} != audio.n_mels {spec.audio.n_mels}")
+        from model.audio import LogMel
+
+        self.spec = spec
+        self.front = LogMel(spec.audio)
+        self.net = CSN(spec.net)
+
+    def forward(self, wave: torch.Tensor) -> torch.Tensor:
+        """(B, samples) at ``spec.audio.sample_rate`` -> (B, out_dim)."""
+        return self.net(self.front(wave))

@@ -1,0 +1,130 @@
+"""Weights files: ``NAME.safetensors`` (tensors) beside ``NAME.json`` (spec and card).
+
+The JSON holds the architecture and audio settings (``spec``), the part order, and a free-form
+``card`` (training data, device, time, metrics). Loading never unpickles: safetensors holds raw
+tensors only. Every failure names the file and the problem.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+
+from model.network import CSN, ModelSpec
+from model.parts import PARTS
+
+FORMAT = "partwise-weights"
+FORMAT_VERSION = 1
+
+
+class WeightsError(RuntimeError):
+    """A weights file is missing, damaged, or does not fit the model it describes."""
+
+
+@dataclass
+class Weights:
+    """A loaded model with its spec, card and the checksum of its tensor file."""
+
+    model: CSN
+    spec: ModelSpec
+    card: dict = field(default_factory=dict)
+    sha256: str = ""
+    path: Path | None = None
+
+
+def sidecar(path: str | os.PathLike) -> Path:
+    """The JSON card that belongs to a ``.safetensors`` file."""
+    return Path(path).with_suffix(".json")
+
+
+def file_sha256(path: str | os.PathLike) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _atomic_write(path: Path, write) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def save_weights(path: str | os.PathLike, model: CSN, spec: ModelSpec, card: dict | None = None) -> str:
+    """Write tensors and JSON atomically; returns the tensor file's sha256."""
+    path = Path(path)
+    if path.suffix != ".safetensors":
+        raise WeightsError(f"{path}: weights file must end in .safetensors")
+    state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    _atomic_write(path, lambda tmp: save_file(state, tmp, metadata={"format": FORMAT}))
+    digest = file_sha256(path)
+    doc = {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "parts": list(PARTS),
+        "spec": spec.to_dict(),
+        "sha256": digest,
+        "card": card or {},
+    }
+    _atomic_write(sidecar(path), lambda tmp: Path(tmp).write_text(json.dumps(doc, indent=2)))
+    return digest
+
+
+def read_card(path: str | os.PathLike) -> dict:
+    """The parsed JSON beside ``path``; WeightsError when missing or malformed."""
+    js = sidecar(path)
+    if not js.is_file():
+        raise WeightsError(f"{js}: missing the JSON card that describes {Path(path).name}")
+    try:
+        doc = json.loads(js.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise WeightsError(f"{js}: unreadable JSON card ({e})") from e
+    if doc.get("format") != FORMAT or "spec" not in doc:
+        raise WeightsError(f"{js}: not a Partwise weights card (no format/spec)")
+    if doc.get("parts") != list(PARTS):
+        raise WeightsError(f"{js}: part order {doc.get('parts')} differs from {list(PARTS)}")
+    return doc
+
+
+def load_weights(path: str | os.PathLike, device: str | torch.device = "cpu") -> Weights:
+    """Rebuild the model from the JSON spec and load its tensors; never unpickles."""
+    path = Path(path)
+    if not path.is_file():
+        raise WeightsError(f"{path}: weights file not found")
+    doc = read_card(path)
+    try:
+        spec = ModelSpec.from_dict(doc["spec"])
+    except (KeyError, TypeError, ValueError) as e:
+        raise WeightsError(f"{sidecar(path)}: invalid model spec ({e})") from e
+    digest = file_sha256(path)
+    if doc.get("sha256") and doc["sha256"] != digest:
+        raise WeightsError(
+            f"{path}: checksum {digest[:12]} does not match its card ({doc['sha256'][:12]}); "
+            "the file is damaged or belongs to another card"
+        )
+    try:
+        state = load_file(str(path), device="cpu")
+    except (SafetensorError, OSError, ValueError, RuntimeError) as e:
+        raise WeightsError(f"{path}: damaged or truncated safetensors file ({e})") from e
+    model = CSN(spec.net)
+    try:
+        model.load_state_dict(state, strict=True)
+    except RuntimeError as e:
+        raise WeightsError(f"{path}: tensors do not match the architecture in its card ({e})") from e
+    model.to(device).eval()
+    return Weights(model=model, spec=spec, card=doc.get("card", {}), sha256=digest, path=path)

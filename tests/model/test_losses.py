@@ -1,0 +1,96 @@
+import math
+
+import torch
+
+from model.losses import (
+    NormLoss,
+    masked_distance,
+    masked_triplet_loss,
+    pretrain_loss,
+    pretrain_target,
+)
+
+
+def _vec(**blocks):
+    """A 640-d vector with constant values per named block: _vec(bass=1.0)."""
+    order = ["drums", "bass", "piano", "guitar", "others"]
+    v = torch.zeros(640)
+    for name, val in blocks.items():
+        i = order.index(name)
+        v[i * 128:(i + 1) * 128] = val
+    return v
+
+
+def test_masked_distance_by_hand():
+    a = _vec(drums=1.0, bass=0.0)
+    b = _vec(drums=0.5, bass=3.0)
+    # under the drums mask only the drums block counts: sqrt(128 * 0.5^2)
+    d = masked_distance(a[None], b[None], torch.tensor([0]))
+    assert math.isclose(d.item(), math.sqrt(128 * 0.25), rel_tol=1e-6)
+    d_bass = masked_distance(a[None], b[None], torch.tensor([1]))
+    assert math.isclose(d_bass.item(), math.sqrt(128 * 9.0), rel_tol=1e-6)
+
+
+def test_masked_triplet_loss_by_hand():
+    s = 1 / math.sqrt(128)  # a block of value s has norm 1
+    a = _vec(bass=0.0, drums=5.0)
+    p = _vec(bass=0.3 * s, drums=-5.0)  # far in drums, but drums is masked away
+    n = _vec(bass=0.4 * s)
+    cond = torch.tensor([1])
+    # d(a,p) = 0.3, d(a,n) = 0.4 -> max(0.3 - 0.4 + 0.2, 0) = 0.1
+    loss = masked_triplet_loss(a[None], p[None], n[None], cond)
+    assert math.isclose(loss.item(), 0.1, rel_tol=1e-5)
+    # a satisfied triplet costs nothing; batch mean of 0.1 and 0 is 0.05
+    n2 = _vec(bass=1.0 * s)
+    batch = masked_triplet_loss(torch.stack([a, a]), torch.stack([p, p]), torch.stack([n, n2]),
+                                torch.tensor([1, 1]))
+    assert math.isclose(batch.item(), 0.05, rel_tol=1e-5)
+
+
+def test_norm_loss_by_hand():
+    s = 1 / math.sqrt(128)
+    emb = _vec(drums=2 * s, bass=0.5 * s, piano=1 * s, guitar=1 * s, others=1 * s)[None]
+    present = torch.tensor([[1.0, 0.0, 1.0, 0.0, 1.0]])
+    loss_fn = NormLoss()
+    with torch.no_grad():
+        loss_fn.bias.copy_(torch.tensor([0.0, 0.0, 0.0, 1.0, 0.0]))
+    # p_j = sigmoid(log ||.|| + b_j): norms 2, 0.5, 1, 1, 1
+    p = [2 / 3, 1 / 3, 0.5, 1 / (1 + math.exp(-1)), 0.5]
+    q = [1, 0, 1, 0, 1]
+    expected = -sum(qj * math.log(pj) + (1 - qj) * math.log(1 - pj) for pj, qj in zip(p, q)) / 5
+    assert math.isclose(loss_fn(emb, present).item(), expected, rel_tol=1e-5)
+
+
+def test_norm_loss_pushes_absent_part_to_zero():
+    torch.manual_seed(0)
+    present = (torch.rand(128, 5) > 0.5).float()
+    x = torch.cat([torch.randn(128, 11), present], dim=1)  # the net may see what is present
+    net = torch.nn.Sequential(torch.nn.Linear(16, 64), torch.nn.ReLU(), torch.nn.Linear(64, 640))
+    loss_fn = NormLoss()
+    opt = torch.optim.Adam(list(net.parameters()) + list(loss_fn.parameters()), lr=1e-2)
+
+    def block_norms():
+        with torch.no_grad():
+            n = net(x).reshape(128, 5, 128).norm(dim=-1)
+        return n[present == 0].mean().item(), n[present == 1].mean().item()
+
+    absent_before, _ = block_norms()
+    for _ in range(150):
+        opt.zero_grad()
+        loss_fn(net(x), present).backward()
+        opt.step()
+    absent_after, present_after = block_norms()
+    assert absent_after < 0.1 * absent_before
+    assert present_after > 10 * absent_after
+
+
+def test_pretrain_target_zeroes_silent_blocks_and_normalizes():
+    ind = torch.ones(2, 5, 128)
+    present = torch.tensor([[1, 0, 1, 1, 1], [0, 0, 0, 0, 0]], dtype=torch.float32)
+    y = pretrain_target(ind, present)
+    assert y.shape == (2, 640)
+    assert math.isclose(y[0].norm().item(), 1.0, rel_tol=1e-6)
+    assert y[0, 128:256].abs().sum() == 0
+    assert y[1].abs().sum() == 0
+    assert math.isclose(pretrain_loss(y, y).item(), 0.0)
+    assert math.isclose(pretrain_loss(torch.zeros(1, 640), torch.ones(1, 640)).item(), 1.0)
