@@ -10,4 +10,4 @@ COMMANDS: dict[str, tuple[str, str]] = {}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    return dispatch("partwise", __doc__.strip("` \n"), COMMANDS, argv)
+    return dispatch("partwise", __doc__.replace("`", "").strip(), COMMANDS, argv)

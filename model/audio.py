@@ -7,8 +7,8 @@ cannot drift apart. Runs batched on any torch device.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
 import math
+from dataclasses import asdict, dataclass
 from functools import lru_cache
 
 import numpy as np

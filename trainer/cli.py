@@ -6,8 +6,11 @@ from collections.abc import Sequence
 
 from model.clitools import dispatch
 
-COMMANDS: dict[str, tuple[str, str]] = {}
+COMMANDS: dict[str, tuple[str, str]] = {
+    "fit": ("trainer.fit", "train: individual networks, pre-training, CSN (presets paper|cpu|smoke)"),
+    "export": ("trainer.export", "write a run's best model as a weights file"),
+}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    return dispatch("partwise-train", __doc__.strip("` \n"), COMMANDS, argv)
+    return dispatch("partwise-train", __doc__.replace("`", "").strip(), COMMANDS, argv)

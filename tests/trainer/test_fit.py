@@ -1,0 +1,79 @@
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from model.embedder import Embedder
+from trainer.config import resolve
+from trainer.export import export
+from trainer.fit import Run, main
+
+data_mod = pytest.importorskip("trainer.data.synth")
+
+
+@pytest.fixture(scope="module")
+def tiny_data(tmp_path_factory):
+    root = tmp_path_factory.mktemp("data")
+    return data_mod.build_dataset(root / "set", n_tracks=20, seed=3, song_seconds=8,
+                                  splits=(0.6, 0.2, 0.2), workers=1)
+
+
+def _smoke(**kw):
+    over = [f"{k}={v}" for k, v in kw.items()]
+    return resolve("smoke", ["threads=1", *over])
+
+
+def test_smoke_run_lowers_its_loss(tiny_data, tmp_path):
+    cfg = _smoke(use_pretrain=False, epochs=6, triplets_per_epoch=16, lr=3e-3, batch=8)
+    Run(cfg, tiny_data, tmp_path / "run", progress=False).fit()
+    rows = [json.loads(x) for x in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
+    main_rows = [r for r in rows if r["stage"] == "main"]
+    assert len(main_rows) == 6
+    first, last = main_rows[0]["loss"], min(r["loss"] for r in main_rows[-3:])
+    assert last < first
+    assert {"triplet", "triplet_add", "norm", "val_acc", "data_s", "compute_s"} <= set(main_rows[0])
+
+
+def test_full_pipeline_resume_and_export(tiny_data, tmp_path):
+    """Paused after two epochs, resumed: same steps and same weights as one straight run."""
+    straight = tmp_path / "straight"
+    Run(_smoke(), tiny_data, straight, progress=False).fit()
+    paused = tmp_path / "paused"
+    assert main(["--data", str(tiny_data), "--preset", "smoke", "--out", str(paused), "--quiet",
+                 "--threads=1", "--max_epochs_this_run=4"]) == 0
+    assert not (paused / "main.done").exists()
+    assert main(["--data", str(tiny_data), "--out", str(paused), "--resume", "--quiet",
+                 "--max_epochs_this_run=0"]) == 0
+    for run in (straight, paused):
+        assert all((run / "individual" / f"{p}.safetensors").exists()
+                   for p in ("drums", "bass", "piano", "guitar", "others"))
+        assert (run / "pretrained.safetensors").exists() and (run / "main.done").exists()
+    steps = lambda run: [(r["stage"], r["step"]) for r in  # noqa: E731
+                         map(json.loads, (run / "log.jsonl").read_text().splitlines())]
+    assert steps(paused) == steps(straight)
+    a = torch.load(straight / "ckpt-main.pt", weights_only=True)["modules"]["net"]
+    b = torch.load(paused / "ckpt-main.pt", weights_only=True)["modules"]["net"]
+    for k in a:
+        assert torch.equal(a[k], b[k]), k
+    # export: a weights file the app's Embedder loads, with the norm biases in its card
+    out = tmp_path / "model.safetensors"
+    export(paused, out)
+    emb = Embedder.from_file(out, device="cpu")
+    vec = emb.embed(np.random.default_rng(0).normal(0, 0.1, 16000 * 3).astype(np.float32), 16000,
+                    window=1.0)
+    assert vec.segments.shape == (3, 640)
+    card = json.loads(out.with_suffix(".json").read_text())["card"]
+    assert len(card["norm_bias"]) == 5 and card["config"]["preset"] == "smoke"
+
+
+def test_non_empty_run_folder_needs_resume(tiny_data, tmp_path):
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "x").write_text("")
+    assert main(["--data", str(tiny_data), "--out", str(tmp_path / "run"), "--preset", "smoke"]) == 1
+
+
+def test_overrides_are_checked():
+    assert resolve("cpu", ["--epochs=3", "widths=8,8,8,8,8"]).widths == (8, 8, 8, 8, 8)
+    with pytest.raises(ValueError, match="bad override"):
+        resolve("cpu", ["nonsense=1"])

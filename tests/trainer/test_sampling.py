@@ -1,0 +1,118 @@
+import numpy as np
+import pytest
+import torch
+
+from model.parts import N_PARTS
+from trainer.bank import StemBank, audible
+from trainer.sampling import SegmentIndex, TripletSampler, individual_triplets
+
+
+def _index(n_tracks=24, n_classes=3, seed=0):
+    rng = np.random.default_rng(seed)
+    active = []
+    for _ in range(n_tracks):
+        # every part active in some windows; some parts absent in some tracks
+        parts = []
+        for _j in range(N_PARTS):
+            if rng.random() < 0.2:
+                parts.append(np.array([], dtype=np.int64))
+            else:
+                parts.append(np.sort(rng.choice(np.arange(0, 100_000, 1000), 20, replace=False)))
+        active.append(parts)
+    return SegmentIndex(tempo_class=rng.integers(0, n_classes, n_tracks), active=active)
+
+
+def _src(piece):
+    return {j: s for j, s in enumerate(piece) if s is not None}
+
+
+def test_basic_and_additional_triplet_invariants():
+    idx = _index()
+    sampler = TripletSampler(idx, pseudo=True, additional=True, same_tempo=True, keep_prob=0.5)
+    trips = sampler.draw(300, np.random.default_rng(1))
+    assert sorted({t.cond for t in trips}) == list(range(N_PARTS))
+    for t in trips:
+        c = t.cond
+        a, p, n = _src(t.anchor), _src(t.positive), _src(t.negative)
+        # the condition part is always mixed, from A in anchor and positive, from D in negative
+        assert c in a and c in p and c in n
+        assert a[c].track == p[c].track != n[c].track
+        assert a[c].start in idx.active[a[c].track][c]
+        # the positive differs from the anchor in every other part (C instead of B)
+        others_a = {s.track for j, s in a.items() if j != c}
+        others_p = {s.track for j, s in p.items() if j != c}
+        others_n = {s.track for j, s in n.items() if j != c}
+        assert len(others_a) == 1 and len(others_p) == 1
+        assert others_a.isdisjoint(others_p)
+        # the basic negative shares the anchor's non-c parts (same source, same parts mixed)
+        assert others_n == others_a
+        assert set(a) == set(n) == set(p)
+        # four distinct tracks from one tempo class
+        tracks = {a[c].track, n[c].track, *others_a, *others_p}
+        assert len(tracks) == 4
+        assert len({int(idx.tempo_class[x]) for x in tracks}) == 1
+        # the additional triplet is the swapped one, under c' != c, sounding in B and C
+        c2 = t.additional
+        assert c2 is not None and c2 != c and c2 in a
+        assert a[c2].start in idx.active[a[c2].track][c2]
+        assert p[c2].start in idx.active[p[c2].track][c2]
+
+
+def test_made_silences_drop_some_parts():
+    idx = _index()
+    trips = TripletSampler(idx, keep_prob=0.5).draw(300, np.random.default_rng(2))
+    mixed = np.array([[s is not None for s in t.anchor] for t in trips])
+    assert mixed.sum(axis=1).min() >= 2  # c and c'
+    assert (~mixed).sum() > 0.2 * mixed.size
+
+
+def test_without_pseudo_pieces_triplets_are_dataset_pieces():
+    idx = _index()
+    trips = TripletSampler(idx, pseudo=False).draw(50, np.random.default_rng(3))
+    for t in trips:
+        for piece in (t.anchor, t.positive, t.negative):
+            assert len({(s.track, s.start) for s in piece}) == 1
+        assert t.anchor[0].track == t.positive[0].track != t.negative[0].track
+        assert t.additional is None
+
+
+def test_deterministic_for_a_seed():
+    idx = _index()
+    s = TripletSampler(idx)
+    assert s.draw(20, np.random.default_rng(5)) == s.draw(20, np.random.default_rng(5))
+
+
+def test_individual_triplets_same_track_positive():
+    idx = _index()
+    for a, p, n in individual_triplets(idx, 1, 50, np.random.default_rng(0)):
+        assert a.track == p.track != n.track
+        assert a.start in idx.active[a.track][1] and n.start in idx.active[n.track][1]
+
+
+def test_too_few_tracks_is_a_clear_error():
+    idx = _index(n_tracks=3)
+    with pytest.raises(ValueError, match="tempo class"):
+        TripletSampler(idx, same_tempo=True)
+
+
+def test_bank_silence_targets_match_the_mixed_stems():
+    sr, n = 1000, 20_000
+    rng = np.random.default_rng(0)
+    parts = []
+    for t in range(6):
+        x = rng.normal(0, 0.1, (N_PARTS, n)).astype(np.float32)
+        x[t % N_PARTS] = 0  # one part silent per track
+        parts.append(x)
+    bank = StemBank(parts, [0] * 6, sr, segment_seconds=2.0, hop_seconds=1.0, threshold_db=-50)
+    assert all(len(bank.index.active[t][t % N_PARTS]) == 0 for t in range(6))
+    trips = TripletSampler(bank.index, same_tempo=True, keep_prob=0.5).draw(40, rng)
+    from trainer.sampling import flatten
+
+    pieces = flatten(trips)
+    clips, present = bank.render(pieces)
+    stems = bank.stems(pieces)
+    assert torch.allclose(clips, stems.sum(dim=1), atol=1e-6)  # the mix is the sum of its stems
+    for i, piece in enumerate(pieces):
+        for j, src in enumerate(piece):
+            expect = src is not None and bool(audible(stems[i, j], -50))
+            assert bool(present[i, j]) == expect

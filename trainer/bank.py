@@ -1,0 +1,108 @@
+"""Stems kept in memory (on the training device) and mixed into pseudo pieces on the fly."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from model.parts import N_PARTS
+from trainer.sampling import Piece, SegmentIndex, Source
+
+log = logging.getLogger(__name__)
+
+
+def audible(x: torch.Tensor, threshold_db: float) -> torch.Tensor:
+    """(..., samples) -> (...) bool: time-average power above ``threshold_db`` dBFS (eq. 6)."""
+    power = x.float().pow(2).mean(dim=-1)
+    return 10 * torch.log10(power + 1e-12) > threshold_db
+
+
+class StemBank:
+    """Per-track class signals (5, n) as float16 tensors, with an index of audible windows."""
+
+    def __init__(self, parts: Sequence[np.ndarray], tempo_class: Sequence[int], sample_rate: int,
+                 segment_seconds: float, hop_seconds: float, threshold_db: float,
+                 device: str | torch.device = "cpu", names: Sequence[str] | None = None):
+        self.sr = sample_rate
+        self.win = int(round(segment_seconds * sample_rate))
+        self.threshold_db = threshold_db
+        self.device = torch.device(device)
+        self.names = list(names) if names is not None else [str(i) for i in range(len(parts))]
+        self.audio: list[torch.Tensor] = []
+        active: list[list[np.ndarray]] = []
+        hop = int(round(hop_seconds * sample_rate))
+        for p in parts:
+            assert p.ndim == 2 and p.shape[0] == N_PARTS, p.shape
+            if p.shape[1] < self.win:
+                p = np.pad(p, ((0, 0), (0, self.win - p.shape[1])))
+            t = torch.from_numpy(np.ascontiguousarray(p, dtype=np.float32))
+            starts = np.arange(0, t.shape[1] - self.win + 1, hop)
+            frames = t.unfold(1, self.win, hop)[:, : len(starts)]  # (5, n_win, win) view
+            on = audible(frames, threshold_db).numpy()
+            active.append([starts[on[j]] for j in range(N_PARTS)])
+            self.audio.append(t.to(self.device, torch.float16))
+        self.index = SegmentIndex(tempo_class=np.asarray(tempo_class), active=active)
+
+    @classmethod
+    def from_dataset(cls, dataset, *, segment_seconds: float, hop_seconds: float,
+                     max_tracks: int = 0, device: str | torch.device = "cpu",
+                     progress: bool = True) -> StemBank:
+        """Load a :class:`trainer.data.dataset.SlakhDataset` split into memory."""
+        from trainer.data.dataset import ACTIVITY_THRESHOLD_DB
+
+        n = len(dataset) if not max_tracks else min(max_tracks, len(dataset))
+        t0 = time.perf_counter()
+        parts = [dataset.load_parts(i) for i in tqdm(range(n), desc=f"load {dataset.split}",
+                                                      disable=not progress, unit="track")]
+        tracks = dataset.tracks[:n]
+        bank = cls(parts, [t.tempo_class for t in tracks], dataset.sample_rate, segment_seconds,
+                   hop_seconds, ACTIVITY_THRESHOLD_DB, device, names=[t.name for t in tracks])
+        log.info("loaded %d %s tracks (%.0f s of audio) in %.1f s", n, dataset.split,
+                 sum(p.shape[1] for p in parts) / dataset.sample_rate, time.perf_counter() - t0)
+        return bank
+
+    def __len__(self) -> int:
+        return len(self.audio)
+
+    def _slice(self, src: Source, part: int) -> torch.Tensor:
+        return self.audio[src.track][part, src.start:src.start + self.win]
+
+    def render(self, pieces: Sequence[Piece], gains_db: np.ndarray | None = None
+               ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Mix pieces -> (clips (M, win) float32, present (M, 5) float32) on the bank's device.
+
+        ``present`` is the norm-loss target: the part was mixed in and is audible in the clip.
+        ``gains_db`` (M, 5) scales each part before mixing.
+        """
+        m = len(pieces)
+        clips = torch.zeros(m, self.win, device=self.device)
+        present = torch.zeros(m, N_PARTS, device=self.device)
+        gains = None if gains_db is None else torch.as_tensor(10 ** (gains_db / 20), dtype=torch.float32)
+        for i, piece in enumerate(pieces):
+            for j, src in enumerate(piece):
+                if src is None:
+                    continue
+                x = self._slice(src, j).float()
+                if gains is not None:
+                    x = x * float(gains[i, j])
+                clips[i] += x
+                present[i, j] = audible(x, self.threshold_db).float()
+        return clips, present
+
+    def stems(self, pieces: Sequence[Piece]) -> torch.Tensor:
+        """Clean stems of the pieces: (M, 5, win) float32, zeros where a part is not mixed."""
+        out = torch.zeros(len(pieces), N_PARTS, self.win, device=self.device)
+        for i, piece in enumerate(pieces):
+            for j, src in enumerate(piece):
+                if src is not None:
+                    out[i, j] = self._slice(src, j).float()
+        return out
+
+    def clean(self, sources: Sequence[Source], part: int) -> torch.Tensor:
+        """One part's clean segments: (M, win) float32."""
+        return torch.stack([self._slice(s, part).float() for s in sources])

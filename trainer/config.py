@@ -1,0 +1,157 @@
+"""Training configuration: one dataclass with commented defaults, presets, and overrides.
+
+``resolve(preset, overrides)`` starts from a preset and applies ``key=value`` strings, so any
+value can be changed from the command line (``--lr=3e-4 --widths=16,32,64,128,128``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from model.audio import AudioConfig
+from model.network import ModelSpec, NetConfig
+
+
+@dataclass
+class TrainConfig:
+    preset: str = "paper"
+    seed: int = 0
+    device: str = "auto"  # auto | cpu | cuda
+    threads: int = 0  # CPU threads for torch; 0 = all cores
+    amp: bool = True  # mixed precision (bf16 autocast) on CUDA
+    # --- data
+    max_tracks: int = 0  # 0 = every training track
+    max_val_tracks: int = 0
+    segment_seconds: float = 3.0  # training and validation segment length (paper: 3 s)
+    hop_seconds: float = 1.5  # candidate segment starts (paper: 50 % overlap)
+    same_tempo: bool = True  # mix pseudo pieces only within one of the 36 tempo classes
+    keep_prob: float = 0.6  # made silences: chance that each non-condition part is mixed in
+    gain_db: float = 6.0  # random gain per part in [-gain_db, 0] dB
+    # --- model (the main CSN)
+    widths: tuple[int, ...] = (32, 64, 128, 256, 512)
+    n_mels: int = 128
+    sample_rate: int = 22050
+    # --- method switches (paper Table 2 rows)
+    use_norm: bool = True  # norm loss
+    use_pseudo: bool = True  # pseudo musical pieces
+    use_additional: bool = True  # one additional triplet per basic triplet
+    use_pretrain: bool = True  # pre-training from individual networks
+    margin: float = 0.2
+    norm_lambda: float = 0.1
+    # --- individual networks (one per part, clean stems, plain triplet loss)
+    ind_widths: tuple[int, ...] = (32, 64, 128, 256, 512)
+    ind_epochs: int = 100
+    ind_steps: int = 50  # steps per epoch
+    ind_batch: int = 32
+    ind_lr: float = 1e-3
+    # --- pre-training (eq. 9)
+    pre_epochs: int = 100
+    pre_steps: int = 50
+    pre_batch: int = 32
+    pre_lr: float = 1e-3
+    pre_pseudo: bool = False  # regress on pseudo pieces with made silences, not only dataset pieces
+    # --- main training
+    epochs: int = 1000
+    triplets_per_epoch: int = 5000  # basic triplets drawn anew every epoch
+    batch: int = 32  # basic triplets per step
+    lr: float = 1e-3
+    weight_decay: float = 0.0
+    warmup_steps: int = 200
+    # --- bookkeeping
+    val_triplets: int = 600  # fixed validation triplets (drawn once from the validation split)
+    patience: int = 50  # early stop after this many epochs without a better validation score
+    ckpt_every: int = 10  # epochs
+    time_budget_min: float = 0.0  # stop each stage when its share of this budget is spent (0 = no limit)
+    stage_share: tuple[float, ...] = (0.25, 0.2, 0.55)  # individual, pretrain, main
+    max_epochs_this_run: int = 0  # stop (resumable) after this many epochs in this process; 0 = off
+
+    def model_spec(self) -> ModelSpec:
+        audio = AudioConfig(sample_rate=self.sample_rate, n_mels=self.n_mels)
+        return ModelSpec(net=NetConfig(widths=tuple(self.widths), n_mels=self.n_mels), audio=audio)
+
+    def individual_spec(self) -> ModelSpec:
+        audio = AudioConfig(sample_rate=self.sample_rate, n_mels=self.n_mels)
+        net = NetConfig(widths=tuple(self.ind_widths), n_mels=self.n_mels, out_dim=128)
+        return ModelSpec(net=net, audio=audio)
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in d.items()}
+
+    def save(self, path: Path) -> None:
+        path.write_text(json.dumps(self.to_dict(), indent=2))
+
+    @classmethod
+    def from_dict(cls, d: dict) -> TrainConfig:
+        cfg = cls()
+        for f in dataclasses.fields(cls):
+            if f.name in d:
+                v = d[f.name]
+                setattr(cfg, f.name, tuple(v) if isinstance(v, list) else v)
+        return cfg
+
+
+PRESETS: dict[str, dict] = {
+    # The paper's schedule on a GPU: full-size network, 5000 triplets an epoch, batch 32.
+    "paper": {},
+    # The whole pipeline in at most 90 minutes on a 2-core CPU.
+    "cpu": dict(
+        sample_rate=16000, n_mels=64,
+        widths=(16, 32, 64, 128, 128), ind_widths=(8, 16, 32, 64, 64),
+        ind_epochs=15, ind_steps=30, ind_batch=32,
+        pre_epochs=30, pre_steps=60, pre_batch=32, pre_pseudo=True,
+        epochs=40, triplets_per_epoch=1920, batch=32, warmup_steps=100,
+        val_triplets=400, patience=10, ckpt_every=1, time_budget_min=80.0,
+    ),
+    # Seconds, for tests.
+    "smoke": dict(
+        widths=(4, 8, 8, 16, 16), ind_widths=(4, 4, 8, 8, 8), n_mels=32,
+        segment_seconds=1.0, hop_seconds=0.5,
+        ind_epochs=1, ind_steps=2, ind_batch=4,
+        pre_epochs=1, pre_steps=2, pre_batch=4,
+        epochs=3, triplets_per_epoch=8, batch=4, warmup_steps=0,
+        val_triplets=12, patience=100, ckpt_every=1, same_tempo=False,
+    ),
+}
+
+
+def _parse_value(field_type: object, default: object, text: str) -> object:
+    if isinstance(default, bool):
+        if text.lower() in ("1", "true", "yes", "on"):
+            return True
+        if text.lower() in ("0", "false", "no", "off"):
+            return False
+        raise ValueError(f"expected a boolean, got {text!r}")
+    if isinstance(default, tuple):
+        kind = type(default[0]) if default else float
+        return tuple(kind(x) for x in text.split(",") if x)
+    if isinstance(default, int):
+        return int(text)
+    if isinstance(default, float):
+        return float(text)
+    return text
+
+
+def resolve(preset: str, overrides: list[str] | None = None) -> TrainConfig:
+    """Preset values, then ``key=value`` overrides; unknown keys are an error."""
+    if preset not in PRESETS:
+        raise ValueError(f"unknown preset {preset!r}; choose from {', '.join(PRESETS)}")
+    return apply_overrides(TrainConfig(preset=preset, **PRESETS[preset]), overrides)
+
+
+def apply_overrides(cfg: TrainConfig, overrides: list[str] | None) -> TrainConfig:
+    """Apply ``key=value`` (or ``--key=value``) strings to ``cfg`` in place; returns it."""
+    fields = {f.name: f for f in dataclasses.fields(TrainConfig)}
+    for item in overrides or []:
+        key, sep, value = item.lstrip("-").partition("=")
+        key = key.replace("-", "_")
+        if not sep or key not in fields:
+            raise ValueError(f"bad override {item!r}: expected key=value with key one of the config fields")
+        setattr(cfg, key, _parse_value(fields[key].type, getattr(cfg, key), value))
+    return cfg
+
+
+__all__ = ["PRESETS", "TrainConfig", "apply_overrides", "resolve"]

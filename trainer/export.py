@@ -1,0 +1,50 @@
+"""``partwise-train export RUN --out FILE``: a run's best CSN as a shippable weights file."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+
+from model.clitools import setup_logging
+from model.weights import WeightsError, load_weights, read_card, save_weights
+
+log = logging.getLogger(__name__)
+
+
+def export(run: Path, out: Path, extra_card: dict | None = None) -> str:
+    """Copy ``run/best.safetensors`` to ``out`` with a full card; returns the sha256."""
+    src = run / "best.safetensors"
+    if not src.is_file():
+        raise WeightsError(f"{src}: no trained model in this run (has 'fit' finished a main epoch?)")
+    w = load_weights(src)
+    card = dict(read_card(src).get("card", {}))
+    config = json.loads((run / "config.json").read_text()) if (run / "config.json").exists() else {}
+    summary = json.loads((run / "summary.json").read_text()) if (run / "summary.json").exists() else {}
+    metrics = run / "metrics.json"
+    card.update({
+        "config": config,
+        "training": {k: summary.get(k) for k in ("seconds", "device", "world_size")},
+        "data": summary.get("data", card.get("data")),
+        "metrics": json.loads(metrics.read_text()) if metrics.exists() else {},
+    })
+    card.update(extra_card or {})
+    return save_weights(out, w.model, w.spec, card=card)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="partwise-train export",
+                                 description="Write a run's best model as NAME.safetensors + NAME.json.")
+    ap.add_argument("run", type=Path, help="run folder written by 'partwise-train fit'")
+    ap.add_argument("--out", type=Path, required=True, help="weights file to write (.safetensors)")
+    args = ap.parse_args(argv)
+    setup_logging()
+    try:
+        digest = export(args.run, args.out)
+    except (WeightsError, OSError, ValueError) as e:
+        log.error("%s", e)
+        return 1
+    print(f"{args.out} sha256={digest}")
+    return 0

@@ -1,0 +1,547 @@
+"""``partwise-train fit``: individual networks -> pre-training -> CSN training (paper sec. 3-4.1).
+
+Reads top to bottom: setup, the three stages, each an epoch loop with validation, atomic
+checkpoints and resume. CUDA with bf16 autocast when present, DDP when ``torchrun`` sets RANK,
+CPU otherwise. Only rank 0 logs, validates and saves.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import math
+import os
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from torch import nn
+from tqdm import tqdm
+
+from model.audio import log_mel
+from model.clitools import setup_logging
+from model.losses import NormLoss, masked_triplet_loss, pretrain_loss, pretrain_target, triplet_loss
+from model.network import CSN
+from model.parts import N_PARTS, PARTS
+from model.weights import load_weights, save_weights
+from trainer.bank import StemBank
+from trainer.config import PRESETS, TrainConfig, apply_overrides, resolve
+from trainer.sampling import Triplet, TripletSampler, flatten, individual_triplets
+
+log = logging.getLogger(__name__)
+STAGES = ("individual", "pretrain", "main")
+
+
+# ----------------------------------------------------------------------------- setup
+@dataclass
+class Env:
+    device: torch.device
+    rank: int = 0
+    world: int = 1
+    local_rank: int = 0
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+
+def setup_env(cfg: TrainConfig) -> Env:
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    want_cuda = cfg.device == "cuda" or (cfg.device == "auto" and torch.cuda.is_available())
+    if want_cuda and not torch.cuda.is_available():
+        raise RuntimeError("device=cuda asked for, but CUDA is not available")
+    if "RANK" in os.environ:
+        rank, world = int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"])
+        local = int(os.environ.get("LOCAL_RANK", 0))
+        dist.init_process_group("nccl" if want_cuda else "gloo")
+        device = torch.device(f"cuda:{local}") if want_cuda else torch.device("cpu")
+        if want_cuda:
+            torch.cuda.set_device(device)
+        return Env(device, rank, world, local)
+    return Env(torch.device("cuda" if want_cuda else "cpu"))
+
+
+def lr_at(step: int, total: int, base: float, warmup: int) -> float:
+    """Linear warm-up, then cosine decay to 10 % of ``base``."""
+    if warmup and step < warmup:
+        return base * (step + 1) / warmup
+    progress = min(1.0, (step - warmup) / max(1, total - warmup))
+    return base * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * progress)))
+
+
+def atomic_torch_save(obj: dict, path: Path) -> None:
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    torch.save(obj, tmp)
+    os.replace(tmp, path)
+
+
+# ----------------------------------------------------------------------------- one stage
+@dataclass
+class StageState:
+    epoch: int = 0
+    step: int = 0
+    best: float = -math.inf
+    bad_epochs: int = 0
+    seconds: float = 0.0
+    done: bool = False
+    history: list = field(default_factory=list)
+
+
+class Stage:
+    """An epoch loop with validation, early stopping, checkpoints and resume."""
+
+    def __init__(self, run: Run, name: str, modules: dict[str, nn.Module], lr: float,
+                 epochs: int, steps: int, budget_s: float, warmup: int = 0):
+        self.run, self.name = run, name
+        self.modules = modules
+        params = [p for m in modules.values() for p in m.parameters()]
+        self.opt = torch.optim.Adam(params, lr=lr, weight_decay=run.cfg.weight_decay)
+        self.lr, self.epochs, self.steps, self.budget_s, self.warmup = lr, epochs, steps, budget_s, warmup
+        self.ckpt = run.out / f"ckpt-{name}.pt"
+        self.state = StageState()
+        if self.ckpt.exists():
+            self._load()
+
+    def _load(self) -> None:
+        blob = torch.load(self.ckpt, map_location=self.run.env.device, weights_only=True)
+        for k, m in self.modules.items():
+            _unwrap(m).load_state_dict(blob["modules"][k])
+        self.opt.load_state_dict(blob["opt"])
+        self.state = StageState(**blob["state"])
+        log.info("%s: resumed at epoch %d, step %d", self.name, self.state.epoch, self.state.step)
+
+    def save(self) -> None:
+        if not self.run.env.main:
+            return
+        blob = {"modules": {k: _unwrap(m).state_dict() for k, m in self.modules.items()},
+                "opt": self.opt.state_dict(), "state": self.state.__dict__,
+                "config": self.run.cfg.to_dict()}
+        atomic_torch_save(blob, self.ckpt)
+
+    def train(self, step_fn: Callable[[np.random.Generator], dict[str, float]],
+              val_fn: Callable[[], dict[str, float]], score_key: str) -> StageState:
+        """Run epochs until done, early stop, time budget, or this process's epoch cap."""
+        cfg, env, st = self.run.cfg, self.run.env, self.state
+        total = self.epochs * self.steps
+        stage_id = STAGES.index(self.name.split(":")[0])
+        sub = PARTS.index(self.name.split(":")[1]) if ":" in self.name else 0
+        while not st.done and st.epoch < self.epochs:
+            rng = np.random.default_rng([cfg.seed, stage_id, sub, st.epoch, env.rank])
+            for m in self.modules.values():
+                m.train()
+            t0, sums, timing = time.perf_counter(), {}, {"data_s": 0.0, "compute_s": 0.0}
+            bar = tqdm(range(self.steps), desc=f"{self.name} {st.epoch + 1}/{self.epochs}",
+                       disable=not env.main or not self.run.progress, leave=False)
+            for _ in bar:
+                for g in self.opt.param_groups:
+                    g["lr"] = lr_at(st.step, total, self.lr, self.warmup)
+                out = step_fn(rng)
+                for k, v in out.items():
+                    if k in timing:
+                        timing[k] += v
+                    else:
+                        sums[k] = sums.get(k, 0.0) + v
+                st.step += 1
+                bar.set_postfix(loss=f"{out['loss']:.4f}")
+            st.epoch += 1
+            st.seconds += time.perf_counter() - t0
+            row = {"stage": self.name, "epoch": st.epoch, "step": st.step,
+                   "lr": self.opt.param_groups[0]["lr"],
+                   **{k: v / self.steps for k, v in sums.items()}, **timing,
+                   "epoch_s": time.perf_counter() - t0}
+            if env.main:
+                for m in self.modules.values():
+                    m.eval()
+                row.update(val_fn())
+                score = row[score_key]
+                if score > st.best:
+                    st.best, st.bad_epochs = score, 0
+                    self.run.on_best(self.name, self.modules, row)
+                else:
+                    st.bad_epochs += 1
+                self.run.log(row)
+            st.history.append({k: row[k] for k in row if isinstance(row[k], (int, float))})
+            if st.bad_epochs >= cfg.patience:
+                log.info("%s: early stop after %d epochs without improvement", self.name, st.bad_epochs)
+                st.done = True
+            if self.budget_s and st.seconds >= self.budget_s:
+                log.info("%s: time budget of %.0f s spent", self.name, self.budget_s)
+                st.done = True
+            if st.epoch >= self.epochs:
+                st.done = True
+            self.run.epochs_this_run += 1
+            if st.done or st.epoch % cfg.ckpt_every == 0 or self.run.should_pause():
+                self.save()
+            if self.run.should_pause() and not st.done:
+                raise Paused(self.name)
+        return st
+
+
+class Paused(Exception):
+    """This process's epoch cap was reached; the run resumes from its checkpoint."""
+
+
+def _unwrap(m: nn.Module) -> nn.Module:
+    return m.module if isinstance(m, nn.parallel.DistributedDataParallel) else m
+
+
+# ----------------------------------------------------------------------------- the run
+class Run:
+    def __init__(self, cfg: TrainConfig, data: Path, out: Path, progress: bool = True):
+        from trainer.data.dataset import SlakhDataset
+
+        self.cfg, self.data, self.out, self.progress = cfg, data, out, progress
+        self.env = setup_env(cfg)
+        self.epochs_this_run = 0
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "individual").mkdir(exist_ok=True)
+        torch.manual_seed(cfg.seed + self.env.rank)
+        dev = self.env.device
+        train = SlakhDataset(data, "train", sample_rate=cfg.sample_rate)
+        val = SlakhDataset(data, "validation", sample_rate=cfg.sample_rate)
+        if len(train) < 4:
+            raise ValueError(f"{data}: the train split has {len(train)} tracks; at least 4 are needed")
+        if len(val) < 4:
+            raise ValueError(f"{data}: the validation split has {len(val)} tracks; at least 4 are needed")
+        kw = dict(segment_seconds=cfg.segment_seconds, hop_seconds=cfg.hop_seconds, device=dev,
+                  progress=progress and self.env.main)
+        self.train = StemBank.from_dataset(train, max_tracks=cfg.max_tracks, **kw)
+        self.val = StemBank.from_dataset(val, max_tracks=cfg.max_val_tracks, **kw)
+        self.summary = {
+            "root": data.name, "train_tracks": len(self.train), "validation_tracks": len(self.val),
+            "train_hours": round(sum(a.shape[1] for a in self.train.audio) / cfg.sample_rate / 3600, 3),
+            "sources": sorted({t.source for t in train.tracks}),
+            "fonts": sorted({t.font for t in train.tracks if t.font}),
+        }
+        self.spec, self.ind_spec = cfg.model_spec(), cfg.individual_spec()
+        self.audio = self.spec.audio
+        if self.env.main:
+            cfg.save(out / "config.json")
+        self.amp = dev.type == "cuda" and cfg.amp
+
+    # --- helpers
+    def should_pause(self) -> bool:
+        cap = self.cfg.max_epochs_this_run
+        return bool(cap) and self.epochs_this_run >= cap
+
+    def log(self, row: dict) -> None:
+        log.info("%s", " ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
+                                for k, v in row.items()))
+        with open(self.out / "log.jsonl", "a") as f:
+            f.write(json.dumps(row) + "\n")
+
+    def budget(self, stage: int, parts: int = 1) -> float:
+        if not self.cfg.time_budget_min:
+            return 0.0
+        return self.cfg.time_budget_min * 60 * self.cfg.stage_share[stage] / parts
+
+    def embed(self, net: nn.Module, clips: torch.Tensor) -> torch.Tensor:
+        mel = log_mel(clips, self.audio)
+        with torch.autocast("cuda", dtype=torch.bfloat16, enabled=self.amp):
+            return net(mel).float()
+
+    @torch.no_grad()
+    def embed_eval(self, net: nn.Module, clips: torch.Tensor, batch: int = 64) -> torch.Tensor:
+        return torch.cat([self.embed(net, clips[i:i + batch]) for i in range(0, len(clips), batch)])
+
+    def wrap(self, m: nn.Module) -> nn.Module:
+        m = m.to(self.env.device)
+        if self.env.world > 1:
+            m = nn.SyncBatchNorm.convert_sync_batchnorm(m) if self.env.device.type == "cuda" else m
+            ids = [self.env.local_rank] if self.env.device.type == "cuda" else None
+            m = nn.parallel.DistributedDataParallel(m, device_ids=ids)
+        return m
+
+    def on_best(self, stage: str, modules: dict[str, nn.Module], row: dict) -> None:
+        net = _unwrap(modules["net"])
+        if stage.startswith("individual:"):
+            path = self.out / "individual" / f"{stage.split(':')[1]}.safetensors"
+            save_weights(path, net, self.ind_spec, card={"stage": stage, "val": row})
+        elif stage == "pretrain":
+            save_weights(self.out / "pretrained.safetensors", net, self.spec, card={"val": row})
+        else:
+            bias = _unwrap(modules["norm"]).bias.detach().cpu().tolist() if "norm" in modules else None
+            card = {"val": row, "norm_bias": bias, "data": self.summary}
+            save_weights(self.out / "best.safetensors", net, self.spec, card=card)
+
+    # --- stage 1: individual networks
+    def individual(self) -> None:
+        cfg = self.cfg
+        for p, part in enumerate(PARTS):
+            done = self.out / "individual" / f"{part}.done"
+            if done.exists():
+                continue
+            net = self.wrap(CSN(self.ind_spec.net))
+            stage = Stage(self, f"individual:{part}", {"net": net}, cfg.ind_lr, cfg.ind_epochs,
+                          cfg.ind_steps, self.budget(0, N_PARTS))
+            val_trip = individual_triplets(self.val.index, p, cfg.val_triplets // 2,
+                                           np.random.default_rng([cfg.seed, 99, p]))
+
+            def step(rng: np.random.Generator, net=net, p=p, stage=stage) -> dict[str, float]:
+                t0 = time.perf_counter()
+                trip = individual_triplets(self.train.index, p, cfg.ind_batch, rng)
+                clips = self.train.clean([s for t in trip for s in t], p)
+                t1 = time.perf_counter()
+                emb = self.embed(net, clips).reshape(len(trip), 3, -1)
+                loss = triplet_loss(emb[:, 0], emb[:, 1], emb[:, 2], cfg.margin)
+                self._update(stage.opt, loss)
+                return {"loss": loss.item(), "data_s": t1 - t0, "compute_s": time.perf_counter() - t1}
+
+            def val(net=net, p=p, trip=val_trip) -> dict[str, float]:
+                emb = self.embed_eval(_unwrap(net), self.val.clean([s for t in trip for s in t], p))
+                emb = emb.reshape(len(trip), 3, -1)
+                d_ap = (emb[:, 0] - emb[:, 1]).norm(dim=1)
+                d_an = (emb[:, 0] - emb[:, 2]).norm(dim=1)
+                return {"val_acc": (d_ap < d_an).float().mean().item()}
+
+            stage.train(step, val, "val_acc")
+            if self.env.main:
+                done.write_text(json.dumps(stage.state.history[-1] if stage.state.history else {}))
+            self._barrier()
+
+    def load_individual(self) -> list[nn.Module]:
+        nets = []
+        for part in PARTS:
+            w = load_weights(self.out / "individual" / f"{part}.safetensors", self.env.device)
+            nets.append(w.model.eval().requires_grad_(False))
+        return nets
+
+    # --- stage 2: pre-training (eq. 9)
+    def pretrain(self) -> None:
+        cfg = self.cfg
+        if (self.out / "pretrain.done").exists():
+            return
+        ind = self.load_individual()
+        net = self.wrap(CSN(self.spec.net))
+        stage = Stage(self, "pretrain", {"net": net}, cfg.pre_lr, cfg.pre_epochs, cfg.pre_steps,
+                      self.budget(1))
+        pieces_fn = self._pretrain_pieces
+        val_pieces = pieces_fn(self.val, cfg.val_triplets, np.random.default_rng([cfg.seed, 98]))
+        val_clips, val_present = self.val.render(val_pieces)
+        val_target = self._targets(ind, self.val, val_pieces, val_present)
+
+        def step(rng: np.random.Generator) -> dict[str, float]:
+            t0 = time.perf_counter()
+            pieces = pieces_fn(self.train, cfg.pre_batch, rng)
+            clips, present = self.train.render(pieces, self._gains(rng, len(pieces)))
+            target = self._targets(ind, self.train, pieces, present)
+            t1 = time.perf_counter()
+            loss = pretrain_loss(self.embed(net, clips), target)
+            self._update(stage.opt, loss)
+            return {"loss": loss.item(), "data_s": t1 - t0, "compute_s": time.perf_counter() - t1}
+
+        def val() -> dict[str, float]:
+            mse = pretrain_loss(self.embed_eval(_unwrap(net), val_clips), val_target).item()
+            return {"val_mse": mse, "val_score": -mse}
+
+        stage.train(step, val, "val_score")
+        if self.env.main:
+            (self.out / "pretrain.done").write_text("{}")
+        self._barrier()
+
+    def _pretrain_pieces(self, bank: StemBank, n: int, rng: np.random.Generator):
+        """Dataset pieces (the paper), or pseudo pieces with made silences (``pre_pseudo``)."""
+        from trainer.sampling import dataset_piece
+
+        if self.cfg.pre_pseudo:
+            sampler = TripletSampler(bank.index, pseudo=True, additional=False,
+                                     same_tempo=self.cfg.same_tempo, keep_prob=self.cfg.keep_prob)
+            return flatten(sampler.draw(max(1, n // 3), rng))[:n]
+        out = []
+        for t in rng.integers(0, len(bank), n):
+            starts = np.concatenate(bank.index.active[t])
+            out.append(dataset_piece(int(t), int(rng.choice(starts)) if len(starts) else 0))
+        return out
+
+    @torch.no_grad()
+    def _targets(self, ind: Sequence[nn.Module], bank: StemBank, pieces, present) -> torch.Tensor:
+        stems = bank.stems(pieces)  # (M, 5, win)
+        outs = torch.stack([self.embed_eval(ind[j], stems[:, j]) for j in range(N_PARTS)], dim=1)
+        return pretrain_target(outs, present)
+
+    def _gains(self, rng: np.random.Generator, m: int) -> np.ndarray:
+        return rng.uniform(-self.cfg.gain_db, 0.0, size=(m, N_PARTS))
+
+    # --- stage 3: main training (eq. 8)
+    def main_stage(self) -> None:
+        cfg = self.cfg
+        if (self.out / "main.done").exists():
+            return
+        base = CSN(self.spec.net)
+        if cfg.use_pretrain:
+            base.load_state_dict(load_weights(self.out / "pretrained.safetensors").model.state_dict())
+        net, norm = self.wrap(base), NormLoss().to(self.env.device)
+        mods = {"net": net, "norm": norm} if cfg.use_norm else {"net": net}
+        steps = max(1, cfg.triplets_per_epoch // cfg.batch)
+        stage = Stage(self, "main", mods, cfg.lr, cfg.epochs, steps, self.budget(2), cfg.warmup_steps)
+        sampler = TripletSampler(self.train.index, pseudo=cfg.use_pseudo, additional=cfg.use_additional,
+                                 same_tempo=cfg.same_tempo, keep_prob=cfg.keep_prob)
+        val_sampler = TripletSampler(self.val.index, pseudo=cfg.use_pseudo, additional=cfg.use_additional,
+                                     same_tempo=False, keep_prob=cfg.keep_prob)
+        val_trip = val_sampler.draw(cfg.val_triplets, np.random.default_rng([cfg.seed, 97]))
+        val_clips, val_present = self.val.render(flatten(val_trip))
+
+        def step(rng: np.random.Generator) -> dict[str, float]:
+            t0 = time.perf_counter()
+            trip = sampler.draw(cfg.batch, rng)
+            clips, present = self.train.render(flatten(trip), self._gains(rng, 3 * len(trip)))
+            t1 = time.perf_counter()
+            emb = self.embed(net, clips)
+            losses = self._main_losses(trip, emb, present, norm)
+            self._update(stage.opt, losses["loss"])
+            return {k: v.item() for k, v in losses.items()} | {
+                "data_s": t1 - t0, "compute_s": time.perf_counter() - t1}
+
+        def val() -> dict[str, float]:
+            emb = self.embed_eval(_unwrap(net), val_clips)
+            return validate_triplets(val_trip, emb, val_present, norm if cfg.use_norm else None)
+
+        stage.train(step, val, "val_acc")
+        if self.env.main:
+            (self.out / "main.done").write_text("{}")
+        self._barrier()
+
+    def _main_losses(self, trip: Sequence[Triplet], emb: torch.Tensor, present: torch.Tensor,
+                     norm: NormLoss) -> dict[str, torch.Tensor]:
+        cfg, dev = self.cfg, emb.device
+        a, p, n = emb[0::3], emb[1::3], emb[2::3]
+        cond = torch.tensor([t.cond for t in trip], device=dev)
+        basic = masked_triplet_loss(a, p, n, cond, cfg.margin)
+        out = {"triplet": basic}
+        loss = basic
+        add_rows = [i for i, t in enumerate(trip) if t.additional is not None]
+        if add_rows:
+            idx = torch.tensor(add_rows, device=dev)
+            c2 = torch.tensor([trip[i].additional for i in add_rows], device=dev)
+            # the additional triplet: anchor (A,B), positive (D,B), negative (A,C) under c'
+            extra = masked_triplet_loss(a[idx], n[idx], p[idx], c2, cfg.margin)
+            out["triplet_add"] = extra
+            loss = (basic * len(trip) + extra * len(add_rows)) / (len(trip) + len(add_rows))
+        if cfg.use_norm:
+            ln = norm(emb, present)
+            out["norm"] = ln
+            loss = loss + cfg.norm_lambda * ln
+        out["loss"] = loss
+        return out
+
+    def _update(self, opt: torch.optim.Optimizer, loss: torch.Tensor) -> None:
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+
+    def _barrier(self) -> None:
+        if self.env.world > 1:
+            dist.barrier()
+
+    # --- all of it
+    def fit(self) -> Path:
+        t0 = time.time()
+        if self.cfg.use_pretrain:
+            self.individual()
+            self.pretrain()
+        self.main_stage()
+        if self.env.main:
+            finish(self, time.time() - t0)
+        return self.out / "best.safetensors"
+
+
+def validate_triplets(trip: Sequence[Triplet], emb: torch.Tensor, present: torch.Tensor,
+                      norm: NormLoss | None) -> dict[str, float]:
+    """Per-part share of validation triplets whose positive is nearer than the negative."""
+    from model.losses import masked_distance
+
+    a, p, n = emb[0::3], emb[1::3], emb[2::3]
+    cond = torch.tensor([t.cond for t in trip], device=emb.device)
+    ok = (masked_distance(a, p, cond) < masked_distance(a, n, cond)).float()
+    row: dict[str, float] = {}
+    accs = []
+    for c, part in enumerate(PARTS):
+        sel = cond == c
+        if sel.any():
+            row[f"val_acc_{part}"] = ok[sel].mean().item()
+            accs.append(row[f"val_acc_{part}"])
+    row["val_acc"] = float(np.mean(accs))
+    if norm is not None:
+        pred = norm.logits(emb) > 0
+        row["val_presence_acc"] = (pred == present.bool()).float().mean().item()
+    return row
+
+
+def finish(run: Run, seconds: float) -> None:
+    """Write the run summary and the loss plot."""
+    summary = {"seconds": round(seconds, 1), "device": str(run.env.device),
+               "world_size": run.env.world, "data": run.summary}
+    path = run.out / "summary.json"
+    old = json.loads(path.read_text()) if path.exists() else {}
+    summary["seconds"] = round(seconds + old.get("seconds", 0.0), 1)
+    path.write_text(json.dumps(summary, indent=2))
+    plot_log(run.out / "log.jsonl", run.out / "loss.png")
+
+
+def plot_log(log_path: Path, png: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = [json.loads(x) for x in log_path.read_text().splitlines() if x.strip()]
+    stages = list(dict.fromkeys(r["stage"].split(":")[0] for r in rows))
+    fig, axes = plt.subplots(1, len(stages), figsize=(4 * len(stages), 3), squeeze=False)
+    for ax, st in zip(axes[0], stages, strict=True):
+        for name in sorted({r["stage"] for r in rows if r["stage"].split(":")[0] == st}):
+            sel = [r for r in rows if r["stage"] == name]
+            ax.plot([r["epoch"] for r in sel], [r["loss"] for r in sel], label=f"{name} loss")
+            key = next((k for k in ("val_acc", "val_mse") if k in sel[0]), None)
+            if key:
+                ax.plot([r["epoch"] for r in sel], [r[key] for r in sel], "--", label=f"{name} {key}")
+        ax.set_title(st)
+        ax.set_xlabel("epoch")
+        ax.legend(fontsize=6)
+    fig.tight_layout()
+    fig.savefig(png, dpi=100)
+    plt.close(fig)
+
+
+# ----------------------------------------------------------------------------- CLI
+def main(argv: Sequence[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(
+        prog="partwise-train fit",
+        description="Train the CSN: individual networks, pre-training, then triplet + norm "
+                    "training on pseudo pieces. Any config value can be overridden as --key=value "
+                    "(see trainer/config.py), e.g. --epochs=200 --widths=16,32,64,128,128.")
+    ap.add_argument("--data", type=Path, required=True, help="dataset in the Slakh layout")
+    ap.add_argument("--preset", default="cpu", choices=sorted(PRESETS))
+    ap.add_argument("--out", type=Path, required=True, help="run folder")
+    ap.add_argument("--resume", action="store_true", help="continue the run in --out")
+    ap.add_argument("--quiet", action="store_true", help="no progress bars")
+    args, overrides = ap.parse_known_args(argv)
+    setup_logging()
+    try:
+        if args.out.exists() and any(args.out.iterdir()) and not args.resume:
+            raise ValueError(f"{args.out}: run folder is not empty; pass --resume to continue it")
+        if args.resume and (args.out / "config.json").exists():
+            saved = TrainConfig.from_dict(json.loads((args.out / "config.json").read_text()))
+            cfg = apply_overrides(saved, overrides)
+        else:
+            cfg = resolve(args.preset, overrides)
+        if not args.data.is_dir():
+            raise ValueError(f"{args.data}: dataset folder not found")
+        run = Run(cfg, args.data, args.out, progress=not args.quiet)
+        best = run.fit()
+    except Paused as p:
+        log.info("paused in stage %s; continue with --resume", p)
+        return 0
+    except (ValueError, RuntimeError, OSError) as e:
+        log.error("%s", e)
+        return 1
+    if run.env.main:
+        print(best)
+    if run.env.world > 1:
+        dist.destroy_process_group()
+    return 0

@@ -1,0 +1,165 @@
+"""Pseudo musical pieces and triplets (paper sec. 3.4), as plain index data.
+
+A *piece* says, for each of the five parts, which training track it comes from and where the
+segment starts (or ``None`` when the part is not mixed in: a made silence). A *dataset piece*
+takes every part from one track at one time. Audio is only made later, by the stem bank, so the
+rules here are cheap to test.
+
+Basic triplet for condition c: anchor (A, B), positive (A, C), negative (D, B) -- the positive
+shares the anchor's c-part, the negative shares its other parts. The additional triplet reuses
+the same three pieces as anchor (A, B), positive (D, B), negative (A, C) under a condition
+c' != c that both B and C sound in, so the non-c parts are learned from the same audio.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from model.parts import N_PARTS
+
+
+@dataclass(frozen=True)
+class Source:
+    track: int
+    start: int  # sample offset of the segment in that track
+
+
+Piece = tuple[Source | None, ...]  # one entry per part, model.parts.PARTS order
+
+
+@dataclass(frozen=True)
+class Triplet:
+    anchor: Piece
+    positive: Piece
+    negative: Piece
+    cond: int
+    additional: int | None = None  # condition c' of the additional triplet, if any
+
+
+@dataclass
+class SegmentIndex:
+    """Where each part is active: ``active[t][p]`` = start samples of windows where part p of
+    track t is audible; ``tempo_class[t]`` = its tempo class."""
+
+    tempo_class: np.ndarray
+    active: list[list[np.ndarray]]
+
+    def __post_init__(self) -> None:
+        self.tempo_class = np.asarray(self.tempo_class)
+        assert len(self.active) == len(self.tempo_class)
+        self.has = np.array([[len(a) > 0 for a in parts] for parts in self.active], dtype=bool)
+        self.has = self.has.reshape(len(self.active), N_PARTS)
+
+    def __len__(self) -> int:
+        return len(self.tempo_class)
+
+
+def dataset_piece(track: int, start: int) -> Piece:
+    return tuple(Source(track, start) for _ in range(N_PARTS))
+
+
+class TripletSampler:
+    """Draws pseudo-piece triplets (or, with ``pseudo=False``, dataset-piece triplets)."""
+
+    def __init__(self, index: SegmentIndex, *, pseudo: bool = True, additional: bool = True,
+                 same_tempo: bool = True, keep_prob: float = 0.6):
+        self.index = index
+        self.pseudo = pseudo
+        self.additional = additional and pseudo
+        self.keep_prob = keep_prob
+        groups = index.tempo_class if same_tempo else np.zeros(len(index), dtype=int)
+        self.groups = {int(g): np.flatnonzero(groups == g) for g in np.unique(groups)}
+        # groups usable for each condition: >= 2 tracks with the part, >= 4 tracks in all
+        self.usable = {
+            c: [g for g, m in self.groups.items() if len(m) >= 4 and index.has[m, c].sum() >= 2]
+            for c in range(N_PARTS)
+        }
+        self.usable_conds = [c for c in range(N_PARTS) if self.usable[c]]
+        if not self.usable_conds and pseudo:
+            raise ValueError("no tempo class has enough tracks to mix pseudo pieces "
+                             "(need 4 tracks, 2 with the condition part); use more tracks "
+                             "or same_tempo=False")
+
+    def _start(self, rng: np.random.Generator, track: int, part: int | None) -> int:
+        starts = (self.index.active[track][part] if part is not None
+                  else np.concatenate(self.index.active[track]))
+        if len(starts) == 0:
+            starts = np.concatenate(self.index.active[track])
+        return int(rng.choice(starts)) if len(starts) else 0
+
+    def draw(self, n: int, rng: np.random.Generator) -> list[Triplet]:
+        """``n`` basic triplets, conditions spread evenly over the usable parts."""
+        conds = rng.permutation(np.resize(np.array(self.usable_conds or range(N_PARTS)), n))
+        draw = self._pseudo if self.pseudo else self._dataset
+        return [draw(int(c), rng) for c in conds]
+
+    def _dataset(self, c: int, rng: np.random.Generator) -> Triplet:
+        with_c = np.flatnonzero(self.index.has[:, c])
+        a, d = rng.choice(with_c, 2, replace=False)
+        return Triplet(
+            anchor=dataset_piece(int(a), self._start(rng, int(a), c)),
+            positive=dataset_piece(int(a), self._start(rng, int(a), c)),
+            negative=dataset_piece(int(d), self._start(rng, int(d), c)),
+            cond=c,
+        )
+
+    def _pseudo(self, c: int, rng: np.random.Generator) -> Triplet:
+        has = self.index.has
+        for _ in range(100):
+            members = self.groups[int(rng.choice(self.usable[c]))]
+            a, d = rng.choice(members[has[members, c]], 2, replace=False)
+            rest = members[(members != a) & (members != d)]
+            if len(rest) < 2:
+                continue
+            b, cc = (int(x) for x in rng.choice(rest, 2, replace=False))
+            shared = [j for j in range(N_PARTS) if j != c and has[b, j] and has[cc, j]]
+            if self.additional and not shared:
+                continue
+            keep = {j for j in range(N_PARTS) if j != c and rng.random() < self.keep_prob}
+            c2 = None
+            if self.additional:
+                c2 = int(rng.choice(shared))
+                keep.add(c2)
+            # the else-parts of one source come from one time, so they still sound together
+            b1, b2 = self._start(rng, b, c2), self._start(rng, b, c2)
+            c_start = self._start(rng, cc, c2)
+
+            def piece(c_src: Source, other: int, start: int, keep=keep) -> Piece:
+                return tuple(c_src if j == c else (Source(other, start) if j in keep else None)
+                             for j in range(N_PARTS))
+
+            a_src1 = Source(int(a), self._start(rng, int(a), c))
+            a_src2 = Source(int(a), self._start(rng, int(a), c))
+            d_src = Source(int(d), self._start(rng, int(d), c))
+            return Triplet(
+                anchor=piece(a_src1, b, b1),
+                positive=piece(a_src2, cc, c_start),
+                negative=piece(d_src, b, b2),
+                cond=c,
+                additional=c2,
+            )
+        raise RuntimeError(f"could not draw a triplet for part {c} in 100 tries")
+
+
+def individual_triplets(index: SegmentIndex, part: int, n: int,
+                        rng: np.random.Generator) -> list[tuple[Source, Source, Source]]:
+    """Clean-stem triplets for one part's individual network: same track = positive."""
+    with_p = np.flatnonzero(index.has[:, part])
+    if len(with_p) < 2:
+        raise ValueError(f"part {part} is audible in fewer than 2 training tracks")
+    out = []
+    for _ in range(n):
+        a, d = rng.choice(with_p, 2, replace=False)
+        s = index.active
+        out.append((Source(int(a), int(rng.choice(s[a][part]))),
+                    Source(int(a), int(rng.choice(s[a][part]))),
+                    Source(int(d), int(rng.choice(s[d][part])))))
+    return out
+
+
+def flatten(triplets: Sequence[Triplet]) -> list[Piece]:
+    """[a0, p0, n0, a1, p1, n1, ...] for rendering in one batch."""
+    return [p for t in triplets for p in (t.anchor, t.positive, t.negative)]
