@@ -1,0 +1,300 @@
+"""Audio decoding for the library: probe, read only the analysis windows, and tags.
+
+libsndfile (``soundfile``) reads wav, flac, ogg/vorbis, opus, mp3 and aiff quickly and seeks
+exactly; whatever it cannot open (m4a/aac, odd mp3s, ...) goes through FFmpeg via PyAV. Both
+paths return the same thing: mono float32 clips at the model's sample rate, resampled by
+:func:`model.audio.prepare`, so features do not depend on the decoder. Every failure is a
+:class:`DecodeError` whose message names the file and the problem.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+import torch
+
+from model.audio import resample, to_mono
+from model.embedder import segment_starts
+
+log = logging.getLogger(__name__)
+
+AUDIO_EXTENSIONS = frozenset(
+    {".wav", ".wave", ".flac", ".ogg", ".oga", ".opus", ".mp3", ".m4a", ".mp4", ".aac",
+     ".aif", ".aiff", ".aifc", ".wma", ".alac"}
+)
+MIN_DURATION = 1.0  # seconds; anything shorter cannot be analysed meaningfully
+# A window that starts this far inside the declared duration must decode at least this share
+# of its samples, or the file is reported as truncated.
+_TRUNCATION_SLACK_S = 1.0
+_MIN_SHARE = 0.5
+
+
+class DecodeError(RuntimeError):
+    """A file could not be decoded; the message names the file and the problem."""
+
+
+@dataclass(frozen=True)
+class AudioInfo:
+    """What the decoder knows before reading samples."""
+
+    duration: float  # seconds
+    sample_rate: int
+    channels: int
+    backend: str  # "soundfile" | "pyav"
+
+
+@dataclass(frozen=True)
+class Clips:
+    """clips: (K, window * rate) mono float32 at ``rate``; starts: (K,) seconds."""
+
+    clips: np.ndarray
+    starts: np.ndarray
+    info: AudioInfo
+    rate: int
+
+
+def is_audio_file(path: str | os.PathLike) -> bool:
+    return Path(path).suffix.lower() in AUDIO_EXTENSIONS
+
+
+# ---------------------------------------------------------------- probing
+
+def _probe_soundfile(path: Path) -> AudioInfo | None:
+    try:
+        info = sf.info(str(path))
+    except (sf.LibsndfileError, RuntimeError, TypeError):
+        return None
+    if info.samplerate <= 0 or info.frames <= 0:
+        return None
+    return AudioInfo(info.frames / info.samplerate, int(info.samplerate), int(info.channels), "soundfile")
+
+
+def _open_av(path: Path):
+    import av
+
+    try:
+        container = av.open(str(path), mode="r")
+    except (av.FFmpegError, OSError, ValueError) as e:
+        raise DecodeError(f"{path}: not a readable audio file ({_short(e)})") from e
+    streams = [s for s in container.streams if s.type == "audio"]
+    if not streams:
+        container.close()
+        raise DecodeError(f"{path}: no audio stream in the file")
+    return container, streams[0]
+
+
+def _probe_av(path: Path) -> AudioInfo:
+    container, stream = _open_av(path)
+    try:
+        duration = None
+        if stream.duration is not None and stream.time_base is not None:
+            duration = float(stream.duration * stream.time_base)
+        elif container.duration is not None:
+            duration = container.duration / 1_000_000
+        rate = int(stream.codec_context.sample_rate or stream.rate or 0)
+        channels = int(stream.codec_context.channels or 0)
+        if not rate:
+            raise DecodeError(f"{path}: audio stream without a sample rate")
+        if duration is None or not math.isfinite(duration):
+            # No duration in the headers: decode once to count (rare; raw streams).
+            n = 0
+            for fr in container.decode(stream):
+                n += fr.samples
+            duration = n / rate
+        return AudioInfo(duration, rate, channels, "pyav")
+    except DecodeError:
+        raise
+    except Exception as e:  # FFmpeg raises a wide family of errors on damaged files
+        raise DecodeError(f"{path}: cannot read the audio stream ({_short(e)})") from e
+    finally:
+        container.close()
+
+
+def probe(path: str | os.PathLike) -> AudioInfo:
+    """Duration, rate and channels; soundfile first, PyAV for what libsndfile cannot read."""
+    path = Path(path)
+    _check_readable(path)
+    return _probe_soundfile(path) or _probe_av(path)
+
+
+def _check_readable(path: Path) -> None:
+    try:
+        st = path.stat()
+    except FileNotFoundError:
+        raise
+    except OSError as e:
+        raise DecodeError(f"{path}: cannot access the file ({e.strerror})") from e
+    if st.st_size == 0:
+        raise DecodeError(f"{path}: empty file (0 bytes)")
+    if not os.access(path, os.R_OK):
+        raise DecodeError(f"{path}: permission denied (file is not readable)")
+
+
+def _short(e: BaseException) -> str:
+    s = str(e).strip() or type(e).__name__
+    return s if len(s) < 200 else s[:197] + "..."
+
+
+# ---------------------------------------------------------------- reading windows
+
+def _read_soundfile(path: Path, starts: np.ndarray, length: float, info: AudioInfo) -> list[np.ndarray]:
+    """Seek to each start (seconds) and read ``length`` s; returns mono native-rate arrays."""
+    sr = info.sample_rate
+    n = int(round(length * sr))
+    out = []
+    try:
+        with sf.SoundFile(str(path)) as f:
+            for s in starts.tolist():
+                f.seek(min(int(round(s * sr)), max(f.frames - 1, 0)))
+                out.append(to_mono(f.read(n, dtype="float32", always_2d=True)))
+    except (sf.LibsndfileError, RuntimeError, ValueError) as e:
+        raise DecodeError(f"{path}: decoding failed ({_short(e)})") from e
+    return out
+
+
+def _frame_mono(frame) -> np.ndarray:
+    a = frame.to_ndarray()
+    if frame.format.is_planar:
+        a = a.astype(np.float32, copy=False)
+        mono = a.mean(axis=0)
+    else:
+        ch = max(len(frame.layout.channels), 1)
+        mono = a.reshape(-1, ch).astype(np.float32, copy=False).mean(axis=1)
+    kind = frame.format.name.rstrip("p")
+    if kind == "s16":
+        mono = mono / 32768.0
+    elif kind == "s32":
+        mono = mono / 2147483648.0
+    elif kind == "u8":
+        mono = (mono - 128.0) / 128.0
+    return mono.astype(np.float32, copy=False)
+
+
+def _read_av(path: Path, starts: np.ndarray, length: float, info: AudioInfo) -> list[np.ndarray]:
+    """Seek (container-level) to each window and decode just enough frames for it."""
+    sr = info.sample_rate
+    n = int(round(length * sr))
+    container, stream = _open_av(path)
+    out = []
+    try:
+        for s in starts.tolist():
+            if s > 0 and stream.time_base is not None:
+                container.seek(int(s / stream.time_base), stream=stream, backward=True, any_frame=False)
+            else:
+                container.seek(0)
+            parts: list[np.ndarray] = []
+            have = 0
+            for fr in container.decode(stream):
+                t0 = float(fr.time) if fr.time is not None else 0.0
+                mono = _frame_mono(fr)
+                skip = int(round((s - t0) * sr))
+                if skip >= len(mono):
+                    continue
+                if skip > 0:
+                    mono = mono[skip:]
+                parts.append(mono)
+                have += len(mono)
+                if have >= n:
+                    break
+            clip = np.concatenate(parts)[:n] if parts else np.zeros(0, np.float32)
+            out.append(clip)
+    except DecodeError:
+        raise
+    except Exception as e:
+        raise DecodeError(f"{path}: decoding failed ({_short(e)})") from e
+    finally:
+        container.close()
+    return out
+
+
+def read_clips(path: str | os.PathLike, rate: int, window: float,
+               max_windows: int | None = None, info: AudioInfo | None = None) -> Clips:
+    """Decode only the analysis windows of a file.
+
+    Windows of ``window`` s without overlap, at most ``max_windows`` spread over the track
+    (:func:`model.embedder.segment_starts`, the same policy the Embedder uses). Returns
+    (K, round(window * rate)) mono float32 clips at ``rate``; a short tail is zero-padded.
+    """
+    path = Path(path)
+    info = info or probe(path)
+    if info.duration < MIN_DURATION:
+        raise DecodeError(
+            f"{path}: audio too short ({info.duration:.3f} s; at least {MIN_DURATION:g} s needed)"
+        )
+    n_target = int(round(info.duration * rate))
+    starts = segment_starts(n_target, rate, window, None, max_windows) / rate
+    reader = _read_soundfile if info.backend == "soundfile" else _read_av
+    raw = reader(path, starts, window, info)
+    win = int(round(window * rate))
+    clips = np.zeros((len(raw), win), dtype=np.float32)
+    for i, (s, a) in enumerate(zip(starts.tolist(), raw, strict=True)):
+        expected = min(window, info.duration - s) * info.sample_rate
+        if s + _TRUNCATION_SLACK_S < info.duration and len(a) < _MIN_SHARE * expected:
+            raise DecodeError(
+                f"{path}: truncated or damaged: the file says {info.duration:.1f} s but the audio "
+                f"ends near {s + len(a) / info.sample_rate:.1f} s"
+            )
+        if len(a) == 0:
+            continue
+        if not np.isfinite(a).all():
+            a = np.nan_to_num(a, nan=0.0, posinf=0.0, neginf=0.0)
+        r = resample(torch.from_numpy(np.ascontiguousarray(a)), info.sample_rate, rate).numpy()
+        clips[i, : min(win, len(r))] = r[:win]
+    return Clips(clips=clips, starts=starts.astype(np.float32), info=info, rate=rate)
+
+
+def read_all(path: str | os.PathLike, rate: int) -> np.ndarray:
+    """Whole file, mono float32 at ``rate`` (used by tools and the decode-only benchmark)."""
+    path = Path(path)
+    info = probe(path)
+    reader = _read_soundfile if info.backend == "soundfile" else _read_av
+    (a,) = reader(path, np.zeros(1), info.duration + 1.0, info)
+    return resample(a, info.sample_rate, rate).numpy()
+
+
+# ---------------------------------------------------------------- tags
+
+@dataclass(frozen=True)
+class Tags:
+    title: str
+    artist: str
+    album: str
+    duration: float | None
+
+
+def read_tags(path: str | os.PathLike) -> Tags:
+    """Title, artist, album and duration via mutagen; the file name when there are no tags."""
+    path = Path(path)
+    title = artist = album = ""
+    duration: float | None = None
+    try:
+        import mutagen
+
+        f = mutagen.File(str(path), easy=True)
+        if f is not None:
+            if f.tags is not None:
+                title = _first(f.tags, "title")
+                artist = _first(f.tags, "artist")
+                album = _first(f.tags, "album")
+            length = getattr(getattr(f, "info", None), "length", None)
+            if length and math.isfinite(length) and length > 0:
+                duration = float(length)
+    except Exception as e:  # mutagen raises many kinds of errors on damaged tags
+        log.debug("%s: no readable tags (%s)", path, e)
+    return Tags(title=title or path.stem, artist=artist, album=album, duration=duration)
+
+
+def _first(tags, key: str) -> str:
+    try:
+        v = tags.get(key)
+    except (KeyError, ValueError, TypeError):
+        return ""
+    if isinstance(v, list):
+        v = v[0] if v else ""
+    return str(v or "").strip()

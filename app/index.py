@@ -1,0 +1,386 @@
+"""Search indices over the track vectors: exact below a size, HNSW per part above it.
+
+:class:`VectorIndex` keeps every track vector (N, 640) in memory with its part squared norms,
+and, once the library is large enough, six hnswlib indices: one per part subspace (128-d) and
+one over the whole 640-d vector. HNSW labels are row numbers in the arrays; rows are only ever
+appended, a replaced or removed track's row is marked dead (and ``mark_deleted`` in HNSW).
+Rows added after the last HNSW update form a *tail* that every query scans exactly, so the
+index is always in step with the store even while a scan is adding tracks.
+
+A focused query (see :mod:`app.focus`) takes candidates from the HNSW index of each positively
+weighted part (or the 640-d index when all five weights are equal), adds the tail, and re-ranks
+the union exactly. Libraries under ``exact_below`` tracks, and queries with no positive weight,
+are answered by exact brute force. All methods are thread-safe (one re-entrant lock).
+
+On disk (``save``/``load``) each version lives in its own ``gen-*`` folder and a ``CURRENT``
+file, replaced atomically, names the valid one.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import threading
+import time
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import hnswlib
+import numpy as np
+
+from app.focus import focused_scores, part_distances, part_sq_norms
+from model.parts import EMBED_DIM, N_PARTS, SUBSPACE_DIM, part_slice
+
+log = logging.getLogger(__name__)
+
+INDEX_FORMAT = 1
+
+
+@dataclass(frozen=True)
+class IndexParams:
+    """Tuning of the index; the defaults meet recall@10 >= 0.98 in ``bench/query.py``."""
+
+    exact_below: int = 5000  # brute force while the library has fewer tracks than this
+    m: int = 16  # HNSW graph degree
+    ef_construction: int = 120
+    ef_search: int = 160
+    candidates: int = 100  # per positively weighted part, at least 10 * k
+    fold_every: int = 2048  # tail rows that trigger adding them to HNSW
+    fold_chunk: int = 1024  # rows added per lock hold, so queries are not starved
+    compact_above: float = 0.25  # dead row share that triggers a rebuild
+    threads: int = 0  # hnswlib build threads; 0 = all cores
+
+
+@dataclass
+class Hits:
+    """ids (k,) int64, scores (k,) float32 focused distance, parts (k, 5) squared distances."""
+
+    ids: np.ndarray
+    scores: np.ndarray
+    parts: np.ndarray
+    exact: bool
+
+
+def _new_hnsw(dim: int, capacity: int, p: IndexParams) -> hnswlib.Index:
+    idx = hnswlib.Index(space="l2", dim=dim)
+    idx.init_index(max_elements=max(capacity, 16), ef_construction=p.ef_construction, M=p.m)
+    idx.set_ef(p.ef_search)
+    return idx
+
+
+_DIMS = [SUBSPACE_DIM] * N_PARTS + [EMBED_DIM]
+
+
+def _sub(vecs: np.ndarray, which: int) -> np.ndarray:
+    if which == N_PARTS:
+        return vecs
+    return np.ascontiguousarray(vecs[:, part_slice(which)])
+
+
+class VectorIndex:
+    """Track vectors + HNSW per part; see the module docstring."""
+
+    def __init__(self, params: IndexParams | None = None):
+        self.params = params or IndexParams()
+        self._lock = threading.RLock()
+        self._vecs = np.zeros((0, EMBED_DIM), np.float32)
+        self._sq = np.zeros((0, N_PARTS), np.float32)
+        self._ids = np.zeros(0, np.int64)
+        self._revs = np.zeros(0, np.int64)
+        self._alive = np.zeros(0, bool)
+        self._n = 0
+        self._pos: dict[int, int] = {}
+        self._hnsw: list[hnswlib.Index] | None = None
+        self._n_indexed = 0  # rows [0, n_indexed) are in HNSW
+        self._epoch = 0  # bumped when rows are renumbered (compaction)
+        self._maint_lock = threading.Lock()  # one maintenance at a time
+
+    # ------------------------------------------------------------ state
+    def __len__(self) -> int:
+        with self._lock:
+            return len(self._pos)
+
+    @property
+    def has_hnsw(self) -> bool:
+        return self._hnsw is not None
+
+    def revs(self) -> dict[int, int]:
+        """id -> rev of every live track."""
+        with self._lock:
+            return {i: int(self._revs[r]) for i, r in self._pos.items()}
+
+    def vectors(self) -> tuple[np.ndarray, np.ndarray]:
+        """Copies of the live ids (N,) int64 and vectors (N, 640) float32, ordered by id."""
+        with self._lock:
+            rows = np.flatnonzero(self._alive[: self._n])
+            ids = self._ids[rows].copy()
+            order = np.argsort(ids, kind="stable")
+            return ids[order], self._vecs[rows[order]].copy()
+
+    def vector(self, track_id: int) -> np.ndarray | None:
+        with self._lock:
+            r = self._pos.get(int(track_id))
+            return None if r is None else self._vecs[r].copy()
+
+    # ------------------------------------------------------------ updates
+    def _grow(self, need: int) -> None:
+        cap = len(self._ids)
+        if need <= cap:
+            return
+        new = max(need, int(cap * 1.5) + 64)
+
+        def grow(a: np.ndarray) -> np.ndarray:
+            b = np.zeros((new, *a.shape[1:]), a.dtype)
+            b[: self._n] = a[: self._n]
+            return b
+
+        self._vecs, self._sq = grow(self._vecs), grow(self._sq)
+        self._ids, self._revs, self._alive = grow(self._ids), grow(self._revs), grow(self._alive)
+
+    def _kill(self, row: int) -> None:
+        self._alive[row] = False
+        if self._hnsw is not None and row < self._n_indexed:
+            for h in self._hnsw:
+                try:
+                    h.mark_deleted(row)
+                except RuntimeError:  # already deleted
+                    pass
+
+    def upsert(self, ids: Iterable[int], revs: Iterable[int], vecs: np.ndarray) -> None:
+        """Add or replace tracks. vecs: (n, 640) float32."""
+        ids = np.asarray(list(ids), np.int64)
+        revs = np.asarray(list(revs), np.int64)
+        vecs = np.asarray(vecs, np.float32).reshape(len(ids), EMBED_DIM)
+        if not len(ids):
+            return
+        with self._lock:
+            for i in ids.tolist():
+                r = self._pos.pop(i, None)
+                if r is not None:
+                    self._kill(r)
+            n0 = self._n
+            self._grow(n0 + len(ids))
+            self._vecs[n0:n0 + len(ids)] = vecs
+            self._sq[n0:n0 + len(ids)] = part_sq_norms(vecs)
+            self._ids[n0:n0 + len(ids)] = ids
+            self._revs[n0:n0 + len(ids)] = revs
+            self._alive[n0:n0 + len(ids)] = True
+            self._n = n0 + len(ids)
+            for j, i in enumerate(ids.tolist()):
+                self._pos[i] = n0 + j
+
+    def remove(self, ids: Iterable[int]) -> int:
+        n = 0
+        with self._lock:
+            for i in ids:
+                r = self._pos.pop(int(i), None)
+                if r is not None:
+                    self._kill(r)
+                    n += 1
+        return n
+
+    def maintain(self, force: bool = False) -> None:
+        """Bring HNSW up to date: compact when many rows are dead, build when the library has
+        grown past ``exact_below``, add the tail when it is long (or ``force``)."""
+        with self._maint_lock:
+            self._maintain(force)
+
+    def _maintain(self, force: bool) -> None:
+        p = self.params
+        with self._lock:
+            dead = self._n - len(self._pos)
+            if self._n and dead / self._n > p.compact_above:
+                self._compact()
+            big = len(self._pos) >= p.exact_below
+            if not big:
+                if self._hnsw is not None and len(self._pos) < p.exact_below // 2:
+                    self._hnsw, self._n_indexed = None, 0
+                return
+            need_build = self._hnsw is None
+            n0 = self._n
+            tail = n0 - self._n_indexed
+            if not need_build and not force and tail < p.fold_every:
+                return
+            vecs, alive, epoch = self._vecs, self._alive[:n0].copy(), self._epoch
+        if need_build:
+            self._build(vecs, alive, n0, epoch)
+        self._fold()
+
+    def _compact(self) -> None:
+        rows = np.flatnonzero(self._alive[: self._n])
+        log.info("compacting the index: %d live of %d rows", len(rows), self._n)
+        self._vecs, self._sq = self._vecs[rows].copy(), self._sq[rows].copy()
+        self._ids, self._revs = self._ids[rows].copy(), self._revs[rows].copy()
+        self._alive = np.ones(len(rows), bool)
+        self._n = len(rows)
+        self._pos = {int(i): r for r, i in enumerate(self._ids.tolist())}
+        self._hnsw, self._n_indexed = None, 0
+        self._epoch += 1
+
+    def _build(self, vecs: np.ndarray, alive: np.ndarray, n0: int, epoch: int) -> None:
+        """Build HNSW over rows [0, n0) outside the lock, then swap it in."""
+        p = self.params
+        t = time.perf_counter()
+        rows = np.flatnonzero(alive)
+        threads = p.threads or (os.cpu_count() or 1)
+        built = []
+        for which, dim in enumerate(_DIMS):
+            h = _new_hnsw(dim, int(n0 * 1.25) + 1024, p)
+            for s in range(0, len(rows), 20000):
+                r = rows[s:s + 20000]
+                h.add_items(_sub(vecs[r], which), r, num_threads=threads)
+            built.append(h)
+        with self._lock:
+            if epoch != self._epoch:
+                return
+            for r in np.flatnonzero(~self._alive[:n0] & alive):  # killed while we built
+                for h in built:
+                    h.mark_deleted(int(r))
+            self._hnsw, self._n_indexed = built, n0
+        log.info("built HNSW over %d tracks in %.1f s", len(rows), time.perf_counter() - t)
+
+    def _fold(self) -> None:
+        p = self.params
+        threads = p.threads or (os.cpu_count() or 1)
+        while True:
+            with self._lock:
+                if self._hnsw is None or self._n_indexed >= self._n:
+                    return
+                a, b = self._n_indexed, min(self._n, self._n_indexed + p.fold_chunk)
+                rows = a + np.flatnonzero(self._alive[a:b])
+                for h in self._hnsw:
+                    if h.get_max_elements() < b:
+                        h.resize_index(int(b * 1.5) + 1024)
+                for which, h in enumerate(self._hnsw):
+                    if len(rows):
+                        h.add_items(_sub(self._vecs[rows], which), rows, num_threads=threads)
+                self._n_indexed = b
+
+    # ------------------------------------------------------------ search
+    def search(self, q: np.ndarray, w: np.ndarray, k: int,
+               exclude: Iterable[int] = ()) -> Hits:
+        """The k live tracks with the lowest focused distance to q (640,) under w (5,)."""
+        q = np.asarray(q, np.float32).reshape(EMBED_DIM)
+        w = np.asarray(w, np.float32).reshape(N_PARTS)
+        excl = {int(i) for i in exclude}
+        with self._lock:
+            n = self._n
+            rows = None
+            exact = True
+            if self._hnsw is not None and (w > 0).any():
+                rows = self._candidates(q, w, k + len(excl))
+                exact = rows is None
+            if rows is None:
+                rows = np.flatnonzero(self._alive[:n])
+            if excl:
+                keep = ~np.isin(self._ids[rows], np.fromiter(excl, np.int64, len(excl)))
+                rows = rows[keep]
+            scores = focused_scores(q, w, self._vecs[rows], self._sq[rows])
+            top = min(k, len(rows))
+            if top == 0:
+                z = np.zeros(0, np.float32)
+                return Hits(np.zeros(0, np.int64), z, np.zeros((0, N_PARTS), np.float32), exact)
+            best = np.argpartition(scores, top - 1)[:top] if top < len(rows) else np.arange(len(rows))
+            pd = part_distances(q, self._vecs[rows[best]])
+            exact_scores = pd @ w  # recomputed directly: no cancellation error in what we report
+            order = np.lexsort((self._ids[rows[best]], exact_scores))
+            best = best[order]
+            return Hits(ids=self._ids[rows[best]].copy(), scores=exact_scores[order].astype(np.float32),
+                        parts=pd[order].astype(np.float32), exact=exact)
+
+    def _candidates(self, q: np.ndarray, w: np.ndarray, k: int) -> np.ndarray | None:
+        p = self.params
+        n_live_indexed = int(self._alive[: self._n_indexed].sum())
+        kk = min(max(p.candidates, 10 * k), n_live_indexed)
+        if kk <= 0:
+            return None
+        if (w > 0).all() and np.allclose(w, w[0]):
+            which = [N_PARTS]
+        else:
+            which = np.flatnonzero(w > 0).tolist()
+        found = []
+        for c in which:
+            h = self._hnsw[c]
+            h.set_ef(max(p.ef_search, kk))
+            sub = q if c == N_PARTS else q[part_slice(c)]
+            try:
+                labels, _ = h.knn_query(sub[None, :], k=kk, num_threads=1)
+            except RuntimeError as e:  # too many deleted neighbours for the graph to return kk
+                log.debug("HNSW query fell back to exact search (%s)", e)
+                return None
+            found.append(labels[0].astype(np.int64))
+        tail = self._n_indexed + np.flatnonzero(self._alive[self._n_indexed:self._n])
+        rows = np.unique(np.concatenate(found + [tail]))
+        return rows[self._alive[rows]]
+
+    # ------------------------------------------------------------ persistence
+    def save(self, folder: str | os.PathLike, meta: dict) -> None:
+        """Write the arrays and HNSW files to a new generation folder, then switch CURRENT."""
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        gen = folder / f"gen-{time.time_ns()}"
+        gen.mkdir()
+        try:
+            with self._lock:
+                n = self._n
+                np.save(gen / "vectors.npy", self._vecs[:n])
+                np.save(gen / "ids.npy", self._ids[:n])
+                np.save(gen / "revs.npy", self._revs[:n])
+                np.save(gen / "alive.npy", self._alive[:n])
+                if self._hnsw is not None:
+                    for which, h in enumerate(self._hnsw):
+                        h.save_index(str(gen / f"hnsw-{which}.bin"))
+                doc = {"format": INDEX_FORMAT, "rows": n, "n_indexed": self._n_indexed if self._hnsw else 0,
+                       "live": len(self._pos), "params": asdict(self.params), **meta}
+            (gen / "meta.json").write_text(json.dumps(doc, indent=1))
+            tmp = folder / "CURRENT.tmp"
+            tmp.write_text(gen.name)
+            os.replace(tmp, folder / "CURRENT")
+        except BaseException:
+            shutil.rmtree(gen, ignore_errors=True)
+            raise
+        for old in folder.glob("gen-*"):
+            if old.name != gen.name:
+                shutil.rmtree(old, ignore_errors=True)
+
+    @classmethod
+    def load(cls, folder: str | os.PathLike, params: IndexParams | None = None) -> tuple[VectorIndex, dict] | None:
+        """The saved index and its meta, or None when absent or damaged (then rebuild)."""
+        folder = Path(folder)
+        cur = folder / "CURRENT"
+        if not cur.is_file():
+            return None
+        gen = folder / cur.read_text().strip()
+        try:
+            doc = json.loads((gen / "meta.json").read_text())
+            if doc.get("format") != INDEX_FORMAT:
+                return None
+            self = cls(params)
+            vecs = np.load(gen / "vectors.npy")
+            ids = np.load(gen / "ids.npy")
+            revs = np.load(gen / "revs.npy")
+            alive = np.load(gen / "alive.npy")
+            n = int(doc["rows"])
+            if not (vecs.shape == (n, EMBED_DIM) and ids.shape == revs.shape == alive.shape == (n,)):
+                raise ValueError("array shapes do not match meta.json")
+            self._vecs, self._ids, self._revs, self._alive = vecs, ids, revs, alive.astype(bool)
+            self._sq = part_sq_norms(vecs) if n else np.zeros((0, N_PARTS), np.float32)
+            self._n = n
+            self._pos = {int(ids[r]): int(r) for r in np.flatnonzero(self._alive)}
+            n_idx = int(doc.get("n_indexed", 0))
+            if n_idx:
+                hs = []
+                for which, dim in enumerate(_DIMS):
+                    h = hnswlib.Index(space="l2", dim=dim)
+                    h.load_index(str(gen / f"hnsw-{which}.bin"), max_elements=max(n_idx, n) + 1024,
+                                 allow_replace_deleted=False)
+                    h.set_ef(self.params.ef_search)
+                    hs.append(h)
+                self._hnsw, self._n_indexed = hs, n_idx
+            return self, doc
+        except (OSError, ValueError, KeyError, RuntimeError, json.JSONDecodeError) as e:
+            log.warning("%s: search index unreadable (%s); it will be rebuilt", gen, e)
+            return None

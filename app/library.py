@@ -1,0 +1,554 @@
+"""The music library: scan folders, embed, store, index, and focus search. No Qt.
+
+One :class:`Library` per library folder (SQLite + segment files + index, see :mod:`app.store`
+and :mod:`app.index`). Scanning is an incremental generator that yields :class:`ScanProgress`;
+it may run in one thread while others call :meth:`Library.tracks`, :meth:`Library.search` and
+:meth:`Library.track_vectors` (each thread gets its own SQLite connection; the index has its
+own lock).
+
+Analysis policy: windows of ``window`` seconds without overlap, at most ``max_windows`` of
+them spread evenly over the track (``model.embedder.segment_starts``); only those windows are
+decoded. The track vector is the mean of the window embeddings.
+
+Presence (how present each part is, in [0, 1]): when the weights' card carries the trained
+norm-loss biases ``card["norm_bias"]`` (b_1..b_5), presence_j = sigmoid(log ||t_j|| + b_j),
+the paper's eq. 5 on the track vector t. Without them, the fallback is each part's norm relative
+to the largest part norm of that track, ||t_j|| / max_c ||t_c||: 1 for the strongest part, near 0
+for a part whose subspace the model pushed to zero.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+import threading
+from collections import deque
+from collections.abc import Iterator, Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from app.decode import Clips, DecodeError, Tags, read_clips, read_tags
+from app.focus import best_segment_pair, parse_focus
+from app.index import IndexParams, VectorIndex
+from app.store import Row, Store, StoreError
+from app.walk import FoundFile, Problem, walk_audio
+from model.embedder import Embedder
+from model.parts import EMBED_DIM, N_PARTS, part_norms
+from model.weights import WeightsError, file_sha256, read_card
+
+log = logging.getLogger(__name__)
+
+DEFAULT_WEIGHTS: Path = Path(__file__).resolve().parent.parent / "assets" / "partwise-default.safetensors"
+
+
+def default_library_dir() -> Path:
+    """Per-user library folder: $PARTWISE_LIBRARY, else the platform's data dir / partwise / library."""
+    env = os.environ.get("PARTWISE_LIBRARY")
+    if env:
+        return Path(env).expanduser()
+    if sys.platform == "win32":
+        base = Path(os.environ.get("LOCALAPPDATA") or Path.home() / "AppData" / "Local")
+    elif sys.platform == "darwin":
+        base = Path.home() / "Library" / "Application Support"
+    else:
+        base = Path(os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share")
+    return base / "partwise" / "library"
+
+
+class LibraryError(RuntimeError):
+    """A library operation failed; the message names the file or track and the problem."""
+
+
+@dataclass(frozen=True)
+class AnalysisPolicy:
+    """Which windows of a track are analysed (see the module docstring)."""
+
+    window: float = 3.0
+    max_windows: int = 10
+
+    def key(self) -> str:
+        return f"win={self.window:g};max={self.max_windows}"
+
+
+@dataclass(frozen=True)
+class Track:
+    id: int
+    path: Path
+    title: str
+    artist: str
+    album: str
+    duration: float
+    status: str  # "ok" | "failed" | "pending"
+    error: str | None
+    presence: np.ndarray  # (5,) float32 in [0, 1], PARTS order
+
+
+@dataclass(frozen=True)
+class Result:
+    track: Track
+    distance: float  # focused distance sum_c w_c ||q_c - x_c||^2 (lower = closer)
+    part_distances: np.ndarray  # (5,) squared distance per part, unweighted
+    query_start: float  # seconds: best-matching segment pair under the focus
+    match_start: float
+
+
+@dataclass(frozen=True)
+class ScanProgress:
+    done: int
+    total: int
+    current: Path | None
+    added: int
+    updated: int
+    removed: int
+    failed: int
+
+
+def presence_from_vector(vector: np.ndarray, norm_bias: Sequence[float] | None = None) -> np.ndarray:
+    """(640,) track vector -> (5,) float32 presence in [0, 1] (see the module docstring)."""
+    norms = part_norms(np.asarray(vector, np.float32)).astype(np.float64)
+    if norm_bias is not None:
+        b = np.asarray(norm_bias, np.float64).reshape(N_PARTS)
+        z = np.log(np.maximum(norms, 1e-12)) + b
+        p = 1.0 / (1.0 + np.exp(-z))
+    else:
+        p = norms / max(float(norms.max()), 1e-12)
+    return np.clip(p, 0.0, 1.0).astype(np.float32)
+
+
+def _track(row: Row) -> Track:
+    presence = (np.frombuffer(row.presence, np.float32).copy() if row.presence
+                else np.zeros(N_PARTS, np.float32))
+    return Track(id=row.id, path=Path(row.path), title=row.title, artist=row.artist, album=row.album,
+                 duration=float(row.duration), status=row.status, error=row.error, presence=presence)
+
+
+@dataclass
+class _Work:
+    """One file on its way through decode -> embed -> store."""
+
+    found: FoundFile
+    folder: Path
+    is_new: bool
+    track_id: int = -1
+    tags: Tags | None = None
+    clips: Clips | None = None
+    error: str | None = None
+    vanished: bool = False
+
+
+class Library:
+    """A music library folder; see the module docstring."""
+
+    def __init__(self, root: str | Path, weights: str | Path | None = None, device: str | None = None,
+                 *, policy: AnalysisPolicy | None = None, index_params: IndexParams | None = None,
+                 workers: int | None = None, batch_size: int = 64):
+        self.root = Path(root).expanduser().resolve()
+        self.store = Store(self.root)
+        self.weights_path = Path(weights).expanduser() if weights is not None else DEFAULT_WEIGHTS
+        self.device = device
+        self.policy = policy or AnalysisPolicy()
+        self.workers = workers or max(os.cpu_count() or 1, 1)
+        self.batch_size = batch_size
+        self.scan_problems: list[Problem] = []  # from the last scan's walk
+        self._embedder: Embedder | None = None
+        self._embed_lock = threading.Lock()
+        self._scan_lock = threading.Lock()
+        self.card: dict = {}
+        self.model_sha = self._model_sha()
+        self.norm_bias = self.card.get("norm_bias")
+        if self.norm_bias is not None and len(self.norm_bias) != N_PARTS:
+            log.warning("%s: card norm_bias has %d values, expected %d; ignoring it",
+                        self.weights_path, len(self.norm_bias), N_PARTS)
+            self.norm_bias = None
+        self.index = self._open_index(index_params)
+
+    # ------------------------------------------------------------ model
+    def _model_sha(self) -> str | None:
+        """Checksum of the weights in use (from its card); the last used one when absent."""
+        if self.weights_path.is_file():
+            try:
+                doc = read_card(self.weights_path)
+            except WeightsError as e:
+                log.warning("%s", e)
+                return self.store.get_meta("model_sha")
+            self.card = doc.get("card") or {}
+            return doc.get("sha256") or file_sha256(self.weights_path)
+        return self.store.get_meta("model_sha")
+
+    def embedder(self) -> Embedder:
+        """The model, loaded on first use; LibraryError when the weights are missing or bad."""
+        with self._embed_lock:
+            if self._embedder is None:
+                if not self.weights_path.is_file():
+                    raise LibraryError(
+                        f"{self.weights_path}: model weights not found. Export a trained model "
+                        "there (partwise-train export) or pass --weights FILE.")
+                try:
+                    self._embedder = Embedder.from_file(self.weights_path, device=self.device,
+                                                        batch_size=self.batch_size)
+                except WeightsError as e:
+                    raise LibraryError(str(e)) from e
+                self.model_sha = self._embedder.sha256
+                self.store.set_meta("model_sha", self.model_sha)
+                log.info("model %s (%s) on %s", self.weights_path.name, self.model_sha[:12],
+                         self._embedder.device)
+            return self._embedder
+
+    def _embed_clips(self, clips: np.ndarray) -> np.ndarray:
+        emb = self.embedder()
+        with self._embed_lock:
+            out = emb.embed_clips(clips)
+        if not np.isfinite(out).all():
+            raise LibraryError(f"{self.weights_path}: the model produced non-finite embeddings")
+        return out
+
+    # ------------------------------------------------------------ index
+    def _open_index(self, params: IndexParams | None) -> VectorIndex:
+        loaded = VectorIndex.load(self.root / "index", params)
+        if loaded is not None and loaded[1].get("model_sha") == self.model_sha:
+            index = loaded[0]
+        else:
+            index = VectorIndex(params)
+        changed = self._reconcile(index)
+        index.maintain()
+        if changed and index.has_hnsw:
+            self._save_index(index)
+        return index
+
+    def _reconcile(self, index: VectorIndex) -> bool:
+        """Make ``index`` hold exactly the store's ok tracks (of the current model)."""
+        db = self.store.ok_revs(self.model_sha)
+        have = index.revs()
+        stale = [i for i, r in have.items() if db.get(i) != r]
+        missing = [i for i, r in db.items() if have.get(i) != r]
+        index.remove(stale)
+        for s in range(0, len(missing), 5000):
+            got = list(self.store.vectors(missing[s:s + 5000]))
+            if got:
+                index.upsert([g[0] for g in got], [g[1] for g in got], np.stack([g[2] for g in got]))
+        if stale or missing:
+            log.info("index: %d stale removed, %d added from the store", len(stale), len(missing))
+        return bool(stale or missing)
+
+    def _save_index(self, index: VectorIndex | None = None) -> None:
+        index = index or self.index
+        try:
+            index.save(self.root / "index", {"model_sha": self.model_sha})
+        except OSError as e:
+            log.warning("%s: could not save the search index (%s); it will be rebuilt", self.root, e)
+
+    # ------------------------------------------------------------ folders and tracks
+    def folders(self) -> list[Path]:
+        return self.store.folders()
+
+    def add_folder(self, p: str | Path) -> None:
+        folder = Path(p).expanduser().resolve()
+        if not folder.is_dir():
+            raise LibraryError(f"{folder}: not a folder")
+        self.store.add_folder(folder)
+
+    def remove_folder(self, p: str | Path) -> None:
+        folder = Path(p).expanduser().resolve()
+        ids = self.store.remove_folder(folder)
+        self.index.remove(ids)
+        self._save_index()
+
+    def tracks(self) -> list[Track]:
+        return [_track(r) for r in self.store.rows()]
+
+    def track(self, id: int) -> Track:
+        row = self.store.row(int(id))
+        if row is None:
+            raise KeyError(f"no track with id {id} in the library {self.root}")
+        return _track(row)
+
+    def failures(self) -> list[Track]:
+        return [_track(r) for r in self.store.rows("failed")]
+
+    def track_vectors(self) -> tuple[np.ndarray, np.ndarray]:
+        """ids (N,) int64 and vectors (N, 640) float32 of the ok tracks (current model)."""
+        return self.index.vectors()
+
+    def find(self, path: str | Path) -> Track | None:
+        """The library track at ``path``, if any."""
+        row = self.store.row_by_path(Path(path).expanduser().resolve())
+        if row is None:
+            row = self.store.row_by_path(Path(path).expanduser().absolute())
+        return _track(row) if row else None
+
+    # ------------------------------------------------------------ scan
+    def scan(self, folders: Sequence[str | Path] | None = None,
+             cancel: threading.Event | None = None) -> Iterator[ScanProgress]:
+        """Incremental scan of ``folders`` (registered on the way; default: all registered).
+
+        New files are added, changed ones (size or mtime, or another model or policy) re-embedded,
+        deleted ones removed; problems are reported in ``scan_problems`` and as failed tracks.
+        Yields progress after the walk and after each file. Stops early when ``cancel`` is set;
+        what was finished is kept.
+        """
+        if not self._scan_lock.acquire(blocking=False):
+            raise LibraryError(f"{self.root}: a scan is already running")
+        try:
+            yield from self._scan(folders, cancel)
+        finally:
+            self._scan_lock.release()
+
+    def _scan(self, folders, cancel) -> Iterator[ScanProgress]:
+        if folders is None:
+            roots = self.folders()
+        else:
+            roots = []
+            for f in folders:
+                self.add_folder(f)
+                roots.append(Path(f).expanduser().resolve())
+        self._clean_temp_files()
+        self.scan_problems = []
+        states = {r.path: r for r in self.store.rows()}
+        seen: set[str] = set()
+        todo: list[_Work] = []
+        gone: list[int] = []
+        policy = self.policy.key()
+        for root in roots:
+            found, problems = walk_audio(root)
+            self.scan_problems += problems
+            bad_dirs = [p.path for p in problems]
+            for f in found:
+                key = str(f.path)
+                if key in seen:
+                    continue
+                seen.add(key)
+                old = states.get(key)
+                if old is None:
+                    todo.append(_Work(f, root, is_new=True))
+                elif (old.size, old.mtime_ns) != (f.size, f.mtime_ns) or old.status == "pending":
+                    todo.append(_Work(f, root, is_new=False))
+                elif old.status == "ok" and self.model_sha is not None and (
+                        old.model_sha != self.model_sha or old.policy != policy):
+                    todo.append(_Work(f, root, is_new=False))
+            for key, row in states.items():
+                if (key not in seen and Path(row.folder) == root
+                        and not any(Path(key).is_relative_to(b) for b in bad_dirs)):
+                    gone.append(row.id)
+        removed = self.store.delete_tracks(gone)
+        self.index.remove(gone)
+        prog = dict(done=0, total=len(todo), current=None, added=0, updated=0, removed=removed, failed=0)
+        yield ScanProgress(**prog)
+        changed = bool(gone)
+        try:
+            for w in self._process(todo, cancel):
+                changed = True
+                prog["done"] += 1
+                prog["current"] = w.found.path
+                if w.vanished:
+                    prog["removed"] += 1
+                elif w.error is not None:
+                    prog["failed"] += 1
+                elif w.is_new:
+                    prog["added"] += 1
+                else:
+                    prog["updated"] += 1
+                yield ScanProgress(**prog)
+        finally:
+            if changed:
+                self.index.maintain(force=True)
+                self._save_index()
+        log.info("scan done: %d added, %d updated, %d removed, %d failed, %d problems",
+                 prog["added"], prog["updated"], prog["removed"], prog["failed"], len(self.scan_problems))
+
+    def _clean_temp_files(self) -> None:
+        for tmp in self.store.seg_dir.glob("*/*.tmp"):
+            tmp.unlink(missing_ok=True)
+
+    def _decode(self, w: _Work) -> _Work:
+        """Runs in a pool thread: tags and the analysis windows of one file."""
+        path = w.found.path
+        try:
+            w.tags = read_tags(path)
+            w.clips = read_clips(path, self._rate(), self.policy.window, self.policy.max_windows)
+        except FileNotFoundError:
+            w.vanished = True
+        except DecodeError as e:
+            w.error = str(e)
+        except MemoryError:
+            w.error = f"{path}: out of memory while decoding"
+        except Exception as e:  # a damaged file must never stop the scan
+            log.debug("unexpected decode failure", exc_info=True)
+            w.error = f"{path}: decoding failed ({type(e).__name__}: {e})"
+        return w
+
+    def _rate(self) -> int:
+        return self.embedder().audio.sample_rate
+
+    def _process(self, todo: list[_Work], cancel: threading.Event | None) -> Iterator[_Work]:
+        """Decode in a thread pool (ahead of the embedder), embed in batches across tracks."""
+        if not todo:
+            return
+        self.embedder()  # fail early (LibraryError) when there is no model
+        lookahead = 2 * self.workers + 2
+        pool = ThreadPoolExecutor(max_workers=self.workers, thread_name_prefix="partwise-decode")
+        queue: deque[Future] = deque()
+        batch: list[_Work] = []
+        it = iter(todo)
+        try:
+            while True:
+                while len(queue) < lookahead:
+                    nxt = next(it, None)
+                    if nxt is None:
+                        break
+                    queue.append(pool.submit(self._decode, nxt))
+                if not queue or (cancel is not None and cancel.is_set()):
+                    break
+                w = queue.popleft().result()
+                if w.vanished:
+                    self._drop_vanished(w)
+                    yield w
+                elif w.error is not None:
+                    self._record_failure(w)
+                    yield w
+                else:
+                    w.track_id = self.store.begin_track(w.found.path, w.folder, w.found.size, w.found.mtime_ns)
+                    batch.append(w)
+                    if sum(len(b.clips.clips) for b in batch) >= self.batch_size:
+                        yield from self._flush(batch)
+                        batch = []
+            if batch and not (cancel is not None and cancel.is_set()):
+                yield from self._flush(batch)
+        finally:
+            for f in queue:
+                f.cancel()
+            pool.shutdown(wait=True, cancel_futures=True)
+
+    def _drop_vanished(self, w: _Work) -> None:
+        row = self.store.row_by_path(w.found.path)
+        if row is not None:
+            self.store.delete_tracks([row.id])
+            self.index.remove([row.id])
+        log.info("%s: disappeared during the scan; skipped", w.found.path)
+
+    def _record_failure(self, w: _Work) -> None:
+        tid = self.store.begin_track(w.found.path, w.folder, w.found.size, w.found.mtime_ns)
+        t = w.tags
+        self.store.finish_failed(tid, w.error or "unknown error", title=t.title if t else w.found.path.stem,
+                                 artist=t.artist if t else "", album=t.album if t else "",
+                                 duration=(t.duration or 0.0) if t else 0.0)
+        self.index.remove([tid])
+        log.warning("%s", w.error)
+
+    def _flush(self, batch: list[_Work]) -> Iterator[_Work]:
+        clips = np.concatenate([w.clips.clips for w in batch])
+        try:
+            emb = self._embed_clips(clips)
+        except (RuntimeError, ValueError) as e:
+            for w in batch:
+                w.error = f"{w.found.path}: embedding failed ({e})"
+                self._record_failure(w)
+                yield w
+            return
+        ids, revs, vecs = [], [], []
+        at = 0
+        for w in batch:
+            k = len(w.clips.clips)
+            seg = emb[at:at + k]
+            at += k
+            vec = seg.mean(axis=0).astype(np.float32)
+            assert seg.shape == (k, EMBED_DIM)
+            rev = self.store.finish_ok(
+                w.track_id, title=w.tags.title, artist=w.tags.artist, album=w.tags.album,
+                duration=w.clips.info.duration, model_sha=self.model_sha, policy=self.policy.key(),
+                vector=vec, presence=presence_from_vector(vec, self.norm_bias), segments=seg,
+                starts=w.clips.starts)
+            ids.append(w.track_id)
+            revs.append(rev)
+            vecs.append(vec)
+        self.index.upsert(ids, revs, np.stack(vecs))
+        self.index.maintain()
+        yield from batch
+
+    # ------------------------------------------------------------ search
+    def search(self, query: int | str | Path, focus: Mapping[str, float] | Sequence[float],
+               k: int = 10) -> list[Result]:
+        """The k tracks closest to ``query`` under ``focus`` (see :mod:`app.focus`).
+
+        query: a track id in the library, or an audio file (a library file is used as its
+        track; any other is embedded on the fly and not added). The query track never comes back.
+        """
+        w = parse_focus(focus)
+        if k <= 0:
+            return []
+        q, q_segs, q_starts, exclude = self._query(query)
+        hits = self.index.search(q, w, k, exclude=exclude)
+        out = []
+        for tid, score, parts in zip(hits.ids.tolist(), hits.scores, hits.parts, strict=True):
+            row = self.store.row(tid)
+            if row is None:  # removed since the index answered
+                continue
+            qs = ms = 0.0
+            try:
+                segs, starts = self.store.load_segments(row)
+                i, j = best_segment_pair(q_segs, segs, w)
+                qs, ms = float(q_starts[i]), float(starts[j])
+            except StoreError as e:
+                log.warning("%s", e)
+            out.append(Result(track=_track(row), distance=float(score),
+                              part_distances=np.asarray(parts, np.float32), query_start=qs, match_start=ms))
+        return out
+
+    def _query(self, query: int | str | Path) -> tuple[np.ndarray, np.ndarray, np.ndarray, set[int]]:
+        """Query vector (640,), its segments (n, 640) and starts (n,), and ids to leave out."""
+        if isinstance(query, (int, np.integer)) and not isinstance(query, bool):
+            row = self.store.row(int(query))
+            if row is None:
+                raise KeyError(f"no track with id {query} in the library {self.root}")
+        else:
+            t = self.find(query)
+            row = self.store.row(t.id) if t is not None and t.status == "ok" else None
+            if row is None:
+                return self._embed_file(Path(query))
+        if row.status != "ok":
+            raise LibraryError(f"track {row.id} ({row.path}) has no embedding: "
+                               f"{row.error or 'not analysed yet'}")
+        vec = self.index.vector(row.id)
+        if vec is None:
+            got = list(self.store.vectors([row.id]))
+            vec = got[0][2]
+        try:
+            segs, starts = self.store.load_segments(row)
+        except StoreError as e:
+            log.warning("%s", e)
+            segs, starts = vec[None, :], np.zeros(1, np.float32)
+        return vec, segs, starts, {row.id}
+
+    def _embed_file(self, path: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray, set[int]]:
+        if not path.exists():
+            raise LibraryError(f"{path}: no such file, and not a track id in the library")
+        try:
+            clips = read_clips(path, self._rate(), self.policy.window, self.policy.max_windows)
+        except DecodeError as e:
+            raise LibraryError(str(e)) from e
+        segs = self._embed_clips(clips.clips)
+        return segs.mean(axis=0).astype(np.float32), segs, clips.starts, set()
+
+    # ------------------------------------------------------------ lifecycle
+    def info(self) -> dict:
+        """Counts and locations for ``partwise info``."""
+        counts = {s: self.store.count(s) for s in ("ok", "failed", "pending")}
+        stale = len(self.store.ok_revs(None)) - len(self.store.ok_revs(self.model_sha)) if self.model_sha else 0
+        return {"library": str(self.root), "folders": [str(f) for f in self.folders()],
+                "tracks": sum(counts.values()), **counts, "stale_model": stale,
+                "indexed": len(self.index), "hnsw": self.index.has_hnsw,
+                "weights": str(self.weights_path), "weights_present": self.weights_path.is_file(),
+                "model_sha": self.model_sha, "policy": self.policy.key()}
+
+    def close(self) -> None:
+        self.store.close()
+        self._embedder = None
+
+    def __enter__(self) -> Library:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
