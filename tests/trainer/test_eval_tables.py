@@ -1,0 +1,135 @@
+import numpy as np
+import pytest
+
+from model.parts import PARTS
+from tests.trainer import evalfakes as F
+from trainer.evaluate.segments import (
+    collect_pieces,
+    collect_pseudo,
+    mix_pseudo,
+    plan_pseudo_pieces,
+    tempo_mismatches,
+)
+from trainer.evaluate.tables import (
+    cross_correlation,
+    csn_method,
+    music_id,
+    per_part_method,
+    pseudo_separation,
+    shared_method,
+    stem_identification_table,
+    stem_mix_correlation,
+)
+
+FNS = {"oracle": F.oracle, "leaky": F.leaky, "constant": F.constant, "noise": F.noise,
+       **{f"ind_{p}": F.per_part(j) for j, p in enumerate(PARTS)}}
+
+
+@pytest.fixture(scope="module")
+def data():
+    # track 0 has no piano, track 1 no guitar, track 2's bass rests for its first 3 s
+    return F.ToneDataset(n_tracks=8, seconds=12.0, absent={(0, 2), (1, 3)},
+                         gaps={(2, 1): (0.0, 3.0)})
+
+
+@pytest.fixture(scope="module")
+def pieces(data):
+    jobs = {(fn, inp) for fn in ("oracle", "leaky", "constant", "noise")
+            for inp in ("mix", *PARTS)}
+    jobs |= {(f"ind_{p}", p) for p in PARTS} | {(f"ind_{p}", "mix") for p in PARTS}
+    return collect_pieces(data, range(len(data)), {3.0: jobs, 6.0: {("oracle", "mix")}}, FNS,
+                          batch_size=5, activity=F.activity)
+
+
+def test_segments_cut_every_length_from_one_decode(data, pieces):
+    s3, s6 = pieces[3.0], pieces[6.0]
+    assert len(s3) == 8 * 4 and len(s6) == 8 * 2
+    assert s3.emb[("oracle", "mix")].shape == (32, 640)
+    assert s3.emb[("ind_bass", "bass")].shape == (32, 128)
+    assert list(s3.label[:4]) == [0] * 4 and s3.start[1] == pytest.approx(3.0)
+    # activity follows the stems: no piano in track 0, bass of track 2 silent in its first window
+    assert not s3.active[2, :4].any() and s3.active[2, 4:].all()
+    assert not s3.active[1, 8] and s3.active[1, 9]
+
+
+def test_table1_oracle_is_perfect_and_constant_is_chance(pieces):
+    s3 = pieces[3.0]
+    assert music_id(s3, csn_method("p", "oracle")) == {p: 100.0 for p in PARTS}
+    chance = music_id(s3, csn_method("c", "constant"))
+    assert all(v < 40.0 for v in chance.values())
+    assert np.mean(list(chance.values())) < 25.0
+    # the individual networks, on clean stems and on the mix, are perfect here too
+    ind = {p: f"ind_{p}" for p in PARTS}
+    assert music_id(s3, per_part_method("i", ind, "stem")) == {p: 100.0 for p in PARTS}
+    assert music_id(s3, per_part_method("i", ind, "mix")) == {p: 100.0 for p in PARTS}
+
+
+def test_audible_only_leaves_out_silent_parts(pieces):
+    s3 = pieces[3.0]
+    loose = music_id(s3, csn_method("p", "oracle"), audible_only=False)
+    # the piano of track 0 is silent: its 4 zero vectors still find each other, so the oracle
+    # stays perfect, but a constant embedding now scores over all 32 segments
+    assert loose["piano"] == 100.0
+    assert music_id(s3, csn_method("c", "constant"), audible_only=False)["piano"] < 40
+
+
+def test_table3_oracle_identifies_every_stem_constant_is_chance(pieces):
+    acc, count = stem_identification_table(pieces[3.0], "oracle")
+    assert acc == {p: 100.0 for p in PARTS}
+    assert count["piano"] == 28 and count["bass"] == 31 and count["drums"] == 32
+    acc, _ = stem_identification_table(pieces[3.0], "constant", seed=1)
+    assert 5.0 < np.mean(list(acc.values())) < 40.0
+
+
+def test_table4_oracle_correlates_perfectly(pieces):
+    s3 = pieces[3.0]
+    r = stem_mix_correlation(s3, csn_method("s", "oracle", "stem"), csn_method("m", "oracle"))
+    assert r == pytest.approx({p: 1.0 for p in PARTS})
+    # an embedding unrelated to the audio has no such agreement
+    r = stem_mix_correlation(s3, csn_method("s", "oracle", "stem"), csn_method("m", "noise"))
+    assert all(abs(v) < 0.3 for v in r.values())
+
+
+def test_table5_leaky_spaces_are_identical_separate_ones_are_not(pieces):
+    s3 = pieces[3.0]
+    leak = cross_correlation(s3, csn_method("l", "leaky"))
+    assert len(leak) == 10 and all(v == pytest.approx(1.0) for v in leak.values())
+    # MFCC-like shared space: every pair is the same matrix
+    shared = cross_correlation(s3, shared_method("m", "leaky", standardize=True))
+    assert all(v == pytest.approx(1.0) for v in shared.values())
+
+
+def test_pseudo_plan_is_seeded_and_keeps_tempo_classes(data):
+    plan = plan_pseudo_pieces(data.tracks, "drums", n_labels=3, per_label=3, seed=4)
+    assert plan == plan_pseudo_pieces(data.tracks, "drums", n_labels=3, per_label=3, seed=4)
+    assert plan != plan_pseudo_pieces(data.tracks, "drums", n_labels=3, per_label=3, seed=5)
+    assert len(plan) == 9 and len({p.label for p in plan}) == 3
+    assert all(p.label != p.other for p in plan)
+    assert [p.piece for p in plan] == list(range(9))
+    # 8 tracks in 2 tempo classes: three partners of the same class exist for every label
+    assert tempo_mismatches(data.tracks, plan) == 0
+    # only tracks with piano can be piano labels
+    piano = plan_pseudo_pieces(data.tracks, "piano", n_labels=10, per_label=4)
+    assert 0 not in {p.label for p in piano} and len({p.label for p in piano}) == 7
+    assert tempo_mismatches(data.tracks, piano) > 0  # 4 partners: one must cross classes
+
+
+def test_mix_pseudo_takes_one_part_from_the_label():
+    a = np.ones((5, 10), np.float32)
+    b = np.full((5, 8), 2.0, np.float32)
+    mix, parts = mix_pseudo(a, b, "bass")
+    assert parts.shape == (5, 8) and list(parts[:, 0]) == [2, 1, 2, 2, 2]
+    assert mix[0] == 9.0
+    assert mix_pseudo(a, b, "bass", max_samples=3)[0].shape == (3,)
+
+
+def test_table2_separated_oracle_is_perfect_leaky_is_not(data):
+    plans = [pp for p in PARTS for pp in plan_pseudo_pieces(data.tracks, p, 4, 3, seed=0)]
+    loads = data.loads
+    sets = collect_pseudo(data, plans, 3.0, {p: {("oracle", "mix"), ("leaky", "mix")}
+                                             for p in PARTS}, FNS, activity=F.activity)
+    used = {i for pp in plans for i in (pp.label, pp.other)}
+    assert data.loads - loads <= 5 * len(used)  # cached while needed, not once per piece
+    assert pseudo_separation(sets, csn_method("o", "oracle")) == {p: 100.0 for p in PARTS}
+    leak = pseudo_separation(sets, csn_method("l", "leaky"))
+    assert np.mean(list(leak.values())) < 60.0

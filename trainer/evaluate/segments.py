@@ -1,0 +1,303 @@
+"""Cut test pieces into segments and embed them: the one pass over the audio behind every table.
+
+A *piece* is either a dataset piece (its mix and its five class stems, as the loader gives them)
+or a pseudo piece (sec. 3.4: the stem of one part from track A mixed with every other part from
+track B). Pieces are cut into non-overlapping windows of ``seconds``; each window records its
+label, the piece it came from, and which parts are audible in it. The requested embedding
+functions run on batches of windows gathered across pieces, and each track is decoded once per
+pass (all segment lengths are cut from the same decoded audio).
+
+Inputs of an embedding job: ``"mix"`` (the piece's mix) or a part name (that part's clean stem).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import numpy as np
+
+from model.embedder import segment_starts
+from model.parts import N_PARTS, PARTS, part_index
+
+log = logging.getLogger(__name__)
+
+EmbedFn = Callable[[np.ndarray], np.ndarray]
+"""(B, samples) float32 clips at the dataset rate -> (B, D) float32 embeddings."""
+
+ActivityFn = Callable[..., np.ndarray]
+"""``activity(parts (5, n), sr, window, hop=None) -> (5, n_windows) bool`` (the loader's)."""
+
+Job = tuple[str, str]
+"""(embedding function name, input): input is ``"mix"`` or a part name (its clean stem)."""
+
+INPUTS: tuple[str, ...] = ("mix", *PARTS)
+
+
+class Dataset(Protocol):
+    """What evaluation needs from a dataset (the Slakh-layout loader provides it)."""
+
+    tracks: Sequence[Any]
+
+    def __len__(self) -> int: ...
+
+    def load_parts(self, i: int) -> np.ndarray: ...
+
+    def load_mix(self, i: int) -> np.ndarray: ...
+
+
+def dataset_rate(dataset: Dataset) -> int:
+    """The rate the dataset decodes to."""
+    rate = getattr(dataset, "sample_rate", None)
+    if not rate:
+        raise ValueError(f"{type(dataset).__name__} has no sample_rate: cannot cut segments")
+    return int(rate)
+
+
+def default_activity() -> ActivityFn:
+    from trainer.data.dataset import activity
+
+    return activity
+
+
+@dataclass
+class SegmentSet:
+    """Segments of many pieces and their embeddings.
+
+    label: (N,) int, the dataset track whose part is the answer (a pseudo piece's label track);
+    group: (N,) int, the piece a segment was cut from (dataset index, or pseudo-piece id);
+    start: (N,) float seconds within the piece; active: (5, N) bool, part audible in the segment;
+    emb: {(fn, input): (N, D) float32}.
+    """
+
+    seconds: float
+    sample_rate: int
+    label: np.ndarray
+    group: np.ndarray
+    start: np.ndarray
+    active: np.ndarray
+    emb: dict[Job, np.ndarray] = field(default_factory=dict)
+
+    def __len__(self) -> int:
+        return len(self.label)
+
+    def subset(self, rows: np.ndarray) -> SegmentSet:
+        """The segments at ``rows`` (an index or boolean array), embeddings included."""
+        return SegmentSet(self.seconds, self.sample_rate, self.label[rows], self.group[rows],
+                          self.start[rows], self.active[:, rows],
+                          {k: v[rows] for k, v in self.emb.items()})
+
+
+class _Collector:
+    """Gathers the windows of pieces for one segment length and embeds them in batches."""
+
+    def __init__(self, seconds: float, sr: int, fns: Mapping[str, EmbedFn], jobs: Iterable[Job],
+                 batch_size: int, max_segments: int | None, activity: ActivityFn):
+        self.seconds, self.sr = seconds, sr
+        self.win = int(round(seconds * sr))
+        self.batch_size = max(1, batch_size)
+        self.max_segments = max_segments
+        self.activity = activity
+        self.by_input: dict[str, list[str]] = {}
+        for fn, inp in sorted(set(jobs)):
+            if fn not in fns:
+                raise KeyError(f"no embedding function named {fn!r}")
+            if inp not in INPUTS:
+                raise ValueError(f"unknown input {inp!r}; expected one of {', '.join(INPUTS)}")
+            self.by_input.setdefault(inp, []).append(fn)
+        self.fns = fns
+        self.pending: dict[str, list[np.ndarray]] = {inp: [] for inp in self.by_input}
+        self.out: dict[Job, list[np.ndarray]] = {
+            (fn, inp): [] for inp, names in self.by_input.items() for fn in names}
+        self.label: list[int] = []
+        self.group: list[int] = []
+        self.start: list[float] = []
+        self.active: list[np.ndarray] = []
+
+    def add(self, mix: np.ndarray, parts: np.ndarray, label: int, group: int) -> int:
+        """Cut one piece (mix (n,), parts (5, n)); returns the number of segments added."""
+        n = min(len(mix), parts.shape[1])
+        if n == 0:
+            return 0
+        starts = segment_starts(n, self.sr, self.seconds, max_windows=self.max_segments)
+        clips_parts = np.stack([_clip(parts[:, :n], s, self.win) for s in starts])  # (S, 5, win)
+        for clip in clips_parts:
+            act = np.asarray(self.activity(clip, self.sr, self.seconds), dtype=bool)
+            if act.ndim != 2 or act.shape[0] != N_PARTS or act.shape[1] < 1:
+                raise ValueError(f"activity() returned shape {act.shape} for one window")
+            self.active.append(act[:, 0])
+        self.label += [label] * len(starts)
+        self.group += [group] * len(starts)
+        self.start += (starts / self.sr).tolist()
+        for inp in self.by_input:
+            if inp == "mix":
+                clips = np.stack([_clip(mix[:n], s, self.win) for s in starts])
+            else:
+                clips = clips_parts[:, part_index(inp)]
+            self.pending[inp].append(np.ascontiguousarray(clips, dtype=np.float32))
+            if sum(len(c) for c in self.pending[inp]) >= self.batch_size:
+                self._flush(inp)
+        return len(starts)
+
+    def _flush(self, inp: str) -> None:
+        if not self.pending[inp]:
+            return
+        clips = np.concatenate(self.pending[inp])
+        self.pending[inp] = []
+        for i in range(0, len(clips), self.batch_size):
+            batch = clips[i:i + self.batch_size]
+            for fn in self.by_input[inp]:
+                emb = np.asarray(self.fns[fn](batch), dtype=np.float32)
+                if emb.ndim != 2 or len(emb) != len(batch):
+                    raise ValueError(f"embedding function {fn!r} returned shape {emb.shape} "
+                                     f"for {len(batch)} clips; expected (B, D)")
+                self.out[(fn, inp)].append(emb)
+
+    def finish(self) -> SegmentSet:
+        for inp in self.by_input:
+            self._flush(inp)
+        emb = {job: (np.concatenate(parts) if parts else np.zeros((0, 0), np.float32))
+               for job, parts in self.out.items()}
+        active = (np.stack(self.active, axis=1) if self.active
+                  else np.zeros((N_PARTS, 0), dtype=bool))
+        return SegmentSet(self.seconds, self.sr, np.asarray(self.label, dtype=np.int64),
+                          np.asarray(self.group, dtype=np.int64),
+                          np.asarray(self.start, dtype=np.float32), active, emb)
+
+
+def _clip(x: np.ndarray, start: int, win: int) -> np.ndarray:
+    """x[..., start:start + win], zero-padded at the end when the piece is shorter."""
+    c = x[..., start:start + win]
+    if c.shape[-1] < win:
+        pad = [(0, 0)] * (c.ndim - 1) + [(0, win - c.shape[-1])]
+        c = np.pad(c, pad)
+    return c
+
+
+def _progress(iterable: Iterable, total: int, desc: str, enabled: bool) -> Iterable:
+    if not enabled:
+        return iterable
+    from tqdm import tqdm
+
+    return tqdm(iterable, total=total, desc=desc, unit="piece", leave=False)
+
+
+def collect_pieces(dataset: Dataset, indices: Sequence[int], jobs: Mapping[float, Iterable[Job]],
+                   fns: Mapping[str, EmbedFn], *, batch_size: int = 32,
+                   max_segments: int | None = None, activity: ActivityFn | None = None,
+                   progress: bool = False) -> dict[float, SegmentSet]:
+    """Embed the segments of dataset pieces for every segment length in ``jobs``.
+
+    jobs: {seconds: [(fn name, input), ...]}; each track at ``indices`` is decoded once and cut
+    at every length. label = group = the track's dataset index. ``max_segments`` keeps at most
+    that many windows per track and length, spread evenly.
+    """
+    sr = dataset_rate(dataset)
+    act = activity or default_activity()
+    cols = {s: _Collector(s, sr, fns, j, batch_size, max_segments, act) for s, j in jobs.items()}
+    for i in _progress(indices, len(indices), "embedding pieces", progress):
+        parts = np.asarray(dataset.load_parts(i), dtype=np.float32)
+        mix = np.asarray(dataset.load_mix(i), dtype=np.float32)
+        if parts.ndim != 2 or parts.shape[0] != N_PARTS or mix.ndim != 1:
+            raise ValueError(f"track {i}: expected parts (5, n) and mix (n,), "
+                             f"got {parts.shape} and {mix.shape}")
+        for col in cols.values():
+            col.add(mix, parts, label=i, group=i)
+    return {s: c.finish() for s, c in cols.items()}
+
+
+@dataclass(frozen=True)
+class PseudoPiece:
+    """``part`` from track ``label`` mixed with every other part from track ``other``."""
+
+    part: str
+    label: int
+    other: int
+    piece: int
+
+
+def plan_pseudo_pieces(tracks: Sequence[Any], part: str, n_labels: int = 10, per_label: int = 4,
+                       seed: int = 0, indices: Sequence[int] | None = None) -> list[PseudoPiece]:
+    """Choose the pseudo pieces that test ``part`` (sec. 4.2.2), deterministically from ``seed``.
+
+    ``n_labels`` label tracks that have ``part``, each mixed with ``per_label`` distinct other
+    tracks that have some other part. The others come from the label's tempo class; where that
+    class holds too few tracks, from the nearest classes (a small test set cannot fill 36 classes).
+    Fewer labels when fewer tracks qualify. Piece ids are 0, 1, ... in plan order.
+    """
+    c = part_index(part)
+    pool = list(range(len(tracks))) if indices is None else list(indices)
+    rng = np.random.default_rng([seed, c])
+    labels = [i for i in pool if bool(tracks[i].present[c])]
+    others = [i for i in pool if any(bool(p) for j, p in enumerate(tracks[i].present) if j != c)]
+    if len(labels) < n_labels:
+        log.info("%s: %d tracks have this part, fewer than the %d labels asked for",
+                 part, len(labels), n_labels)
+    chosen = [labels[j] for j in rng.permutation(len(labels))[:n_labels]]
+    plan: list[PseudoPiece] = []
+    for a in chosen:
+        cand = [b for b in others if b != a]
+        if not cand:
+            continue
+        gap = np.array([abs(int(tracks[b].tempo_class) - int(tracks[a].tempo_class)) for b in cand])
+        order = np.lexsort((rng.random(len(cand)), gap))[:per_label]
+        plan += [PseudoPiece(part, a, cand[j], len(plan) + n) for n, j in enumerate(order)]
+    return plan
+
+
+def tempo_mismatches(tracks: Sequence[Any], plan: Sequence[PseudoPiece]) -> int:
+    """How many pseudo pieces mix tracks of different tempo classes."""
+    return sum(int(tracks[p.label].tempo_class) != int(tracks[p.other].tempo_class) for p in plan)
+
+
+def mix_pseudo(label_parts: np.ndarray, other_parts: np.ndarray, part: str,
+               max_samples: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """(5, n) stems of the label track and of the other track -> (mix (L,), parts (5, L)).
+
+    L is the shorter of the two (and at most ``max_samples``); ``part`` comes from the label
+    track, every other part from the other track; the mix is the sum of the five.
+    """
+    c = part_index(part)
+    n = min(label_parts.shape[1], other_parts.shape[1])
+    if max_samples is not None:
+        n = min(n, max_samples)
+    parts = other_parts[:, :n].copy()
+    parts[c] = label_parts[c, :n]
+    return parts.sum(axis=0, dtype=np.float32), parts
+
+
+def collect_pseudo(dataset: Dataset, plan: Sequence[PseudoPiece], seconds: float,
+                   jobs: Mapping[str, Iterable[Job]], fns: Mapping[str, EmbedFn], *,
+                   batch_size: int = 32, max_seconds: float | None = None,
+                   max_segments: int | None = None, activity: ActivityFn | None = None,
+                   progress: bool = False) -> dict[str, SegmentSet]:
+    """Embed the segments of the pseudo pieces in ``plan``; one SegmentSet per tested part.
+
+    jobs: {part: [(fn, input)]} to run on that part's pseudo pieces. label = the label track,
+    group = the pseudo piece id. Decoded stems stay cached only while a later piece needs them.
+    """
+    sr = dataset_rate(dataset)
+    act = activity or default_activity()
+    parts_tested = sorted({p.part for p in plan}, key=part_index)
+    cols = {p: _Collector(seconds, sr, fns, jobs.get(p, ()), batch_size, max_segments, act)
+            for p in parts_tested}
+    uses = Counter(i for p in plan for i in (p.label, p.other))
+    cache: dict[int, np.ndarray] = {}
+    max_samples = None if max_seconds is None else int(round(max_seconds * sr))
+
+    def stems(i: int) -> np.ndarray:
+        if i not in cache:
+            cache[i] = np.asarray(dataset.load_parts(i), dtype=np.float32)
+        return cache[i]
+
+    for p in _progress(plan, len(plan), "embedding pseudo pieces", progress):
+        mix, parts = mix_pseudo(stems(p.label), stems(p.other), p.part, max_samples)
+        cols[p.part].add(mix, parts, label=p.label, group=p.piece)
+        for i in (p.label, p.other):
+            uses[i] -= 1
+            if uses[i] == 0:
+                cache.pop(i, None)
+    return {p: c.finish() for p, c in cols.items()}

@@ -1,0 +1,172 @@
+"""The paper's Tables 1-5 over embedded segments, and the fast checks used during training.
+
+A :class:`Method` says, for each part, which embedding function's output on which input (the mix
+or that part's clean stem) forms the part's space, and which columns of it. The proposed CSN on
+the mix uses the subspace columns of one 640-d output; the individual networks use one 128-d
+network per part; the MFCC baseline uses one space for every part.
+
+Protocol choices beyond the paper's text (they are written into every report's config):
+- ``audible_only``: a part is scored only on segments where that part is audible (the loader's
+  activity threshold), both as target and as reference; a silent stem has no identity to find.
+- Table 4 compares the part's subspace on both sides, f(x_ij) m_j against f(x_i) m_j.
+- Distance-matrix correlations use the upper triangle (each pair once, no diagonal), over at
+  most ``max_segments`` seeded-random segments.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import numpy as np
+
+from model.parts import PARTS, part_index, part_slice
+from trainer.evaluate.metrics import knn_accuracy, largest_norm_predict, matrix_correlation
+from trainer.evaluate.segments import Job, SegmentSet
+
+ALL = slice(None)
+
+
+@dataclass(frozen=True)
+class Space:
+    """One part's space: columns ``columns`` (None: all) of ``fn`` applied to ``source``
+    ("mix" or "stem", the clean stem of that part)."""
+
+    fn: str
+    source: str = "mix"
+    columns: slice | None = None
+
+    def __post_init__(self) -> None:
+        if self.source not in ("mix", "stem"):
+            raise ValueError(f"source must be 'mix' or 'stem', got {self.source!r}")
+
+
+@dataclass(frozen=True)
+class Method:
+    """A way to get a vector per part for each segment. ``standardize``: z-score each column
+    over the evaluated segments first (for hand-made features of unequal scales, e.g. MFCCs)."""
+
+    name: str
+    spaces: Mapping[str, Space]
+    standardize: bool = False
+
+    def job(self, part: str) -> Job:
+        sp = self.spaces[part]
+        return (sp.fn, "mix" if sp.source == "mix" else part)
+
+    def jobs(self, parts: tuple[str, ...] = PARTS) -> set[Job]:
+        return {self.job(p) for p in parts if p in self.spaces}
+
+    def vectors(self, segs: SegmentSet, part: str) -> np.ndarray:
+        """(N, D) vectors of ``part``'s space for every segment of ``segs``."""
+        cols = self.spaces[part].columns
+        x = segs.emb[self.job(part)][:, ALL if cols is None else cols]
+        if self.standardize and len(x):
+            x = (x - x.mean(axis=0)) / np.maximum(x.std(axis=0), 1e-8)
+        return np.asarray(x, dtype=np.float32)
+
+
+def csn_method(name: str, fn: str, source: str = "mix") -> Method:
+    """A 640-d conditional network: part c is subspace c of one output."""
+    return Method(name, {p: Space(fn, source, part_slice(p)) for p in PARTS})
+
+
+def per_part_method(name: str, fns: Mapping[str, str], source: str) -> Method:
+    """One network per part (``fns[part]``), its whole output is that part's space."""
+    return Method(name, {p: Space(fns[p], source) for p in PARTS if p in fns})
+
+
+def shared_method(name: str, fn: str, standardize: bool = False) -> Method:
+    """One space for all parts (a part-blind baseline), on the mix."""
+    return Method(name, {p: Space(fn, "mix") for p in PARTS}, standardize=standardize)
+
+
+def _rows(segs: SegmentSet, part: str, audible_only: bool) -> np.ndarray:
+    if audible_only:
+        return np.flatnonzero(segs.active[part_index(part)])
+    return np.arange(len(segs))
+
+
+def music_id(segs: SegmentSet, method: Method, *, k: int = 5, seed: int = 0,
+             audible_only: bool = True) -> dict[str, float]:
+    """Table 1 for one segment length: kNN track-ID accuracy (%) per part, only the target
+    itself left out of the references."""
+    out = {}
+    for p in method.spaces:
+        rows = _rows(segs, p, audible_only)
+        x = method.vectors(segs.subset(rows), p)
+        out[p] = knn_accuracy(x, segs.label[rows], None, k=k, seed=seed)
+    return out
+
+
+def pseudo_separation(sets: Mapping[str, SegmentSet], method: Method, *, k: int = 5,
+                      seed: int = 0, audible_only: bool = True) -> dict[str, float]:
+    """Table 2: kNN label accuracy (%) on each part's pseudo pieces, with every segment of the
+    target's own pseudo piece left out (only pieces sharing that part, and differing elsewhere,
+    can vote correctly)."""
+    out = {}
+    for p, segs in sets.items():
+        if p not in method.spaces:
+            continue
+        rows = _rows(segs, p, audible_only)
+        x = method.vectors(segs.subset(rows), p)
+        out[p] = knn_accuracy(x, segs.label[rows], segs.group[rows], k=k, seed=seed)
+    return out
+
+
+def stem_identification_table(segs: SegmentSet, fn: str, *, seed: int = 0
+                              ) -> tuple[dict[str, float], dict[str, int]]:
+    """Table 3: each audible clean stem alone -> the subspace with the largest norm (%).
+
+    Needs the 640-d ``(fn, part)`` embeddings; returns (accuracy per part, segments per part).
+    """
+    acc, count = {}, {}
+    for c, p in enumerate(PARTS):
+        rows = np.flatnonzero(segs.active[c])
+        count[p] = int(len(rows))
+        if not len(rows):
+            acc[p] = float("nan")
+            continue
+        pred = largest_norm_predict(segs.emb[(fn, p)][rows], seed=seed + c)
+        acc[p] = float(100.0 * np.mean(pred == c))
+    return acc, count
+
+
+def _sample(rows: np.ndarray, max_segments: int | None, seed: int) -> np.ndarray:
+    if max_segments is None or len(rows) <= max_segments:
+        return rows
+    pick = np.random.default_rng(seed).choice(len(rows), max_segments, replace=False)
+    return np.sort(rows[pick])
+
+
+def stem_mix_correlation(segs: SegmentSet, stem: Method, mix: Method, *, seed: int = 0,
+                         audible_only: bool = True, max_segments: int | None = 2000
+                         ) -> dict[str, float]:
+    """Table 4: per part, Pearson correlation between the distance matrix of the clean-stem
+    input (``stem`` method) and that of the mix input (``mix`` method) over the same segments."""
+    out = {}
+    for c, p in enumerate(PARTS):
+        if p not in stem.spaces or p not in mix.spaces:
+            continue
+        rows = _sample(_rows(segs, p, audible_only), max_segments, seed + c)
+        sub = segs.subset(rows)
+        out[p] = matrix_correlation(stem.vectors(sub, p), mix.vectors(sub, p))
+    return out
+
+
+def cross_correlation(segs: SegmentSet, method: Method, *, seed: int = 0,
+                      max_segments: int | None = 2000) -> dict[str, float]:
+    """Table 5: correlation between the distance matrices of every pair of parts' spaces, over
+    the same segments. Keys ``"drums/bass"`` etc. (pairs in part order)."""
+    rows = _sample(np.arange(len(segs)), max_segments, seed)
+    sub = segs.subset(rows)
+    parts = [p for p in PARTS if p in method.spaces]
+    vec = {p: method.vectors(sub, p) for p in parts}
+    return {f"{a}/{b}": matrix_correlation(vec[a], vec[b])
+            for i, a in enumerate(parts) for b in parts[i + 1:]}
+
+
+def mean(scores: Mapping[str, float]) -> float:
+    """Mean over the finite values; NaN when there are none."""
+    vals = [v for v in scores.values() if np.isfinite(v)]
+    return float(np.mean(vals)) if vals else float("nan")
