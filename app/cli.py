@@ -6,7 +6,12 @@ from collections.abc import Sequence
 
 from model.clitools import dispatch
 
-COMMANDS: dict[str, tuple[str, str]] = {}
+COMMANDS: dict[str, tuple[str, str]] = {
+    "scan": ("app.scan_cmd", "add music folders to the library and scan them (incremental)"),
+    "query": ("app.query_cmd", "find tracks similar part by part: query TRACK_OR_FILE --focus drums=1"),
+    "info": ("app.info_cmd", "what the library holds: tracks, failures, model, index"),
+    "export": ("app.export_cmd", "write query results or the library as an M3U playlist or CSV"),
+}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
