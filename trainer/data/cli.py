@@ -1,0 +1,100 @@
+"""``partwise-train data``: build a Slakh-layout dataset (synth | render-midi | info)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from model.audio import SAMPLE_RATE
+from model.clitools import setup_logging
+
+log = logging.getLogger(__name__)
+
+
+def _splits(text: str) -> tuple[float, float, float]:
+    try:
+        parts = tuple(float(x) for x in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected three numbers like 0.8,0.1,0.1, got {text!r}") from None
+    if len(parts) != 3 or min(parts) < 0 or sum(parts) <= 0:
+        raise argparse.ArgumentTypeError(f"expected three non-negative fractions, got {text!r}")
+    return parts  # type: ignore[return-value]
+
+
+def _common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--out", required=True, type=Path, help="dataset folder (created; an "
+                   "interrupted build in it resumes)")
+    p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    p.add_argument("--splits", type=_splits, default=(0.8, 0.1, 0.1),
+                   help="train,validation,test fractions (default 0.8,0.1,0.1)")
+    p.add_argument("--workers", type=int, default=0, help="processes (default 0 = all cores)")
+    p.add_argument("--font", action="append", type=Path, dest="fonts", metavar="SF2",
+                   help="SoundFont to render with (repeatable; default: every GM font found)")
+    p.add_argument("--sample-rate", type=int, default=SAMPLE_RATE,
+                   help=f"sample rate of the written audio (default {SAMPLE_RATE})")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("-v", "--verbose", action="store_true")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="partwise-train data", description=__doc__.replace("`", "").strip())
+    sub = parser.add_subparsers(dest="action", required=True)
+    s = sub.add_parser("synth", help="generate songs and render them stem by stem")
+    s.add_argument("--tracks", type=int, required=True, help="number of songs")
+    s.add_argument("--seconds", type=float, default=None,
+                   help="length of every song in seconds (default: 45-90 s, varied)")
+    _common(s)
+    r = sub.add_parser("render-midi", help="render a folder of MIDI files stem by stem")
+    r.add_argument("midi_dir", type=Path, help="folder searched recursively for .mid/.midi files")
+    _common(r)
+    i = sub.add_parser("info", help="summarize a dataset in the Slakh layout")
+    i.add_argument("root", type=Path)
+    i.add_argument("-v", "--verbose", action="store_true")
+    sub.add_parser("fonts", help="list the General MIDI SoundFonts found")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    setup_logging(getattr(args, "verbose", False))
+    from trainer.data.render import RenderError, find_fonts
+
+    try:
+        if args.action == "fonts":
+            for f in find_fonts():
+                print(f)
+            return 0
+        if args.action == "info":
+            from trainer.data.dataset import SPLITS, SlakhDataset
+
+            report = [SlakhDataset(args.root, s).summary() for s in SPLITS if (args.root / s).is_dir()]
+            if not report:
+                print(f"{args.root}: no train/validation/test folders", file=sys.stderr)
+                return 1
+            print(json.dumps(report, indent=2))
+            return 0
+        from trainer.data.synth import BUILD_FILE, build_dataset, render_midi_folder
+
+        common = dict(splits=args.splits, seed=args.seed, workers=args.workers, fonts=args.fonts,
+                      progress=not args.no_progress, sample_rate=args.sample_rate)
+        if args.action == "synth":
+            if args.tracks < 1:
+                print("--tracks must be at least 1", file=sys.stderr)
+                return 2
+            out = build_dataset(args.out, args.tracks, song_seconds=args.seconds, **common)
+        else:
+            out = render_midi_folder(args.midi_dir, args.out, **common)
+        record = json.loads((out / BUILD_FILE).read_text())
+        print(json.dumps({k: record[k] for k in ("built", "kept", "skipped", "seconds_built",
+                                                 "wall_seconds")}, indent=2))
+        return 0
+    except (RenderError, ValueError, FileNotFoundError) as exc:
+        print(f"partwise-train data: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("interrupted; run the same command again to resume", file=sys.stderr)
+        return 130

@@ -1,0 +1,671 @@
+"""A song generator: varied multi-instrument General MIDI songs, deterministic per seed.
+
+A song has a style, a tempo (60-200 BPM, log-uniform so the tempo classes are evenly used), a
+key and mode, a form of sections (intro, verse, chorus, bridge, ...) each with its chord
+progression, and five parts written for their instruments: drum grooves with fills, bass lines
+that follow the harmony, piano comping, guitar strums, arpeggios and riffs, and "others"
+(pads, leads, brass stabs, arpeggiators, counter lines). Parts drop in and out by section and
+some songs leave a part out entirely, so every part is silent in a fair share of the audio.
+
+Repeated sections replay the same material (the generator for a section type is seeded by the
+song seed and that type), so songs have recognisable structure.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+import pretty_midi
+
+from model.parts import PARTS
+
+# -- harmony ------------------------------------------------------------------------------
+MODES: dict[str, tuple[int, ...]] = {
+    "major": (0, 2, 4, 5, 7, 9, 11),
+    "minor": (0, 2, 3, 5, 7, 8, 10),
+    "dorian": (0, 2, 3, 5, 7, 9, 10),
+    "mixolydian": (0, 2, 4, 5, 7, 9, 10),
+    "phrygian": (0, 1, 3, 5, 7, 8, 10),
+    "harmonic minor": (0, 2, 3, 5, 7, 8, 11),
+}
+MINORISH = {"minor", "dorian", "phrygian", "harmonic minor"}
+NOTE_NAMES = ("C", "C#", "D", "Eb", "E", "F", "F#", "G", "Ab", "A", "Bb", "B")
+
+# Progressions as 0-based scale degrees, one chord per bar (a pair = two chords in the bar).
+PROG_MAJOR: tuple[tuple, ...] = (
+    (0, 4, 5, 3), (0, 5, 3, 4), (5, 3, 0, 4), (0, 3, 4, 3), (0, 3, 0, 4), (3, 4, 0, 0),
+    (0, 1, 3, 4), (0, 4, 3, 3), (0, 2, 3, 4), (1, 4, 0, 5), (0, (3, 4), 0, (3, 4)),
+)
+PROG_MINOR: tuple[tuple, ...] = (
+    (0, 5, 2, 6), (0, 3, 4, 0), (0, 6, 5, 6), (0, 5, 3, 4), (0, 3, 6, 2), (5, 6, 0, 0),
+    (0, 0, 3, 4), (0, 2, 6, 3), (0, (5, 6), 0, (5, 6)),
+)
+PROG_JAZZ: tuple[tuple, ...] = ((1, 4, 0, 0), (0, 5, 1, 4), (2, 5, 1, 4), (0, 3, 1, 4))
+PROG_BLUES: tuple[tuple, ...] = ((0, 0, 0, 0, 3, 3, 0, 0, 4, 3, 0, 4), (0, 3, 0, 0, 3, 3, 0, 0, 4, 3, 0, 4))
+PROG_MODAL: tuple[tuple, ...] = ((0, 0, 6, 6), (0, 6, 0, 6), (0, 0, 3, 3), (0, 1, 0, 1))
+
+
+@dataclass(frozen=True)
+class Chord:
+    root: int  # pitch class 0-11
+    tones: tuple[int, ...]  # pitch classes, root first (triad, or seventh chord)
+
+    def name(self) -> str:
+        third = (self.tones[1] - self.root) % 12
+        q = "m" if third == 3 else ""
+        if len(self.tones) > 3:
+            q += "7" if (self.tones[3] - self.root) % 12 == 10 else "maj7"
+        return NOTE_NAMES[self.root] + q
+
+
+def chord_on(key: int, mode: str, degree: int, seventh: bool) -> Chord:
+    scale = MODES[mode]
+    idx = [degree, degree + 2, degree + 4] + ([degree + 6] if seventh else [])
+    pcs = tuple((key + scale[i % 7]) % 12 for i in idx)
+    return Chord(pcs[0], pcs)
+
+
+def nearest(pcs, target: int, lo: int = 0, hi: int = 127) -> int:
+    """The MIDI note of one of the pitch classes ``pcs`` nearest ``target`` within [lo, hi]."""
+    best = None
+    for pc in pcs:
+        base = target - ((target - pc) % 12)
+        for cand in (base, base + 12):
+            if lo <= cand <= hi and (best is None or abs(cand - target) < abs(best - target)):
+                best = cand
+    return best if best is not None else min(max(target, lo), hi)
+
+
+def voicing(chord: Chord, center: int, n: int = 4, spread: int = 12) -> list[int]:
+    """A close voicing of ``n`` notes of ``chord`` around ``center`` (voice leading)."""
+    notes: set[int] = set()
+    for pc in chord.tones:
+        notes.add(nearest([pc], center, center - spread, center + spread))
+    k = 0
+    while len(notes) < n and k < 8:
+        pc = chord.tones[k % len(chord.tones)]
+        notes.add(nearest([pc], center + (7 if k % 2 else -7), center - spread - 5, center + spread + 5))
+        k += 1
+    return sorted(notes)[:n] if len(notes) > n else sorted(notes)
+
+
+# -- styles -------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Style:
+    name: str
+    tempo: tuple[float, float]
+    modes: tuple[str, ...]
+    progressions: tuple[tuple, ...]
+    drums: tuple[str, ...]
+    kits: tuple[int, ...]
+    bass: tuple[str, ...]
+    bass_programs: tuple[int, ...]
+    piano: tuple[str, ...]
+    piano_programs: tuple[int, ...]
+    guitar: tuple[str, ...]
+    guitar_programs: tuple[int, ...]
+    others: tuple[tuple[str, tuple[int, ...]], ...]  # (role, programs)
+    swing: float = 0.0
+    sevenths: float = 0.0  # probability of seventh chords
+    beats: int = 4
+    presence: tuple[float, float, float, float, float] = (0.9, 0.9, 0.6, 0.65, 0.75)
+
+
+PADS = (48, 49, 50, 52, 88, 89, 90, 91, 94, 95, 19, 16)
+LEADS = (80, 81, 84, 56, 65, 66, 73, 71, 68, 40, 64, 72)
+STYLES: dict[str, Style] = {s.name: s for s in (
+    Style("rock", (90, 170), ("major", "mixolydian", "minor"), PROG_MAJOR + PROG_MINOR,
+          ("rock", "rock2", "halftime"), (0, 8, 16), ("root8", "root_fifth", "syncopated"),
+          (33, 34, 35, 32), ("block", "pulse8", "half"), (0, 1, 2), ("power", "strum", "riff"),
+          (29, 30, 27, 25), (("pad", (48, 16, 18, 50)), ("lead", (80, 30, 81, 56)), ("counter", (48, 61)))),
+    Style("pop", (80, 140), ("major", "minor"), PROG_MAJOR + PROG_MINOR,
+          ("pop", "rock", "halftime", "four"), (0, 8, 24), ("syncopated", "root8", "octave", "root_fifth"),
+          (33, 38, 34, 39, 36), ("block", "pulse8", "arpeggio", "half"), (0, 1, 4, 5),
+          ("strum", "arpeggio", "clean"), (24, 25, 26, 27),
+          (("pad", PADS), ("lead", LEADS), ("stabs", (61, 62, 56)), ("arp", (8, 11, 12, 81)))),
+    Style("funk", (90, 125), ("dorian", "mixolydian", "minor"), PROG_MODAL + PROG_MINOR,
+          ("funk", "funk2"), (0, 8, 16), ("funk", "octave", "syncopated"), (33, 36, 37, 38),
+          ("clav", "jazz", "pulse8"), (7, 4, 5, 0), ("chicken", "riff", "skank"), (27, 28, 26),
+          (("stabs", (61, 62, 56, 65)), ("lead", (80, 65, 66, 56)), ("pad", (16, 17, 89)))),
+    Style("jazz", (70, 200), ("major", "dorian", "minor"), PROG_JAZZ + PROG_MAJOR,
+          ("jazz", "jazz_brush"), (32, 40, 0), ("walking", "root_fifth"), (32, 33, 35),
+          ("jazz", "half", "arpeggio"), (0, 1, 4), ("jazz_comp", "arpeggio", "clean"), (26, 24, 25),
+          (("lead", (65, 66, 56, 57, 73, 71)), ("counter", (48, 42, 57)), ("pad", (48, 11))),
+          swing=0.7, sevenths=0.9),
+    Style("ballad", (60, 90), ("major", "minor"), PROG_MAJOR + PROG_MINOR,
+          ("halftime", "ballad", "pop"), (0, 40, 8), ("pedal", "root_fifth", "syncopated"),
+          (32, 33, 35, 38), ("arpeggio", "half", "block"), (0, 1, 2, 4), ("arpeggio", "clean", "strum"),
+          (24, 25, 26), (("pad", (48, 49, 89, 88, 52)), ("lead", (73, 71, 40, 68, 56)), ("counter", (42, 48, 70))),
+          sevenths=0.3, presence=(0.7, 0.85, 0.8, 0.6, 0.85)),
+    Style("latin", (90, 200), ("minor", "major", "dorian"), PROG_MINOR + PROG_MAJOR,
+          ("bossa", "samba", "salsa"), (0, 8, 25), ("tumbao", "root_fifth", "syncopated"),
+          (32, 33, 35), ("montuno", "jazz", "arpeggio"), (0, 1, 4), ("arpeggio", "strum", "clean"),
+          (24, 25), (("lead", (56, 73, 65, 71, 22)), ("stabs", (61, 56, 57)), ("pad", (48, 49, 11, 12))),
+          sevenths=0.6),
+    Style("electronic", (100, 150), ("minor", "phrygian", "dorian", "major"), PROG_MINOR + PROG_MODAL,
+          ("four", "electro", "breakbeat"), (24, 25, 16, 0), ("octave", "root8", "pedal", "syncopated"),
+          (38, 39, 36, 33), ("pulse8", "block", "half"), (4, 5, 2, 0), ("riff", "skank", "clean"),
+          (27, 28, 30), (("arp", (81, 80, 87, 84, 98)), ("pad", (88, 89, 90, 91, 94, 95)), ("lead", (80, 81, 84, 87))),
+          presence=(0.95, 0.9, 0.5, 0.45, 0.95)),
+    Style("metal", (100, 200), ("minor", "phrygian", "harmonic minor"), PROG_MINOR + PROG_MODAL,
+          ("metal", "rock2", "halftime"), (0, 16, 8), ("root8", "gallop"), (34, 33, 35),
+          ("half", "block"), (0, 1), ("power", "gallop", "riff"), (30, 29),
+          (("pad", (48, 19, 52, 89)), ("lead", (30, 81, 29, 80))),
+          presence=(0.95, 0.9, 0.35, 0.95, 0.6)),
+    Style("reggae", (60, 90), ("major", "minor", "mixolydian"), PROG_MAJOR + PROG_MINOR,
+          ("onedrop", "rock"), (0, 8), ("reggae", "syncopated"), (33, 32, 38),
+          ("skank", "block"), (0, 4, 16), ("skank", "clean"), (27, 28, 26),
+          (("stabs", (61, 56, 65)), ("pad", (16, 17, 18)), ("lead", (73, 65, 56)))),
+    Style("disco", (110, 130), ("minor", "major", "dorian"), PROG_MINOR + PROG_MAJOR + PROG_MODAL,
+          ("disco", "four"), (0, 8, 24), ("octave", "funk"), (33, 38, 36),
+          ("pulse8", "block", "clav"), (0, 4, 7), ("chicken", "strum"), (27, 28),
+          (("pad", (48, 49, 50)), ("stabs", (61, 62, 56)), ("lead", (80, 81, 73)))),
+    Style("blues", (60, 140), ("mixolydian",), PROG_BLUES,
+          ("shuffle", "ballad"), (0, 8, 32), ("walking", "boogie", "root_fifth"), (32, 33, 34),
+          ("block", "jazz", "half"), (0, 1, 3), ("riff", "strum", "clean"), (26, 27, 29, 25),
+          (("lead", (65, 66, 22, 56, 61)), ("pad", (16, 17, 18, 48))),
+          swing=0.8, sevenths=0.8),
+    Style("folk", (70, 160), ("major", "mixolydian", "minor"), PROG_MAJOR + PROG_MINOR,
+          ("rock", "pop", "ballad"), (0, 8, 40), ("root_fifth", "pedal", "walking"), (32, 33, 35),
+          ("half", "arpeggio", "block"), (0, 1, 3), ("strum", "arpeggio"), (25, 24, 26),
+          (("lead", (40, 73, 72, 22, 105, 110)), ("counter", (42, 41, 70, 48)), ("pad", (48, 21, 23))),
+          presence=(0.6, 0.8, 0.5, 0.9, 0.8)),
+    Style("waltz", (70, 190), ("major", "minor", "harmonic minor"), PROG_MAJOR + PROG_MINOR,
+          ("waltz",), (0, 40, 32), ("waltz", "root_fifth"), (32, 33, 43),
+          ("waltz", "arpeggio", "half"), (0, 1, 4, 6), ("waltz", "arpeggio"), (24, 25, 26),
+          (("lead", (40, 73, 68, 71, 21)), ("pad", (48, 49, 52)), ("counter", (42, 70, 58))),
+          beats=3, presence=(0.65, 0.85, 0.75, 0.6, 0.85)),
+)}
+
+# -- drums --------------------------------------------------------------------------------
+KICK, RIM, SNARE, CLAP, CHH, PHH, OHH, RIDE, BELL, CRASH, TAMB, COWBELL = (
+    36, 37, 38, 39, 42, 44, 46, 51, 53, 49, 54, 56)
+TOMS = (50, 48, 47, 45, 43, 41)  # high to floor
+SHAKER, CLAVES, CONGA_HI, CONGA_LO, TIMBALE, CHINA = 70, 75, 62, 64, 65, 52
+
+# step patterns on a 16th grid (12 steps for 3/4): X accent, x normal, o ghost.
+GROOVES: dict[str, dict[int, str]] = {
+    "rock": {KICK: "x.......x.x.....", SNARE: "....X.......X...", CHH: "x.x.x.x.x.x.x.x."},
+    "rock2": {KICK: "x.x.....x.x..x..", SNARE: "....X.......X...", CHH: "X.x.X.x.X.x.X.x."},
+    "pop": {KICK: "x.....x...x.....", SNARE: "....X.......X...", CHH: "xxxxxxxxxxxxxxxx"},
+    "halftime": {KICK: "x.....x...x.....", SNARE: "........X.......", CHH: "x.x.x.x.x.x.x.x."},
+    "four": {KICK: "x...x...x...x...", CLAP: "....x.......x...", OHH: "..x...x...x...x.", CHH: "x.x.x.x.x.x.x.x."},
+    "funk": {KICK: "x..x..x...x..x..", SNARE: "....X..o.o..X..o", CHH: "XxxxXxxxXxxxXxxx"},
+    "funk2": {KICK: "x.x...x..x.x....", SNARE: "....X.o..o.oX...", CHH: "x.xxx.xxx.xxx.x.", OHH: "..............x."},
+    "jazz": {RIDE: "x...x.x.x...x.x.", PHH: "....x.......x...", KICK: "x..........o....", SNARE: "......o.....o..o"},
+    "jazz_brush": {RIDE: "x...x.x.x...x.x.", PHH: "....x.......x...", SNARE: "o.o.o.o.o.o.o.o."},
+    "ballad": {KICK: "x.......x.......", RIM: "....x.......x...", CHH: "x.x.x.x.x.x.x.x."},
+    "bossa": {KICK: "x..xx..xx..xx..x", RIM: "x..x..x...x..x..", CHH: "xxxxxxxxxxxxxxxx"},
+    "samba": {KICK: "x..xx..xx..xx..x", SNARE: "o.oo.o.oo.o.o.oo", SHAKER: "XxxxXxxxXxxxXxxx", TAMB: "..x...x...x...x."},
+    "salsa": {COWBELL: "x.x.x.x.x.x.x.x.", CLAVES: "x..x..x...x.x...", CONGA_HI: "......xx......xx", CONGA_LO: "....x.......x...", KICK: "...x.......x...."},
+    "electro": {KICK: "x.....x...x.....", CLAP: "....x.......x...", CHH: "xxXxxxXxxxXxxxXx"},
+    "breakbeat": {KICK: "x.x.......x.....", SNARE: "....X..o.o..X...", CHH: "x.x.x.x.x.x.x.x.", OHH: "..............x."},
+    "metal": {KICK: "xxxxxxxxxxxxxxxx", SNARE: "....X.......X...", CHINA: "x...x...x...x..."},
+    "onedrop": {KICK: "........x.......", RIM: "........x.......", CHH: "x.x.x.x.x.x.x.x.", OHH: "......x.......x."},
+    "disco": {KICK: "x...x...x...x...", SNARE: "....X.......X...", OHH: "..x...x...x...x.", CHH: "x.x.x.x.x.x.x.x."},
+    "shuffle": {KICK: "x.......x.......", SNARE: "....X.......X...", RIDE: "x.xxx.xxx.xxx.xx"},
+    "waltz": {KICK: "x...........", SNARE: "....o...o...", CHH: "x.x.x.x.x.x."},
+}
+STEP_VEL = {"X": 112, "x": 90, "o": 42}
+
+
+@dataclass
+class Note:
+    pitch: int
+    start: float  # beats from the start of the song
+    dur: float  # beats
+    vel: int
+
+
+@dataclass
+class Section:
+    kind: str
+    bars: int
+    chords: list[list[Chord]]  # per bar: one or two chords
+    parts: tuple[bool, bool, bool, bool, bool]
+
+
+@dataclass
+class PartPlan:
+    part: str
+    role: str
+    pattern: str
+    program: int
+    is_drum: bool = False
+    notes: list[Note] = field(default_factory=list)
+
+
+@dataclass
+class Song:
+    """A generated song: its description and its MIDI."""
+
+    seed: int
+    style: str
+    tempo: float
+    key: int
+    mode: str
+    beats: int
+    sections: list[Section]
+    plans: list[PartPlan]
+    midi: pretty_midi.PrettyMIDI
+    seconds: float
+
+    def describe(self) -> dict:
+        return {
+            "style": self.style, "tempo": round(self.tempo, 3),
+            "key": f"{NOTE_NAMES[self.key]} {self.mode}", "meter": f"{self.beats}/4",
+            "form": [f"{s.kind}:{s.bars}" for s in self.sections],
+            "parts": {p.part + ("" if i == 0 else f"{i}"): f"{p.role}/{p.pattern}"
+                      for i, p in enumerate(self.plans)},
+        }
+
+
+# -- form ---------------------------------------------------------------------------------
+FORMS = (
+    ("intro", "verse", "chorus", "verse", "chorus", "bridge", "chorus", "outro"),
+    ("intro", "verse", "verse", "chorus", "breakdown", "chorus", "outro"),
+    ("intro", "a", "a", "b", "a", "solo", "a", "outro"),
+    ("verse", "chorus", "verse", "chorus", "bridge", "chorus"),
+    ("intro", "build", "drop", "breakdown", "build", "drop", "outro"),
+)
+SECTION_PLAY = {  # probability that a part present in the song plays in such a section
+    "intro": 0.45, "verse": 0.75, "chorus": 0.95, "bridge": 0.6, "breakdown": 0.35,
+    "outro": 0.5, "a": 0.8, "b": 0.7, "solo": 0.7, "build": 0.6, "drop": 0.95,
+}
+
+
+def _section_bars(kind: str, rng: np.random.Generator) -> int:
+    if kind in ("intro", "outro", "breakdown"):
+        return int(rng.choice([2, 4, 4]))
+    return int(rng.choice([4, 8, 8]))
+
+
+def _progression(style: Style, mode: str, rng: np.random.Generator) -> tuple:
+    pool = style.progressions
+    if style.name not in ("jazz", "blues", "funk"):
+        pool = PROG_MINOR if mode in MINORISH else PROG_MAJOR
+        if style.name in ("electronic", "metal", "funk"):
+            pool = pool + PROG_MODAL
+    return pool[int(rng.integers(len(pool)))]
+
+
+def _chords(prog: tuple, bars: int, key: int, mode: str, sevenths: bool) -> list[list[Chord]]:
+    out = []
+    for b in range(bars):
+        deg = prog[b % len(prog)]
+        degs = deg if isinstance(deg, tuple) else (deg,)
+        out.append([chord_on(key, mode, d, sevenths) for d in degs])
+    return out
+
+
+def _chord_at(bar: list[Chord], beat: float, beats: int) -> Chord:
+    return bar[min(int(beat / (beats / len(bar))), len(bar) - 1)]
+
+
+# -- part writers (one bar at a time, beats relative to the bar) --------------------------
+def _steps(pattern: str, beats: int) -> list[tuple[float, int]]:
+    steps = len(pattern)
+    return [(i * beats / steps, STEP_VEL[c]) for i, c in enumerate(pattern) if c in STEP_VEL]
+
+
+def drum_bar(groove: str, beats: int, fill: bool, crash: bool, rng: np.random.Generator) -> list[Note]:
+    notes = []
+    fill_from = beats - (2 if rng.random() < 0.3 else 1) if fill else beats + 1
+    for pitch, pat in GROOVES[groove].items():
+        for beat, vel in _steps(pat, beats):
+            if beat >= fill_from and pitch not in (KICK, PHH):
+                continue
+            notes.append(Note(pitch, beat, 0.25, vel))
+    if fill:
+        toms = list(TOMS[int(rng.integers(0, 2)):])
+        n = int((beats - fill_from) * 4)
+        for k in range(n):
+            pitch = SNARE if rng.random() < 0.3 else toms[min(k * len(toms) // max(n, 1), len(toms) - 1)]
+            notes.append(Note(pitch, fill_from + k * 0.25, 0.25, int(80 + 30 * k / max(n, 1))))
+    if crash:
+        notes.append(Note(CRASH, 0.0, 1.0, 110))
+        notes.append(Note(KICK, 0.0, 0.25, 110))
+    return notes
+
+
+def bass_bar(pattern: str, bar: list[Chord], nxt: Chord, beats: int, rng: np.random.Generator) -> list[Note]:
+    def root(c: Chord) -> int:
+        return nearest([c.root], 38, 28, 50)
+
+    def fifth(c: Chord) -> int:
+        return nearest([c.tones[2]], root(c) + 7, 28, 55)
+
+    out: list[Note] = []
+    if pattern == "pedal":
+        for i, c in enumerate(bar):
+            d = beats / len(bar)
+            out.append(Note(root(c), i * d, d * 0.95, 95))
+    elif pattern == "root8":
+        for k in range(beats * 2):
+            c = _chord_at(bar, k / 2, beats)
+            out.append(Note(root(c), k / 2, 0.45, 100 if k % 2 == 0 else 85))
+    elif pattern in ("root_fifth", "waltz"):
+        for b in range(beats):
+            c = _chord_at(bar, b, beats)
+            p = root(c) if b % 2 == 0 or pattern == "waltz" and b == 0 else fifth(c)
+            if pattern == "waltz" and b > 0:
+                continue
+            out.append(Note(p, b, 0.9 if pattern == "root_fifth" else beats * 0.9, 95))
+    elif pattern == "octave":
+        for k in range(beats * 2):
+            c = _chord_at(bar, k / 2, beats)
+            out.append(Note(root(c) + (12 if k % 2 else 0), k / 2, 0.4, 100 if k % 2 == 0 else 90))
+    elif pattern == "walking":
+        for b in range(beats):
+            c = _chord_at(bar, b, beats)
+            if b == 0:
+                p = root(c)
+            elif b == beats - 1:
+                target = root(nxt)
+                p = target + (1 if rng.random() < 0.5 else -1)
+            else:
+                p = nearest(c.tones if rng.random() < 0.7 else MODES["major"], out[-1].pitch + int(rng.choice([-4, -3, 2, 3, 4])), 28, 55)
+            out.append(Note(p, b, 0.95, 92))
+    elif pattern in ("funk", "syncopated", "reggae", "tumbao", "gallop", "boogie"):
+        grid = {"funk": "x..x..x.x.x..xo.", "syncopated": "x..x..x.x..x..x.",
+                "reggae": "x.....x.x.......", "tumbao": "......x.....x...",
+                "gallop": "x.xxx.xxx.xxx.xx", "boogie": "x.x.x.x.x.x.x.x."}[pattern]
+        boogie = [0, 4, 7, 9, 10, 9, 7, 4]
+        for k, (beat, vel) in enumerate(_steps(grid, beats)):
+            c = _chord_at(bar, beat, beats)
+            if pattern == "boogie":
+                p = root(c) + boogie[k % 8] - (12 if root(c) + boogie[k % 8] > 52 else 0)
+            elif pattern == "tumbao":
+                p = fifth(c) if beat < 2 else root(nxt)
+            elif pattern == "funk" and vel == STEP_VEL["x"] and rng.random() < 0.35:
+                p = root(c) + 12
+            elif pattern == "reggae" and k == 1:
+                p = fifth(c)
+            else:
+                p = root(c)
+            dur = 0.2 if vel == STEP_VEL["o"] else (0.7 if pattern in ("reggae", "tumbao") else 0.22)
+            out.append(Note(p, beat, dur, max(vel, 70)))
+    return out
+
+
+def comp_bar(pattern: str, bar: list[Chord], beats: int, center: int, rng: np.random.Generator,
+             n_voices: int = 4) -> list[Note]:
+    """Chordal accompaniment (piano, guitar, pads, stabs) in one bar."""
+    out: list[Note] = []
+
+    def chord_notes(c: Chord, beat: float, dur: float, vel: int, n: int = n_voices, strum: float = 0.0):
+        for i, p in enumerate(voicing(c, center, n)):
+            out.append(Note(p, beat + i * strum, max(dur - i * strum, 0.05), vel))
+
+    if pattern in ("half", "clean", "pad", "counter_pad"):
+        for i, c in enumerate(bar):
+            d = beats / len(bar)
+            chord_notes(c, i * d, d * 0.98, 72 if pattern == "pad" else 80)
+        if pattern == "half":  # left hand roots
+            for i, c in enumerate(bar):
+                d = beats / len(bar)
+                out.append(Note(nearest([c.root], center - 14, 36, 60), i * d, d * 0.9, 80))
+    elif pattern in ("block", "jazz_comp"):
+        for b in range(beats):
+            chord_notes(_chord_at(bar, b, beats), b, 0.9 if pattern == "block" else 0.45,
+                        85 if b % 2 == 0 else 75, 3 if pattern == "jazz_comp" else n_voices)
+    elif pattern == "pulse8":
+        for k in range(beats * 2):
+            chord_notes(_chord_at(bar, k / 2, beats), k / 2, 0.42, 88 if k % 2 == 0 else 70)
+    elif pattern == "arpeggio":
+        seq = [0, 1, 2, 3, 2, 1, 0, 1, 2, 3, 2, 1]
+        for k in range(beats * 2):
+            c = _chord_at(bar, k / 2, beats)
+            v = voicing(c, center, 4)
+            out.append(Note(v[seq[k % len(seq)] % len(v)], k / 2, 0.9, 78 if k % 2 else 88))
+    elif pattern == "jazz":
+        hits = [(0.0, 1.2), (1.5, 0.4)] if rng.random() < 0.5 else [(1.5, 1.0), (3.5, 0.4)]
+        for beat, dur in hits:
+            if beat < beats:
+                c = _chord_at(bar, beat, beats)
+                shell = [c.tones[1], c.tones[-1], (c.tones[0] + 2) % 12]
+                for p in sorted({nearest([pc], center, center - 9, center + 9) for pc in shell}):
+                    out.append(Note(p, beat, dur, 75))
+    elif pattern in ("montuno", "clav", "skank", "chicken"):
+        grid = {"montuno": "x.xx.x.xx.xx.x.x", "clav": "x..x..x.x.x..x.x",
+                "skank": "....x.......x...", "chicken": "oxoxoxxoxoxoxxox"}[pattern]
+        for beat, vel in _steps(grid, beats):
+            c = _chord_at(bar, beat, beats)
+            if pattern == "chicken" and vel == STEP_VEL["o"]:
+                out.append(Note(nearest([c.tones[1]], center + 5, 48, 88), beat, 0.08, 50))
+                continue
+            n = 2 if pattern == "montuno" else 3
+            chord_notes(c, beat, 0.2 if pattern != "montuno" else 0.24, vel, n)
+    elif pattern == "waltz":
+        for b in range(1, beats):
+            chord_notes(_chord_at(bar, b, beats), b, 0.8, 72, 3)
+    elif pattern == "strum":
+        strums = ["D.DU.UDU", "D.D.D.DU", "D..UD.DU", "D.DUDUDU"][int(rng.integers(4))]
+        for k, s in enumerate(strums[: beats * 2]):
+            if s == ".":
+                continue
+            c = _chord_at(bar, k / 2, beats)
+            gap = 0.02 if s == "D" else -0.015
+            v = voicing(c, center, 6, 14)
+            if s == "U":
+                v = v[::-1][:4]
+            for i, p in enumerate(v):
+                out.append(Note(p, k / 2 + i * abs(gap), 0.48, 85 if s == "D" else 68))
+    elif pattern in ("power", "gallop"):
+        grid = "x.x.x.x.x.x.x.x." if pattern == "power" else "x.xxx.xxx.xxx.xx"
+        for beat, vel in _steps(grid[: beats * 4], beats):
+            c = _chord_at(bar, beat, beats)
+            r = nearest([c.root], 45, 40, 52)
+            for p in (r, r + 7, r + 12):
+                out.append(Note(p, beat, 0.2, vel))
+    return out
+
+
+def melody_bar(bar: list[Chord], key: int, mode: str, beats: int, lo: int, hi: int,
+               prev: int, rng: np.random.Generator, phrase_end: bool, dense: float = 0.5) -> list[Note]:
+    """A melodic line over one bar: scale steps, chord tones on strong beats."""
+    scale = [(key + s) % 12 for s in MODES[mode]]
+    rhythms = [[0, 1, 2, 3], [0, 0.5, 1, 2, 2.5, 3], [0, 1.5, 2, 3], [0, 2], [0.5, 1, 1.5, 2, 3],
+               [0, 0.5, 1, 1.5, 2, 2.5, 3, 3.5], [0, 0.75, 1.5, 2, 3]]
+    if phrase_end:
+        onsets = [0.0, 1.0] if rng.random() < 0.5 else [0.0]
+    else:
+        onsets = rhythms[int(rng.integers(len(rhythms)))] if rng.random() < 0.5 + dense * 0.4 else [0, 2]
+    onsets = [o for o in onsets if o < beats]
+    out: list[Note] = []
+    p = prev
+    for j, o in enumerate(onsets):
+        c = _chord_at(bar, o, beats)
+        step = int(rng.choice([-2, -1, -1, 1, 1, 2, 0, 3, -3]))
+        target = min(max(p + step * 2, lo + 2), hi - 2)
+        p = nearest(c.tones, target, lo, hi) if o in (0, 2) else nearest(scale, target, lo, hi)
+        end = onsets[j + 1] if j + 1 < len(onsets) else beats
+        out.append(Note(p, o, max((end - o) * 0.92, 0.2), int(rng.integers(78, 105))))
+    return out
+
+
+def arp_bar(bar: list[Chord], beats: int, center: int, rng: np.random.Generator) -> list[Note]:
+    out = []
+    shape = [0, 1, 2, 3, 4, 3, 2, 1] if rng.random() < 0.5 else [0, 2, 1, 3, 2, 4, 3, 1]
+    for k in range(beats * 4):
+        c = _chord_at(bar, k / 4, beats)
+        v = voicing(c, center, 5, 14)
+        out.append(Note(v[shape[k % 8] % len(v)], k / 4, 0.22, 92 if k % 4 == 0 else 76))
+    return out
+
+
+# -- the song -----------------------------------------------------------------------------
+def _section_rng(seed: int, kind: str, part: str) -> np.random.Generator:
+    return np.random.default_rng([seed, sum(map(ord, kind)) * 131 + len(kind), sum(map(ord, part))])
+
+
+def _choose_parts(style: Style, rng: np.random.Generator) -> list[bool]:
+    """Which of the five parts the song has: at least two, each missing in a fair share."""
+    while True:
+        have = [bool(rng.random() < p) for p in style.presence]
+        if sum(have) >= 2:
+            return have
+
+
+def _plans(style: Style, have: list[bool], rng: np.random.Generator) -> list[PartPlan]:
+    def pick(seq):
+        return seq[int(rng.integers(len(seq)))]
+
+    plans = []
+    if have[0]:
+        plans.append(PartPlan("drums", "groove", pick(style.drums), pick(style.kits), True))
+    if have[1]:
+        plans.append(PartPlan("bass", "bass", pick(style.bass), pick(style.bass_programs)))
+    if have[2]:
+        plans.append(PartPlan("piano", "comp", pick(style.piano), pick(style.piano_programs)))
+    if have[3]:
+        plans.append(PartPlan("guitar", "guitar", pick(style.guitar), pick(style.guitar_programs)))
+    if have[4]:
+        n = 1 if rng.random() < 0.55 else 2
+        order = rng.permutation(len(style.others))[:n]
+        for k in order:
+            role, programs = style.others[int(k)]
+            plans.append(PartPlan("others", role, role, pick(programs)))
+    return plans
+
+
+def _write_part(plan: PartPlan, sec: Section, bar_i: int, song: dict, rng: np.random.Generator,
+                state: dict) -> list[Note]:
+    beats, key, mode = song["beats"], song["key"], song["mode"]
+    bar = sec.chords[bar_i]
+    nxt = sec.chords[(bar_i + 1) % sec.bars][0]
+    last = bar_i == sec.bars - 1
+    if plan.part == "drums":
+        groove = plan.pattern if plan.pattern in GROOVES else "rock"
+        if beats == 3:
+            groove = "waltz"
+        if sec.kind in ("intro", "breakdown") and groove not in ("jazz", "jazz_brush", "waltz") and rng.random() < 0.5:
+            groove = "halftime"
+        return drum_bar(groove, beats, fill=last and state["fill"], crash=bar_i == 0 and state["crash"], rng=rng)
+    if plan.part == "bass":
+        return bass_bar(plan.pattern, bar, nxt, beats, rng)
+    if plan.part == "piano":
+        return comp_bar(plan.pattern, bar, beats, 64, rng)
+    if plan.part == "guitar":
+        if plan.pattern == "riff":
+            motif = state.setdefault("riff", _riff(rng, beats))
+            root = nearest([bar[0].root], 45, 40, 52)
+            scale = (0, 3, 5, 7, 10, 12, 15)
+            return [Note(root + scale[d], o, 0.3, v) for o, d, v in motif]
+        if plan.pattern == "arpeggio":
+            return comp_bar("arpeggio", bar, beats, 60, rng)
+        return comp_bar(plan.pattern, bar, beats, 58, rng, 4)
+    # others
+    if plan.role == "pad":
+        return comp_bar("pad", bar, beats, 67, rng)
+    if plan.role == "stabs":
+        return comp_bar("clav" if rng.random() < 0.5 else "skank", bar, beats, 68, rng, 3)
+    if plan.role == "arp":
+        return arp_bar(bar, beats, 72, rng)
+    lo, hi = (62, 86) if plan.role == "lead" else (45, 67)
+    notes = melody_bar(bar, key, mode, beats, lo, hi, state.get("prev", (lo + hi) // 2), rng,
+                       phrase_end=(bar_i % 4 == 3), dense=0.6 if plan.role == "lead" else 0.1)
+    if notes:
+        state["prev"] = notes[-1].pitch
+    return notes
+
+
+def _riff(rng: np.random.Generator, beats: int) -> list[tuple[float, int, int]]:
+    grid = rng.random(beats * 4) < 0.45
+    grid[0] = True
+    out = []
+    d = 0
+    for k in np.flatnonzero(grid):
+        d = int(min(max(d + int(rng.choice([-2, -1, 0, 1, 2])), 0), 6))
+        out.append((k / 4, d, 100 if k % 4 == 0 else 85))
+    return out
+
+
+def generate_song(seed: int, seconds: float | None = None, style: str | None = None) -> Song:
+    """A new song, fully determined by ``seed`` (and ``seconds``/``style`` if given).
+
+    ``seconds=None`` picks a length of 45-90 s. The MIDI holds one instrument per part voice
+    (drums on channel 10 as a drum track).
+    """
+    rng = np.random.default_rng([seed, 7919])
+    tempo = float(math.exp(rng.uniform(math.log(60.0), math.log(200.0))))
+    if style is None:
+        fits = [s for s in STYLES.values() if s.tempo[0] <= tempo <= s.tempo[1]]
+        st = fits[int(rng.integers(len(fits)))]
+    else:
+        if style not in STYLES:
+            raise ValueError(f"unknown style {style!r}; expected one of {', '.join(STYLES)}")
+        st = STYLES[style]
+        tempo = float(np.clip(tempo, *st.tempo))
+    tempo = round(tempo, 2)
+    seconds = float(rng.uniform(45.0, 90.0)) if seconds is None else float(seconds)
+    key = int(rng.integers(12))
+    mode = st.modes[int(rng.integers(len(st.modes)))]
+    beats = st.beats
+    sevenths = bool(rng.random() < st.sevenths)
+    have = _choose_parts(st, rng)
+    plans = _plans(st, have, rng)
+
+    # form: repeat the template until the song is long enough, then cut the last section
+    bar_s = beats * 60.0 / tempo
+    need = max(1, math.ceil(seconds / bar_s))
+    form = FORMS[int(rng.integers(len(FORMS)))]
+    progs = {}
+    sections: list[Section] = []
+    total, k = 0, 0
+    while total < need:
+        kind = form[k % len(form)]
+        k += 1
+        if kind not in progs:
+            progs[kind] = (_progression(st, mode, rng), _section_bars(kind, rng))
+        prog, bars = progs[kind]
+        bars = min(bars, need - total)
+        play = [h and bool(rng.random() < SECTION_PLAY.get(kind, 0.7)) for h in have]
+        if not any(play):
+            play[int(rng.choice(np.flatnonzero(have)))] = True
+        sections.append(Section(kind, bars, _chords(prog, bars, key, mode, sevenths), tuple(play)))
+        total += bars
+
+    # write the parts bar by bar
+    song_ctx = {"beats": beats, "key": key, "mode": mode}
+    bar0 = 0
+    for sec in sections:
+        for plan in plans:
+            if not sec.parts[PARTS.index(plan.part)]:
+                continue
+            prng = _section_rng(seed, sec.kind, plan.part + plan.role + str(plan.program))
+            state = {"fill": bool(prng.random() < 0.75), "crash": bar0 > 0 and bool(prng.random() < 0.8)}
+            for b in range(sec.bars):
+                for n in _write_part(plan, sec, b, song_ctx, prng, state):
+                    plan.notes.append(Note(n.pitch, (bar0 + b) * beats + n.start, n.dur, n.vel))
+        bar0 += sec.bars
+
+    midi = _to_midi(plans, tempo, st.swing, seconds, rng)
+    return Song(seed, st.name, tempo, key, mode, beats, sections, plans, midi, seconds)
+
+
+def _to_midi(plans: list[PartPlan], tempo: float, swing: float, seconds: float,
+             rng: np.random.Generator) -> pretty_midi.PrettyMIDI:
+    midi = pretty_midi.PrettyMIDI(initial_tempo=tempo)
+    spb = 60.0 / tempo
+    for plan in plans:
+        inst = pretty_midi.Instrument(program=plan.program, is_drum=plan.is_drum,
+                                      name=f"{plan.part}:{plan.role}")
+        for n in plan.notes:
+            beat = n.start
+            frac = beat % 1.0
+            if swing and abs(frac - 0.5) < 1e-6:
+                beat += swing / 6.0
+            start = beat * spb + float(rng.normal(0, 0.004))
+            start = max(start, 0.0)
+            if start >= seconds:
+                continue
+            end = min(start + max(n.dur * spb, 0.03), seconds)
+            vel = int(np.clip(n.vel + rng.integers(-6, 7), 1, 127))
+            inst.notes.append(pretty_midi.Note(vel, int(np.clip(n.pitch, 0, 127)), start, end))
+        if inst.notes:
+            inst.notes.sort(key=lambda x: (x.start, x.pitch))
+            midi.instruments.append(inst)
+    return midi
