@@ -141,6 +141,68 @@ def _short(e: BaseException) -> str:
     return s if len(s) < 200 else s[:197] + "..."
 
 
+# ---------------------------------------------------------------- completeness
+# libsndfile quietly shortens a cut WAV/AIFF to the bytes present, and plays an Ogg stream up to
+# its last whole page; the container says how long the file should be, so compare.
+
+def _riff_shortfall(path: Path, size: int) -> str | None:
+    with open(path, "rb") as f:
+        head = f.read(12)
+        if len(head) < 12:
+            return None
+        big = head[:4] == b"FORM"
+        if not ((head[:4] == b"RIFF" and head[8:12] == b"WAVE") or (big and head[8:12] in (b"AIFF", b"AIFC"))):
+            return None
+        order = "big" if big else "little"
+        want = b"SSND" if big else b"data"
+        pos = 12
+        while pos + 8 <= size:
+            f.seek(pos)
+            h = f.read(8)
+            if len(h) < 8:
+                return None
+            cid, n = h[:4], int.from_bytes(h[4:], order)
+            if cid == want:
+                if n in (0, 0xFFFFFFFF):  # streamed or RF64-style placeholder: unknown length
+                    return None
+                have = size - (pos + 8)
+                if have < n * 0.98:
+                    return f"truncated: the header promises {n} bytes of audio, the file holds {have}"
+                return None
+            pos += 8 + n + (n & 1)
+    return None
+
+
+def _ogg_shortfall(path: Path, size: int) -> str | None:
+    with open(path, "rb") as f:
+        f.seek(max(0, size - 65307))  # a page is at most 65307 bytes
+        tail = f.read()
+    at = tail.rfind(b"OggS")
+    if at < 0 or at + 6 > len(tail):
+        return "truncated or damaged: no Ogg page at the end of the file"
+    if not tail[at + 5] & 0x04:
+        return "truncated: the Ogg stream has no end-of-stream page (the file was cut short)"
+    return None
+
+
+def check_complete(path: str | os.PathLike) -> None:
+    """DecodeError when the container shows the file was cut short (WAV, AIFF, Ogg)."""
+    path = Path(path)
+    suffix = path.suffix.lower()
+    try:
+        size = path.stat().st_size
+        if suffix in (".wav", ".wave", ".aif", ".aiff", ".aifc"):
+            problem = _riff_shortfall(path, size)
+        elif suffix in (".ogg", ".oga", ".opus"):
+            problem = _ogg_shortfall(path, size)
+        else:
+            problem = None
+    except OSError as e:
+        raise DecodeError(f"{path}: cannot read the file ({e.strerror or e})") from e
+    if problem:
+        raise DecodeError(f"{path}: {problem}")
+
+
 # ---------------------------------------------------------------- reading windows
 
 def _read_soundfile(path: Path, starts: np.ndarray, length: float, info: AudioInfo) -> list[np.ndarray]:
@@ -227,6 +289,8 @@ def read_clips(path: str | os.PathLike, rate: int, window: float,
         raise DecodeError(
             f"{path}: audio too short ({info.duration:.3f} s; at least {MIN_DURATION:g} s needed)"
         )
+    if info.backend == "soundfile":
+        check_complete(path)
     n_target = int(round(info.duration * rate))
     starts = segment_starts(n_target, rate, window, None, max_windows) / rate
     reader = _read_soundfile if info.backend == "soundfile" else _read_av

@@ -1,0 +1,159 @@
+import numpy as np
+import pytest
+
+from app.focus import best_segment_pair, focused_scores, parse_focus, part_distances
+from app.index import IndexParams, VectorIndex
+from model.parts import EMBED_DIM, N_PARTS, PARTS, SUBSPACE_DIM
+
+
+def hand_built(offsets: dict[str, list[float]]) -> np.ndarray:
+    """Tracks whose part c sits at distance offsets[c][i] from a zero query: (n, 640)."""
+    n = len(next(iter(offsets.values())))
+    x = np.zeros((n, EMBED_DIM), np.float32)
+    for c, part in enumerate(PARTS):
+        x[:, c * SUBSPACE_DIM] = offsets.get(part, [0.0] * n)
+    return x
+
+
+# A: same drums, different rest; B: a bit different everywhere; C: different drums, same rest;
+# D: different everywhere.
+OFF = {"drums": [0, 1, 3, 3], **{p: [3, 1, 0, 3] for p in PARTS[1:]}}
+
+
+def ranked(index: VectorIndex, focus, k: int = 4, exclude=()) -> list[int]:
+    return index.search(np.zeros(EMBED_DIM, np.float32), parse_focus(focus), k, exclude).ids.tolist()
+
+
+@pytest.fixture
+def small():
+    idx = VectorIndex()
+    idx.upsert([10, 11, 12, 13], [1] * 4, hand_built(OFF))
+    return idx
+
+
+def test_parse_focus_forms():
+    np.testing.assert_array_equal(parse_focus({"bass": 0.5}), [0, 0.5, 0, 0, 0])
+    np.testing.assert_array_equal(parse_focus("drums=1, others=-0.5"), [1, 0, 0, 0, -0.5])
+    np.testing.assert_array_equal(parse_focus([1, 0, 0, 0, 1]), [1, 0, 0, 0, 1])
+    for bad in ({"drums": 1.5}, {"flute": 1}, [0] * 5, [1, 2], "drums=x", {"bass": float("nan")}):
+        with pytest.raises(ValueError):
+            parse_focus(bad)
+
+
+def test_solo_drums_ranks_by_drums_only(small):
+    assert ranked(small, {"drums": 1})[:2] == [10, 11]
+    res = small.search(np.zeros(EMBED_DIM, np.float32), parse_focus({"drums": 1}), 4)
+    np.testing.assert_allclose(res.scores, [0, 1, 9, 9])
+    np.testing.assert_allclose(res.parts[0], [0, 9, 9, 9, 9])
+
+
+def test_same_drums_different_everything_else(small):
+    # A: 0 - 0.3*4*9 = -10.8, D: 9 - 10.8 = -1.8, B: 1 - 1.2 = -0.2, C: 9
+    focus = {"drums": 1, "bass": -0.3, "piano": -0.3, "guitar": -0.3, "others": -0.3}
+    assert ranked(small, focus) == [10, 13, 11, 12]
+    s = small.search(np.zeros(EMBED_DIM, np.float32), parse_focus(focus), 4).scores
+    np.testing.assert_allclose(s, [-10.8, -1.8, -0.2, 9.0], rtol=1e-5)
+
+
+def test_different_drums_same_rest(small):
+    focus = {"drums": -1, "bass": 1, "piano": 1, "guitar": 1, "others": 1}
+    # C: -9, B: -1 + 4 = 3, D: -9 + 36 = 27, A: 0 + 36 = 36
+    assert ranked(small, focus) == [12, 11, 13, 10]
+
+
+def test_equal_weights_is_plain_distance(small):
+    assert ranked(small, [1] * 5) == [11, 12, 10, 13]
+
+
+def test_exclusion_and_k(small):
+    assert ranked(small, {"drums": 1}, k=2, exclude=[10]) == [11, 12]
+    assert ranked(small, {"drums": 1}, k=10) == [10, 11, 12, 13]
+
+
+def test_scores_match_the_definition():
+    rng = np.random.default_rng(0)
+    q = rng.standard_normal(EMBED_DIM).astype(np.float32)
+    x = rng.standard_normal((50, EMBED_DIM)).astype(np.float32)
+    w = np.array([1, -0.5, 0.25, 0, 0.75], np.float32)
+    ref = np.array([sum(w[c] * np.sum((q[c * 128:(c + 1) * 128] - xi[c * 128:(c + 1) * 128]) ** 2)
+                        for c in range(N_PARTS)) for xi in x])
+    np.testing.assert_allclose(focused_scores(q, w, x), ref, rtol=1e-4, atol=1e-3)
+    np.testing.assert_allclose(part_distances(q, x) @ w, ref, rtol=1e-4, atol=1e-3)
+
+
+def test_best_segment_pair_follows_the_focus():
+    qs = np.zeros((3, EMBED_DIM), np.float32)
+    xs = np.zeros((4, EMBED_DIM), np.float32)
+    qs[:, 0] = [1.0, 5.0, 9.0]  # the drums of each query segment
+    xs[:, 0] = [3.0, 7.0, 5.1, 12.0]  # track segment 2 is closest to query segment 1
+    xs[3, 200] = 5.0  # and segment 3 alone has different bass
+    assert best_segment_pair(qs, xs, parse_focus({"drums": 1})) == (1, 2)
+    # "different bass": segment 3 wins for any query segment
+    assert best_segment_pair(qs, xs, parse_focus({"bass": -1}))[1] == 3
+
+
+def clustered(n: int, seed: int = 0) -> np.ndarray:
+    """Vectors with structure per part (each part drawn from its own set of centres)."""
+    rng = np.random.default_rng(seed)
+    out = np.empty((n, EMBED_DIM), np.float32)
+    for c in range(N_PARTS):
+        centres = rng.standard_normal((40, SUBSPACE_DIM)).astype(np.float32)
+        out[:, c * 128:(c + 1) * 128] = centres[rng.integers(0, 40, n)] + 0.4 * rng.standard_normal(
+            (n, SUBSPACE_DIM)).astype(np.float32)
+    return out
+
+
+def test_hnsw_equals_brute_force_on_a_small_set():
+    x = clustered(1500)
+    ids = np.arange(100, 1600)
+    ann = VectorIndex(IndexParams(exact_below=200))
+    exact = VectorIndex(IndexParams(exact_below=10 ** 9))
+    for idx in (ann, exact):
+        idx.upsert(ids, np.ones(len(ids)), x)
+        idx.maintain(force=True)
+    assert ann.has_hnsw and not exact.has_hnsw
+    rng = np.random.default_rng(1)
+    focuses = [{"drums": 1}, {"bass": 1, "guitar": 0.5}, [1] * 5, {"piano": 1, "others": 0.2}]
+    for qi in rng.integers(0, len(ids), 10):
+        for f in focuses:
+            a = ann.search(x[qi], parse_focus(f), 10, exclude=[ids[qi]])
+            e = exact.search(x[qi], parse_focus(f), 10, exclude=[ids[qi]])
+            assert not a.exact and e.exact
+            assert a.ids.tolist() == e.ids.tolist()
+            np.testing.assert_allclose(a.scores, e.scores, rtol=1e-5)
+
+
+def test_index_updates_tail_deletes_and_persistence(tmp_path):
+    x = clustered(600, seed=2)
+    idx = VectorIndex(IndexParams(exact_below=300, fold_every=50))
+    idx.upsert(range(400), [1] * 400, x[:400])
+    idx.maintain()
+    assert idx.has_hnsw
+    idx.upsert(range(400, 600), [1] * 200, x[400:])  # tail, not yet in HNSW
+    q = x[550]
+    w = parse_focus({"bass": 1})
+    assert idx.search(q, w, 1).ids.tolist() == [550]
+    idx.remove([550])
+    assert 550 not in idx.search(q, w, 5).ids.tolist()
+    idx.upsert([7], [2], x[550:551])  # id 7 now holds 550's vector
+    assert idx.search(q, w, 1).ids.tolist() == [7]
+    idx.maintain(force=True)
+    assert idx.search(q, w, 1).ids.tolist() == [7]
+    idx.save(tmp_path / "index", {"model_sha": "abc"})
+    loaded, meta = VectorIndex.load(tmp_path / "index", IndexParams(exact_below=300))
+    assert meta["model_sha"] == "abc" and loaded.has_hnsw
+    assert loaded.revs() == idx.revs() and len(loaded) == 599
+    assert loaded.search(q, w, 3).ids.tolist() == idx.search(q, w, 3).ids.tolist()
+    ids, vecs = loaded.vectors()
+    assert ids.tolist() == sorted(ids.tolist()) and vecs.shape == (599, EMBED_DIM)
+    # removing most rows compacts and falls back to brute force
+    loaded.remove(range(8, 600))
+    loaded.maintain()
+    assert not loaded.has_hnsw and len(loaded) == 8
+    assert loaded.search(q, w, 1).ids.tolist() == [7]
+
+
+def test_damaged_index_folder_is_ignored(tmp_path):
+    (tmp_path / "index").mkdir()
+    (tmp_path / "index" / "CURRENT").write_text("gen-missing")
+    assert VectorIndex.load(tmp_path / "index") is None
