@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from model.clitools import dispatch
 
 COMMANDS: dict[str, tuple[str, str]] = {
+    "gui": ("app.ui.main", "open the desktop app (default)"),
     "scan": ("app.scan_cmd", "add music folders to the library and scan them (incremental)"),
     "query": ("app.query_cmd", "find tracks similar part by part: query TRACK_OR_FILE --focus drums=1"),
     "info": ("app.info_cmd", "what the library holds: tracks, failures, model, index"),
@@ -15,4 +16,4 @@ COMMANDS: dict[str, tuple[str, str]] = {
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    return dispatch("partwise", __doc__.replace("`", "").strip(), COMMANDS, argv)
+    return dispatch("partwise", __doc__.replace("`", "").strip(), COMMANDS, argv, default="gui")

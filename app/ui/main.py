@@ -1,0 +1,79 @@
+"""``partwise gui`` (the default command): open the desktop app."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from model.clitools import setup_logging
+
+log = logging.getLogger(__name__)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from app.library import DEFAULT_WEIGHTS, default_library_dir
+
+    p = argparse.ArgumentParser(prog="partwise gui", description="Open the Partwise window.")
+    p.add_argument("--library", type=Path, default=None,
+                   help="library folder (default: $PARTWISE_LIBRARY, else the last one used, else "
+                        f"{default_library_dir()})")
+    p.add_argument("--weights", type=Path, default=None,
+                   help=f"model weights (default: {DEFAULT_WEIGHTS.name} shipped with Partwise)")
+    p.add_argument("--folder", type=Path, action="append", default=[],
+                   help="add this music folder and scan it on start (repeatable)")
+    p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    setup_logging(args.verbose)
+    try:
+        from PySide6.QtCore import QSettings
+        from PySide6.QtWidgets import QApplication, QMessageBox
+    except ImportError as e:
+        print(f"partwise: the desktop app needs PySide6 ({e}); the command line still works "
+              "(partwise --help)", file=sys.stderr)
+        return 1
+    from app.library import Library, default_library_dir
+    from app.ui.main_window import MainWindow
+
+    app = QApplication.instance() or QApplication(sys.argv[:1])
+    app.setApplicationName("Partwise")
+    app.setOrganizationName("Partwise")
+    settings = QSettings("Partwise", "Partwise")
+    if args.library is not None:
+        root = args.library
+    elif "PARTWISE_LIBRARY" in os.environ:
+        root = default_library_dir()
+    else:
+        root = Path(str(settings.value("library/path", default_library_dir())))
+    weights = args.weights or (Path(w) if (w := settings.value("library/weights")) else None)
+    for folder in args.folder:
+        if not folder.is_dir():
+            print(f"partwise: {folder}: not a folder", file=sys.stderr)
+            return 2
+    try:
+        library = Library(root, weights=weights)
+    except Exception as e:  # the user sees which library and why
+        QMessageBox.critical(None, "Partwise", f"Cannot open the library {root}:\n{e}")
+        print(f"partwise: cannot open the library {root}: {e}", file=sys.stderr)
+        return 1
+    settings.setValue("library/path", str(library.root))
+    if args.weights:
+        settings.setValue("library/weights", str(args.weights.expanduser().resolve()))
+    window = MainWindow(library, settings)
+    window.show()
+    if args.folder:
+        for folder in args.folder:
+            library.add_folder(folder)
+        window.start_scan([f.expanduser().resolve() for f in args.folder])
+    try:
+        return int(app.exec())
+    finally:
+        window.shutdown()
+        library.close()

@@ -1,0 +1,228 @@
+"""Qt item models over the engine's dataclasses: library tracks, failures, search results."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+from PySide6.QtCore import (
+    QAbstractTableModel,
+    QModelIndex,
+    QPersistentModelIndex,
+    QSortFilterProxyModel,
+    Qt,
+)
+
+from app.library import Result, Track
+from app.ui.theme import PART_LABELS, fmt_time
+from model.parts import N_PARTS, PARTS
+
+BARS_ROLE = Qt.ItemDataRole.UserRole + 1  # (5,) floats in [0, 1] for the bar delegate
+SORT_ROLE = Qt.ItemDataRole.UserRole + 2  # a sortable value (numbers stay numbers)
+ID_ROLE = Qt.ItemDataRole.UserRole + 3  # the track id of the row
+
+Index = QModelIndex | QPersistentModelIndex
+ABSENT = 0.3  # presence under this counts as "the part is (nearly) absent"
+
+
+class _TableModel(QAbstractTableModel):
+    """Rows of frozen dataclasses, a fixed list of column headers."""
+
+    HEADERS: tuple[str, ...] = ()
+
+    def __init__(self, parent=None):
+        super().__init__(parent)
+        self._rows: list = []
+
+    def rowCount(self, parent: Index = QModelIndex()) -> int:  # noqa: B008 (Qt's signature)
+        return 0 if parent.isValid() else len(self._rows)
+
+    def columnCount(self, parent: Index = QModelIndex()) -> int:  # noqa: B008
+        return 0 if parent.isValid() else len(self.HEADERS)
+
+    def headerData(self, section: int, orientation: Qt.Orientation,
+                   role: int = Qt.ItemDataRole.DisplayRole):
+        if (role == Qt.ItemDataRole.DisplayRole and orientation == Qt.Orientation.Horizontal
+                and 0 <= section < len(self.HEADERS)):
+            return self.HEADERS[section]
+        return None
+
+    def flags(self, index: Index) -> Qt.ItemFlag:
+        if not index.isValid():
+            return Qt.ItemFlag.NoItemFlags
+        return Qt.ItemFlag.ItemIsEnabled | Qt.ItemFlag.ItemIsSelectable
+
+    def row(self, r: int):
+        return self._rows[r]
+
+    def _reset(self, rows: list) -> None:
+        self.beginResetModel()
+        self._rows = rows
+        self.endResetModel()
+
+
+class TrackTableModel(_TableModel):
+    """The library: one row per analysed track."""
+
+    HEADERS = ("Title", "Artist", "Album", "Duration", "Parts")
+    PARTS_COLUMN = 4
+
+    def __init__(self, parent=None):
+        super().__init__(parent)
+        self._row_of: dict[int, int] = {}
+
+    def set_tracks(self, tracks: Sequence[Track]) -> None:
+        self._reset(list(tracks))
+        self._row_of = {t.id: r for r, t in enumerate(self._rows)}
+
+    def track(self, r: int) -> Track:
+        return self._rows[r]
+
+    def row_of(self, track_id: int) -> int | None:
+        return self._row_of.get(int(track_id))
+
+    def by_id(self, track_id: int) -> Track | None:
+        r = self._row_of.get(int(track_id))
+        return None if r is None else self._rows[r]
+
+    def data(self, index: Index, role: int = Qt.ItemDataRole.DisplayRole):
+        if not index.isValid() or not 0 <= index.row() < len(self._rows):
+            return None
+        t: Track = self._rows[index.row()]
+        col = index.column()
+        if role == ID_ROLE:
+            return t.id
+        if role == BARS_ROLE:
+            return [float(v) for v in t.presence] if col == self.PARTS_COLUMN else None
+        if role in (Qt.ItemDataRole.DisplayRole, SORT_ROLE):
+            if col == 0:
+                return t.title or t.path.stem
+            if col == 1:
+                return t.artist
+            if col == 2:
+                return t.album
+            if col == 3:
+                return fmt_time(t.duration) if role == Qt.ItemDataRole.DisplayRole else t.duration
+            if col == self.PARTS_COLUMN:  # drawn by the delegate; sorts by overall presence
+                return None if role == Qt.ItemDataRole.DisplayRole else float(t.presence.sum())
+        if role == Qt.ItemDataRole.ToolTipRole:
+            if col == self.PARTS_COLUMN:
+                return "\n".join(f"{PART_LABELS[p]}: {v:.0%}" for p, v in zip(PARTS, t.presence, strict=True))
+            return str(t.path)
+        if role == Qt.ItemDataRole.TextAlignmentRole and col == 3:
+            return int(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
+        return None
+
+
+class FailuresModel(_TableModel):
+    """Files the last scans could not analyse, and why."""
+
+    HEADERS = ("File", "Problem")
+
+    def set_failures(self, rows: Sequence[tuple[str, str]]) -> None:
+        """rows: (path, message) pairs."""
+        self._reset(list(rows))
+
+    def data(self, index: Index, role: int = Qt.ItemDataRole.DisplayRole):
+        if not index.isValid() or not 0 <= index.row() < len(self._rows):
+            return None
+        path, message = self._rows[index.row()]
+        if role in (Qt.ItemDataRole.DisplayRole, SORT_ROLE, Qt.ItemDataRole.ToolTipRole):
+            if index.column() == 0:
+                return path
+            prefix = f"{path}: "
+            return message[len(prefix):] if message.startswith(prefix) else message
+        return None
+
+
+def part_similarity(part_distances: np.ndarray, scales: np.ndarray) -> np.ndarray:
+    """(..., 5) squared part distances -> (..., 5) similarity in [0, 1].
+
+    ``scales`` (5,) is each part's typical distance between two random library tracks: a result
+    that far away in a part scores 0 there, an identical part scores 1.
+    """
+    d = np.sqrt(np.maximum(part_distances, 0.0))
+    return np.clip(1.0 - d / np.maximum(scales, 1e-9), 0.0, 1.0)
+
+
+def because(similarity: np.ndarray, focus: np.ndarray, q_presence: np.ndarray | None,
+            r_presence: np.ndarray) -> int:
+    """The part that makes a result similar: the most similar of the parts the focus weighs up
+    (all parts when none is), counting only parts that both tracks actually contain."""
+    present = np.minimum(q_presence if q_presence is not None else 1.0, r_presence)
+    score = similarity * np.clip(present / ABSENT, 0.0, 1.0)
+    allowed = focus > 0 if (focus > 0).any() else np.ones(N_PARTS, bool)
+    score = np.where(allowed, score, -1.0)
+    return int(np.argmax(score))
+
+
+class ResultsModel(_TableModel):
+    """The answer to the current focus query, best first."""
+
+    HEADERS = ("#", "Title", "Artist", "Distance", "Similar in", "Because of")
+    BARS_COLUMN = 4
+
+    def __init__(self, parent=None):
+        super().__init__(parent)
+        self._sim = np.zeros((0, N_PARTS))
+        self._why: list[int] = []
+
+    def set_results(self, results: Sequence[Result], focus: np.ndarray,
+                    scales: np.ndarray, q_presence: np.ndarray | None) -> None:
+        rows = list(results)
+        pd = np.array([r.part_distances for r in rows], np.float64).reshape(len(rows), N_PARTS)
+        self.beginResetModel()
+        self._rows = rows
+        self._sim = part_similarity(pd, scales)
+        self._why = [because(s, focus, q_presence, r.track.presence)
+                     for s, r in zip(self._sim, rows, strict=True)]
+        self.endResetModel()
+
+    def result(self, r: int) -> Result:
+        return self._rows[r]
+
+    def ids(self) -> list[int]:
+        return [r.track.id for r in self._rows]
+
+    def data(self, index: Index, role: int = Qt.ItemDataRole.DisplayRole):
+        if not index.isValid() or not 0 <= index.row() < len(self._rows):
+            return None
+        r: Result = self._rows[index.row()]
+        col = index.column()
+        if role == ID_ROLE:
+            return r.track.id
+        if role == BARS_ROLE:
+            return [float(v) for v in self._sim[index.row()]] if col == self.BARS_COLUMN else None
+        if role in (Qt.ItemDataRole.DisplayRole, SORT_ROLE):
+            if col == 0:
+                return index.row() + 1
+            if col == 1:
+                return r.track.title or r.track.path.stem
+            if col == 2:
+                return r.track.artist
+            if col == 3:
+                return f"{r.distance:.3g}" if role == Qt.ItemDataRole.DisplayRole else r.distance
+            if col == self.BARS_COLUMN:
+                return None if role == Qt.ItemDataRole.DisplayRole else float(self._sim[index.row()].sum())
+            if col == 5:
+                return PART_LABELS[PARTS[self._why[index.row()]]]
+        if role == Qt.ItemDataRole.ToolTipRole:
+            if col == self.BARS_COLUMN:
+                lines = [f"{PART_LABELS[p]}: {s:.0%} similar (distance² {d:.3g})" for p, s, d in
+                         zip(PARTS, self._sim[index.row()], r.part_distances, strict=True)]
+                return "\n".join(lines)
+            return f"{r.track.path}\nmatch at {r.match_start:.0f} s (query at {r.query_start:.0f} s)"
+        if role == Qt.ItemDataRole.TextAlignmentRole and col in (0, 3):
+            return int(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
+        return None
+
+
+class TrackFilter(QSortFilterProxyModel):
+    """Sorts by :data:`SORT_ROLE` and filters on any column's text, case-insensitively."""
+
+    def __init__(self, parent=None):
+        super().__init__(parent)
+        self.setSortRole(SORT_ROLE)
+        self.setFilterKeyColumn(-1)
+        self.setFilterCaseSensitivity(Qt.CaseSensitivity.CaseInsensitive)
+        self.setSortCaseSensitivity(Qt.CaseSensitivity.CaseInsensitive)

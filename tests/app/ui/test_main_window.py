@@ -1,0 +1,237 @@
+"""The real window on a real (small, generated) library, offscreen."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+from PySide6.QtCore import QMimeData, QPointF, Qt, QUrl
+from PySide6.QtGui import QDropEvent
+
+from app.library import Library
+from app.playback import PLAYING, Backend, Player
+from app.ui.main_window import MainWindow
+from app.ui.models import BARS_ROLE
+from model.parts import PARTS
+from tests.app.ui.conftest import KINDS, write_music
+
+TIMEOUT = 20000
+
+
+def open_window(qtbot, library, settings) -> MainWindow:
+    w = MainWindow(library, settings, map_method="pca")
+    qtbot.addWidget(w)
+    w.resize(1200, 800)
+    w.show()
+    qtbot.waitUntil(lambda: w.snapshot is not None, timeout=TIMEOUT)
+    return w
+
+
+def close_window(w: MainWindow) -> None:
+    w.close()
+    assert w._closing
+
+
+def click_row(qtbot, view, row: int, double: bool = False) -> None:
+    idx = view.model().index(row, 1)
+    view.scrollTo(idx)
+    pos = view.visualRect(idx).center()
+    if double:
+        qtbot.mouseDClick(view.viewport(), Qt.MouseButton.LeftButton, pos=pos)
+    else:
+        qtbot.mouseClick(view.viewport(), Qt.MouseButton.LeftButton, pos=pos)
+
+
+def test_select_track_move_fader_results_and_map_follow(qtbot, library, settings):
+    w = open_window(qtbot, library, settings)
+    assert w.tracks_model.rowCount() == len(KINDS)
+    qtbot.waitUntil(lambda: w.map_view.space == "all", timeout=TIMEOUT)
+
+    click_row(qtbot, w.tracks_view, 0)
+    query = w.query
+    assert isinstance(query, int)
+    qtbot.waitUntil(lambda: w.results_model.rowCount() == len(KINDS) - 1, timeout=TIMEOUT)
+    before = [(r.track.id, r.distance) for r in w.results]
+    assert query not in [i for i, _ in before]
+    hl = w.map_view.highlighted()
+    assert hl["query"] == [query] and sorted(hl["results"]) == sorted(i for i, _ in before)
+    assert len(w.map_view.links.getData()[0]) == 2 * len(before)  # query linked to each result
+
+    # Solo bass with the fader itself: results are re-ranked by bass alone, the map follows.
+    for i, s in enumerate(w.focus_panel.sliders):
+        if PARTS[i] != "bass":
+            s.setValue(0)
+    qtbot.waitUntil(lambda: w.results and np.allclose(
+        [r.distance for r in w.results], [r.part_distances[1] for r in w.results], rtol=1e-3,
+        atol=1e-3), timeout=TIMEOUT)
+    after = [(r.track.id, r.distance) for r in w.results]
+    assert after != before
+    qtbot.waitUntil(lambda: w.map_view.space == "bass", timeout=TIMEOUT)
+    assert w.map_view.highlighted()["query"] == [query]
+    assert sorted(w.map_view.highlighted()["results"]) == sorted(i for i, _ in after)
+    # results are ordered by the focused distance, best first, with per-part bars
+    dists = [r.distance for r in w.results]
+    assert dists == sorted(dists)
+    bars = w.results_model.index(0, w.results_model.BARS_COLUMN).data(BARS_ROLE)
+    assert bars is not None and len(bars) == len(PARTS)
+    close_window(w)
+
+
+def test_click_result_plays_from_the_matched_segment(qtbot, library, settings):
+    w = open_window(qtbot, library, settings)
+    w.select_track(w.tracks_model.track(3).id)
+    qtbot.waitUntil(lambda: w.results_model.rowCount() > 0, timeout=TIMEOUT)
+    bar = w.player_bar
+    if not bar.available:  # no PortAudio or no device: the app says so and carries on
+        assert "Playback off" in bar.notice.text()
+        assert not bar.play_button.isEnabled()
+        click_row(qtbot, w.results_view, 0)
+        assert bar.track is not None and bar.track.id == w.results[0].track.id
+        close_window(w)
+        return
+    states: list[str] = []
+    bar.stateChanged.connect(states.append)
+    click_row(qtbot, w.results_view, 1)
+    qtbot.waitUntil(lambda: PLAYING in states, timeout=TIMEOUT)
+    assert bar.track.id == w.results[1].track.id
+    assert bar.player.audio.path == w.results[1].track.path
+    assert w.map_view.highlighted()["selected"] == [w.results[1].track.id]
+    # a point on the map plays too, and the space bar toggles
+    states.clear()
+    w.map_view.trackClicked.emit(w.results[0].track.id)
+    qtbot.waitUntil(lambda: PLAYING in states and bar.track.id == w.results[0].track.id,
+                    timeout=TIMEOUT)
+    states.clear()
+    qtbot.keyClick(w, Qt.Key.Key_Space)
+    qtbot.waitUntil(lambda: bool(states), timeout=TIMEOUT)
+    close_window(w)
+
+
+def test_scan_a_folder_with_a_corrupt_file_lists_it_as_failed(qtbot, built_library, tmp_path, settings):
+    _, weights, _ = built_library
+    music = tmp_path / "music"
+    write_music(music, corrupt=True)
+    with Library(tmp_path / "lib", weights=weights, workers=2) as lib:
+        w = open_window(qtbot, lib, settings)
+        assert w.tracks_model.rowCount() == 0
+        assert "add a music folder" in w.status_label.text()
+        w.add_folder(music)
+        assert w.scanning
+        qtbot.waitUntil(lambda: not w.scanning, timeout=60000)
+        qtbot.waitUntil(lambda: w.tracks_model.rowCount() == len(KINDS), timeout=TIMEOUT)
+        qtbot.waitUntil(lambda: w.failures_model.rowCount() == 1, timeout=TIMEOUT)
+        path = w.failures_model.index(0, 0).data()
+        problem = w.failures_model.index(0, 1).data()
+        assert path.endswith("broken.wav") and problem and not problem.startswith(path)
+        assert w.tabs.tabText(2) == "Failed (1)"
+        assert w.folder_list.count() == 1 and w.folder_list.item(0).text() == str(music.resolve())
+        assert "1 failed" in w.status_label.text()
+        close_window(w)
+
+
+def test_closing_mid_scan_leaves_a_consistent_library(qtbot, built_library, tmp_path, settings):
+    _, weights, _ = built_library
+    music = tmp_path / "music"
+    for k in range(3):
+        write_music(music / f"set{k}")
+    total = 3 * len(KINDS)
+    with Library(tmp_path / "lib", weights=weights, workers=2, batch_size=2) as lib:
+        w = open_window(qtbot, lib, settings)
+        w.add_folder(music)
+        qtbot.waitUntil(lambda: w.scan_thread is not None and w.scan_thread.last is not None
+                        and w.scan_thread.last.done >= 1, timeout=TIMEOUT)
+        close_window(w)  # cancels and waits for the scan
+        assert not w.scanning or not w.scan_thread.isRunning()
+        done = len([t for t in lib.tracks() if t.status == "ok"])
+    assert done < total, "the scan should have been cut short"
+    with Library(tmp_path / "lib", weights=weights, workers=2) as lib:
+        ids, vectors = lib.track_vectors()
+        assert len(ids) == done and np.isfinite(vectors).all()
+        last = list(lib.scan())[-1]
+        assert last.failed == 0 and last.added + last.updated + done == total
+        assert len(lib.track_vectors()[0]) == total
+
+
+def test_dropping_an_outside_file_queries_by_it(qtbot, library, settings, tmp_path):
+    w = open_window(qtbot, library, settings)
+    outside = tmp_path / "outside"
+    (path,) = write_music(outside)[:1]
+    md = QMimeData()
+    md.setUrls([QUrl.fromLocalFile(str(path))])
+    ev = QDropEvent(QPointF(50, 50), Qt.DropAction.CopyAction, md, Qt.MouseButton.LeftButton,
+                    Qt.KeyboardModifier.NoModifier)
+    w.dropEvent(ev)
+    qtbot.waitUntil(lambda: w.results_model.rowCount() == len(KINDS), timeout=TIMEOUT)
+    assert w.query == path and "not in the library" in w.query_label.text()
+    # the same generated piece is in the library: it comes first, at distance ~0
+    assert w.results[0].track.path.name == path.name and w.results[0].distance < 1e-3
+    assert w.map_view.highlighted()["query"] == []
+    close_window(w)
+
+
+def test_warns_when_the_focused_part_is_absent(qtbot, library, settings):
+    w = open_window(qtbot, library, settings)
+    t = w.tracks_model.track(0)
+    w.select_track(t.id)
+    assert w.focus_panel.warning.isHidden()
+    w.query_track = dataclasses.replace(t, presence=np.array([0.9, 0.05, 0.9, 0.9, 0.9], np.float32))
+    w.focus_panel.solos[PARTS.index("drums")].click()
+    assert w.focus_panel.warning.isHidden()
+    w.focus_panel.solos[PARTS.index("bass")].click()
+    assert not w.focus_panel.warning.isHidden() and "bass" in w.focus_panel.warning.text()
+    close_window(w)
+
+
+def test_filter_presets_and_settings_persist(qtbot, library, settings):
+    w = open_window(qtbot, library, settings)
+    qtbot.keyClicks(w.filter_edit, "BASS")
+    assert w.tracks_proxy.rowCount() == sum("bass" in k for k in KINDS)
+    w.filter_edit.clear()
+    assert w.tracks_proxy.rowCount() == len(KINDS)
+    w.tracks_view.sortByColumn(3, Qt.SortOrder.DescendingOrder)  # duration sorts as a number
+    w.focus_panel.presets.activated.emit(w.focus_panel.presets.findText("Groove (drums + bass)"))
+    assert list(w.focus_panel.focus()) == [1, 1, 0, 0, 0]
+    w.map_view.set_choice("piano")
+    close_window(w)
+    w2 = open_window(qtbot, library, settings)
+    assert list(w2.focus_panel.focus()) == [1, 1, 0, 0, 0]
+    assert w2.map_view.choice() == "piano"
+    qtbot.waitUntil(lambda: w2.map_view.space == "piano", timeout=TIMEOUT)
+    close_window(w2)
+
+
+def test_hover_text_names_the_track(qtbot, library, settings):
+    w = open_window(qtbot, library, settings)
+    t = w.tracks_model.track(0)
+    assert w.map_view._tip(0, 0, t.id).startswith(t.title)
+    assert w.map_view._tip(0, 0, ("results", t.id)).startswith(t.title)
+    close_window(w)
+
+
+def test_the_gui_is_the_default_command():
+    from app import cli
+
+    assert cli.COMMANDS["gui"][0] == "app.ui.main"
+    from app.ui import main as gui
+
+    with pytest.raises(SystemExit) as e:
+        gui.main(["--help"])
+    assert e.value.code == 0
+
+
+def test_without_an_audio_device_the_app_says_playback_is_off(qtbot, library, settings):
+    off = Player(backend=Backend(None, "Playback off: no audio output device was found."))
+    w = MainWindow(library, settings, map_method="pca", player=off)
+    qtbot.addWidget(w)
+    w.show()
+    qtbot.waitUntil(lambda: w.snapshot is not None, timeout=TIMEOUT)
+    assert "Playback off" in w.player_bar.notice.text()
+    assert not w.player_bar.play_button.isEnabled()
+    w.select_track(w.tracks_model.track(2).id)
+    qtbot.waitUntil(lambda: w.results_model.rowCount() > 0, timeout=TIMEOUT)
+    with qtbot.waitSignal(w.player_bar.message) as msg:
+        click_row(qtbot, w.results_view, 0)
+    assert "no audio output device" in msg.args[0]
+    qtbot.keyClick(w, Qt.Key.Key_Space)  # does nothing, raises nothing
+    close_window(w)

@@ -1,0 +1,63 @@
+import numpy as np
+from PySide6.QtCore import Qt
+
+from app.library import Result
+from app.ui.models import (
+    BARS_ROLE,
+    ID_ROLE,
+    SORT_ROLE,
+    FailuresModel,
+    ResultsModel,
+    TrackFilter,
+    TrackTableModel,
+    because,
+    part_similarity,
+)
+from tests.app.ui.conftest import KINDS
+
+
+def test_track_model_passes_modeltester(qtmodeltester, library):
+    m = TrackTableModel()
+    m.set_tracks(library.tracks())
+    qtmodeltester.check(m)
+    assert m.rowCount() == len(KINDS) and m.columnCount() == 5
+    t = m.track(0)
+    assert m.index(0, 0).data() == t.title and m.index(0, 0).data(ID_ROLE) == t.id
+    assert m.index(0, 3).data(SORT_ROLE) == t.duration and m.index(0, 3).data() == "0:07"
+    assert m.index(0, 4).data(BARS_ROLE) == [float(v) for v in t.presence]
+    assert "Bass:" in m.index(0, 4).data(Qt.ItemDataRole.ToolTipRole)
+    assert m.row_of(t.id) == 0 and m.by_id(-5) is None
+    proxy = TrackFilter()
+    proxy.setSourceModel(m)
+    qtmodeltester.check(proxy)
+    proxy.setFilterFixedString("CHORD")
+    assert proxy.rowCount() == sum("chord" in k for k in KINDS)
+
+
+def test_results_and_failures_models_pass_modeltester(qtmodeltester, library):
+    tracks = library.tracks()
+    results = library.search(tracks[0].id, [1, 1, 1, 1, 1], k=5)
+    m = ResultsModel()
+    m.set_results(results, np.ones(5), np.ones(5) * 10, tracks[0].presence)
+    qtmodeltester.check(m)
+    assert m.rowCount() == 5 and m.ids() == [r.track.id for r in results]
+    assert m.index(0, 0).data() == 1 and len(m.index(0, m.BARS_COLUMN).data(BARS_ROLE)) == 5
+    assert m.index(0, 5).data() in ("Drums", "Bass", "Piano", "Guitar", "Others")
+    m.set_results([], np.ones(5), np.ones(5), None)
+    assert m.rowCount() == 0
+    f = FailuresModel()
+    f.set_failures([("/music/x.mp3", "/music/x.mp3: not audio"), ("/music/y.wav", "empty file")])
+    qtmodeltester.check(f)
+    assert f.index(0, 1).data() == "not audio" and f.index(1, 1).data() == "empty file"
+    assert isinstance(results[0], Result)
+
+
+def test_similarity_and_because():
+    sim = part_similarity(np.array([[0.0, 4.0, 100.0, 1.0, 0.0]]), np.array([2.0] * 5))
+    assert np.allclose(sim, [[1.0, 0.0, 0.0, 0.5, 1.0]])
+    s = sim[0]
+    present = np.ones(5)
+    # the focus picks among the parts it weighs up
+    assert because(s, np.array([0, 0, 0, 1, 0.0]), present, present) == 3
+    # with no positive weight, any part; a part absent from a track cannot be "the reason"
+    assert because(s, np.zeros(5), present, np.array([0.05, 1, 1, 1, 1])) == 4
