@@ -56,6 +56,8 @@ def test_full_pipeline_resume_and_export(tiny_data, tmp_path):
     b = torch.load(paused / "ckpt-main.pt", weights_only=True)["modules"]["net"]
     for k in a:
         assert torch.equal(a[k], b[k]), k
+    metrics = json.loads((paused / "metrics.json").read_text())
+    assert set(metrics["table3_stem_identification"]) == {"drums", "bass", "piano", "guitar", "others"}
     # export: a weights file the app's Embedder loads, with the norm biases in its card
     out = tmp_path / "model.safetensors"
     export(paused, out)
@@ -77,3 +79,21 @@ def test_overrides_are_checked():
     assert resolve("cpu", ["--epochs=3", "widths=8,8,8,8,8"]).widths == (8, 8, 8, 8, 8)
     with pytest.raises(ValueError, match="bad override"):
         resolve("cpu", ["nonsense=1"])
+
+
+@pytest.mark.slow
+def test_ddp_under_torchrun_on_cpu(tiny_data, tmp_path):
+    """Two processes (gloo) train one model; only rank 0 writes the run."""
+    import shutil
+    import subprocess
+    import sys
+
+    torchrun = shutil.which("torchrun") or str(__import__("pathlib").Path(sys.executable).parent / "torchrun")
+    out = tmp_path / "ddp"
+    proc = subprocess.run([torchrun, "--nproc_per_node=2", "-m", "trainer", "fit", "--data",
+                           str(tiny_data), "--preset", "smoke", "--out", str(out), "--quiet",
+                           "--threads=1"], capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    rows = (out / "log.jsonl").read_text().splitlines()
+    assert sum('"stage": "main"' in r for r in rows) == 3  # one writer, not two
+    assert (out / "best.safetensors").exists()
