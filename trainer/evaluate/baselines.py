@@ -24,27 +24,59 @@ from trainer.evaluate.segments import EmbedFn
 log = logging.getLogger(__name__)
 
 
+class MelCache:
+    """The log-mel of the latest clip batch, per front-end setting and device.
+
+    The evaluation runs several networks on the very same batch (the CSN, five individual
+    networks, the MFCC baseline); sharing the front end computes it once instead of seven times.
+    The cache holds one batch: a new array object replaces it.
+    """
+
+    def __init__(self) -> None:
+        self._clips: np.ndarray | None = None
+        self._mels: dict[tuple[AudioConfig, str], torch.Tensor] = {}
+
+    def __call__(self, clips: np.ndarray, audio: AudioConfig, device: torch.device
+                 ) -> torch.Tensor:
+        """(B, samples) -> (B, n_mels, frames) on ``device``."""
+        if clips is not self._clips:
+            self._clips, self._mels = clips, {}
+        key = (audio, str(device))
+        if key not in self._mels:
+            x = torch.as_tensor(np.asarray(clips), dtype=torch.float32).to(device)
+            self._mels[key] = log_mel(x, audio)
+        return self._mels[key]
+
+
+def _mel(clips: np.ndarray, audio: AudioConfig, device: torch.device,
+         cache: MelCache | None) -> torch.Tensor:
+    if cache is not None:
+        return cache(clips, audio, device)
+    x = torch.as_tensor(np.asarray(clips), dtype=torch.float32).to(device)
+    return log_mel(x, audio)
+
+
 def model_embed_fn(model: CSN, audio: AudioConfig, device: str | torch.device | None = None,
-                   batch_size: int = 32) -> EmbedFn:
+                   batch_size: int = 32, cache: MelCache | None = None) -> EmbedFn:
     """Wrap a network (e.g. the one being trained) as an EmbedFn.
 
     Runs in eval mode without gradients and puts the model back in the mode it was in, so the
-    trainer can call it between steps.
+    trainer can call it between steps. ``cache`` shares the front end with other functions.
     """
     dev = torch.device(device) if device is not None else next(model.parameters()).device
 
     @torch.inference_mode()
     def embed(clips: np.ndarray) -> np.ndarray:
+        if len(clips) == 0:
+            return np.zeros((0, model.cfg.out_dim), np.float32)
         was_training = model.training
         model.eval()
         try:
-            x = torch.as_tensor(np.asarray(clips), dtype=torch.float32)
-            out = [model(log_mel(x[i:i + batch_size].to(dev), audio)).float().cpu()
-                   for i in range(0, len(x), batch_size)]
+            mel = _mel(clips, audio, dev, cache)
+            out = [model(mel[i:i + batch_size]).float().cpu()
+                   for i in range(0, len(mel), batch_size)]
         finally:
             model.train(was_training)
-        if not out:
-            return np.zeros((0, model.cfg.out_dim), np.float32)
         return torch.cat(out).numpy().astype(np.float32, copy=False)
 
     return embed
@@ -53,24 +85,26 @@ def model_embed_fn(model: CSN, audio: AudioConfig, device: str | torch.device | 
 class MFCCStats:
     """Classical timbre baseline: mean and standard deviation over time of ``n_mfcc`` MFCCs.
 
-    (B, samples) -> (B, 2 * n_mfcc). Same analysis window and hop as the model's front end.
+    (B, samples) -> (B, 2 * n_mfcc). The MFCCs are the orthonormal DCT-II of the model's own
+    dB mel spectrogram (same window, hop and mel bands), so a shared :class:`MelCache` makes
+    them nearly free.
     """
 
     def __init__(self, audio: AudioConfig, n_mfcc: int = 20,
-                 device: str | torch.device | None = None):
+                 device: str | torch.device | None = None, cache: MelCache | None = None):
+        if not 1 <= n_mfcc <= audio.n_mels:
+            raise ValueError(f"n_mfcc must be within 1..{audio.n_mels}, got {n_mfcc}")
         self.device = torch.device(device) if device is not None else default_device()
-        self.n_mfcc = n_mfcc
-        self.transform = torchaudio.transforms.MFCC(
-            sample_rate=audio.sample_rate, n_mfcc=n_mfcc, log_mels=True,
-            melkwargs={"n_fft": audio.n_fft, "hop_length": audio.hop_length,
-                       "n_mels": audio.n_mels, "f_min": audio.f_min,
-                       "f_max": audio.sample_rate / 2, "center": True},
-        ).to(self.device)
+        self.audio, self.n_mfcc, self.cache = audio, n_mfcc, cache
+        self.dct = torchaudio.functional.create_dct(n_mfcc, audio.n_mels, norm="ortho").to(
+            self.device)  # (n_mels, n_mfcc)
 
     @torch.inference_mode()
     def __call__(self, clips: np.ndarray) -> np.ndarray:
-        x = torch.as_tensor(np.asarray(clips), dtype=torch.float32, device=self.device)
-        m = self.transform(x)  # (B, n_mfcc, frames)
+        if len(clips) == 0:
+            return np.zeros((0, 2 * self.n_mfcc), np.float32)
+        mel = _mel(clips, self.audio, self.device, self.cache)  # (B, n_mels, frames)
+        m = torch.einsum("bft,fc->bct", mel.float(), self.dct)  # (B, n_mfcc, frames)
         feats = torch.cat([m.mean(dim=-1), m.std(dim=-1, unbiased=False)], dim=-1)
         return feats.cpu().numpy().astype(np.float32, copy=False)
 
@@ -89,8 +123,9 @@ class IndividualNets:
     """
 
     def __init__(self, folder: str | os.PathLike, device: str | torch.device | None = None,
-                 batch_size: int = 32):
+                 batch_size: int = 32, cache: MelCache | None = None):
         self.folder = individual_dir(folder)
+        self.cache = cache
         self.device = torch.device(device) if device is not None else default_device()
         self.batch_size = batch_size
         self.models: dict[str, CSN] = {}
@@ -110,21 +145,25 @@ class IndividualNets:
         self.audio = audio
 
     def part_fn(self, part: str) -> EmbedFn:
-        return model_embed_fn(self.models[part], self.audio, self.device, self.batch_size)
+        return model_embed_fn(self.models[part], self.audio, self.device, self.batch_size,
+                              self.cache)
 
     @torch.inference_mode()
     def concat(self, clips: np.ndarray) -> np.ndarray:
-        x = torch.as_tensor(np.asarray(clips), dtype=torch.float32)
-        out = []
-        for i in range(0, len(x), self.batch_size):
-            mel = log_mel(x[i:i + self.batch_size].to(self.device), self.audio)
-            out.append(torch.cat([self.models[p](mel) for p in PARTS], dim=-1).float().cpu())
+        """(B, samples) -> (B, 640): network j's output in subspace j."""
+        if len(clips) == 0:
+            return np.zeros((0, len(PARTS) * SUBSPACE_DIM), np.float32)
+        mel = _mel(clips, self.audio, self.device, self.cache)
+        out = [torch.cat([self.models[p](mel[i:i + self.batch_size]) for p in PARTS],
+                         dim=-1).float().cpu()
+               for i in range(0, len(mel), self.batch_size)]
         return torch.cat(out).numpy().astype(np.float32, copy=False)
 
 
-def embedder_fn(embedder: Embedder) -> EmbedFn:
+def embedder_fn(embedder: Embedder, cache: MelCache | None = None) -> EmbedFn:
     """An :class:`Embedder` (a weights file) as an EmbedFn."""
-    return embedder.embed_clips
+    return model_embed_fn(embedder.model, embedder.audio, embedder.device, embedder.batch_size,
+                          cache)
 
 
 def check_rates(rates: Mapping[str, int]) -> None:

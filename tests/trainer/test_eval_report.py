@@ -1,0 +1,123 @@
+"""End to end: a tiny generated dataset and random-init weights -> the report folder."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from model.audio import AudioConfig
+from model.network import CSN, ModelSpec, NetConfig
+from model.parts import PARTS
+from model.weights import save_weights
+from tests.trainer import evalfakes as F
+from trainer.evaluate.baselines import IndividualNets, MelCache, MFCCStats, model_embed_fn
+from trainer.evaluate.cli import main
+from trainer.evaluate.report import EvalConfig, evaluate, markdown
+
+AUDIO = AudioConfig(sample_rate=16000, n_mels=32)
+
+
+@pytest.fixture(scope="module")
+def dataset_root(tmp_path_factory):
+    from trainer.data.synth import build_dataset
+
+    root = tmp_path_factory.mktemp("evalset")
+    build_dataset(root, 8, seed=3, song_seconds=8, splits=(0, 0, 1), workers=1,
+                  sample_rate=AUDIO.sample_rate)
+    return root
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory):
+    out = tmp_path_factory.mktemp("run")
+    torch.manual_seed(0)
+    spec = ModelSpec(net=NetConfig(widths=(4, 8, 8, 16, 16), n_mels=32), audio=AUDIO)
+    save_weights(out / "best.safetensors", CSN(spec.net).eval(), spec)
+    ispec = ModelSpec(net=NetConfig(widths=(4, 4, 8, 8, 8), n_mels=32, out_dim=128), audio=AUDIO)
+    for p in PARTS:
+        save_weights(out / "individual" / f"{p}.safetensors", CSN(ispec.net).eval(), ispec)
+    return out
+
+
+def _numbers(obj):
+    if isinstance(obj, dict):
+        for v in obj.values():
+            yield from _numbers(v)
+    elif isinstance(obj, float):
+        yield obj
+
+
+def test_cli_writes_the_report_and_repeats_it_exactly(dataset_root, run_dir, tmp_path, capsys):
+    args = ["--data", str(dataset_root), "--weights", str(run_dir / "best.safetensors"),
+            "--seconds", "2", "--labels", "3", "--per-label", "2", "--no-progress"]
+    ind = ["--individual", str(run_dir / "individual")]
+    assert main([*args, *ind, "--main-seconds", "4", "--out", str(tmp_path / "a")]) == 0
+    assert "Table 2 (proposed)" in capsys.readouterr().out
+    for name in ("report.json", "report.md", "maps.png", "stem_norms.png", "distances.png",
+                 "pseudo_maps.png"):
+        assert (tmp_path / "a" / name).stat().st_size > 0, name
+    rep = json.loads((tmp_path / "a" / "report.json").read_text())
+    t = rep["tables"]
+    assert set(t["table1"]) == {"proposed", "individual_mix", "individual_clean", "mfcc"}
+    assert set(t["table1"]["proposed"]) == {"2", "4"}  # the main length joins Table 1
+    for name in ("table1", "table2", "table3"):
+        vals = list(_numbers(t[name]))
+        assert vals and all(0.0 <= v <= 100.0 for v in vals), name
+    for name in ("table4", "table5"):
+        assert all(-1.0 - 1e-9 <= v <= 1.0 + 1e-9 for v in _numbers(t[name])), name
+    assert len(rep["weights"]["sha256"]) == 64
+    assert rep["dataset"]["tracks"] == 8 and len(rep["dataset"]["evaluated"]) == 8
+    assert rep["counts"]["segments"] == {"2": 8 * 4, "4": 8 * 2}
+    assert sum(rep["counts"]["pseudo_pieces"].values()) <= 5 * 3 * 2
+    md = (tmp_path / "a" / "report.md").read_text()
+    assert "| drums |" in md and "95.80" in md  # the paper's Table 2 beside ours
+    # fixed seeds: a second run gives the same numbers (here without the baselines)
+    assert main([*args, "--main-seconds", "4", "--out", str(tmp_path / "b"), "--no-plots"]) == 0
+    t2 = json.loads((tmp_path / "b" / "report.json").read_text())["tables"]
+    assert t2["table1"]["proposed"] == t["table1"]["proposed"]
+    assert t2["table2"]["proposed"] == t["table2"]["proposed"]
+    assert t2["table2"]["mfcc"] == t["table2"]["mfcc"]
+    assert t2["table3"] == t["table3"] and t2["table4"]["proposed"] == t["table4"]["proposed"]
+
+
+def test_cli_errors_name_the_problem(dataset_root, tmp_path, capsys):
+    code = main(["--data", str(dataset_root), "--weights", str(tmp_path / "none.safetensors"),
+                 "--out", str(tmp_path / "r")])
+    assert code == 1 and "none.safetensors" in capsys.readouterr().err
+    code = main(["--data", str(tmp_path), "--weights", str(tmp_path / "none.safetensors"),
+                 "--out", str(tmp_path / "r")])
+    assert code == 1
+
+
+def test_evaluate_with_oracles_scores_perfectly():
+    data = F.ToneDataset(n_tracks=6, seconds=12.0)
+    fns = {"csn": F.oracle, "mfcc": F.leaky}
+    cfg = EvalConfig(seconds=(3.0, 6.0), main_seconds=3.0, n_labels=3, per_label=2, plots=False)
+    ev = evaluate(data, fns, cfg, activity=F.activity)
+    t = ev.results["tables"]
+    assert t["table1"]["proposed"]["3"] == {p: 100.0 for p in PARTS}
+    assert t["table2"]["proposed"] == {p: 100.0 for p in PARTS}
+    assert t["table3"]["proposed"] == {p: 100.0 for p in PARTS}
+    assert t["table4"]["proposed"] == pytest.approx({p: 1.0 for p in PARTS})
+    assert "individual_mix" not in t["table1"]  # no individual networks given
+    md = markdown({**ev.results, "config": vars(cfg), "dataset": {}, "plots": [],
+                   "weights": {"name": "oracle", "sha256": "0" * 64},
+                   "environment": {"device": "cpu", "elapsed_s": 0.0}})
+    assert "| drums | 100.00 | 95.80 |" in md
+
+
+def test_model_embed_fn_restores_training_mode_and_shares_the_front_end(run_dir):
+    net = CSN(NetConfig(widths=(4, 8, 8, 16, 16), n_mels=32)).train()
+    cache = MelCache()
+    fn = model_embed_fn(net, AUDIO, "cpu", batch_size=3, cache=cache)
+    clips = np.random.default_rng(0).normal(size=(5, 16000)).astype(np.float32) * 0.1
+    out = fn(clips)
+    assert out.shape == (5, 640) and out.dtype == np.float32 and net.training
+    assert np.allclose(out, model_embed_fn(net, AUDIO, "cpu")(clips), atol=1e-5)
+    mfcc = MFCCStats(AUDIO, n_mfcc=13, device="cpu", cache=cache)(clips)
+    assert mfcc.shape == (5, 26)
+    ind = IndividualNets(run_dir, device="cpu", cache=cache)
+    both = ind.concat(clips)
+    assert both.shape == (5, 640)
+    assert np.allclose(both[:, 128:256], ind.part_fn("bass")(clips), atol=1e-5)

@@ -1,0 +1,377 @@
+"""Run every table on one dataset split and write ``report.json``, ``report.md`` and the plots.
+
+:func:`evaluate` does the work on embedding functions (so tests can hand it oracles);
+:func:`run` loads weights files, evaluates and writes the report folder.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import platform
+import time
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from model.embedder import Embedder
+from model.parts import PARTS
+from trainer.evaluate import paper
+from trainer.evaluate.baselines import (
+    IndividualNets,
+    MelCache,
+    MFCCStats,
+    check_rates,
+    embedder_fn,
+)
+from trainer.evaluate.segments import (
+    ActivityFn,
+    Dataset,
+    EmbedFn,
+    Job,
+    SegmentSet,
+    collect_pieces,
+    collect_pseudo,
+    plan_pseudo_pieces,
+    tempo_mismatches,
+)
+from trainer.evaluate.tables import (
+    Method,
+    Space,
+    cross_correlation,
+    csn_method,
+    mean,
+    music_id,
+    per_part_method,
+    pseudo_separation,
+    shared_method,
+    stem_identification_table,
+    stem_mix_correlation,
+)
+from trainer.evaluate.validation import pick_tracks
+
+log = logging.getLogger(__name__)
+
+REPORT_VERSION = 1
+
+
+@dataclass
+class EvalConfig:
+    """The protocol's knobs; the defaults follow the paper (sec. 4.1.1, 4.2)."""
+
+    split: str = "test"
+    seconds: tuple[float, ...] = (3.0, 5.0, 10.0)  # Table 1 segment lengths (no overlap)
+    main_seconds: float = 5.0  # Tables 2-5 and the figures (the paper reports 5 s)
+    k: int = 5  # kNN neighbours, majority vote
+    n_labels: int = 10  # Table 2: labels per part ...
+    per_label: int = 4  # ... times pseudo pieces per label = 40 pseudo pieces
+    seed: int = 0
+    audible_only: bool = True  # score a part only on segments where it is audible
+    max_tracks: int | None = None  # seeded subset of the split's tracks
+    max_segments: int | None = None  # per track and length, spread evenly
+    max_pseudo_seconds: float | None = None  # cap each pseudo piece's length
+    max_matrix_segments: int = 2000  # Tables 4-5: seeded subset for the distance matrices
+    batch_size: int = 32
+    n_mfcc: int = 20
+    plots: bool = True
+
+    def __post_init__(self) -> None:
+        self.seconds = tuple(sorted({float(s) for s in self.seconds}))
+        if self.main_seconds not in self.seconds:
+            self.seconds = tuple(sorted({*self.seconds, float(self.main_seconds)}))
+        if self.k < 1 or self.n_labels < 1 or self.per_label < 1:
+            raise ValueError("k, n_labels and per_label must be at least 1")
+
+
+# Method ids (JSON keys) and their names in the Markdown report.
+NAMES = {
+    "proposed": "Partwise CSN (mix)",
+    "proposed_stem": "Partwise CSN (clean stem)",
+    "individual_mix": "individual nets (mix)",
+    "individual_clean": "individual nets (clean stems)",
+    "mfcc": "MFCC stats (mix)",
+    "mfcc_stem": "MFCC stats (clean stem)",
+}
+
+
+def methods(individual: bool) -> dict[str, Method]:
+    """The methods evaluated, keyed by id. Embedding function names: ``csn`` (640-d, the
+    weights), ``ind`` (the five individual nets concatenated), ``ind_<part>``, ``mfcc``."""
+    m = {
+        "proposed": csn_method("proposed", "csn"),
+        "proposed_stem": csn_method("proposed_stem", "csn", "stem"),
+        "mfcc": shared_method("mfcc", "mfcc", standardize=True),
+        "mfcc_stem": Method("mfcc_stem", {p: Space("mfcc", "stem") for p in PARTS},
+                            standardize=True),
+    }
+    if individual:
+        ind = {p: f"ind_{p}" for p in PARTS}
+        m["individual_mix"] = csn_method("individual_mix", "ind")
+        m["individual_clean"] = per_part_method("individual_clean", ind, "stem")
+        # on pseudo pieces each part needs only its own network: same vectors, a fifth the work
+        m["individual_mix_pp"] = per_part_method("individual_mix", ind, "mix")
+    return m
+
+
+@dataclass
+class Evaluation:
+    """Results (JSON-ready) and the embedded segments they came from (for plots)."""
+
+    results: dict[str, Any]
+    pieces: dict[float, SegmentSet]
+    pseudo: dict[str, SegmentSet]
+    tracks: list[int] = field(default_factory=list)
+
+
+def evaluate(dataset: Dataset, fns: Mapping[str, EmbedFn], config: EvalConfig | None = None,
+             *, activity: ActivityFn | None = None, progress: bool = False) -> Evaluation:
+    """Tables 1-5 on ``dataset`` for the CSN ``fns["csn"]`` and the baselines present in ``fns``
+    (``mfcc``; ``ind`` and ``ind_<part>`` for the individual networks)."""
+    cfg = config or EvalConfig()
+    have_ind = "ind" in fns and all(f"ind_{p}" in fns for p in PARTS)
+    ms = methods(have_ind)
+    if "mfcc" not in fns:
+        ms = {k: v for k, v in ms.items() if not k.startswith("mfcc")}
+    t1_methods = [k for k in ("proposed", "individual_mix", "individual_clean", "mfcc") if k in ms]
+    jobs: dict[float, set[Job]] = {s: set() for s in cfg.seconds}
+    for s in cfg.seconds:
+        for k in t1_methods:
+            jobs[s] |= ms[k].jobs()
+    jobs[cfg.main_seconds] |= ms["proposed_stem"].jobs()
+    if "mfcc_stem" in ms:
+        jobs[cfg.main_seconds] |= ms["mfcc_stem"].jobs()
+
+    timing: dict[str, float] = {}
+    t0 = time.perf_counter()
+    tracks = pick_tracks(len(dataset), cfg.max_tracks, cfg.seed)
+    if not tracks:
+        raise ValueError("the dataset split has no tracks to evaluate")
+    pieces = collect_pieces(dataset, tracks, jobs, fns, batch_size=cfg.batch_size,
+                            max_segments=cfg.max_segments, activity=activity, progress=progress)
+    timing["embed_pieces_s"] = time.perf_counter() - t0
+
+    t0 = time.perf_counter()
+    sub_tracks = [dataset.tracks[i] for i in tracks]
+    plan = []
+    for p in PARTS:
+        for pp in plan_pseudo_pieces(sub_tracks, p, cfg.n_labels, cfg.per_label, cfg.seed):
+            plan.append(type(pp)(p, tracks[pp.label], tracks[pp.other], len(plan)))
+    pp_methods = [k for k in ("proposed", "individual_mix_pp", "mfcc") if k in ms]
+    pp_jobs = {p: set().union(*(ms[k].jobs((p,)) for k in pp_methods)) for p in PARTS}
+    pseudo = collect_pseudo(dataset, plan, cfg.main_seconds, pp_jobs, fns,
+                            batch_size=cfg.batch_size, max_seconds=cfg.max_pseudo_seconds,
+                            max_segments=cfg.max_segments, activity=activity, progress=progress)
+    timing["embed_pseudo_s"] = time.perf_counter() - t0
+
+    t0 = time.perf_counter()
+    knn = dict(k=cfg.k, seed=cfg.seed, audible_only=cfg.audible_only)
+    main = pieces[cfg.main_seconds]
+    table1 = {k: {_key(s): music_id(pieces[s], ms[k], **knn) for s in cfg.seconds}
+              for k in t1_methods}
+    table2 = {("individual_mix" if k == "individual_mix_pp" else k):
+              pseudo_separation(pseudo, ms[k], **knn) for k in pp_methods}
+    t3, t3_counts = stem_identification_table(main, "csn", seed=cfg.seed)
+    corr = dict(seed=cfg.seed, max_segments=cfg.max_matrix_segments)
+    pairs = [("proposed", "proposed_stem", "proposed"),
+             ("individual", "individual_clean", "individual_mix"),
+             ("mfcc", "mfcc_stem", "mfcc")]
+    table4 = {name: stem_mix_correlation(main, ms[a], ms[b], audible_only=cfg.audible_only,
+                                         **corr)
+              for name, a, b in pairs if a in ms and b in ms}
+    table5 = {k: cross_correlation(main, ms[k], **corr)
+              for k in ("proposed", "individual_clean", "individual_mix") if k in ms}
+    timing["tables_s"] = time.perf_counter() - t0
+
+    results = {
+        "tables": {"table1": table1, "table2": table2, "table3": {"proposed": t3},
+                   "table4": table4, "table5": table5},
+        "counts": {
+            "tracks": len(tracks),
+            "segments": {_key(s): len(pieces[s]) for s in cfg.seconds},
+            "audible_segments": {_key(cfg.main_seconds): dict(zip(
+                PARTS, main.active.sum(axis=1).tolist(), strict=True))},
+            "table3_segments": t3_counts,
+            "pseudo_pieces": {p: sum(pp.part == p for pp in plan) for p in PARTS},
+            "pseudo_labels": {p: len({pp.label for pp in plan if pp.part == p}) for p in PARTS},
+            "pseudo_segments": {p: len(pseudo[p]) if p in pseudo else 0 for p in PARTS},
+            "pseudo_tempo_mismatches": {
+                p: tempo_mismatches(dataset.tracks, [pp for pp in plan if pp.part == p])
+                for p in PARTS},
+        },
+        "timing": timing,
+        "pseudo_plan": [asdict(pp) for pp in plan],
+    }
+    return Evaluation(results, pieces, pseudo, tracks)
+
+
+def _key(seconds: float) -> str:
+    return f"{seconds:g}"
+
+
+# --- files -------------------------------------------------------------------------------------
+
+
+def _clean(obj: Any) -> Any:
+    """NaN/inf -> None and numpy scalars -> Python, for strict JSON."""
+    if isinstance(obj, dict):
+        return {str(k): _clean(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [_clean(v) for v in obj]
+    if isinstance(obj, np.generic):
+        obj = obj.item()
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    return obj
+
+
+def _fmt(v: Any, digits: int = 2) -> str:
+    if v is None or (isinstance(v, float) and not math.isfinite(v)):
+        return "-"
+    return f"{v:.{digits}f}"
+
+
+def _table(header: list[str], rows: list[list[str]]) -> list[str]:
+    out = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    return out + ["| " + " | ".join(r) + " |" for r in rows]
+
+
+def markdown(report: dict[str, Any]) -> str:
+    """The report as Markdown: our numbers beside the paper's (Slakh2100, 136 test pieces)."""
+    t = report["tables"]
+    cfg, counts = report["config"], report["counts"]
+    ds = report["dataset"]
+    lines = [
+        "# Partwise evaluation report", "",
+        f"- weights: `{report['weights']['name']}` (sha256 `{report['weights']['sha256'][:16]}`)",
+        f"- dataset: `{ds.get('root', '?')}`, split `{ds.get('split', '?')}`: "
+        f"{counts['tracks']} tracks evaluated, {ds.get('hours', '?')} h in the split",
+        "- segments: " + ", ".join(f"{k} s: {v}" for k, v in counts["segments"].items()),
+        f"- kNN k={cfg['k']}, seed {cfg['seed']}, audible segments only: {cfg['audible_only']}",
+        f"- device {report['environment']['device']}, "
+        f"{report['environment']['elapsed_s']:.0f} s", "",
+        "Paper: Hashizume et al. 2025, Slakh2100 redux test set (136 pieces), full training.",
+        "Accuracies in %; correlations are Pearson r. '-' = not available.", "",
+    ]
+    ind_cols = [k for k in ("individual_mix", "individual_clean", "mfcc") if k in t["table1"]]
+    lines += ["## Table 1: music-ID kNN accuracy per subspace", ""]
+    for s in t["table1"]["proposed"]:
+        sec = float(s)
+        header = ["part", "ours", "paper", *[NAMES[k] for k in ind_cols], "paper baseline*"]
+        rows = [[p, _fmt(t["table1"]["proposed"][s].get(p)),
+                 _fmt(paper.TABLE1_PROPOSED.get(sec, {}).get(p)),
+                 *[_fmt(t["table1"][k][s].get(p)) for k in ind_cols],
+                 _fmt(paper.TABLE1_BASELINE.get(sec, {}).get(p))] for p in PARTS]
+        lines += [f"### {s} s segments", "", *_table(header, rows), ""]
+    lines += ["*paper baseline: individual networks on Spleeter-separated signals.", ""]
+
+    t2 = t["table2"]
+    cols2 = [k for k in ("individual_mix", "mfcc") if k in t2]
+    lines += [f"## Table 2: pseudo-piece separation ({cfg['main_seconds']:g} s)", "",
+              f"{cfg['n_labels']} labels x {cfg['per_label']} pseudo pieces per part (fewer when "
+              "the split is small); the target's own pseudo piece never votes.", ""]
+    header = ["part", "ours", "paper (i)", *[NAMES[k] for k in cols2], "paper (a)",
+              "pieces", "labels", "cross-tempo"]
+    rows = [[p, _fmt(t2["proposed"].get(p)), _fmt(paper.TABLE2_PROPOSED[p]),
+             *[_fmt(t2[k].get(p)) for k in cols2], _fmt(paper.TABLE2_BASELINE[p]),
+             str(counts["pseudo_pieces"][p]), str(counts["pseudo_labels"][p]),
+             str(counts["pseudo_tempo_mismatches"][p])] for p in PARTS]
+    lines += [*_table(header, rows), ""]
+
+    t3 = t["table3"]["proposed"]
+    lines += ["## Table 3: instrument identification (clean stem in, largest-norm subspace)", ""]
+    rows = [[p, _fmt(t3.get(p)), _fmt(paper.TABLE3_PROPOSED[p]),
+             str(counts["table3_segments"][p])] for p in PARTS]
+    rows.append(["mean", _fmt(mean(t3)), _fmt(np.mean(list(paper.TABLE3_PROPOSED.values()))), ""])
+    lines += [*_table(["part", "ours", "paper", "segments"], rows), ""]
+
+    t4 = t["table4"]
+    cols4 = [k for k in ("individual", "mfcc") if k in t4]
+    lines += ["## Table 4: distance-matrix correlation, clean-stem input vs mix input", ""]
+    rows = [[p, _fmt(t4["proposed"].get(p), 4), _fmt(paper.TABLE4_PROPOSED[p], 4),
+             *[_fmt(t4[k].get(p), 4) for k in cols4]] for p in PARTS]
+    header = ["part", "ours", "paper (w/ psd)", *[f"{k} (stem vs mix)" for k in cols4]]
+    lines += [*_table(header, rows), ""]
+
+    t5 = t["table5"]
+    cols5 = list(t5)
+    lines += ["## Table 5: correlation between subspaces' distance matrices", "",
+              "Low is good (each subspace its own similarity). The paper reports these as a "
+              "figure; the individual networks on clean stems are its reference.", ""]
+    pairs = list(t5["proposed"])
+    rows = [[pair, *[_fmt(t5[k].get(pair), 4) for k in cols5]] for pair in pairs]
+    rows.append(["mean", *[_fmt(mean(t5[k]), 4) for k in cols5]])
+    lines += [*_table(["pair", *[NAMES[k] for k in cols5]], rows), ""]
+
+    if report.get("plots"):
+        lines += ["## Figures", ""]
+        lines += [f"![{name}]({name})" for name in report["plots"]]
+        lines.append("")
+    lines += ["## Protocol notes", "",
+              "- Segments do not overlap; a part is scored only where it is audible (loader "
+              "activity threshold), as target and as reference, when `audible_only` is set.",
+              "- Pseudo pieces mix one part of a label track with all other parts of another "
+              "track of the same tempo class, or the nearest class when the split has too few.",
+              "- Table 4 compares subspace c on both sides; correlations use each pair once.",
+              "- MFCC statistics: mean and std of "
+              f"{cfg['n_mfcc']} MFCCs, z-scored per column over the evaluated segments.", ""]
+    return "\n".join(lines)
+
+
+def run(data: str | os.PathLike, weights: str | os.PathLike, out: str | os.PathLike,
+        individual: str | os.PathLike | None = None, config: EvalConfig | None = None,
+        device: str | None = None, progress: bool = True) -> dict[str, Any]:
+    """Evaluate a weights file on a dataset split; write report.json, report.md and plots."""
+    config = config or EvalConfig()
+    from trainer.data.dataset import SlakhDataset
+
+    start = time.perf_counter()
+    out = Path(out)
+    emb = Embedder.from_file(weights, device=device, batch_size=config.batch_size)
+    audio = emb.audio
+    cache = MelCache()
+    fns: dict[str, EmbedFn] = {"csn": embedder_fn(emb, cache),
+                               "mfcc": MFCCStats(audio, config.n_mfcc, emb.device, cache)}
+    weights_info: dict[str, Any] = {"name": Path(weights).name, "sha256": emb.sha256,
+                                    "spec": emb.spec.to_dict()}
+    if individual is not None:
+        nets = IndividualNets(individual, device=emb.device, batch_size=config.batch_size,
+                              cache=cache)
+        check_rates({"csn": audio.sample_rate, "individual": nets.audio.sample_rate})
+        fns["ind"] = nets.concat
+        fns.update({f"ind_{p}": nets.part_fn(p) for p in PARTS})
+        weights_info["individual"] = {"folder": str(nets.folder), "sha256": nets.sha256}
+    dataset = SlakhDataset(data, config.split, sample_rate=audio.sample_rate)
+    if len(dataset) == 0:
+        raise ValueError(f"{Path(data) / config.split}: no tracks in this split")
+    log.info("evaluating %s on %s (%d tracks) on %s", Path(weights).name, dataset, len(dataset),
+             emb.device)
+    ev = evaluate(dataset, fns, config, progress=progress)
+    summary = dataset.summary() if hasattr(dataset, "summary") else {}
+    report: dict[str, Any] = {
+        "version": REPORT_VERSION,
+        "config": asdict(config),
+        "weights": weights_info,
+        "dataset": {"root": str(data), "sample_rate": dataset.sample_rate, **summary,
+                    "evaluated": [dataset.tracks[i].name for i in ev.tracks]},
+        **ev.results,
+        "environment": {"device": str(emb.device), "torch": torch.__version__,
+                        "python": platform.python_version()},
+    }
+    out.mkdir(parents=True, exist_ok=True)
+    if config.plots:
+        from trainer.evaluate.plots import write_plots
+
+        names = [dataset.tracks[i].name for i in range(len(dataset))]
+        report["plots"] = write_plots(out, ev, names, config.main_seconds, seed=config.seed)
+    report["environment"]["elapsed_s"] = time.perf_counter() - start
+    report = _clean(report)
+    (out / "report.json").write_text(json.dumps(report, indent=2))
+    (out / "report.md").write_text(markdown(report))
+    log.info("wrote %s and %s", out / "report.json", out / "report.md")
+    return report
