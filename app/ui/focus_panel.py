@@ -32,6 +32,15 @@ PRESETS: dict[str, tuple[float, ...]] = {
 }
 DEFAULT = PRESETS["Everything"]
 
+# A neutral groove (a fader at -1 is a choice, not an empty bar) and a handle in the part's colour.
+_FADER_STYLE = """
+QSlider::groove:vertical {{ width: 6px; border-radius: 3px;
+    background: qlineargradient(x1:0, y1:0, x2:0, y2:1, stop:0 #cfd8dc, stop:0.497 #cfd8dc,
+                                stop:0.5 #78909c, stop:0.503 #cfd8dc, stop:1 #cfd8dc); }}
+QSlider::handle:vertical {{ height: 16px; margin: 0 -7px; border-radius: 8px;
+    background: {color}; border: 1px solid #ffffff; }}
+"""
+
 
 class FocusPanel(QWidget):
     """Emits ``focusChanged(np.ndarray (5,))`` whenever a fader, solo, reset or preset moves."""
@@ -52,8 +61,7 @@ class FocusPanel(QWidget):
             slider = QSlider(Qt.Orientation.Vertical)
             slider.setRange(-STEPS, STEPS)
             slider.setPageStep(STEPS // 4)
-            slider.setTickPosition(QSlider.TickPosition.TicksBothSides)
-            slider.setTickInterval(STEPS // 2)
+            slider.setStyleSheet(_FADER_STYLE.format(color=PART_COLORS[i]))
             slider.setMinimumHeight(90)
             slider.setObjectName(f"fader_{part}")
             slider.setToolTip(f"{PART_LABELS[part]}: up = same {part}, down = different {part}")

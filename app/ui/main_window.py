@@ -57,7 +57,7 @@ class Snapshot:
     """
 
     tracks: list[Track]
-    failures: list[tuple[str, str]]
+    failures: list[tuple[Path, str]]
     folders: list[Path]
     ids: np.ndarray
     vectors: np.ndarray
@@ -82,8 +82,8 @@ def load_snapshot(library: Library) -> Snapshot:
     """Runs in a worker: everything the window needs from the library, in one go."""
     tracks = library.tracks()
     ok = [t for t in tracks if t.status == "ok"]
-    failures = [(str(t.path), t.error or "unknown error") for t in tracks if t.status == "failed"]
-    failures += [(str(p.path), p.message) for p in library.scan_problems]
+    failures = [(t.path, t.error or "unknown error") for t in tracks if t.status == "failed"]
+    failures += [(p.path, p.message) for p in library.scan_problems]
     ids, vectors = library.track_vectors()
     presence = {t.id: t.presence for t in ok}
     dominant = np.array([int(np.argmax(presence[i])) if i in presence else 0 for i in ids.tolist()],
@@ -174,6 +174,7 @@ class MainWindow(QMainWindow):
         for col, width in enumerate((220, 140, 140, 64, 62)):
             hh.resizeSection(col, width)
         hh.setStretchLastSection(False)
+        hh.setSectionResizeMode(0, QHeaderView.ResizeMode.Stretch)
         self.tracks_view.selectionModel().currentRowChanged.connect(self._track_selected)
         self.tracks_view.doubleClicked.connect(self._track_double_clicked)
         lib_page = QWidget()
@@ -334,7 +335,7 @@ class MainWindow(QMainWindow):
         self.snapshot = snap
         current = self.query if isinstance(self.query, int) else None
         self.tracks_model.set_tracks(snap.tracks)
-        self.failures_model.set_failures(snap.failures)
+        self.failures_model.set_failures(snap.failures, snap.folders)
         self.tabs.setTabText(2, f"Failed ({len(snap.failures)})" if snap.failures else "Failed")
         self.folder_list.clear()
         self.folder_list.addItems([str(f) for f in snap.folders])

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import Path
 
 import numpy as np
 from PySide6.QtCore import (
@@ -115,23 +116,39 @@ class TrackTableModel(_TableModel):
 
 
 class FailuresModel(_TableModel):
-    """Files the last scans could not analyse, and why."""
+    """Files the last scans could not analyse, and why. The file is shown relative to the
+    library folder it is in (the full path is its tooltip); the problem without the path."""
 
     HEADERS = ("File", "Problem")
 
-    def set_failures(self, rows: Sequence[tuple[str, str]]) -> None:
-        """rows: (path, message) pairs."""
-        self._reset(list(rows))
+    def __init__(self, parent=None):
+        super().__init__(parent)
+        self._folders: list[Path] = []
+
+    def set_failures(self, rows: Sequence[tuple[Path | str, str]],
+                     folders: Sequence[Path] = ()) -> None:
+        """rows: (path, message) pairs; folders: the library's folders, to shorten paths."""
+        self._folders = [Path(f) for f in folders]
+        self._reset([(Path(p), m) for p, m in rows])
+
+    def _short(self, path: Path) -> str:
+        for f in self._folders:
+            if path.is_relative_to(f):
+                return str(Path(f.name) / path.relative_to(f))
+        return str(path)
 
     def data(self, index: Index, role: int = Qt.ItemDataRole.DisplayRole):
         if not index.isValid() or not 0 <= index.row() < len(self._rows):
             return None
         path, message = self._rows[index.row()]
-        if role in (Qt.ItemDataRole.DisplayRole, SORT_ROLE, Qt.ItemDataRole.ToolTipRole):
+        if role == Qt.ItemDataRole.ToolTipRole:
+            return f"{path}\n{message}"
+        if role in (Qt.ItemDataRole.DisplayRole, SORT_ROLE):
             if index.column() == 0:
-                return path
+                return self._short(path)
             prefix = f"{path}: "
-            return message[len(prefix):] if message.startswith(prefix) else message
+            text = message[len(prefix):] if message.startswith(prefix) else message
+            return text.replace(f"'{path}'", f"'{path.name}'").replace(str(path), path.name)
         return None
 
 

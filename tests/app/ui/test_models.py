@@ -1,3 +1,5 @@
+from pathlib import Path
+
 import numpy as np
 from PySide6.QtCore import Qt
 
@@ -46,9 +48,11 @@ def test_results_and_failures_models_pass_modeltester(qtmodeltester, library):
     m.set_results([], np.ones(5), np.ones(5), None)
     assert m.rowCount() == 0
     f = FailuresModel()
-    f.set_failures([("/music/x.mp3", "/music/x.mp3: not audio"), ("/music/y.wav", "empty file")])
+    f.set_failures([("/music/a/x.mp3", "/music/a/x.mp3: not audio ('/music/a/x.mp3')"),
+                    ("/elsewhere/y.wav", "empty file")], folders=[Path("/music")])
     qtmodeltester.check(f)
-    assert f.index(0, 1).data() == "not audio" and f.index(1, 1).data() == "empty file"
+    assert f.index(0, 0).data() == "music/a/x.mp3" and f.index(1, 0).data() == "/elsewhere/y.wav"
+    assert f.index(0, 1).data() == "not audio ('x.mp3')" and f.index(1, 1).data() == "empty file"
     assert isinstance(results[0], Result)
 
 
