@@ -13,11 +13,13 @@ import logging
 import math
 import os
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
 import soundfile as sf
 import torch
+import torchaudio
 
 from model.audio import resample, to_mono
 from model.embedder import segment_starts
@@ -295,8 +297,8 @@ def read_clips(path: str | os.PathLike, rate: int, window: float,
     starts = segment_starts(n_target, rate, window, None, max_windows) / rate
     reader = _read_soundfile if info.backend == "soundfile" else _read_av
     raw = reader(path, starts, window, info)
-    win = int(round(window * rate))
-    clips = np.zeros((len(raw), win), dtype=np.float32)
+    n_native = int(round(window * info.sample_rate))
+    native = np.zeros((len(raw), n_native), dtype=np.float32)
     for i, (s, a) in enumerate(zip(starts.tolist(), raw, strict=True)):
         expected = min(window, info.duration - s) * info.sample_rate
         if s + _TRUNCATION_SLACK_S < info.duration and len(a) < _MIN_SHARE * expected:
@@ -304,13 +306,30 @@ def read_clips(path: str | os.PathLike, rate: int, window: float,
                 f"{path}: truncated or damaged: the file says {info.duration:.1f} s but the audio "
                 f"ends near {s + len(a) / info.sample_rate:.1f} s"
             )
-        if len(a) == 0:
-            continue
-        if not np.isfinite(a).all():
-            a = np.nan_to_num(a, nan=0.0, posinf=0.0, neginf=0.0)
-        r = resample(torch.from_numpy(np.ascontiguousarray(a)), info.sample_rate, rate).numpy()
-        clips[i, : min(win, len(r))] = r[:win]
+        native[i, : min(n_native, len(a))] = a[:n_native]
+    if not np.isfinite(native).all():
+        native = np.nan_to_num(native, nan=0.0, posinf=0.0, neginf=0.0)
+    clips = _resample_batch(native, info.sample_rate, rate)
+    win = int(round(window * rate))
+    if clips.shape[1] != win:  # rounding of the rate ratio: trim or pad to exactly win samples
+        fixed = np.zeros((len(clips), win), dtype=np.float32)
+        fixed[:, : min(win, clips.shape[1])] = clips[:, :win]
+        clips = fixed
     return Clips(clips=clips, starts=starts.astype(np.float32), info=info, rate=rate)
+
+
+@lru_cache(maxsize=16)
+def _resampler(orig: int, new: int) -> torchaudio.transforms.Resample:
+    return torchaudio.transforms.Resample(orig, new)
+
+
+def _resample_batch(x: np.ndarray, orig: int, new: int) -> np.ndarray:
+    """(K, n) at ``orig`` -> (K, m) float32 at ``new``: the same band-limited sinc resampling as
+    :func:`model.audio.resample`, with the filter kernel built once per rate pair."""
+    if orig == new:
+        return x
+    with torch.inference_mode():
+        return _resampler(orig, new)(torch.from_numpy(x)).numpy()
 
 
 def read_all(path: str | os.PathLike, rate: int) -> np.ndarray:

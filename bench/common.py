@@ -1,0 +1,64 @@
+"""Helpers shared by the library benchmarks: a stand-in model and synthetic audio/vectors."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+import torch
+
+from model.audio import AudioConfig
+from model.network import CSN, ModelSpec, NetConfig
+from model.parts import EMBED_DIM, N_PARTS, SUBSPACE_DIM
+from model.weights import save_weights
+
+CPU_WIDTHS = (16, 32, 64, 128, 128)  # trainer preset "cpu"
+
+
+def stand_in_weights(path: Path, widths=CPU_WIDTHS, n_mels: int = 64, sample_rate: int = 16000) -> Path:
+    """Random-init weights of a given size: the compute of a trained model, not its quality."""
+    torch.manual_seed(0)
+    net = NetConfig(widths=tuple(widths), n_mels=n_mels)
+    save_weights(path, CSN(net), ModelSpec(net=net, audio=AudioConfig(sample_rate=sample_rate, n_mels=n_mels)),
+                 card={"note": "random init, for benchmarks"})
+    return path
+
+
+def synth_track(seconds: float, sr: int = 44100, seed: int = 0) -> np.ndarray:
+    """(samples, 2) float32: bass, chords and noise hits, so decoders do real work."""
+    rng = np.random.default_rng(seed)
+    t = np.arange(int(seconds * sr), dtype=np.float64) / sr
+    f0 = 55.0 * 2 ** (rng.integers(0, 12) / 12)
+    x = 0.25 * np.sin(2 * np.pi * f0 * t)
+    for k in (1.25, 1.5, 2.0):
+        x += 0.08 * np.sin(2 * np.pi * f0 * 4 * k * t + rng.uniform(0, 6))
+    hits = (np.mod(t, 60 / rng.uniform(80, 160)) < 0.02)
+    x += hits * rng.standard_normal(len(t)) * 0.3
+    x = x.astype(np.float32)
+    return np.stack([x, 0.9 * x], axis=1)
+
+
+def write_tracks(folder: Path, n: int, fmt: str = "flac", min_s: float = 180, max_s: float = 300) -> list[Path]:
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(1)
+    out = []
+    for i in range(n):
+        p = folder / f"track{i:03d}.{fmt}"
+        sf.write(p, synth_track(float(rng.uniform(min_s, max_s)), seed=i), 44100)
+        out.append(p)
+    return out
+
+
+def clustered_vectors(n: int, seed: int = 0, centres: int = 200, spread: float = 0.35) -> np.ndarray:
+    """(n, 640) float32 with per-part cluster structure, like embeddings of a real collection."""
+    rng = np.random.default_rng(seed)
+    out = np.empty((n, EMBED_DIM), np.float32)
+    for c in range(N_PARTS):
+        cen = rng.standard_normal((centres, SUBSPACE_DIM)).astype(np.float32)
+        sl = slice(c * SUBSPACE_DIM, (c + 1) * SUBSPACE_DIM)
+        for s in range(0, n, 100_000):
+            m = min(n, s + 100_000) - s
+            out[s:s + m, sl] = cen[rng.integers(0, centres, m)] + spread * rng.standard_normal(
+                (m, SUBSPACE_DIM)).astype(np.float32)
+    return out
