@@ -43,7 +43,7 @@ INDEX_FORMAT = 1
 class IndexParams:
     """Tuning of the index; the defaults meet recall@10 >= 0.98 in ``bench/query.py``."""
 
-    exact_below: int = 5000  # brute force while the library has fewer tracks than this
+    exact_below: int = 3000  # brute force while the library has fewer tracks than this
     m: int = 16  # HNSW graph degree
     ef_construction: int = 120
     ef_search: int = 160
@@ -273,13 +273,20 @@ class VectorIndex:
             if self._hnsw is not None and (w > 0).any():
                 rows = self._candidates(q, w, k + len(excl))
                 exact = rows is None
-            if rows is None:
-                rows = np.flatnonzero(self._alive[:n])
-            if excl:
-                keep = ~np.isin(self._ids[rows], np.fromiter(excl, np.int64, len(excl)))
-                rows = rows[keep]
-            scores = focused_scores(q, w, self._vecs[rows], self._sq[rows])
-            top = min(k, len(rows))
+            if rows is None:  # exact: score every row in place (no copies), mask the dead
+                scores = focused_scores(q, w, self._vecs[:n], self._sq[:n])
+                scores[~self._alive[:n]] = np.inf
+                for i in excl:
+                    r = self._pos.get(i)
+                    if r is not None:
+                        scores[r] = np.inf
+                rows = np.arange(n)
+            else:
+                if excl:
+                    keep = ~np.isin(self._ids[rows], np.fromiter(excl, np.int64, len(excl)))
+                    rows = rows[keep]
+                scores = focused_scores(q, w, self._vecs[rows], self._sq[rows])
+            top = min(k, int(np.isfinite(scores).sum()))
             if top == 0:
                 z = np.zeros(0, np.float32)
                 return Hits(np.zeros(0, np.int64), z, np.zeros((0, N_PARTS), np.float32), exact)

@@ -68,6 +68,10 @@ def test_equal_weights_is_plain_distance(small):
 def test_exclusion_and_k(small):
     assert ranked(small, {"drums": 1}, k=2, exclude=[10]) == [11, 12]
     assert ranked(small, {"drums": 1}, k=10) == [10, 11, 12, 13]
+    small.remove([10])
+    assert ranked(small, {"drums": 1}, k=10) == [11, 12, 13]
+    small.upsert([10], [2], hand_built(OFF)[3:4])  # id 10 now holds D's vector
+    assert ranked(small, {"drums": 1}, k=10) == [11, 10, 12, 13]
 
 
 def test_scores_match_the_definition():
