@@ -155,7 +155,8 @@ class Library:
         self.batch_size = batch_size
         self.scan_problems: list[Problem] = []  # from the last scan's walk
         self._embedder: Embedder | None = None
-        self._embed_lock = threading.Lock()
+        self._load_lock = threading.Lock()  # lazy model loading
+        self._embed_lock = threading.Lock()  # one forward pass at a time
         self._scan_lock = threading.Lock()
         self.card: dict = {}
         self.model_sha = self._model_sha()
@@ -181,7 +182,7 @@ class Library:
 
     def embedder(self) -> Embedder:
         """The model, loaded on first use; LibraryError when the weights are missing or bad."""
-        with self._embed_lock:
+        with self._load_lock:
             if self._embedder is None:
                 if not self.weights_path.is_file():
                     raise LibraryError(
@@ -363,12 +364,12 @@ class Library:
         for tmp in self.store.seg_dir.glob("*/*.tmp"):
             tmp.unlink(missing_ok=True)
 
-    def _decode(self, w: _Work) -> _Work:
+    def _decode(self, w: _Work, rate: int) -> _Work:
         """Runs in a pool thread: tags and the analysis windows of one file."""
         path = w.found.path
         try:
             w.tags = read_tags(path)
-            w.clips = read_clips(path, self._rate(), self.policy.window, self.policy.max_windows)
+            w.clips = read_clips(path, rate, self.policy.window, self.policy.max_windows)
         except FileNotFoundError:
             w.vanished = True
         except DecodeError as e:
@@ -387,7 +388,7 @@ class Library:
         """Decode in a thread pool (ahead of the embedder), embed in batches across tracks."""
         if not todo:
             return
-        self.embedder()  # fail early (LibraryError) when there is no model
+        rate = self._rate()  # fails early (LibraryError) when there is no model
         lookahead = 2 * self.workers + 2
         pool = ThreadPoolExecutor(max_workers=self.workers, thread_name_prefix="partwise-decode")
         queue: deque[Future] = deque()
@@ -399,7 +400,7 @@ class Library:
                     nxt = next(it, None)
                     if nxt is None:
                         break
-                    queue.append(pool.submit(self._decode, nxt))
+                    queue.append(pool.submit(self._decode, nxt, rate))
                 if not queue or (cancel is not None and cancel.is_set()):
                     break
                 w = queue.popleft().result()
