@@ -125,7 +125,7 @@ STYLES: dict[str, Style] = {s.name: s for s in (
           (33, 38, 34, 39, 36), ("block", "pulse8", "arpeggio", "half"), (0, 1, 4, 5),
           ("strum", "arpeggio", "clean"), (24, 25, 26, 27),
           (("pad", PADS), ("lead", LEADS), ("stabs", (61, 62, 56)), ("arp", (8, 11, 12, 81)))),
-    Style("funk", (90, 125), ("dorian", "mixolydian", "minor"), PROG_MODAL + PROG_MINOR,
+    Style("funk", (85, 125), ("dorian", "mixolydian", "minor"), PROG_MODAL + PROG_MINOR,
           ("funk", "funk2"), (0, 8, 16), ("funk", "octave", "syncopated"), (33, 36, 37, 38),
           ("clav", "jazz", "pulse8"), (7, 4, 5, 0), ("chicken", "riff", "skank"), (27, 28, 26),
           (("stabs", (61, 62, 56, 65)), ("lead", (80, 65, 66, 56)), ("pad", (16, 17, 89)))),
@@ -158,7 +158,7 @@ STYLES: dict[str, Style] = {s.name: s for s in (
           ("onedrop", "rock"), (0, 8), ("reggae", "syncopated"), (33, 32, 38),
           ("skank", "block"), (0, 4, 16), ("skank", "clean"), (27, 28, 26),
           (("stabs", (61, 56, 65)), ("pad", (16, 17, 18)), ("lead", (73, 65, 56)))),
-    Style("disco", (110, 130), ("minor", "major", "dorian"), PROG_MINOR + PROG_MAJOR + PROG_MODAL,
+    Style("disco", (105, 135), ("minor", "major", "dorian"), PROG_MINOR + PROG_MAJOR + PROG_MODAL,
           ("disco", "four"), (0, 8, 24), ("octave", "funk"), (33, 38, 36),
           ("pulse8", "block", "clav"), (0, 4, 7), ("chicken", "strum"), (27, 28),
           (("pad", (48, 49, 50)), ("stabs", (61, 62, 56)), ("lead", (80, 81, 73)))),
@@ -257,8 +257,8 @@ class Song:
             "style": self.style, "tempo": round(self.tempo, 3),
             "key": f"{NOTE_NAMES[self.key]} {self.mode}", "meter": f"{self.beats}/4",
             "form": [f"{s.kind}:{s.bars}" for s in self.sections],
-            "parts": {p.part + ("" if i == 0 else f"{i}"): f"{p.role}/{p.pattern}"
-                      for i, p in enumerate(self.plans)},
+            "arrangement": [f"{p.part}: {p.role}/{p.pattern}, program {p.program}"
+                            for p in self.plans],
         }
 
 
@@ -274,6 +274,8 @@ SECTION_PLAY = {  # probability that a part present in the song plays in such a 
     "intro": 0.45, "verse": 0.75, "chorus": 0.95, "bridge": 0.6, "breakdown": 0.35,
     "outro": 0.5, "a": 0.8, "b": 0.7, "solo": 0.7, "build": 0.6, "drop": 0.95,
 }
+
+SECTION_DYNAMICS = {"intro": -10, "breakdown": -14, "outro": -8, "chorus": 8, "drop": 10, "build": 2}
 
 
 def _section_bars(kind: str, rng: np.random.Generator) -> int:
@@ -346,13 +348,13 @@ def bass_bar(pattern: str, bar: list[Chord], nxt: Chord, beats: int, rng: np.ran
         for k in range(beats * 2):
             c = _chord_at(bar, k / 2, beats)
             out.append(Note(root(c), k / 2, 0.45, 100 if k % 2 == 0 else 85))
-    elif pattern in ("root_fifth", "waltz"):
+    elif pattern == "root_fifth":
         for b in range(beats):
             c = _chord_at(bar, b, beats)
-            p = root(c) if b % 2 == 0 or pattern == "waltz" and b == 0 else fifth(c)
-            if pattern == "waltz" and b > 0:
-                continue
-            out.append(Note(p, b, 0.9 if pattern == "root_fifth" else beats * 0.9, 95))
+            out.append(Note(root(c) if b % 2 == 0 else fifth(c), b, 0.9, 95))
+    elif pattern == "waltz":
+        c = bar[0]
+        out.append(Note(root(c) if rng.random() < 0.7 else fifth(c), 0, 0.95, 98))
     elif pattern == "octave":
         for k in range(beats * 2):
             c = _chord_at(bar, k / 2, beats)
@@ -561,7 +563,8 @@ def _write_part(plan: PartPlan, sec: Section, bar_i: int, song: dict, rng: np.ra
     if plan.role == "pad":
         return comp_bar("pad", bar, beats, 67, rng)
     if plan.role == "stabs":
-        return comp_bar("clav" if rng.random() < 0.5 else "skank", bar, beats, 68, rng, 3)
+        stab = state.setdefault("stab", "clav" if rng.random() < 0.5 else "skank")
+        return comp_bar(stab, bar, beats, 68, rng, 3)
     if plan.role == "arp":
         return arp_bar(bar, beats, 72, rng)
     lo, hi = (62, 86) if plan.role == "lead" else (45, 67)
@@ -592,8 +595,10 @@ def generate_song(seed: int, seconds: float | None = None, style: str | None = N
     rng = np.random.default_rng([seed, 7919])
     tempo = float(math.exp(rng.uniform(math.log(60.0), math.log(200.0))))
     if style is None:
+        # styles with a narrow tempo range are weighted up, so all styles are about as common
         fits = [s for s in STYLES.values() if s.tempo[0] <= tempo <= s.tempo[1]]
-        st = fits[int(rng.integers(len(fits)))]
+        w = np.array([1.0 / math.log(s.tempo[1] / s.tempo[0]) for s in fits])
+        st = fits[int(rng.choice(len(fits), p=w / w.sum()))]
     else:
         if style not in STYLES:
             raise ValueError(f"unknown style {style!r}; expected one of {', '.join(STYLES)}")
@@ -612,6 +617,8 @@ def generate_song(seed: int, seconds: float | None = None, style: str | None = N
     bar_s = beats * 60.0 / tempo
     need = max(1, math.ceil(seconds / bar_s))
     form = FORMS[int(rng.integers(len(FORMS)))]
+    if need < 16:  # a short song starts in the thick of it
+        form = tuple(k for k in form if k not in ("intro", "outro", "breakdown")) or form
     progs = {}
     sections: list[Section] = []
     total, k = 0, 0
@@ -623,8 +630,8 @@ def generate_song(seed: int, seconds: float | None = None, style: str | None = N
         prog, bars = progs[kind]
         bars = min(bars, need - total)
         play = [h and bool(rng.random() < SECTION_PLAY.get(kind, 0.7)) for h in have]
-        if not any(play):
-            play[int(rng.choice(np.flatnonzero(have)))] = True
+        while sum(play) < min(2, sum(have)):
+            play[int(rng.choice([i for i in range(len(have)) if have[i] and not play[i]]))] = True
         sections.append(Section(kind, bars, _chords(prog, bars, key, mode, sevenths), tuple(play)))
         total += bars
 
@@ -639,7 +646,8 @@ def generate_song(seed: int, seconds: float | None = None, style: str | None = N
             state = {"fill": bool(prng.random() < 0.75), "crash": bar0 > 0 and bool(prng.random() < 0.8)}
             for b in range(sec.bars):
                 for n in _write_part(plan, sec, b, song_ctx, prng, state):
-                    plan.notes.append(Note(n.pitch, (bar0 + b) * beats + n.start, n.dur, n.vel))
+                    vel = n.vel + SECTION_DYNAMICS.get(sec.kind, 0)
+                    plan.notes.append(Note(n.pitch, (bar0 + b) * beats + n.start, n.dur, vel))
         bar0 += sec.bars
 
     midi = _to_midi(plans, tempo, st.swing, seconds, rng)

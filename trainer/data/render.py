@@ -38,7 +38,7 @@ def bundled_font() -> Path | None:
 
 
 def find_fonts(extra: list[str | Path] | None = None) -> list[Path]:
-    """General MIDI SoundFonts on this machine, duplicates (same name and size) removed.
+    """General MIDI SoundFonts on this machine, one per file name (the first found wins).
 
     ``extra`` (files or folders) and the ``PARTWISE_SOUNDFONTS`` variable come first, then the
     usual system folders (Debian's fluid-soundfont-gm, timgm6mb-soundfont, csound-soundfont),
@@ -56,14 +56,14 @@ def find_fonts(extra: list[str | Path] | None = None) -> list[Path]:
     if bundled:
         candidates.append(bundled)
     out: list[Path] = []
-    seen: set[tuple[str, int]] = set()
+    seen: set[str] = set()
     seen_paths: set[Path] = set()
     for c in candidates:
         try:
             real = c.resolve(strict=True)
         except OSError:
             continue
-        key = (real.name.lower(), real.stat().st_size)
+        key = real.name.lower()
         if real in seen_paths or key in seen:
             continue
         seen.add(key)
@@ -89,24 +89,28 @@ def resolve_fonts(fonts: list[str | Path] | None) -> list[Path]:
     return found
 
 
-_FONT_CACHE: dict[tuple[str, int], object] = {}
+_FONT_CACHE: dict[str, object] = {}
 
 
 def _load_font(path: Path, sample_rate: int):
-    """One tinysoundfont SoundFont per (file, rate) per process."""
+    """A fresh player of the SoundFont at ``path``; the file is read once per process.
+
+    Each call clones the cached font (the samples are shared), so no voice of one stem can
+    leak into the next: tinysoundfont's reset() leaves releasing voices playing.
+    """
     from tinysoundfont import _tinysoundfont as tsf  # the offline core only (no PyAudio)
 
-    key = (str(path), sample_rate)
-    font = _FONT_CACHE.get(key)
-    if font is None:
+    base = _FONT_CACHE.get(str(path))
+    if base is None:
         try:
-            font = tsf.SoundFont(str(path))
+            base = tsf.SoundFont(str(path))
         except Exception as exc:
             raise RenderError(f"{path}: cannot load SoundFont ({exc})") from exc
-        font.set_output(tsf.OutputMode.Mono, sample_rate, 0.0)
-        font.set_max_voices(256)
-        _FONT_CACHE[key] = font
-        log.debug("loaded SoundFont %s at %d Hz", path, sample_rate)
+        _FONT_CACHE[str(path)] = base
+        log.debug("loaded SoundFont %s", path)
+    font = tsf.SoundFont(base)
+    font.set_output(tsf.OutputMode.Mono, sample_rate, 0.0)
+    font.set_max_voices(256)
     return font
 
 
@@ -146,7 +150,6 @@ def render_instrument(inst: pretty_midi.Instrument, font_path: Path, n_samples: 
                       sample_rate: int) -> np.ndarray:
     """One instrument's notes, controls and bends -> (n_samples,) float32 mono."""
     font = _load_font(font_path, sample_rate)
-    font.reset()
     chan = DRUM_CHANNEL if inst.is_drum else 0
     bank, program = _preset(font, int(inst.program), bool(inst.is_drum))
     try:
@@ -174,7 +177,6 @@ def render_instrument(inst: pretty_midi.Instrument, font_path: Path, n_samples: 
             font.channel_set_pitch_wheel(chan, min(max(e.a, 0), 16383))
     if pos < n_samples:
         font.render(view[pos * 4:])
-    font.reset()
     return out
 
 

@@ -8,12 +8,14 @@ interrupted build resumes: folders already complete on disk are kept, the rest a
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import logging
 import multiprocessing as mp
 import os
 import shutil
 import time
+import warnings
 from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
@@ -32,6 +34,9 @@ from trainer.data.writer import TMP_PREFIX, track_name, write_track
 log = logging.getLogger(__name__)
 
 BUILD_FILE = "partwise-build.json"
+# A real MIDI file with fewer notes or a shorter span is a placeholder, not a song.
+MIN_NOTES = 8
+MIN_SONG_SECONDS = 5.0
 
 
 @dataclass(frozen=True)
@@ -112,14 +117,16 @@ def _midi_job(out: str, index: int, split: str, src: str, rel: str, seed: int,
     path = Path(src)
     try:
         data = path.read_bytes()
-        import io
-
-        midi = pretty_midi.PrettyMIDI(io.BytesIO(data))
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # pretty_midi warns about common file quirks
+            midi = pretty_midi.PrettyMIDI(io.BytesIO(data))
     except Exception as exc:  # pretty_midi/mido raise many kinds of errors on bad files
         return TrackResult(name, split, "skipped", reason=f"{rel}: not a readable MIDI file ({exc})")
     midi.instruments = [i for i in midi.instruments if i.notes]
-    if not midi.instruments:
-        return TrackResult(name, split, "skipped", reason=f"{rel}: no notes")
+    n_notes = sum(len(i.notes) for i in midi.instruments)
+    if n_notes < MIN_NOTES or midi.get_end_time() < MIN_SONG_SECONDS:
+        return TrackResult(name, split, "skipped", reason=(
+            f"{rel}: a placeholder, not a song ({n_notes} notes, {midi.get_end_time():.1f} s)"))
     font = _pick_font(fonts, seed, index)
     stems = render_stems(midi, font, sample_rate)
     try:
