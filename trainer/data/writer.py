@@ -38,21 +38,74 @@ def track_name(index: int) -> str:
 
 def quantize(stems: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray, float]:
     """Float stems -> (int16 stems (k, n), int16 mix (n,), gain) with mix == stems.sum(0)."""
-    arr = np.stack(stems).astype(np.float64) if stems else np.zeros((0, 1))
-    mix = arr.sum(axis=0)
-    peak = float(max(np.abs(mix).max(initial=0.0), np.abs(arr).max(initial=0.0)))
+    arr = np.stack(stems).astype(np.float32, copy=False) if stems else np.zeros((0, 1), np.float32)
+    peak = float(max(np.abs(arr.sum(axis=0)).max(initial=0.0), np.abs(arr).max(initial=0.0)))
     gain = TARGET_PEAK / peak if peak > 1e-9 else 1.0
-    q = np.round(arr * gain * INT16_MAX).astype(np.int32)
-    qmix = q.sum(axis=0)
+    q = np.rint(arr * np.float32(gain * INT16_MAX)).astype(np.int16)
+    qmix = q.sum(axis=0, dtype=np.int32)
     if np.abs(qmix).max(initial=0) > INT16_MAX:  # cannot happen with TARGET_PEAK < 1; be safe
         raise AssertionError("quantized mix overflows 16 bits")
-    return q.astype(np.int16), qmix.astype(np.int16), gain
+    return q, qmix.astype(np.int16), gain
 
 
-def _single(inst: pretty_midi.Instrument, tempo: float) -> pretty_midi.PrettyMIDI:
-    m = pretty_midi.PrettyMIDI(initial_tempo=tempo)
-    m.instruments.append(inst)
-    return m
+def _varlen(value: int) -> bytes:
+    out = [value & 0x7F]
+    value >>= 7
+    while value:
+        out.append(0x80 | (value & 0x7F))
+        value >>= 7
+    return bytes(reversed(out))
+
+
+def _chunk(events: list[tuple[int, int, bytes]]) -> bytes:
+    """(tick, order, message bytes) -> an MTrk chunk with delta times and end of track."""
+    body = bytearray()
+    last = 0
+    for tick, _, msg in sorted(events, key=lambda e: (e[0], e[1])):
+        body += _varlen(tick - last) + msg
+        last = tick
+    body += b"\x00\xff\x2f\x00"
+    return b"MTrk" + len(body).to_bytes(4, "big") + bytes(body)
+
+
+def midi_bytes(instruments: list[pretty_midi.Instrument], tempo: float, ppq: int = 480) -> bytes:
+    """A type-1 Standard MIDI File: a tempo track, then one track per instrument.
+
+    Times are kept in seconds through one constant tempo; drums go to channel 10 (index 9),
+    the other instruments to channels 1-9, 11-16 in turn.
+    """
+    ticks_per_s = ppq * tempo / 60.0
+
+    def tick(t: float) -> int:
+        return max(0, int(round(t * ticks_per_s)))
+
+    us = int(round(60_000_000 / tempo))
+    tracks = [_chunk([(0, 0, b"\xff\x51\x03" + us.to_bytes(3, "big")),
+                      (0, 0, b"\xff\x58\x04\x04\x02\x18\x08")])]
+    melodic = [c for c in range(16) if c != 9]
+    k = 0
+    for inst in instruments:
+        if inst.is_drum:
+            ch = 9
+        else:
+            ch = melodic[k % len(melodic)]
+            k += 1
+        name = (inst.name or "").encode("latin-1", "replace")[:127]
+        ev: list[tuple[int, int, bytes]] = [(0, 0, b"\xff\x03" + _varlen(len(name)) + name),
+                                            (0, 1, bytes([0xC0 | ch, inst.program & 0x7F]))]
+        for cc in inst.control_changes:
+            ev.append((tick(cc.time), 2, bytes([0xB0 | ch, cc.number & 0x7F, cc.value & 0x7F])))
+        for pb in inst.pitch_bends:
+            v = min(max(int(pb.pitch) + 8192, 0), 16383)
+            ev.append((tick(pb.time), 2, bytes([0xE0 | ch, v & 0x7F, v >> 7])))
+        for n in inst.notes:
+            on, off = tick(n.start), tick(n.end)
+            ev.append((on, 4, bytes([0x90 | ch, n.pitch & 0x7F, max(1, n.velocity & 0x7F)])))
+            ev.append((max(off, on + 1), 3, bytes([0x80 | ch, n.pitch & 0x7F, 0])))
+        tracks.append(_chunk(ev))
+    header = b"MThd" + (6).to_bytes(4, "big") + (1).to_bytes(2, "big") + \
+        len(tracks).to_bytes(2, "big") + ppq.to_bytes(2, "big")
+    return header + b"".join(tracks)
 
 
 def write_track(out_dir: Path, midi: pretty_midi.PrettyMIDI, stems: list[np.ndarray],
@@ -79,7 +132,7 @@ def write_track(out_dir: Path, midi: pretty_midi.PrettyMIDI, stems: list[np.ndar
         rendered = bool(inst.notes) and bool(np.any(q[k]))
         if rendered:
             sf.write(str(tmp / "stems" / f"{key}.flac"), q[k], sample_rate, subtype="PCM_16")
-        _single(inst, tempo).write(str(tmp / "MIDI" / f"{key}.mid"))
+        (tmp / "MIDI" / f"{key}.mid").write_bytes(midi_bytes([inst], tempo))
         inst_class = inst_class_of(inst.program, inst.is_drum)
         entry = {
             "audio_rendered": rendered,
@@ -100,7 +153,7 @@ def write_track(out_dir: Path, midi: pretty_midi.PrettyMIDI, stems: list[np.ndar
     if source_midi is not None:
         (tmp / "all_src.mid").write_bytes(source_midi)
     else:
-        midi.write(str(tmp / "all_src.mid"))
+        (tmp / "all_src.mid").write_bytes(midi_bytes(midi.instruments, tempo))
     n = qmix.shape[-1]
     uuid = hashlib.sha1(repr((out_dir.name, sorted(meta.items(), key=str))).encode()).hexdigest()
     top = {

@@ -1,0 +1,98 @@
+"""Benchmark: how fast this machine builds the Slakh-layout training data.
+
+Builds the same generated songs with 1 and 2 worker processes (``--workers``), reports seconds
+of audio per wall second, the time split between composing, rendering and writing, the on-disk
+size per track, and the projected time and size of a 1,500-track set (Slakh2100 redux size).
+Prints JSON.
+
+    python bench/bench_data_build.py --tracks 12 --workers 1 2
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import tempfile
+import time
+from pathlib import Path
+
+from model.audio import SAMPLE_RATE
+from trainer.data import build_dataset
+from trainer.data.compose import generate_song
+from trainer.data.render import render_stems, resolve_fonts
+from trainer.data.synth import BUILD_FILE, song_seed
+from trainer.data.writer import write_track
+
+SLAKH_REDUX_TRACKS = 1500
+
+
+def _du(path: Path) -> int:
+    return sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
+
+
+def phases(n: int, seed: int, seconds: float | None) -> dict:
+    """Compose / render / write times of ``n`` songs in this process (fonts already loaded)."""
+    fonts = resolve_fonts(None)
+    t = {"compose": 0.0, "render": 0.0, "write": 0.0, "audio_s": 0.0}
+    with tempfile.TemporaryDirectory() as tmp:
+        for i in range(n):
+            t0 = time.perf_counter()
+            song = generate_song(song_seed(seed, i), seconds)
+            t1 = time.perf_counter()
+            font = fonts[i % len(fonts)]
+            stems = render_stems(song.midi, font, SAMPLE_RATE, song.seconds)
+            t2 = time.perf_counter()
+            write_track(Path(tmp) / f"Track{i:05d}", song.midi, stems, SAMPLE_RATE,
+                        {"tempo": song.tempo, "soundfont": font.name, "source": "synth"})
+            t3 = time.perf_counter()
+            t["compose"] += t1 - t0
+            t["render"] += t2 - t1
+            t["write"] += t3 - t2
+            t["audio_s"] += song.seconds
+    total = t["compose"] + t["render"] + t["write"]
+    return {k: round(v, 3) for k, v in t.items()} | {
+        "share": {k: round(t[k] / total, 3) for k in ("compose", "render", "write")}}
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--tracks", type=int, default=12)
+    ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--seconds", type=float, default=None,
+                    help="song length (default: the generator's 45-90 s)")
+    ap.add_argument("--workers", type=int, nargs="+", default=[1, 2])
+    args = ap.parse_args(argv)
+
+    report: dict = {"tracks": args.tracks, "song_seconds": args.seconds or "45-90 (default)",
+                    "cpu_count": os.cpu_count(), "sample_rate": SAMPLE_RATE,
+                    "fonts": [p.name for p in resolve_fonts(None)], "runs": []}
+    report["phases_1proc"] = phases(min(args.tracks, 4), args.seed + 1000, args.seconds)
+    for w in args.workers:
+        tmp = Path(tempfile.mkdtemp(prefix="partwise-bench-"))
+        try:
+            t0 = time.perf_counter()
+            build_dataset(tmp / "ds", args.tracks, args.seed, song_seconds=args.seconds, workers=w)
+            wall = time.perf_counter() - t0
+            rec = json.loads((tmp / "ds" / BUILD_FILE).read_text())
+            audio = rec["seconds_built"]
+            size = _du(tmp / "ds")
+            speed = audio / wall
+            mean_len = audio / args.tracks
+            report["runs"].append({
+                "workers": w, "wall_s": round(wall, 2), "audio_s": round(audio, 1),
+                "audio_s_per_s": round(speed, 1),
+                "mb_per_track": round(size / args.tracks / 1e6, 2),
+                "kb_per_audio_s": round(size / audio / 1e3, 1),
+                "projected_1500_tracks_min": round(SLAKH_REDUX_TRACKS * mean_len / speed / 60, 1),
+                "projected_1500_tracks_gb": round(SLAKH_REDUX_TRACKS * size / args.tracks / 1e9, 2),
+            })
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+    print(json.dumps(report, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
