@@ -238,3 +238,14 @@ def test_midi_tempo_weighted_by_duration(tmp_path):
     (tmp_path / "b.mid").write_bytes(b"not midi")
     with pytest.raises(ValueError, match="b.mid"):
         midi_tempo(tmp_path / "b.mid")
+
+
+def test_flat_root_is_split_by_name(tmp_path):
+    """BabySlakh keeps its tracks directly under the root, without split folders."""
+    root = tmp_path / "babyslakh_16k"
+    for k in range(1, 13):
+        make_slakh_track(root / f"Track{k:05d}", ext=".wav", sr=16000, seconds=1.0)
+    names = {s: [t.name for t in SlakhDataset(root, s).tracks] for s in ("train", "validation", "test")}
+    assert sorted(sum(names.values(), [])) == [f"Track{k:05d}" for k in range(1, 13)]
+    assert len(names["train"]) >= 6
+    assert names == {s: [t.name for t in SlakhDataset(root, s).tracks] for s in names}

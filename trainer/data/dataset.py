@@ -184,10 +184,20 @@ def _scan_track(track: Path, split: str) -> tuple[dict, list[_Stem]]:
     return entry, stems
 
 
-def _manifest_path(split_dir: Path) -> Path:
+def hashed_split(key: str, fractions: tuple[float, float, float] = (0.8, 0.1, 0.1),
+                 seed: int = 0) -> str:
+    """A split for ``key`` from a hash of it: stable, independent of the other keys."""
+    f = np.asarray(fractions, dtype=float)
+    f = f / f.sum()
+    h = hashlib.sha256(f"{seed}:{key}".encode()).digest()
+    u = int.from_bytes(h[:8], "big") / 2**64
+    return SPLITS[min(int(np.searchsorted(np.cumsum(f), u, side="right")), len(SPLITS) - 1)]
+
+
+def _manifest_path(split_dir: Path, name: str = MANIFEST_NAME) -> Path:
     if os.access(split_dir, os.W_OK):
-        return split_dir / MANIFEST_NAME
-    key = hashlib.sha1(str(split_dir.resolve()).encode()).hexdigest()[:16]
+        return split_dir / name
+    key = hashlib.sha1(f"{split_dir.resolve()}/{name}".encode()).hexdigest()[:16]
     cache = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "partwise" / "manifests"
     return cache / f"{key}.json"
 
@@ -201,7 +211,9 @@ class SlakhDataset:
     """The tracks of one split of a Slakh-layout dataset.
 
     ``root`` holds ``train/``, ``validation/`` and ``test/`` (Slakh2100 and Partwise builds).
-    Audio is returned mono float32 at ``sample_rate`` (resampled on load when the files differ).
+    A root that holds the track folders directly (BabySlakh) is split 80/10/10 by a hash of
+    each track's name. Audio is returned mono float32 at ``sample_rate`` (resampled on load
+    when the files differ).
     """
 
     def __init__(self, root: str | Path, split: str, sample_rate: int = SAMPLE_RATE):
@@ -211,7 +223,11 @@ class SlakhDataset:
         self.split = split
         self.sample_rate = int(sample_rate)
         split_dir = self.root / split
-        if not split_dir.is_dir():
+        self.flat = not split_dir.is_dir() and self.root.is_dir() and bool(_track_dirs(self.root))
+        if self.flat:
+            split_dir = self.root
+            log.info("%s: no split folders; splitting its tracks 80/10/10 by name", self.root)
+        elif not split_dir.is_dir():
             raise FileNotFoundError(
                 f"{split_dir}: no such split folder; a Slakh-layout dataset has "
                 f"{'/, '.join(SPLITS)}/ under its root (build one with 'partwise-train data synth')")
@@ -220,7 +236,8 @@ class SlakhDataset:
 
     # -- manifest -------------------------------------------------------------------------
     def _load_manifest(self, split_dir: Path) -> list[dict]:
-        path = _manifest_path(split_dir)
+        path = _manifest_path(split_dir, f".partwise-manifest-{self.split}.json" if self.flat
+                              else MANIFEST_NAME)
         cached: dict[str, dict] = {}
         try:
             data = json.loads(path.read_text())
@@ -230,6 +247,8 @@ class SlakhDataset:
             pass
         entries, changed = [], False
         dirs = _track_dirs(split_dir)
+        if self.flat:
+            dirs = [d for d in dirs if hashed_split(d.name) == self.split]
         for track in dirs:
             sig = _signature(track)
             old = cached.get(track.name)

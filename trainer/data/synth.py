@@ -26,7 +26,7 @@ import pretty_midi
 
 from model.audio import SAMPLE_RATE
 from trainer.data.compose import generate_song
-from trainer.data.dataset import SPLITS
+from trainer.data.dataset import SPLITS, hashed_split
 from trainer.data.render import render_stems, resolve_fonts
 from trainer.data.slakh import midi_tempo
 from trainer.data.writer import TMP_PREFIX, track_name, write_track
@@ -81,11 +81,7 @@ def assign_splits(n: int, fractions: tuple[float, float, float], seed: int) -> l
 
 def song_split(key: str, fractions: tuple[float, float, float], seed: int) -> str:
     """Split of a real song, decided by a hash of its identity (stable as the folder grows)."""
-    f = np.asarray(fractions, dtype=float)
-    f = f / f.sum()
-    h = hashlib.sha256(f"{seed}:{key}".encode()).digest()
-    u = int.from_bytes(h[:8], "big") / 2**64
-    return SPLITS[min(int(np.searchsorted(np.cumsum(f), u, side="right")), 2)]
+    return hashed_split(key, fractions, seed)
 
 
 # -- jobs (run in worker processes) -------------------------------------------------------
