@@ -47,7 +47,8 @@ class IndexParams:
     m: int = 16  # HNSW graph degree
     ef_construction: int = 120
     ef_search: int = 160
-    candidates: int = 100  # per positively weighted part, at least 10 * k
+    candidates: int = 100  # first try per positively weighted part, at least 10 * k
+    max_candidates: int = 6400  # beyond this many per part, brute force instead
     fold_every: int = 2048  # tail rows that trigger adding them to HNSW
     fold_chunk: int = 1024  # rows added per lock hold, so queries are not starved
     compact_above: float = 0.25  # dead row share that triggers a rebuild
@@ -299,29 +300,56 @@ class VectorIndex:
                         parts=pd[order].astype(np.float32), exact=exact)
 
     def _candidates(self, q: np.ndarray, w: np.ndarray, k: int) -> np.ndarray | None:
+        """Rows to re-rank exactly, or None when brute force is the better answer.
+
+        Each positively weighted part's HNSW index gives its kk nearest rows (the 640-d index
+        when all five weights are equal). A row in none of the lists is at least the kk-th list
+        distance away in every positive part, so its focused distance is at least
+        LB = sum_{c: w_c > 0} w_c * d_c(kk) + sum_{c: w_c < 0} w_c * D_c, where D_c, for the
+        parts we want different, is the largest distance among the candidates (a heuristic
+        bound: exact for focuses without negative weights). When the k-th best candidate is not
+        below LB, kk grows (x4) until it is, or brute force takes over.
+        """
         p = self.params
         n_live_indexed = int(self._alive[: self._n_indexed].sum())
         kk = min(max(p.candidates, 10 * k), n_live_indexed)
         if kk <= 0:
             return None
-        if (w > 0).all() and np.allclose(w, w[0]):
-            which = [N_PARTS]
-        else:
-            which = np.flatnonzero(w > 0).tolist()
-        found = []
-        for c in which:
-            h = self._hnsw[c]
-            h.set_ef(max(p.ef_search, kk))
-            sub = q if c == N_PARTS else q[part_slice(c)]
-            try:
-                labels, _ = h.knn_query(sub[None, :], k=kk, num_threads=1)
-            except RuntimeError as e:  # too many deleted neighbours for the graph to return kk
-                log.debug("HNSW query fell back to exact search (%s)", e)
-                return None
-            found.append(labels[0].astype(np.int64))
+        full = bool((w > 0).all() and np.allclose(w, w[0]))
+        which = [N_PARTS] if full else np.flatnonzero(w > 0).tolist()
+        neg = np.flatnonzero(w < 0)
         tail = self._n_indexed + np.flatnonzero(self._alive[self._n_indexed:self._n])
-        rows = np.unique(np.concatenate(found + [tail]))
-        return rows[self._alive[rows]]
+        limit = min(n_live_indexed, max(p.max_candidates, kk))
+        while True:
+            found, kth = [], []
+            for c in which:
+                h = self._hnsw[c]
+                h.set_ef(max(p.ef_search, kk))
+                sub = q if c == N_PARTS else q[part_slice(c)]
+                try:
+                    labels, dists = h.knn_query(sub[None, :], k=kk, num_threads=1)
+                except RuntimeError as e:  # too many deleted neighbours to return kk
+                    log.debug("HNSW query fell back to exact search (%s)", e)
+                    return None
+                found.append(labels[0].astype(np.int64))
+                kth.append(float(dists[0][-1]))
+            rows = np.unique(np.concatenate(found + [tail]))
+            rows = rows[self._alive[rows]]
+            if kk >= n_live_indexed or len(rows) < k:
+                return rows if len(rows) >= k or kk >= n_live_indexed else None
+            pd = part_distances(q, self._vecs[rows])
+            kth_best = float(np.partition(pd @ w, k - 1)[k - 1])
+            if full:
+                lb = float(w[0]) * kth[0]
+            else:
+                lb = float(np.dot(w[which], kth))
+                if len(neg):
+                    lb += float(w[neg] @ pd[:, neg].max(axis=0))
+            if kth_best <= lb:
+                return rows
+            if kk >= limit:
+                return None
+            kk = min(kk * 4, limit)
 
     # ------------------------------------------------------------ persistence
     def save(self, folder: str | os.PathLike, meta: dict) -> None:
