@@ -155,3 +155,25 @@ def test_style_programs_belong_to_their_part():
             assert all(inst_class_of(p, False) == family for p in programs), (st.name, family)
         for role, programs in st.others:
             assert all(inst_class_of(p, False) not in ("Bass", "Piano", "Guitar") for p in programs), (st.name, role)
+
+
+def test_form_fills_the_song_and_closes():
+    import math
+
+    closed = 0
+    for seed in range(40):
+        s = generate_song(seed, 75.0)
+        need = math.ceil(75.0 / (s.beats * 60.0 / s.tempo))
+        assert sum(sec.bars for sec in s.sections) == need
+        assert all(sec.bars >= 1 for sec in s.sections)
+        closed += s.sections[-1].kind == "outro"
+    assert closed >= 8
+
+
+def test_key_changes_and_gestures_occur():
+    modulated = gestures = 0
+    for seed in range(60):
+        s = generate_song(seed, 80.0)
+        modulated += len({sec.key for sec in s.sections}) > 1
+        gestures += any(i.pitch_bends or i.control_changes for i in s.midi.instruments)
+    assert 3 <= modulated <= 30 and gestures >= 10

@@ -142,12 +142,12 @@ STYLES: dict[str, Style] = {s.name: s for s in (
     Style("latin", (90, 200), ("minor", "major", "dorian"), PROG_MINOR + PROG_MAJOR,
           ("bossa", "samba", "salsa"), (0, 8, 25), ("tumbao", "root_fifth", "syncopated"),
           (32, 33, 35), ("montuno", "jazz", "arpeggio"), (0, 1, 4), ("arpeggio", "strum", "clean"),
-          (24, 25), (("lead", (56, 73, 65, 71, 22)), ("stabs", (61, 56, 57)), ("pad", (48, 49, 11, 12))),
+          (24, 25), (("lead", (56, 73, 65, 71, 22, 114)), ("stabs", (61, 56, 57)), ("pad", (48, 49, 11, 12))),
           sevenths=0.6),
     Style("electronic", (100, 150), ("minor", "phrygian", "dorian", "major"), PROG_MINOR + PROG_MODAL,
           ("four", "electro", "breakbeat"), (24, 25, 16, 0), ("octave", "root8", "pedal", "syncopated"),
           (38, 39, 36, 33), ("pulse8", "block", "half"), (4, 5, 2, 0), ("riff", "skank", "clean"),
-          (27, 28, 30), (("arp", (81, 80, 87, 84, 98)), ("pad", (88, 89, 90, 91, 94, 95)), ("lead", (80, 81, 84, 87))),
+          (27, 28, 30), (("arp", (81, 80, 87, 84, 98)), ("pad", (88, 89, 90, 91, 94, 95, 99, 100)), ("lead", (80, 81, 84, 87, 82))),
           presence=(0.95, 0.9, 0.5, 0.45, 0.95)),
     Style("metal", (100, 200), ("minor", "phrygian", "harmonic minor"), PROG_MINOR + PROG_MODAL,
           ("metal", "rock2", "halftime"), (0, 16, 8), ("root8", "gallop"), (34, 33, 35),
@@ -225,6 +225,7 @@ class Section:
     bars: int
     chords: list[list[Chord]]  # per bar: one or two chords
     parts: tuple[bool, bool, bool, bool, bool]
+    key: int = 0  # the key of this section (a late chorus may modulate up)
 
 
 @dataclass
@@ -235,6 +236,8 @@ class PartPlan:
     program: int
     is_drum: bool = False
     notes: list[Note] = field(default_factory=list)
+    controls: list[tuple[float, int, int]] = field(default_factory=list)  # (beat, cc, value)
+    bends: list[tuple[float, int]] = field(default_factory=list)  # (beat, -8192..8191)
 
 
 @dataclass
@@ -535,7 +538,7 @@ def _plans(style: Style, have: list[bool], rng: np.random.Generator) -> list[Par
 
 def _write_part(plan: PartPlan, sec: Section, bar_i: int, song: dict, rng: np.random.Generator,
                 state: dict) -> list[Note]:
-    beats, key, mode = song["beats"], song["key"], song["mode"]
+    beats, mode = song["beats"], song["mode"]
     bar = sec.chords[bar_i]
     nxt = sec.chords[(bar_i + 1) % sec.bars][0]
     last = bar_i == sec.bars - 1
@@ -545,7 +548,13 @@ def _write_part(plan: PartPlan, sec: Section, bar_i: int, song: dict, rng: np.ra
             groove = "waltz"
         if sec.kind in ("intro", "breakdown") and groove not in ("jazz", "jazz_brush", "waltz") and rng.random() < 0.5:
             groove = "halftime"
-        return drum_bar(groove, beats, fill=last and state["fill"], crash=bar_i == 0 and state["crash"], rng=rng)
+        notes = drum_bar(groove, beats, fill=last and state["fill"], crash=bar_i == 0 and state["crash"], rng=rng)
+        if state.get("ride") and sec.kind in ("chorus", "drop", "solo"):
+            notes = [Note(RIDE, n.start, n.dur, n.vel) if n.pitch == CHH else n for n in notes]
+        if bar_i % 4 == 3 and not last and beats == 4 and rng.random() < 0.5:
+            notes = [n for n in notes if not (n.pitch == CHH and n.start == 3.5)]
+            notes.append(Note(OHH, 3.5, 0.5, 95))
+        return notes
     if plan.part == "bass":
         return bass_bar(plan.pattern, bar, nxt, beats, rng)
     if plan.part == "piano":
@@ -554,7 +563,9 @@ def _write_part(plan: PartPlan, sec: Section, bar_i: int, song: dict, rng: np.ra
         if plan.pattern == "riff":
             motif = state.setdefault("riff", _riff(rng, beats))
             root = nearest([bar[0].root], 45, 40, 52)
-            scale = (0, 3, 5, 7, 10, 12, 15)
+            minor_chord = (bar[0].tones[1] - bar[0].root) % 12 == 3
+            scale = RIFF_SCALES["blues" if song["style"] == "blues" else
+                                "minor" if minor_chord else "major"]
             return [Note(root + scale[d], o, 0.3, v) for o, d, v in motif]
         if plan.pattern == "arpeggio":
             return comp_bar("arpeggio", bar, beats, 60, rng)
@@ -568,11 +579,30 @@ def _write_part(plan: PartPlan, sec: Section, bar_i: int, song: dict, rng: np.ra
     if plan.role == "arp":
         return arp_bar(bar, beats, 72, rng)
     lo, hi = (62, 86) if plan.role == "lead" else (45, 67)
-    notes = melody_bar(bar, key, mode, beats, lo, hi, state.get("prev", (lo + hi) // 2), rng,
+    notes = melody_bar(bar, sec.key, mode, beats, lo, hi, state.get("prev", (lo + hi) // 2), rng,
                        phrase_end=(bar_i % 4 == 3), dense=0.6 if plan.role == "lead" else 0.1)
     if notes:
         state["prev"] = notes[-1].pitch
     return notes
+
+
+def _expression(plan: PartPlan, sec: Section, bar0: int, beats: int, rng: np.random.Generator) -> None:
+    """Controller gestures: pads swell in at a section start; leads sometimes slide into notes."""
+    start = bar0 * beats
+    if plan.role == "pad" and rng.random() < 0.5:
+        for k in range(9):
+            plan.controls.append((start + k * beats / 8, 11, int(50 + 77 * k / 8)))
+    elif plan.role == "pad":
+        plan.controls.append((start, 11, 127))
+    if (plan.role == "lead" and plan.program >= 80) or plan.pattern == "riff":
+        for n in plan.notes:
+            if n.start >= start and n.dur >= 0.75 and rng.random() < 0.25:
+                plan.bends.append((n.start - 0.01, -4096))  # slide up from a semitone below
+                plan.bends.append((n.start + min(n.dur / 3, 0.25), 0))
+
+
+RIFF_SCALES = {"minor": (0, 3, 5, 7, 10, 12, 15), "major": (0, 2, 4, 7, 9, 12, 14),
+               "blues": (0, 3, 5, 6, 7, 10, 12)}
 
 
 def _riff(rng: np.random.Generator, beats: int) -> list[tuple[float, int, int]]:
@@ -619,35 +649,67 @@ def generate_song(seed: int, seconds: float | None = None, style: str | None = N
     form = FORMS[int(rng.integers(len(FORMS)))]
     if need < 16:  # a short song starts in the thick of it
         form = tuple(k for k in form if k not in ("intro", "outro", "breakdown")) or form
-    progs = {}
-    sections: list[Section] = []
-    total, k = 0, 0
-    while total < need:
-        kind = form[k % len(form)]
-        k += 1
+    head = [k for k in form[:1] if k == "intro"]
+    tail = [k for k in form[-1:] if k == "outro"]
+    body = [k for k in form if k not in ("intro", "outro")]
+    progs: dict[str, tuple[tuple, int]] = {}
+
+    def plan_of(kind: str) -> tuple[tuple, int]:
         if kind not in progs:
-            progs[kind] = (_progression(st, mode, rng), _section_bars(kind, rng))
-        prog, bars = progs[kind]
-        bars = min(bars, need - total)
+            bars = _section_bars(kind, rng)
+            if st.name == "blues" and kind not in ("intro", "outro", "breakdown"):
+                bars = 12
+            progs[kind] = (_progression(st, mode, rng), bars)
+        return progs[kind]
+
+    tail_bars = sum(plan_of(k)[1] for k in tail)
+    if need < tail_bars + 8:
+        tail, tail_bars = [], 0
+    layout: list[tuple[str, int]] = []
+    used, k = 0, 0
+    cycle = head + body * (need // 2 + 1)
+    while used < need - tail_bars:
+        kind = cycle[k]
+        k += 1
+        bars = min(plan_of(kind)[1], need - tail_bars - used)
+        if bars < 2 and layout:  # no one-bar stubs: the previous section runs on instead
+            layout[-1] = (layout[-1][0], layout[-1][1] + bars)
+        else:
+            layout.append((kind, bars))
+        used += bars
+    for kind in tail:
+        layout.append((kind, min(plan_of(kind)[1], need - used)))
+        used += layout[-1][1]
+    modulate = int(rng.choice([1, 2])) if rng.random() < 0.2 else 0
+    sections: list[Section] = []
+    total = 0
+    for kind, bars in layout:
+        prog = plan_of(kind)[0]
         play = [h and bool(rng.random() < SECTION_PLAY.get(kind, 0.7)) for h in have]
         while sum(play) < min(2, sum(have)):
             play[int(rng.choice([i for i in range(len(have)) if have[i] and not play[i]]))] = True
-        sections.append(Section(kind, bars, _chords(prog, bars, key, mode, sevenths), tuple(play)))
+        sec_key = key
+        if modulate and total > 0.6 * need and kind in ("chorus", "drop", "a"):
+            sec_key = (key + modulate) % 12
+        sections.append(Section(kind, bars, _chords(prog, bars, sec_key, mode, sevenths),
+                                tuple(play), sec_key))
         total += bars
 
     # write the parts bar by bar
-    song_ctx = {"beats": beats, "key": key, "mode": mode}
+    song_ctx = {"beats": beats, "key": key, "mode": mode, "style": st.name}
     bar0 = 0
     for sec in sections:
         for plan in plans:
             if not sec.parts[PARTS.index(plan.part)]:
                 continue
             prng = _section_rng(seed, sec.kind, plan.part + plan.role + str(plan.program))
-            state = {"fill": bool(prng.random() < 0.75), "crash": bar0 > 0 and bool(prng.random() < 0.8)}
+            fill, crash, ride = (bool(x) for x in prng.random(3) < (0.75, 0.8, 0.4))
+            state = {"fill": fill, "crash": crash and bar0 > 0, "ride": ride}
             for b in range(sec.bars):
                 for n in _write_part(plan, sec, b, song_ctx, prng, state):
                     vel = n.vel + SECTION_DYNAMICS.get(sec.kind, 0)
                     plan.notes.append(Note(n.pitch, (bar0 + b) * beats + n.start, n.dur, vel))
+            _expression(plan, sec, bar0, beats, prng)
         bar0 += sec.bars
 
     midi = _to_midi(plans, tempo, st.swing, seconds, rng)
@@ -673,7 +735,15 @@ def _to_midi(plans: list[PartPlan], tempo: float, swing: float, seconds: float,
             end = min(start + max(n.dur * spb, 0.03), seconds)
             vel = int(np.clip(n.vel + rng.integers(-6, 7), 1, 127))
             inst.notes.append(pretty_midi.Note(vel, int(np.clip(n.pitch, 0, 127)), start, end))
+        for beat, number, value in plan.controls:
+            if beat * spb < seconds:
+                inst.control_changes.append(pretty_midi.ControlChange(number, value, max(beat * spb, 0.0)))
+        for beat, value in plan.bends:
+            if beat * spb < seconds:
+                inst.pitch_bends.append(pretty_midi.PitchBend(value, max(beat * spb, 0.0)))
         if inst.notes:
             inst.notes.sort(key=lambda x: (x.start, x.pitch))
+            inst.control_changes.sort(key=lambda c: c.time)
+            inst.pitch_bends.sort(key=lambda b: b.time)
             midi.instruments.append(inst)
     return midi
