@@ -161,3 +161,28 @@ def test_damaged_index_folder_is_ignored(tmp_path):
     (tmp_path / "index").mkdir()
     (tmp_path / "index" / "CURRENT").write_text("gen-missing")
     assert VectorIndex.load(tmp_path / "index") is None
+
+
+def test_candidates_grow_until_the_top_k_is_certain():
+    """Tight clusters per part: a short candidate list from one part misses most of the true
+    top 10 of a two-part focus; growing it until the lower bound holds finds them all."""
+    rng = np.random.default_rng(4)
+    n = 3000
+    x = np.empty((n, EMBED_DIM), np.float32)
+    for c in range(N_PARTS):
+        centres = rng.standard_normal((8, SUBSPACE_DIM)).astype(np.float32)
+        x[:, c * 128:(c + 1) * 128] = centres[rng.integers(0, 8, n)] + 0.3 * rng.standard_normal(
+            (n, SUBSPACE_DIM)).astype(np.float32)
+    ids = np.arange(n)
+    ann = VectorIndex(IndexParams(exact_below=500, candidates=20))
+    exact = VectorIndex(IndexParams(exact_below=10 ** 9))
+    for idx in (ann, exact):
+        idx.upsert(ids, np.ones(n), x)
+        idx.maintain(force=True)
+    for f in ({"bass": 1, "piano": 0.5}, {"drums": 1, "others": -0.3}, {"guitar": 1, "others": 0.7, "bass": 0.4}):
+        w = parse_focus(f)
+        for qi in rng.integers(0, n, 5):
+            a = ann.search(x[qi], w, 10, exclude=[qi])
+            e = exact.search(x[qi], w, 10, exclude=[qi])
+            assert a.ids.tolist() == e.ids.tolist(), f
+            assert not a.exact  # answered from HNSW candidates, not by brute force
