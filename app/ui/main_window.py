@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-from PySide6.QtCore import QItemSelectionModel, QModelIndex, QSettings, Qt, QThreadPool
+from PySide6.QtCore import QItemSelectionModel, QModelIndex, QSettings, Qt, QThreadPool, QTimer
 from PySide6.QtGui import QAction, QCloseEvent, QDragEnterEvent, QDropEvent, QKeySequence, QShortcut
 from PySide6.QtWidgets import (
     QAbstractItemView,
@@ -39,13 +39,14 @@ from app.ui.map_view import AUTO, MapView
 from app.ui.models import ABSENT, FailuresModel, ResultsModel, TrackFilter, TrackTableModel
 from app.ui.player_bar import PlayerBar
 from app.ui.theme import PART_LABELS
-from app.ui.workers import LatestOnly, Runner, ScanThread, Task
+from app.ui.workers import DaemonRunner, LatestOnly, Runner, ScanThread, Task
 from model.parts import N_PARTS, PARTS, SUBSPACE_DIM
 
 log = logging.getLogger(__name__)
 
 RESULTS_K = 15
 RELOAD_EVERY_S = 3.0  # refresh the table this often while a scan adds tracks
+MAP_SETTLE_MS = 150  # a fader must rest this long before the map follows the focus
 
 
 @dataclass
@@ -126,7 +127,8 @@ class MainWindow(QMainWindow):
         self.results: list[Result] = []
         self.selected: int | None = None
         self.maps: dict[str, Projection] = {}  # final maps of the current snapshot
-        self.map_space: str | None = None
+        self.map_space: str | None = None  # the map the window wants on screen
+        self._map_jobs: set[str] = set()  # maps being computed
         self._map_cancel = threading.Event()
         self.scan_thread: ScanThread | None = None
         self._last_reload = 0.0
@@ -136,21 +138,25 @@ class MainWindow(QMainWindow):
         self.last_search_ms = 0.0
         self._closing = False
 
-        # Pools: general (snapshot, decoding), searches (one at a time), maps (one at a time).
+        # Pools: general (snapshot, decoding) and searches (one at a time); maps are computed
+        # one at a time on a daemon thread (a UMAP fit cannot be interrupted; closing never
+        # waits for it).
         self.pool = QThreadPool(self)
         self.pool.setMaxThreadCount(2)
         self.search_pool = QThreadPool(self)
         self.search_pool.setMaxThreadCount(1)
-        self.map_pool = QThreadPool(self)
-        self.map_pool.setMaxThreadCount(1)
         self.runner = Runner(self.pool, self)
         self.search_runner = LatestOnly(Runner(self.search_pool, self), self)
         self.search_runner.done.connect(self._searched)
         self.search_runner.failed.connect(self._search_failed)
-        self.map_runner = Runner(self.map_pool, self)
+        self.map_runner = DaemonRunner("partwise-map", self)
 
         self.setWindowTitle(f"Partwise — {library.root.name}")
         self.setAcceptDrops(True)
+        self._map_timer = QTimer(self)
+        self._map_timer.setSingleShot(True)
+        self._map_timer.setInterval(MAP_SETTLE_MS)
+        self._map_timer.timeout.connect(self.update_map)
         self._build(player)
         self._restore()
         QShortcut(QKeySequence(Qt.Key.Key_Space), self, self.player_bar.toggle)
@@ -346,8 +352,7 @@ class MainWindow(QMainWindow):
             else:
                 self._select_in_table(current)
         if changed:
-            self.maps.clear()
-            self.map_space = None
+            self._forget_maps()
             self.update_map()
         if self._reload_again:
             self._reload_again = False
@@ -508,7 +513,7 @@ class MainWindow(QMainWindow):
         self._warn_absent()
         self.search()
         if self.map_view.choice() == AUTO:
-            self.update_map()
+            self._map_timer.start()  # switch maps once the fader rests, results go first
 
     def _warn_absent(self) -> None:
         t = self.query_track
@@ -592,7 +597,7 @@ class MainWindow(QMainWindow):
         return space_for_focus(self.focus_panel.focus()) if choice == AUTO else choice
 
     def update_map(self) -> None:
-        """Show the map that fits the focus: from memory, else computed in the background."""
+        """Show the map that fits the focus; compute it in the background the first time."""
         snap = self.snapshot
         if snap is None or self._closing:
             return
@@ -603,30 +608,43 @@ class MainWindow(QMainWindow):
         if space == self.map_space:
             return
         self.map_space = space
-        self._map_cancel.set()
-        if space in self.maps:
-            self._show_map(self.maps[space])
+        shown = self.map_view.show_space(space)
+        if space in self.maps or space in self._map_jobs:
+            if not shown:
+                self.map_view.caption.setText("Computing this map…")
             return
-        cancel = threading.Event()
-        self._map_cancel = cancel
+        self._map_jobs.add(space)
+        cancel = self._map_cancel
         task = Task(project, snap.ids, snap.vectors, space, self.map_cache, 3000, 30000, 0, cancel,
                     self.map_method, stream=True)
         self.map_runner.start(task, on_item=lambda p: self._map_stage(p, cancel),
-                              on_failed=lambda m: self.map_view.clear(f"No map: {m}"))
+                              on_failed=lambda m: self._map_failed(space, m))
+
+    def _forget_maps(self) -> None:
+        """The library changed: stop map work and drop every map."""
+        self._map_cancel.set()
+        self._map_cancel = threading.Event()
+        self._map_jobs.clear()
+        self.maps.clear()
+        self.map_space = None
+        self.map_view.clear()
 
     def _map_stage(self, proj: Projection, cancel: threading.Event) -> None:
         if cancel.is_set() or self._closing or self.snapshot is None:
             return
         if not np.array_equal(proj.ids, self.snapshot.ids):
             return  # made for an older snapshot
+        self.map_view.set_projection(proj, self.snapshot.dominant)
         if proj.final:
             self.maps[proj.space] = proj
-        if proj.space == self.map_space:
-            self._show_map(proj)
+            self._map_jobs.discard(proj.space)
+        if proj.space == self.map_space and self.map_view.space != proj.space:
+            self.map_view.show_space(proj.space)
 
-    def _show_map(self, proj: Projection) -> None:
-        self.map_view.set_projection(proj, self.snapshot.dominant)
-        self._highlight()
+    def _map_failed(self, space: str, message: str) -> None:
+        self._map_jobs.discard(space)
+        if space == self.map_space:
+            self.map_view.caption.setText(f"No map: {message}")
 
     def _highlight(self) -> None:
         query = self.query if isinstance(self.query, int) else None
@@ -668,6 +686,7 @@ class MainWindow(QMainWindow):
         if self._closing:
             return
         self._closing = True
+        self._map_timer.stop()
         self._map_cancel.set()
         if self.scan_thread is not None:
             self.statusBar().showMessage("Stopping the scan…")
@@ -676,7 +695,6 @@ class MainWindow(QMainWindow):
         self.player_bar.close_player()
         self.search_pool.waitForDone()
         self.pool.waitForDone()
-        self.map_pool.waitForDone(2000)  # a UMAP fit cannot be interrupted; it touches no library
         self.save_settings()
 
     def closeEvent(self, event: QCloseEvent) -> None:

@@ -1,9 +1,13 @@
 """The map: every track as a point in 2-D (UMAP of the focused space), query and results on top.
 
-One :class:`pyqtgraph.ScatterPlotItem` holds the whole library (arrays, a handful of reused
-brushes, track ids as ``data`` for hover and click); a second, small scatter item and a line
-item on top show the query, its results, the selection and the links from the query to its
-results, so the user sees where the 2-D layout tears real neighbours apart.
+Each map (whole mix, or one part) is a :class:`_Layer`: the library's points as arrays in
+scatter items that stay in the scene, so switching maps when the focus moves is a visibility
+toggle, not a 100k-point ``setData`` (about half a second in pyqtgraph). A layer holds one
+scatter item per part colour (each track coloured by its most present part) because pyqtgraph's
+per-point brush path builds a style key per point in Python, which costs more than the points
+themselves. A small scatter item and a line item on top show the query, its results, the
+selection and the links from the query to its results, so the user sees where the 2-D layout
+tears real neighbours apart. Hover and click look points up in a k-d tree.
 """
 
 from __future__ import annotations
@@ -12,9 +16,17 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 import pyqtgraph as pg
-from PySide6.QtCore import Qt, Signal
+from PySide6.QtCore import QPointF, Qt, Signal
 from PySide6.QtGui import QColor
-from PySide6.QtWidgets import QComboBox, QHBoxLayout, QLabel, QVBoxLayout, QWidget
+from PySide6.QtWidgets import (
+    QComboBox,
+    QGraphicsItem,
+    QHBoxLayout,
+    QLabel,
+    QToolTip,
+    QVBoxLayout,
+    QWidget,
+)
 
 from app.projection import SPACES, WHOLE, Projection
 from app.ui.theme import PART_COLORS, PART_LABELS, QUERY_COLOR, RESULT_COLOR, SELECT_COLOR
@@ -64,18 +76,20 @@ class MapView(QWidget):
         self.plot.setMenuEnabled(False)
         # Library points: one brush per part (the part most present in the track), reused.
         self._brushes = [_brush(c, 150) for c in PART_COLORS]
-        self.points = pg.ScatterPlotItem(size=6, pen=None, hoverable=True,
-                                         hoverSize=10, hoverPen=pg.mkPen("k", width=1),
-                                         tip=self._tip)
         self.links = pg.PlotDataItem(pen=pg.mkPen(QUERY_COLOR, width=1.2, style=Qt.PenStyle.DashLine),
                                      connect="pairs")
-        self.overlay = pg.ScatterPlotItem(pxMode=True, hoverable=True, tip=self._tip)
-        for item in (self.points, self.links, self.overlay):
+        self.overlay = pg.ScatterPlotItem(pxMode=True)
+        self.hover = pg.ScatterPlotItem(pxMode=True, size=12, brush=pg.mkBrush(None),
+                                        pen=pg.mkPen("k", width=1.5))
+        for item in (self.links, self.overlay, self.hover):
             self.plot.addItem(item)
         self.links.setZValue(5)
         self.overlay.setZValue(10)
-        self.points.sigClicked.connect(self._clicked)
-        self.overlay.sigClicked.connect(self._clicked)
+        self.hover.setZValue(11)
+        scene = self.plot.scene()
+        scene.sigMouseMoved.connect(self._mouse_moved)
+        scene.sigMouseClicked.connect(self._mouse_clicked)
+        self._hovered: int | None = None
 
         legend = QLabel("  ".join(f"<span style='color:{c}'>●</span> {PART_LABELS[p]}"
                                   for p, c in zip(PARTS, PART_COLORS, strict=True))
@@ -88,10 +102,8 @@ class MapView(QWidget):
         lay.addWidget(self.plot, 1)
         lay.addWidget(legend)
 
-        self.space: str | None = None
-        self._ids = np.zeros(0, np.int64)
-        self._xy = np.zeros((0, 2), np.float32)
-        self._row: dict[int, int] = {}
+        self.space: str | None = None  # the map shown
+        self.layers: dict[str, _Layer] = {}
         self._highlight: tuple[int | None, list[int], int | None] = (None, [], None)
 
     # ------------------------------------------------------------------ API
@@ -105,24 +117,38 @@ class MapView(QWidget):
             self.space_box.setCurrentIndex(i)
 
     def set_projection(self, proj: Projection, dominant: np.ndarray) -> None:
-        """Show ``proj``; ``dominant`` (N,) is each track's most present part (colour)."""
-        self.space = proj.space
-        self._ids = proj.ids
-        self._xy = proj.xy
-        self._row = {int(i): r for r, i in enumerate(proj.ids.tolist())}
-        brushes = [self._brushes[int(k)] for k in dominant] if len(dominant) else self._brushes[0]
-        self.points.setData(x=proj.xy[:, 0], y=proj.xy[:, 1], data=proj.ids, brush=brushes)
-        name = "whole mix" if proj.space == WHOLE else proj.space
-        self.caption.setText(f"{name}: {STAGE_TEXT.get(proj.stage, proj.stage)} · {len(proj.ids)} tracks")
-        self._draw_overlay()
-        self.plot.autoRange(padding=0.05)  # each stage is a new layout, not a moved one
+        """Store ``proj`` as the map of its space (shown at once if that space is on screen);
+        ``dominant`` (N,) is each track's most present part, which sets its colour."""
+        layer = self.layers.get(proj.space)
+        if layer is None:
+            layer = self.layers[proj.space] = _Layer(self.plot, self._brushes)
+        layer.set(proj, dominant)
+        layer.set_visible(proj.space == self.space)
+        if proj.space == self.space:
+            self._shown_changed()
+
+    def show_space(self, space: str) -> bool:
+        """Show the stored map of ``space``; False when there is none yet."""
+        if space not in self.layers:
+            return False
+        self.space = space
+        for name, layer in self.layers.items():
+            layer.set_visible(name == space)
+        self._shown_changed()
+        return True
+
+    @property
+    def stage(self) -> str | None:
+        layer = self.layers.get(self.space) if self.space else None
+        return layer.proj.stage if layer is not None else None
 
     def clear(self, message: str = "No map yet") -> None:
+        """Forget every map (the library changed)."""
+        for layer in self.layers.values():
+            layer.remove()
+        self.layers.clear()
         self.space = None
-        self._ids = np.zeros(0, np.int64)
-        self._xy = np.zeros((0, 2), np.float32)
-        self._row = {}
-        self.points.setData(x=[], y=[])
+        self._set_hover(None)
         self.links.setData(x=[], y=[])
         self.overlay.setData(x=[], y=[])
         self.caption.setText(message)
@@ -132,8 +158,9 @@ class MapView(QWidget):
         self._draw_overlay()
 
     def position(self, track_id: int) -> tuple[float, float] | None:
-        r = self._row.get(int(track_id))
-        return None if r is None else (float(self._xy[r, 0]), float(self._xy[r, 1]))
+        """Where ``track_id`` is on the map shown, if it is there."""
+        layer = self.layers.get(self.space) if self.space else None
+        return None if layer is None else layer.position(track_id)
 
     def highlighted(self) -> dict[str, list[int]]:
         """What the overlay shows now, by role (for tests and status text)."""
@@ -145,6 +172,15 @@ class MapView(QWidget):
         return out
 
     # ------------------------------------------------------------- internals
+    def _shown_changed(self) -> None:
+        layer = self.layers[self.space]
+        proj = layer.proj
+        name = "whole mix" if proj.space == WHOLE else proj.space
+        self.caption.setText(f"{name}: {STAGE_TEXT.get(proj.stage, proj.stage)} · {len(proj.ids)} tracks")
+        self._set_hover(None)
+        self._draw_overlay()
+        self.plot.autoRange(padding=0.05)
+
     def _draw_overlay(self) -> None:
         query, results, selected = self._highlight
         xs, ys, data, symbols, sizes, brushes, pens = [], [], [], [], [], [], []
@@ -178,11 +214,106 @@ class MapView(QWidget):
                     ly += [qpos[1], p[1]]
         self.links.setData(x=lx, y=ly)
 
-    def _tip(self, x: float, y: float, data) -> str:
-        tid = data[1] if isinstance(data, tuple) else data
-        return self.describe(int(tid))
+    def track_at(self, scene_pos: QPointF, radius_px: float = 7.0) -> int | None:
+        """The track whose point is nearest to ``scene_pos``, within ``radius_px`` pixels."""
+        layer = self.layers.get(self.space) if self.space else None
+        if layer is None or not len(layer.proj.ids):
+            return None
+        vb = self.plot.getViewBox()
+        p = vb.mapSceneToView(scene_pos)
+        px, py = vb.viewPixelSize()
+        if not (px > 0 and py > 0):
+            return None
+        return layer.nearest(p.x(), p.y(), px, py, radius_px)
 
-    def _clicked(self, _item, points, _ev=None) -> None:
-        if len(points):
-            d = points[0].data()
-            self.trackClicked.emit(int(d[1] if isinstance(d, tuple) else d))
+    def _set_hover(self, tid: int | None) -> None:
+        self._hovered = tid
+        pos = None if tid is None else self.position(tid)
+        if pos is None:
+            self.hover.setData(x=[], y=[])
+        else:
+            self.hover.setData(x=[pos[0]], y=[pos[1]])
+
+    def _mouse_moved(self, scene_pos: QPointF) -> None:
+        tid = self.track_at(scene_pos)
+        if tid == self._hovered:
+            return
+        self._set_hover(tid)
+        if tid is None:
+            QToolTip.hideText()
+        else:
+            view = self.plot
+            global_pos = view.mapToGlobal(view.mapFromScene(scene_pos))
+            QToolTip.showText(global_pos, self.describe(tid), view)
+
+    def _mouse_clicked(self, ev) -> None:
+        if ev.button() != Qt.MouseButton.LeftButton or ev.double():
+            return
+        tid = self.track_at(ev.scenePos())
+        if tid is not None:
+            ev.accept()
+            self.trackClicked.emit(tid)
+
+
+class _Layer:
+    """One map's points: a scatter item per part colour, arrays only, plus lookups by id and
+    position. Items stay in the scene; panning blits a device-space cache."""
+
+    def __init__(self, plot: pg.PlotWidget, brushes: list):
+        self.plot = plot
+        self.items = []
+        for brush in brushes:
+            item = pg.ScatterPlotItem(size=6, pen=None, brush=brush)
+            item.setCacheMode(QGraphicsItem.CacheMode.DeviceCoordinateCache)
+            plot.addItem(item)
+            self.items.append(item)
+        self.proj: Projection | None = None
+        self._sorted = np.zeros(0, np.int64)
+        self._order = np.zeros(0, np.int64)
+        self._tree = None
+        self._scale = np.ones(2)
+
+    def set(self, proj: Projection, dominant: np.ndarray) -> None:
+        self.proj = proj
+        self._order = np.argsort(proj.ids, kind="stable")
+        self._sorted = proj.ids[self._order]
+        self._tree = None  # built on the first hover
+        colour = np.asarray(dominant, np.int64) if len(dominant) == len(proj.ids) else \
+            np.zeros(len(proj.ids), np.int64)
+        for k, item in enumerate(self.items):
+            rows = np.flatnonzero(colour == k)
+            item.setData(x=proj.xy[rows, 0], y=proj.xy[rows, 1])
+
+    def set_visible(self, on: bool) -> None:
+        for item in self.items:
+            item.setVisible(on)
+
+    def remove(self) -> None:
+        for item in self.items:
+            self.plot.removeItem(item)
+        self.items = []
+
+    def position(self, track_id: int) -> tuple[float, float] | None:
+        i = int(np.searchsorted(self._sorted, track_id))
+        if i >= len(self._sorted) or self._sorted[i] != track_id:
+            return None
+        r = self._order[i]
+        return float(self.proj.xy[r, 0]), float(self.proj.xy[r, 1])
+
+    def nearest(self, x: float, y: float, px: float, py: float, radius_px: float) -> int | None:
+        """Nearest point to (x, y) in pixels (px, py: data units per pixel) within radius_px."""
+        xy = self.proj.xy
+        if self._tree is None:
+            from scipy.spatial import cKDTree
+
+            self._scale = np.maximum(xy.std(axis=0), 1e-9)
+            self._tree = cKDTree(xy / self._scale)
+        # every point within radius_px along both axes, then the nearest in pixels
+        r = float(np.hypot(radius_px * px / self._scale[0], radius_px * py / self._scale[1]))
+        rows = self._tree.query_ball_point([x / self._scale[0], y / self._scale[1]], r)
+        if not rows:
+            return None
+        rows = np.asarray(rows)
+        d = np.hypot((xy[rows, 0] - x) / px, (xy[rows, 1] - y) / py)
+        best = int(np.argmin(d))
+        return int(self.proj.ids[rows[best]]) if d[best] <= radius_px else None

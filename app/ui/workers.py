@@ -4,6 +4,7 @@ touch a widget. Signals emitted from a worker reach GUI-thread slots as queued c
 from __future__ import annotations
 
 import logging
+import queue
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
@@ -40,15 +41,22 @@ class Task(QRunnable):
             if self.stream:
                 it: Iterator = self.fn(*self.args)
                 for value in it:
-                    self.signals.item.emit(value)
+                    self._emit(self.signals.item, value)
                 result = None
             else:
                 result = self.fn(*self.args)
         except Exception as e:  # reported to the user, never raised into Qt
             log.warning("background task failed", exc_info=True)
-            self.signals.failed.emit(_message(e))
+            self._emit(self.signals.failed, _message(e))
         else:
-            self.signals.done.emit(result)
+            self._emit(self.signals.done, result)
+
+    @staticmethod
+    def _emit(signal, value) -> None:
+        try:
+            signal.emit(value)
+        except RuntimeError:  # the window went away while we worked: nobody to tell
+            log.debug("result of a background task dropped (receiver gone)")
 
 
 class Runner(QObject):
@@ -77,6 +85,39 @@ class Runner(QObject):
     @property
     def busy(self) -> bool:
         return bool(self._live)
+
+
+class DaemonRunner(Runner):
+    """Runs tasks one after another on a daemon thread of its own.
+
+    For work that cannot be interrupted (a UMAP fit) and touches no library state: closing
+    the window never waits for it, and the process can exit while it runs.
+    """
+
+    def __init__(self, name: str, parent: QObject | None = None):
+        super().__init__(QThreadPool.globalInstance(), parent)
+        self.name = name
+        self._queue: queue.SimpleQueue[Task] = queue.SimpleQueue()
+        self._thread: threading.Thread | None = None
+
+    def start(self, task: Task, on_done: Callable | None = None, on_failed: Callable | None = None,
+              on_item: Callable | None = None) -> Task:
+        for signal, slot in ((task.signals.item, on_item), (task.signals.done, on_done),
+                             (task.signals.failed, on_failed)):
+            if slot is not None:
+                signal.connect(slot)
+        self._live.add(task)
+        task.signals.done.connect(lambda _r, t=task: self._live.discard(t))
+        task.signals.failed.connect(lambda _m, t=task: self._live.discard(t))
+        self._queue.put(task)
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._loop, name=self.name, daemon=True)
+            self._thread.start()
+        return task
+
+    def _loop(self) -> None:
+        while True:
+            self._queue.get().run()
 
 
 class LatestOnly(QObject):

@@ -201,11 +201,23 @@ def test_filter_presets_and_settings_persist(qtbot, library, settings):
     close_window(w2)
 
 
-def test_hover_text_names_the_track(qtbot, library, settings):
+def test_map_hover_and_click_find_the_point_under_the_mouse(qtbot, library, settings):
     w = open_window(qtbot, library, settings)
-    t = w.tracks_model.track(0)
-    assert w.map_view._tip(0, 0, t.id).startswith(t.title)
-    assert w.map_view._tip(0, 0, ("results", t.id)).startswith(t.title)
+    qtbot.waitUntil(lambda: w.map_view.space is not None, timeout=TIMEOUT)
+    qtbot.wait(50)
+    mv = w.map_view
+    t = w.tracks_model.track(4)
+    x, y = mv.position(t.id)
+    scene = mv.plot.getViewBox().mapViewToScene(QPointF(x, y))
+    assert mv.track_at(scene) == t.id
+    assert mv.track_at(scene + QPointF(40, 40)) in (None, *w.snapshot.ids.tolist())
+    mv._mouse_moved(scene)
+    assert mv._hovered == t.id and len(mv.hover.data) == 1
+    assert mv.describe(t.id).startswith(t.title)
+    with qtbot.waitSignal(mv.trackClicked) as clicked:
+        pos = mv.plot.mapFromScene(scene)
+        qtbot.mouseClick(mv.plot.viewport(), Qt.MouseButton.LeftButton, pos=pos)
+    assert clicked.args == [t.id]
     close_window(w)
 
 
