@@ -27,7 +27,7 @@ import pretty_midi
 from model.audio import SAMPLE_RATE
 from trainer.data.compose import generate_song
 from trainer.data.dataset import SPLITS, hashed_split
-from trainer.data.render import render_stems, resolve_fonts
+from trainer.data.render import RenderError, render_stems, resolve_fonts
 from trainer.data.slakh import midi_tempo
 from trainer.data.writer import TMP_PREFIX, track_name, write_track
 
@@ -124,13 +124,16 @@ def _midi_job(out: str, index: int, split: str, src: str, rel: str, seed: int,
         return TrackResult(name, split, "skipped", reason=(
             f"{rel}: a placeholder, not a song ({n_notes} notes, {midi.get_end_time():.1f} s)"))
     font = _pick_font(fonts, seed, index)
-    stems = render_stems(midi, font, sample_rate)
     try:
         tempo = midi_tempo(path)
     except ValueError:
         tempo = 120.0
     meta = {"source": "midi", "tempo": tempo, "soundfont": font.name, "lmd_midpath": rel}
-    write_track(Path(out) / split / name, midi, stems, sample_rate, meta, source_midi=data)
+    try:
+        stems = render_stems(midi, font, sample_rate)
+        write_track(Path(out) / split / name, midi, stems, sample_rate, meta, source_midi=data)
+    except (ValueError, OverflowError, IndexError, RenderError) as exc:
+        return TrackResult(name, split, "skipped", reason=f"{rel}: cannot render ({exc})")
     return TrackResult(name, split, "built", stems[0].shape[-1] / sample_rate if stems else 0.0,
                        source=rel)
 
@@ -166,11 +169,18 @@ def _run(jobs: list[tuple[Callable[..., TrackResult], tuple]], workers: int,
         ctx = mp.get_context("fork") if "fork" in mp.get_all_start_methods() else None
         with ProcessPoolExecutor(max_workers=min(workers, len(jobs)), mp_context=ctx) as pool:
             futures = [pool.submit(fn, *args) for fn, args in jobs]
-            for fut in as_completed(futures):
-                res = fut.result()
-                if bar:
-                    bar.update(1)
-                yield res
+            try:
+                for fut in as_completed(futures):
+                    res = fut.result()
+                    if bar:
+                        bar.update(1)
+                    yield res
+            except BaseException:
+                # interrupted or failed: drop the queued jobs (the running ones finish);
+                # complete tracks stay on disk for a resume
+                for fut in futures:
+                    fut.cancel()
+                raise
     finally:
         if bar:
             bar.close()
@@ -189,11 +199,16 @@ def _check_build_file(out: Path, record: dict) -> None:
             raise ValueError(
                 f"{out}: holds a build with other settings ({', '.join(f'{k}={old.get(k)!r}' for k in diff)}); "
                 "resume with the same settings or choose another --out folder")
+        if old.get("fonts") != record["fonts"]:
+            log.warning("%s: the SoundFonts differ from the first run (%s); new tracks pick "
+                        "from the fonts found now", out, old.get("fonts"))
+    else:
+        path.write_text(json.dumps({**record, "complete": False}, indent=2))
 
 
 def _finish(out: Path, record: dict, results: list[TrackResult], t0: float) -> None:
     built = [r for r in results if r.status == "built"]
-    record = {**record, "built": len(built), "kept": sum(r.status == "kept" for r in results),
+    record = {**record, "complete": True, "built": len(built), "kept": sum(r.status == "kept" for r in results),
               "skipped": [r.reason for r in results if r.status == "skipped"],
               "seconds_built": round(sum(r.seconds for r in built), 2),
               "wall_seconds": round(time.perf_counter() - t0, 2)}
