@@ -1,8 +1,9 @@
 """Benchmark: how fast this machine builds the Slakh-layout training data.
 
 Builds the same generated songs with 1 and 2 worker processes (``--workers``), reports seconds
-of audio per wall second, the time split between composing, rendering and writing, the on-disk
-size per track, and the projected time and size of a 1,500-track set (Slakh2100 redux size).
+of audio per wall second and per CPU second (the machine may be shared: the load average is
+recorded), the time split between composing, rendering and writing, the on-disk size per
+track, and the projected time and size of a 1,500-track set (Slakh2100 redux size).
 Prints JSON.
 
     python bench/bench_data_build.py --tracks 12 --workers 1 2
@@ -13,6 +14,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import shutil
 import tempfile
 import time
@@ -30,6 +32,12 @@ SLAKH_REDUX_TRACKS = 1500
 
 def _du(path: Path) -> int:
     return sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
+
+
+def _cpu() -> float:
+    """CPU seconds of this process and its finished children (the build's workers)."""
+    me, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return me.ru_utime + me.ru_stime + kids.ru_utime + kids.ru_stime
 
 
 def phases(n: int, seed: int, seconds: float | None) -> dict:
@@ -72,9 +80,11 @@ def main(argv: list[str] | None = None) -> int:
     for w in args.workers:
         tmp = Path(tempfile.mkdtemp(prefix="partwise-bench-"))
         try:
+            cpu0 = _cpu()
             t0 = time.perf_counter()
             build_dataset(tmp / "ds", args.tracks, args.seed, song_seconds=args.seconds, workers=w)
             wall = time.perf_counter() - t0
+            cpu = _cpu() - cpu0
             rec = json.loads((tmp / "ds" / BUILD_FILE).read_text())
             audio = rec["seconds_built"]
             size = _du(tmp / "ds")
@@ -83,9 +93,15 @@ def main(argv: list[str] | None = None) -> int:
             report["runs"].append({
                 "workers": w, "wall_s": round(wall, 2), "audio_s": round(audio, 1),
                 "audio_s_per_s": round(speed, 1),
+                "cpu_s": round(cpu, 2),
+                "audio_s_per_cpu_s": round(audio / cpu, 1),
+                "load_avg_1min": round(os.getloadavg()[0], 2),
                 "mb_per_track": round(size / args.tracks / 1e6, 2),
                 "kb_per_audio_s": round(size / audio / 1e3, 1),
                 "projected_1500_tracks_min": round(SLAKH_REDUX_TRACKS * mean_len / speed / 60, 1),
+                # on an otherwise idle machine of this size, all cores busy
+                "projected_1500_tracks_min_idle_machine": round(
+                    SLAKH_REDUX_TRACKS * mean_len / (audio / cpu * (os.cpu_count() or 1)) / 60, 1),
                 "projected_1500_tracks_gb": round(SLAKH_REDUX_TRACKS * size / args.tracks / 1e9, 2),
             })
         finally:
