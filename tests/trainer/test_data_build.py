@@ -225,3 +225,24 @@ def test_cli_synth_info_and_errors(tmp_path, capsys):
     assert data_main(["synth", "--out", str(out), "--tracks", "3", "--font",
                       str(tmp_path / "missing.sf2")]) == 1
     assert "missing.sf2" in capsys.readouterr().err
+
+
+def _slow_job(folder, i):
+    import time
+
+    from trainer.data.synth import TrackResult
+
+    if i == 1:
+        raise RuntimeError("job 1 fails")
+    time.sleep(0.2)
+    (folder / f"{i}").touch()
+    return TrackResult(str(i), "train", "built")
+
+
+def test_a_failing_build_stops_its_queued_jobs(tmp_path):
+    from trainer.data.synth import _run
+
+    jobs = [(_slow_job, (tmp_path, i)) for i in range(30)]
+    with pytest.raises(RuntimeError, match="job 1 fails"):
+        list(_run(jobs, workers=2, progress=False, desc="test"))
+    assert len(list(tmp_path.iterdir())) < 10
