@@ -161,19 +161,18 @@ def test_form_fills_the_song_and_closes():
     import math
 
     closed = 0
-    for seed in range(40):
+    for seed in range(25):
         s = generate_song(seed, 75.0)
         need = math.ceil(75.0 / (s.beats * 60.0 / s.tempo))
         assert sum(sec.bars for sec in s.sections) == need
         assert all(sec.bars >= 1 for sec in s.sections)
         closed += s.sections[-1].kind == "outro"
-    assert closed >= 8
+    assert closed >= 5
 
 
-def test_key_changes_and_gestures_occur():
+def test_key_changes_and_gestures_occur(songs):
     modulated = gestures = 0
-    for seed in range(60):
-        s = generate_song(seed, 80.0)
+    for s in songs:
         modulated += len({sec.key for sec in s.sections}) > 1
         gestures += any(i.pitch_bends or i.control_changes for i in s.midi.instruments)
-    assert 3 <= modulated <= 30 and gestures >= 10
+    assert 5 <= modulated <= 0.4 * N_SONGS and gestures >= 20

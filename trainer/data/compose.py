@@ -396,15 +396,18 @@ def bass_bar(pattern: str, bar: list[Chord], nxt: Chord, beats: int, rng: np.ran
 
 
 def comp_bar(pattern: str, bar: list[Chord], beats: int, center: int, rng: np.random.Generator,
-             n_voices: int = 4) -> list[Note]:
-    """Chordal accompaniment (piano, guitar, pads, stabs) in one bar."""
+             n_voices: int = 4, variant: int = 0) -> list[Note]:
+    """Chordal accompaniment (piano, guitar, pads, stabs) in one bar.
+
+    ``variant`` picks among rhythm variants (a strum pattern) and stays fixed over a section.
+    """
     out: list[Note] = []
 
     def chord_notes(c: Chord, beat: float, dur: float, vel: int, n: int = n_voices, strum: float = 0.0):
         for i, p in enumerate(voicing(c, center, n)):
             out.append(Note(p, beat + i * strum, max(dur - i * strum, 0.05), vel))
 
-    if pattern in ("half", "clean", "pad", "counter_pad"):
+    if pattern in ("half", "clean", "pad"):
         for i, c in enumerate(bar):
             d = beats / len(bar)
             chord_notes(c, i * d, d * 0.98, 72 if pattern == "pad" else 80)
@@ -447,7 +450,7 @@ def comp_bar(pattern: str, bar: list[Chord], beats: int, center: int, rng: np.ra
         for b in range(1, beats):
             chord_notes(_chord_at(bar, b, beats), b, 0.8, 72, 3)
     elif pattern == "strum":
-        strums = ["D.DU.UDU", "D.D.D.DU", "D..UD.DU", "D.DUDUDU"][int(rng.integers(4))]
+        strums = ("D.DU.UDU", "D.D.D.DU", "D..UD.DU", "D.DUDUDU")[variant % 4]
         for k, s in enumerate(strums[: beats * 2]):
             if s == ".":
                 continue
@@ -569,7 +572,8 @@ def _write_part(plan: PartPlan, sec: Section, bar_i: int, song: dict, rng: np.ra
             return [Note(root + scale[d], o, 0.3, v) for o, d, v in motif]
         if plan.pattern == "arpeggio":
             return comp_bar("arpeggio", bar, beats, 60, rng)
-        return comp_bar(plan.pattern, bar, beats, 58, rng, 4)
+        return comp_bar(plan.pattern, bar, beats, 58, rng, 4,
+                        variant=state.setdefault("variant", int(rng.integers(4))))
     # others
     if plan.role == "pad":
         return comp_bar("pad", bar, beats, 67, rng)
