@@ -121,3 +121,14 @@ def test_model_embed_fn_restores_training_mode_and_shares_the_front_end(run_dir)
     both = ind.concat(clips)
     assert both.shape == (5, 640)
     assert np.allclose(both[:, 128:256], ind.part_fn("bass")(clips), atol=1e-5)
+
+
+@pytest.mark.gpu
+def test_cuda_embeddings_match_cpu():
+    net = CSN(NetConfig(widths=(4, 8, 8, 16, 16), n_mels=32)).eval()
+    clips = np.random.default_rng(1).normal(size=(4, 16000)).astype(np.float32) * 0.1
+    cpu = model_embed_fn(net, AUDIO, "cpu")(clips)
+    gpu = model_embed_fn(net.to("cuda"), AUDIO, "cuda", cache=MelCache())(clips)
+    assert np.allclose(cpu, gpu, atol=1e-3)
+    mfcc = MFCCStats(AUDIO, device="cuda")(clips)
+    assert np.allclose(mfcc, MFCCStats(AUDIO, device="cpu")(clips), atol=1e-3)

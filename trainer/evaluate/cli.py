@@ -48,8 +48,11 @@ def parser() -> argparse.ArgumentParser:
     ap.add_argument("--max-tracks", type=_positive_int, help="evaluate a seeded subset of tracks")
     ap.add_argument("--max-segments", type=_positive_int,
                     help="at most this many segments per track and length (spread evenly)")
-    ap.add_argument("--max-pseudo-seconds", type=float,
-                    help="cap the length of each pseudo piece")
+    ap.add_argument("--max-pseudo-seconds", type=float, default=d.max_pseudo_seconds,
+                    help="cap the length of each pseudo piece (default: %(default)s s)")
+    ap.add_argument("--full", action="store_true",
+                    help="the paper's full protocol: whole pseudo pieces and the baselines at "
+                         "every segment length (slower)")
     ap.add_argument("--batch-size", type=_positive_int, default=d.batch_size)
     ap.add_argument("--device", help="torch device (default: cuda when present, else cpu)")
     ap.add_argument("--no-plots", action="store_true")
@@ -67,7 +70,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                          per_label=args.per_label, seed=args.seed,
                          audible_only=not args.all_segments, max_tracks=args.max_tracks,
                          max_segments=args.max_segments,
-                         max_pseudo_seconds=args.max_pseudo_seconds,
+                         max_pseudo_seconds=None if args.full else args.max_pseudo_seconds,
+                         baselines_all_lengths=args.full,
                          batch_size=args.batch_size, plots=not args.no_plots)
         report = run(args.data, args.weights, args.out, individual=args.individual, config=cfg,
                      device=args.device, progress=not args.no_progress)

@@ -75,9 +75,10 @@ class EvalConfig:
     audible_only: bool = True  # score a part only on segments where it is audible
     max_tracks: int | None = None  # seeded subset of the split's tracks
     max_segments: int | None = None  # per track and length, spread evenly
-    max_pseudo_seconds: float | None = None  # cap each pseudo piece's length
+    max_pseudo_seconds: float | None = 30.0  # cap each pseudo piece's length (None: whole)
+    baselines_all_lengths: bool = False  # Table 1 baselines at every length, not just main
     max_matrix_segments: int = 2000  # Tables 4-5: seeded subset for the distance matrices
-    batch_size: int = 32
+    batch_size: int = 64  # clips per network call (larger is faster on CPU too)
     n_mfcc: int = 20
     plots: bool = True
 
@@ -140,8 +141,10 @@ def evaluate(dataset: Dataset, fns: Mapping[str, EmbedFn], config: EvalConfig | 
         ms = {k: v for k, v in ms.items() if not k.startswith("mfcc")}
     t1_methods = [k for k in ("proposed", "individual_mix", "individual_clean", "mfcc") if k in ms]
     jobs: dict[float, set[Job]] = {s: set() for s in cfg.seconds}
-    for s in cfg.seconds:
-        for k in t1_methods:
+    t1_lengths = {k: cfg.seconds if k == "proposed" or cfg.baselines_all_lengths
+                  else (cfg.main_seconds,) for k in t1_methods}
+    for k in t1_methods:
+        for s in t1_lengths[k]:
             jobs[s] |= ms[k].jobs()
     jobs[cfg.main_seconds] |= ms["proposed_stem"].jobs()
     if "mfcc_stem" in ms:
@@ -153,7 +156,8 @@ def evaluate(dataset: Dataset, fns: Mapping[str, EmbedFn], config: EvalConfig | 
     if not tracks:
         raise ValueError("the dataset split has no tracks to evaluate")
     pieces = collect_pieces(dataset, tracks, jobs, fns, batch_size=cfg.batch_size,
-                            max_segments=cfg.max_segments, activity=activity, progress=progress)
+                            max_segments=cfg.max_segments, activity=activity,
+                            skip_silent_stems=cfg.audible_only, progress=progress)
     timing["embed_pieces_s"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()
@@ -172,7 +176,7 @@ def evaluate(dataset: Dataset, fns: Mapping[str, EmbedFn], config: EvalConfig | 
     t0 = time.perf_counter()
     knn = dict(k=cfg.k, seed=cfg.seed, audible_only=cfg.audible_only)
     main = pieces[cfg.main_seconds]
-    table1 = {k: {_key(s): music_id(pieces[s], ms[k], **knn) for s in cfg.seconds}
+    table1 = {k: {_key(s): music_id(pieces[s], ms[k], **knn) for s in t1_lengths[k]}
               for k in t1_methods}
     table2 = {("individual_mix" if k == "individual_mix_pp" else k):
               pseudo_separation(pseudo, ms[k], **knn) for k in pp_methods}
@@ -184,7 +188,7 @@ def evaluate(dataset: Dataset, fns: Mapping[str, EmbedFn], config: EvalConfig | 
     table4 = {name: stem_mix_correlation(main, ms[a], ms[b], audible_only=cfg.audible_only,
                                          **corr)
               for name, a, b in pairs if a in ms and b in ms}
-    table5 = {k: cross_correlation(main, ms[k], **corr)
+    table5 = {k: cross_correlation(main, ms[k], audible_only=cfg.audible_only, **corr)
               for k in ("proposed", "individual_clean", "individual_mix") if k in ms}
     timing["tables_s"] = time.perf_counter() - t0
 
@@ -265,10 +269,11 @@ def markdown(report: dict[str, Any]) -> str:
         header = ["part", "ours", "paper", *[NAMES[k] for k in ind_cols], "paper baseline*"]
         rows = [[p, _fmt(t["table1"]["proposed"][s].get(p)),
                  _fmt(paper.TABLE1_PROPOSED.get(sec, {}).get(p)),
-                 *[_fmt(t["table1"][k][s].get(p)) for k in ind_cols],
+                 *[_fmt(t["table1"][k].get(s, {}).get(p)) for k in ind_cols],
                  _fmt(paper.TABLE1_BASELINE.get(sec, {}).get(p))] for p in PARTS]
         lines += [f"### {s} s segments", "", *_table(header, rows), ""]
-    lines += ["*paper baseline: individual networks on Spleeter-separated signals.", ""]
+    lines += ["*paper baseline: individual networks on Spleeter-separated signals. Our baselines "
+              "run at every length only with `--full`.", ""]
 
     t2 = t["table2"]
     cols2 = [k for k in ("individual_mix", "mfcc") if k in t2]
@@ -317,7 +322,10 @@ def markdown(report: dict[str, Any]) -> str:
               "activity threshold), as target and as reference, when `audible_only` is set.",
               "- Pseudo pieces mix one part of a label track with all other parts of another "
               "track of the same tempo class, or the nearest class when the split has too few.",
-              "- Table 4 compares subspace c on both sides; correlations use each pair once.",
+              "- Table 4 compares subspace c on both sides; correlations use each pair once; "
+              "Table 5 uses the segments where both parts are audible.",
+              f"- Pseudo pieces are cut to at most {cfg['max_pseudo_seconds']} s "
+              "(None: whole pieces, as in the paper).",
               "- MFCC statistics: mean and std of "
               f"{cfg['n_mfcc']} MFCCs, z-scored per column over the evaluated segments.", ""]
     return "\n".join(lines)

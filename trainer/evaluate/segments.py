@@ -92,15 +92,21 @@ class SegmentSet:
 
 
 class _Collector:
-    """Gathers the windows of pieces for one segment length and embeds them in batches."""
+    """Gathers the windows of pieces for one segment length and embeds them in batches.
+
+    With ``skip_silent_stems``, a part's clean stem is embedded only in the windows where that
+    part is audible (the only ones the audible-only tables read); the other rows stay NaN.
+    """
 
     def __init__(self, seconds: float, sr: int, fns: Mapping[str, EmbedFn], jobs: Iterable[Job],
-                 batch_size: int, max_segments: int | None, activity: ActivityFn):
+                 batch_size: int, max_segments: int | None, activity: ActivityFn,
+                 skip_silent_stems: bool = False):
         self.seconds, self.sr = seconds, sr
         self.win = int(round(seconds * sr))
         self.batch_size = max(1, batch_size)
         self.max_segments = max_segments
         self.activity = activity
+        self.skip_silent_stems = skip_silent_stems
         self.by_input: dict[str, list[str]] = {}
         for fn, inp in sorted(set(jobs)):
             if fn not in fns:
@@ -109,7 +115,9 @@ class _Collector:
                 raise ValueError(f"unknown input {inp!r}; expected one of {', '.join(INPUTS)}")
             self.by_input.setdefault(inp, []).append(fn)
         self.fns = fns
-        self.pending: dict[str, list[np.ndarray]] = {inp: [] for inp in self.by_input}
+        self.pending: dict[str, list[tuple[np.ndarray, np.ndarray]]] = {
+            inp: [] for inp in self.by_input}
+        self.rows: dict[str, list[np.ndarray]] = {inp: [] for inp in self.by_input}
         self.out: dict[Job, list[np.ndarray]] = {
             (fn, inp): [] for inp, names in self.by_input.items() for fn in names}
         self.label: list[int] = []
@@ -122,30 +130,40 @@ class _Collector:
         n = min(len(mix), parts.shape[1])
         if n == 0:
             return 0
+        first = len(self.label)
         starts = segment_starts(n, self.sr, self.seconds, max_windows=self.max_segments)
         clips_parts = np.stack([_clip(parts[:, :n], s, self.win) for s in starts])  # (S, 5, win)
-        for clip in clips_parts:
-            act = np.asarray(self.activity(clip, self.sr, self.seconds), dtype=bool)
-            if act.ndim != 2 or act.shape[0] != N_PARTS or act.shape[1] < 1:
-                raise ValueError(f"activity() returned shape {act.shape} for one window")
-            self.active.append(act[:, 0])
+        act = np.zeros((len(starts), N_PARTS), dtype=bool)
+        for i, clip in enumerate(clips_parts):
+            a = np.asarray(self.activity(clip, self.sr, self.seconds), dtype=bool)
+            if a.ndim != 2 or a.shape[0] != N_PARTS or a.shape[1] < 1:
+                raise ValueError(f"activity() returned shape {a.shape} for one window")
+            act[i] = a[:, 0]
+        self.active += list(act)
         self.label += [label] * len(starts)
         self.group += [group] * len(starts)
         self.start += (starts / self.sr).tolist()
         for inp in self.by_input:
+            keep = np.arange(len(starts))
             if inp == "mix":
                 clips = np.stack([_clip(mix[:n], s, self.win) for s in starts])
             else:
-                clips = clips_parts[:, part_index(inp)]
-            self.pending[inp].append(np.ascontiguousarray(clips, dtype=np.float32))
-            if sum(len(c) for c in self.pending[inp]) >= self.batch_size:
+                c = part_index(inp)
+                if self.skip_silent_stems:
+                    keep = np.flatnonzero(act[:, c])
+                clips = clips_parts[keep, c]
+            if not len(keep):
+                continue
+            self.pending[inp].append((first + keep, np.ascontiguousarray(clips, np.float32)))
+            if sum(len(r) for r, _ in self.pending[inp]) >= self.batch_size:
                 self._flush(inp)
         return len(starts)
 
     def _flush(self, inp: str) -> None:
         if not self.pending[inp]:
             return
-        clips = np.concatenate(self.pending[inp])
+        rows = np.concatenate([r for r, _ in self.pending[inp]])
+        clips = np.concatenate([c for _, c in self.pending[inp]])
         self.pending[inp] = []
         for i in range(0, len(clips), self.batch_size):
             batch = clips[i:i + self.batch_size]
@@ -155,12 +173,21 @@ class _Collector:
                     raise ValueError(f"embedding function {fn!r} returned shape {emb.shape} "
                                      f"for {len(batch)} clips; expected (B, D)")
                 self.out[(fn, inp)].append(emb)
+        self.rows[inp].append(rows)
 
     def finish(self) -> SegmentSet:
+        n = len(self.label)
         for inp in self.by_input:
             self._flush(inp)
-        emb = {job: (np.concatenate(parts) if parts else np.zeros((0, 0), np.float32))
-               for job, parts in self.out.items()}
+        emb = {}
+        for (fn, inp), chunks in self.out.items():
+            if not chunks:
+                emb[(fn, inp)] = np.full((n, 0), np.nan, np.float32)
+                continue
+            values = np.concatenate(chunks)
+            full = np.full((n, values.shape[1]), np.nan, np.float32)
+            full[np.concatenate(self.rows[inp])] = values
+            emb[(fn, inp)] = full
         active = (np.stack(self.active, axis=1) if self.active
                   else np.zeros((N_PARTS, 0), dtype=bool))
         return SegmentSet(self.seconds, self.sr, np.asarray(self.label, dtype=np.int64),
@@ -188,16 +215,19 @@ def _progress(iterable: Iterable, total: int, desc: str, enabled: bool) -> Itera
 def collect_pieces(dataset: Dataset, indices: Sequence[int], jobs: Mapping[float, Iterable[Job]],
                    fns: Mapping[str, EmbedFn], *, batch_size: int = 32,
                    max_segments: int | None = None, activity: ActivityFn | None = None,
+                   skip_silent_stems: bool = False,
                    progress: bool = False) -> dict[float, SegmentSet]:
     """Embed the segments of dataset pieces for every segment length in ``jobs``.
 
     jobs: {seconds: [(fn name, input), ...]}; each track at ``indices`` is decoded once and cut
     at every length. label = group = the track's dataset index. ``max_segments`` keeps at most
-    that many windows per track and length, spread evenly.
+    that many windows per track and length, spread evenly. ``skip_silent_stems``: embed a
+    clean stem only where it is audible (NaN rows elsewhere).
     """
     sr = dataset_rate(dataset)
     act = activity or default_activity()
-    cols = {s: _Collector(s, sr, fns, j, batch_size, max_segments, act) for s, j in jobs.items()}
+    cols = {s: _Collector(s, sr, fns, j, batch_size, max_segments, act, skip_silent_stems)
+            for s, j in jobs.items()}
     for i in _progress(indices, len(indices), "embedding pieces", progress):
         parts = np.asarray(dataset.load_parts(i), dtype=np.float32)
         mix = np.asarray(dataset.load_mix(i), dtype=np.float32)

@@ -61,6 +61,9 @@ class Method:
         """(N, D) vectors of ``part``'s space for every segment of ``segs``."""
         cols = self.spaces[part].columns
         x = segs.emb[self.job(part)][:, ALL if cols is None else cols]
+        if x.size and np.isnan(x).any():
+            raise ValueError(f"{self.name}: {part} has segments that were not embedded (silent "
+                             "stems are skipped when only audible segments are scored)")
         if self.standardize and len(x):
             x = (x - x.mean(axis=0)) / np.maximum(x.std(axis=0), 1e-8)
         return np.asarray(x, dtype=np.float32)
@@ -155,18 +158,24 @@ def stem_mix_correlation(segs: SegmentSet, stem: Method, mix: Method, *, seed: i
 
 
 def cross_correlation(segs: SegmentSet, method: Method, *, seed: int = 0,
-                      max_segments: int | None = 2000) -> dict[str, float]:
+                      audible_only: bool = True, max_segments: int | None = 2000
+                      ) -> dict[str, float]:
     """Table 5: correlation between the distance matrices of every pair of parts' spaces, over
-    the same segments. Keys ``"drums/bass"`` etc. (pairs in part order)."""
-    rows = _sample(np.arange(len(segs)), max_segments, seed)
-    sub = segs.subset(rows)
+    the same segments (with ``audible_only``, those where both parts are audible). Keys
+    ``"drums/bass"`` etc. (pairs in part order)."""
     parts = [p for p in PARTS if p in method.spaces]
-    vec = {p: method.vectors(sub, p) for p in parts}
-    return {f"{a}/{b}": matrix_correlation(vec[a], vec[b])
-            for i, a in enumerate(parts) for b in parts[i + 1:]}
+    out = {}
+    for i, a in enumerate(parts):
+        for b in parts[i + 1:]:
+            ok = np.ones(len(segs), dtype=bool)
+            if audible_only:
+                ok = segs.active[part_index(a)] & segs.active[part_index(b)]
+            sub = segs.subset(_sample(np.flatnonzero(ok), max_segments, seed))
+            out[f"{a}/{b}"] = matrix_correlation(method.vectors(sub, a), method.vectors(sub, b))
+    return out
 
 
-def mean(scores: Mapping[str, float]) -> float:
-    """Mean over the finite values; NaN when there are none."""
-    vals = [v for v in scores.values() if np.isfinite(v)]
+def mean(scores: Mapping[str, float | None]) -> float:
+    """Mean over the finite values (None counts as missing); NaN when there are none."""
+    vals = [v for v in scores.values() if v is not None and np.isfinite(v)]
     return float(np.mean(vals)) if vals else float("nan")

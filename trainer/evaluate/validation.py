@@ -77,5 +77,5 @@ def stem_identification(dataset: Dataset, embed_fn: EmbedFn, seconds: float = 3.
     jobs = {(FN, p) for p in PARTS}
     sets = collect_pieces(dataset, pick_tracks(len(dataset), max_tracks, seed), {seconds: jobs},
                           {FN: embed_fn}, batch_size=batch_size, max_segments=max_segments,
-                          activity=activity, progress=progress)
+                          activity=activity, skip_silent_stems=True, progress=progress)
     return stem_identification_table(sets[seconds], FN, seed=seed)[0]
