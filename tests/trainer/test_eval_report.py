@@ -107,6 +107,22 @@ def test_evaluate_with_oracles_scores_perfectly():
     assert "| drums | 100.00 | 95.80 |" in md
 
 
+def test_full_protocol_runs_the_baselines_at_every_length():
+    data = F.ToneDataset(n_tracks=5, seconds=12.0, absent={(1, 3)})
+    fns = {"csn": F.oracle, "mfcc": F.leaky, "ind": F.oracle,
+           **{f"ind_{p}": F.per_part(j) for j, p in enumerate(PARTS)}}
+    cfg = EvalConfig(seconds=(3.0, 6.0), main_seconds=3.0, n_labels=2, per_label=2, plots=False,
+                     baselines_all_lengths=True, max_pseudo_seconds=None)
+    t = evaluate(data, fns, cfg, activity=F.activity).results["tables"]
+    for k in ("individual_mix", "individual_clean"):
+        assert t["table1"][k]["3"] == {p: 100.0 for p in PARTS}
+        assert set(t["table1"][k]) == {"3", "6"}
+    assert t["table2"]["individual_mix"] == {p: 100.0 for p in PARTS}
+    assert t["table4"]["individual"] == pytest.approx({p: 1.0 for p in PARTS})
+    # the five separate networks on clean stems are the Table 5 reference
+    assert set(t["table5"]) == {"proposed", "individual_clean", "individual_mix"}
+
+
 def test_model_embed_fn_restores_training_mode_and_shares_the_front_end(run_dir):
     net = CSN(NetConfig(widths=(4, 8, 8, 16, 16), n_mels=32)).train()
     cache = MelCache()

@@ -13,7 +13,7 @@ import os
 import platform
 import time
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -165,7 +165,8 @@ def evaluate(dataset: Dataset, fns: Mapping[str, EmbedFn], config: EvalConfig | 
     plan = []
     for p in PARTS:
         for pp in plan_pseudo_pieces(sub_tracks, p, cfg.n_labels, cfg.per_label, cfg.seed):
-            plan.append(type(pp)(p, tracks[pp.label], tracks[pp.other], len(plan)))
+            plan.append(replace(pp, label=tracks[pp.label], other=tracks[pp.other],
+                                piece=len(plan)))
     pp_methods = [k for k in ("proposed", "individual_mix_pp", "mfcc") if k in ms]
     pp_jobs = {p: set().union(*(ms[k].jobs((p,)) for k in pp_methods)) for p in PARTS}
     pseudo = collect_pseudo(dataset, plan, cfg.main_seconds, pp_jobs, fns,

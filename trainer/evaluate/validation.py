@@ -7,6 +7,7 @@ embeddings, and returns ``{part: accuracy in %}``. Seeded: the same call gives t
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import replace
 
 import numpy as np
 
@@ -46,7 +47,7 @@ def pseudo_piece_knn(dataset: Dataset, embed_fn: EmbedFn, n_labels: int = 10, pe
     target's own pseudo piece left out. ``max_seconds`` caps each pseudo piece's length."""
     plan = [pp for p in parts
             for pp in plan_pseudo_pieces(dataset.tracks, p, n_labels, per_label, seed)]
-    plan = [type(pp)(pp.part, pp.label, pp.other, i) for i, pp in enumerate(plan)]
+    plan = [replace(pp, piece=i) for i, pp in enumerate(plan)]
     method = csn_method("model", FN)
     sets = collect_pseudo(dataset, plan, seconds, {p: method.jobs((p,)) for p in parts},
                           {FN: embed_fn}, batch_size=batch_size, max_seconds=max_seconds,
