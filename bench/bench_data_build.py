@@ -21,7 +21,7 @@ import time
 from pathlib import Path
 
 from model.audio import SAMPLE_RATE
-from trainer.data import build_dataset
+from trainer.data import build_dataset, render_midi_folder
 from trainer.data.compose import generate_song
 from trainer.data.render import render_stems, resolve_fonts
 from trainer.data.synth import BUILD_FILE, song_seed
@@ -71,6 +71,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seconds", type=float, default=None,
                     help="song length (default: the generator's 45-90 s)")
     ap.add_argument("--workers", type=int, nargs="+", default=[1, 2])
+    ap.add_argument("--midi", type=Path, default=None,
+                    help="also time render-midi on the first --midi-files files of this folder")
+    ap.add_argument("--midi-files", type=int, default=8)
     args = ap.parse_args(argv)
 
     report: dict = {"tracks": args.tracks, "song_seconds": args.seconds or "45-90 (default)",
@@ -106,8 +109,31 @@ def main(argv: list[str] | None = None) -> int:
             })
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
+    if args.midi is not None:
+        report["render_midi"] = bench_midi(args.midi, args.midi_files, max(args.workers))
     print(json.dumps(report, indent=2))
     return 0
+
+
+def bench_midi(folder: Path, n_files: int, workers: int) -> dict:
+    """render-midi on a copy of the first ``n_files`` MIDI files of ``folder``."""
+    files = sorted(p for p in folder.iterdir() if p.suffix.lower() in (".mid", ".midi"))[:n_files]
+    tmp = Path(tempfile.mkdtemp(prefix="partwise-bench-midi-"))
+    try:
+        (tmp / "src").mkdir()
+        for f in files:
+            shutil.copy(f, tmp / "src" / f.name)
+        cpu0, t0 = _cpu(), time.perf_counter()
+        render_midi_folder(tmp / "src", tmp / "ds", workers=workers)
+        wall, cpu = time.perf_counter() - t0, _cpu() - cpu0
+        rec = json.loads((tmp / "ds" / BUILD_FILE).read_text())
+        audio = rec["seconds_built"]
+        return {"files": len(files), "built": rec["built"], "skipped": len(rec["skipped"]),
+                "workers": workers, "wall_s": round(wall, 2), "audio_s": round(audio, 1),
+                "audio_s_per_s": round(audio / wall, 1), "audio_s_per_cpu_s": round(audio / cpu, 1),
+                "mb_per_audio_min": round(_du(tmp / "ds") / audio * 60 / 1e6, 2)}
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 if __name__ == "__main__":
