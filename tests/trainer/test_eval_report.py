@@ -81,13 +81,19 @@ def test_cli_writes_the_report_and_repeats_it_exactly(dataset_root, run_dir, tmp
     assert t2["table3"] == t["table3"] and t2["table4"]["proposed"] == t["table4"]["proposed"]
 
 
-def test_cli_errors_name_the_problem(dataset_root, tmp_path, capsys):
+def test_cli_errors_name_the_problem(dataset_root, run_dir, tmp_path, capsys):
     code = main(["--data", str(dataset_root), "--weights", str(tmp_path / "none.safetensors"),
                  "--out", str(tmp_path / "r")])
     assert code == 1 and "none.safetensors" in capsys.readouterr().err
     code = main(["--data", str(tmp_path), "--weights", str(tmp_path / "none.safetensors"),
                  "--out", str(tmp_path / "r")])
     assert code == 1
+    code = main(["--data", str(dataset_root), "--weights",
+                 str(run_dir / "individual" / "bass.safetensors"), "--out", str(tmp_path / "r")])
+    assert code == 1 and "--individual" in capsys.readouterr().err
+    code = main(["--data", str(tmp_path), "--weights", str(run_dir / "best.safetensors"),
+                 "--out", str(tmp_path / "r")])
+    assert code == 1 and "split" in capsys.readouterr().err
 
 
 def test_evaluate_with_oracles_scores_perfectly():

@@ -21,7 +21,8 @@ import numpy as np
 import torch
 
 from model.embedder import Embedder
-from model.parts import PARTS
+from model.parts import EMBED_DIM, PARTS
+from model.weights import WeightsError
 from trainer.evaluate import paper
 from trainer.evaluate.baselines import (
     IndividualNets,
@@ -342,6 +343,9 @@ def run(data: str | os.PathLike, weights: str | os.PathLike, out: str | os.PathL
     start = time.perf_counter()
     out = Path(out)
     emb = Embedder.from_file(weights, device=device, batch_size=config.batch_size)
+    if emb.model.cfg.out_dim != EMBED_DIM:
+        raise WeightsError(f"{weights}: outputs {emb.model.cfg.out_dim} values, not the "
+                           f"{EMBED_DIM} of a CSN (an individual network goes to --individual)")
     audio = emb.audio
     cache = MelCache()
     fns: dict[str, EmbedFn] = {"csn": embedder_fn(emb, cache),
