@@ -269,24 +269,23 @@ class VectorIndex:
         excl = {int(i) for i in exclude}
         with self._lock:
             n = self._n
-            rows = None
             exact = True
+            found = None
             if self._hnsw is not None and (w > 0).any():
-                rows = self._candidates(q, w, k + len(excl))
-                exact = rows is None
-            if rows is None:  # exact: score every row in place (no copies), mask the dead
+                found = self._candidates(q, w, k + len(excl))
+                exact = found is None
+            if found is None:  # exact: score every row in place (no copies), mask the dead
                 scores = focused_scores(q, w, self._vecs[:n], self._sq[:n])
                 scores[~self._alive[:n]] = np.inf
+                rows = np.arange(n)
                 for i in excl:
                     r = self._pos.get(i)
                     if r is not None:
                         scores[r] = np.inf
-                rows = np.arange(n)
             else:
+                rows, scores = found
                 if excl:
-                    keep = ~np.isin(self._ids[rows], np.fromiter(excl, np.int64, len(excl)))
-                    rows = rows[keep]
-                scores = focused_scores(q, w, self._vecs[rows], self._sq[rows])
+                    scores[np.isin(self._ids[rows], np.fromiter(excl, np.int64, len(excl)))] = np.inf
             top = min(k, int(np.isfinite(scores).sum()))
             if top == 0:
                 z = np.zeros(0, np.float32)
@@ -299,16 +298,29 @@ class VectorIndex:
             return Hits(ids=self._ids[rows[best]].copy(), scores=exact_scores[order].astype(np.float32),
                         parts=pd[order].astype(np.float32), exact=exact)
 
-    def _candidates(self, q: np.ndarray, w: np.ndarray, k: int) -> np.ndarray | None:
-        """Rows to re-rank exactly, or None when brute force is the better answer.
+    def _rerank(self, q: np.ndarray, w: np.ndarray, rows: np.ndarray) -> np.ndarray:
+        """Squared distances (len(rows), |nz|) in the non-zero-weight parts ``nz`` only.
+
+        ||q_c - x_c||^2 = ||q_c||^2 + ||x_c||^2 - 2 q_c.x_c with the stored part norms: one
+        (m, 128) gather and mat-vec per part (ranking only; reported values are recomputed)."""
+        nz = np.flatnonzero(w)
+        out = np.empty((len(rows), len(nz)), np.float32)
+        for j, c in enumerate(nz.tolist()):
+            sl = part_slice(c)
+            qc = q[sl]
+            out[:, j] = float(qc @ qc) + self._sq[rows, c] - 2.0 * (self._vecs[rows, sl] @ qc)
+        return out
+
+    def _candidates(self, q: np.ndarray, w: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray] | None:
+        """Rows to answer from and their exact focused distances, or None for brute force.
 
         Each positively weighted part's HNSW index gives its kk nearest rows (the 640-d index
         when all five weights are equal). A row in none of the lists is at least the kk-th list
         distance away in every positive part, so its focused distance is at least
         LB = sum_{c: w_c > 0} w_c * d_c(kk) + sum_{c: w_c < 0} w_c * D_c, where D_c, for the
         parts we want different, is the largest distance among the candidates (a heuristic
-        bound: exact for focuses without negative weights). When the k-th best candidate is not
-        below LB, kk grows (x4) until it is, or brute force takes over.
+        bound: exact for focuses without negative weights, up to HNSW's own recall). When the
+        k-th best candidate is above LB, kk grows (x4) until it is not, or brute force takes over.
         """
         p = self.params
         n_live_indexed = int(self._alive[: self._n_indexed].sum())
@@ -317,14 +329,17 @@ class VectorIndex:
             return None
         full = bool((w > 0).all() and np.allclose(w, w[0]))
         which = [N_PARTS] if full else np.flatnonzero(w > 0).tolist()
-        neg = np.flatnonzero(w < 0)
+        nz = np.flatnonzero(w)
+        wn = w[nz]
+        neg = wn < 0
         tail = self._n_indexed + np.flatnonzero(self._alive[self._n_indexed:self._n])
         limit = min(n_live_indexed, max(p.max_candidates, kk))
         while True:
             found, kth = [], []
             for c in which:
                 h = self._hnsw[c]
-                h.set_ef(max(p.ef_search, kk))
+                # the 640-d graph needs a wider beam for the same recall as the 128-d ones
+                h.set_ef(max(p.ef_search, kk * (2 if c == N_PARTS else 1)))
                 sub = q if c == N_PARTS else q[part_slice(c)]
                 try:
                     labels, dists = h.knn_query(sub[None, :], k=kk, num_threads=1)
@@ -335,18 +350,21 @@ class VectorIndex:
                 kth.append(float(dists[0][-1]))
             rows = np.unique(np.concatenate(found + [tail]))
             rows = rows[self._alive[rows]]
-            if kk >= n_live_indexed or len(rows) < k:
-                return rows if len(rows) >= k or kk >= n_live_indexed else None
-            pd = part_distances(q, self._vecs[rows])
-            kth_best = float(np.partition(pd @ w, k - 1)[k - 1])
+            if len(rows) < k:
+                return None
+            pd = self._rerank(q, w, rows)
+            scores = pd @ wn
+            if kk >= n_live_indexed:
+                return rows, scores
+            kth_best = float(np.partition(scores, k - 1)[k - 1])
             if full:
                 lb = float(w[0]) * kth[0]
             else:
                 lb = float(np.dot(w[which], kth))
-                if len(neg):
-                    lb += float(w[neg] @ pd[:, neg].max(axis=0))
+                if neg.any():
+                    lb += float(wn[neg] @ pd[:, neg].max(axis=0))
             if kth_best <= lb:
-                return rows
+                return rows, scores
             if kk >= limit:
                 return None
             kk = min(kk * 4, limit)
