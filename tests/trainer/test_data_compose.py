@@ -176,3 +176,16 @@ def test_key_changes_and_gestures_occur(songs):
         modulated += len({sec.key for sec in s.sections}) > 1
         gestures += any(i.pitch_bends or i.control_changes for i in s.midi.instruments)
     assert 5 <= modulated <= 0.4 * N_SONGS and gestures >= 20
+
+
+def test_melodic_phrases_answer_their_call():
+    from trainer.data.compose import Note, answer_bar
+
+    call = [Note(64, 0.0, 1.0, 90), Note(67, 1.0, 0.5, 80), Note(65, 2.0, 2.0, 85)]
+    g7 = chord_on(0, "major", 4, False)  # G in C major
+    ans = answer_bar(call, [g7], 0, "major", 4, 55, 84)
+    assert [n.start for n in ans] == [0.0, 1.0, 2.0] and [n.dur for n in ans] == [1.0, 0.5, 2.0]
+    assert ans[0].pitch % 12 in g7.tones
+    assert all(n.pitch % 12 in MODES["major"] for n in ans)
+    steps = np.sign(np.diff([n.pitch for n in ans]))
+    assert list(steps) == list(np.sign(np.diff([n.pitch for n in call])))

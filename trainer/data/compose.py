@@ -494,6 +494,22 @@ def melody_bar(bar: list[Chord], key: int, mode: str, beats: int, lo: int, hi: i
     return out
 
 
+def answer_bar(call: list[Note], bar: list[Chord], key: int, mode: str, beats: int,
+               lo: int, hi: int) -> list[Note]:
+    """Replay ``call`` (one bar of melody) over ``bar``: same rhythm, same contour, moved to
+    the new chord and kept in the scale."""
+    if not call:
+        return []
+    scale = [(key + s) % 12 for s in MODES[mode]]
+    first = nearest(_chord_at(bar, call[0].start, beats).tones, call[0].pitch, lo, hi)
+    shift = first - call[0].pitch
+    out = []
+    for j, n in enumerate(call):
+        pcs = _chord_at(bar, n.start, beats).tones if j == 0 else scale
+        out.append(Note(nearest(pcs, n.pitch + shift, lo, hi), n.start, n.dur, n.vel))
+    return out
+
+
 def arp_bar(bar: list[Chord], beats: int, center: int, rng: np.random.Generator) -> list[Note]:
     out = []
     shape = [0, 1, 2, 3, 4, 3, 2, 1] if rng.random() < 0.5 else [0, 2, 1, 3, 2, 4, 3, 1]
@@ -583,8 +599,14 @@ def _write_part(plan: PartPlan, sec: Section, bar_i: int, song: dict, rng: np.ra
     if plan.role == "arp":
         return arp_bar(bar, beats, 72, rng)
     lo, hi = (62, 86) if plan.role == "lead" else (45, 67)
-    notes = melody_bar(bar, sec.key, mode, beats, lo, hi, state.get("prev", (lo + hi) // 2), rng,
-                       phrase_end=(bar_i % 4 == 3), dense=0.6 if plan.role == "lead" else 0.1)
+    motifs = state.setdefault("motifs", {})
+    if bar_i % 4 == 2 and bar_i - 2 in motifs and rng.random() < 0.7:
+        # the answer of a phrase replays its call's rhythm and contour on the new harmony
+        notes = answer_bar(motifs[bar_i - 2], bar, sec.key, mode, beats, lo, hi)
+    else:
+        notes = melody_bar(bar, sec.key, mode, beats, lo, hi, state.get("prev", (lo + hi) // 2),
+                           rng, phrase_end=(bar_i % 4 == 3), dense=0.6 if plan.role == "lead" else 0.1)
+    motifs[bar_i] = notes
     if notes:
         state["prev"] = notes[-1].pitch
     return notes
