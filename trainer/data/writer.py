@@ -36,13 +36,25 @@ def track_name(index: int) -> str:
     return f"Track{index + 1:05d}"
 
 
-def quantize(stems: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray, float]:
-    """Float stems -> (int16 stems (k, n), int16 mix (n,), gain) with mix == stems.sum(0)."""
-    arr = np.stack(stems).astype(np.float32, copy=False) if stems else np.zeros((0, 1), np.float32)
-    peak = float(max(np.abs(arr.sum(axis=0)).max(initial=0.0), np.abs(arr).max(initial=0.0)))
+def quantize(stems: list[np.ndarray]) -> tuple[list[np.ndarray], np.ndarray, float]:
+    """Float stems -> (int16 stems, int16 mix (n,), gain) with mix == sum of the int16 stems.
+
+    One gain for the whole track puts the louder of the mix and the loudest stem at
+    :data:`TARGET_PEAK`. Works stem by stem, so a long song needs little memory beyond its stems.
+    """
+    n = stems[0].shape[-1] if stems else 1
+    mix = np.zeros(n, dtype=np.float32)
+    peak = 0.0
+    for s in stems:
+        mix += s
+        peak = max(peak, float(np.abs(s).max(initial=0.0)))
+    peak = max(peak, float(np.abs(mix).max(initial=0.0)))
     gain = TARGET_PEAK / peak if peak > 1e-9 else 1.0
-    q = np.rint(arr * np.float32(gain * INT16_MAX)).astype(np.int16)
-    qmix = q.sum(axis=0, dtype=np.int32)
+    scale = np.float32(gain * INT16_MAX)
+    q = [np.rint(s * scale).astype(np.int16) for s in stems]
+    qmix = np.zeros(n, dtype=np.int32)
+    for s in q:
+        qmix += s
     if np.abs(qmix).max(initial=0) > INT16_MAX:  # cannot happen with TARGET_PEAK < 1; be safe
         raise AssertionError("quantized mix overflows 16 bits")
     return q, qmix.astype(np.int16), gain
