@@ -246,3 +246,36 @@ def test_a_failing_build_stops_its_queued_jobs(tmp_path):
     with pytest.raises(RuntimeError, match="job 1 fails"):
         list(_run(jobs, workers=2, progress=False, desc="test"))
     assert len(list(tmp_path.iterdir())) < 10
+
+
+def test_quantize_keeps_the_sum_exact():
+    from trainer.data.writer import TARGET_PEAK, quantize
+
+    rng = np.random.default_rng(0)
+    stems = [rng.normal(0, s, 5000).astype(np.float32) for s in (0.5, 2.0, 0.01)]
+    q, mix, gain = quantize(stems)
+    assert all(x.dtype == np.int16 for x in q) and mix.dtype == np.int16
+    assert np.array_equal(np.sum(q, axis=0, dtype=np.int32), mix.astype(np.int32))
+    peak = max(np.abs(mix).max(), max(np.abs(x).max() for x in q)) / 32767
+    assert abs(peak - TARGET_PEAK) < 1e-3
+    q, mix, gain = quantize([np.zeros(10, np.float32)])
+    assert gain == 1.0 and not mix.any()
+
+
+def test_midi_writer_round_trip():
+    import io
+
+    from trainer.data.writer import midi_bytes
+
+    song = generate_song(21, 20.0)
+    back = pretty_midi.PrettyMIDI(io.BytesIO(midi_bytes(song.midi.instruments, song.tempo)))
+    assert back.get_tempo_changes()[1][0] == pytest.approx(song.tempo, abs=0.01)
+    assert len(back.instruments) == len(song.midi.instruments)
+    for a, b in zip(song.midi.instruments, back.instruments, strict=True):
+        assert (a.program, a.is_drum, a.name, len(a.notes)) == (b.program, b.is_drum, b.name, len(b.notes))
+        starts = {}
+        for n in b.notes:
+            starts.setdefault(n.pitch, []).append(n.start)
+        assert max(min(abs(n.start - t) for t in starts[n.pitch]) for n in a.notes) < 2e-3
+        assert len(a.pitch_bends) == len(b.pitch_bends)
+        assert len(a.control_changes) == len(b.control_changes)
