@@ -220,6 +220,15 @@ def test_cli_synth_info_and_errors(tmp_path, capsys):
     assert data_main(["info", str(out)]) == 0
     info = json.loads(capsys.readouterr().out)
     assert sum(s["tracks"] for s in info) == 3
+    assert data_main(["check", str(out)]) == 0
+    assert json.loads(capsys.readouterr().out)["problems"] == []
+    stem = sorted(out.glob("*/Track*/stems/S00.flac"))[0]
+    audio, sr = sf.read(str(stem), dtype="int16")
+    sf.write(str(stem), audio // 2, sr, subtype="PCM_16")  # the mix no longer adds up
+    assert data_main(["check", str(out)]) == 1
+    assert "sum of the stems" in capsys.readouterr().out
+    assert data_main(["check", str(out), "--no-mix-sum"]) == 0
+    capsys.readouterr()
     assert data_main(["render-midi", str(tmp_path / "nowhere"), "--out", str(out)]) == 1
     assert "nowhere" in capsys.readouterr().err
     assert data_main(["synth", "--out", str(out), "--tracks", "3", "--font",

@@ -1,4 +1,5 @@
-"""``partwise-train data``: build a Slakh-layout dataset (synth | render-midi | info)."""
+"""``partwise-train data``: build a Slakh-layout dataset (synth | render-midi), or look at one
+(info | check | fonts)."""
 
 from __future__ import annotations
 
@@ -54,8 +55,35 @@ def build_parser() -> argparse.ArgumentParser:
     i = sub.add_parser("info", help="summarize a dataset in the Slakh layout")
     i.add_argument("root", type=Path)
     i.add_argument("-v", "--verbose", action="store_true")
+    c = sub.add_parser("check", help="read every track of a dataset and report problems")
+    c.add_argument("root", type=Path)
+    c.add_argument("--no-mix-sum", action="store_true",
+                   help="do not require mix == sum of stems (Slakh2100's mixes are not exact)")
+    c.add_argument("-v", "--verbose", action="store_true")
     sub.add_parser("fonts", help="list the General MIDI SoundFonts found")
     return parser
+
+
+def _check(root: Path, tolerance: float | None) -> int:
+    from tqdm import tqdm
+
+    from trainer.data.dataset import SPLITS, SlakhDataset, check_track
+
+    problems: list[str] = []
+    counts = {}
+    for split in SPLITS:
+        try:
+            ds = SlakhDataset(root, split)
+        except FileNotFoundError:
+            continue
+        counts[split] = len(ds)
+        for i in tqdm(range(len(ds)), desc=f"check {split}", unit="track"):
+            problems += check_track(ds, i, tolerance)
+    if not counts:
+        print(f"{root}: no train/validation/test folders", file=sys.stderr)
+        return 1
+    print(json.dumps({"tracks": counts, "problems": problems}, indent=2))
+    return 1 if problems else 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -68,6 +96,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             for f in find_fonts():
                 print(f)
             return 0
+        if args.action == "check":
+            return _check(args.root, None if args.no_mix_sum else 1e-3)
         if args.action == "info":
             from trainer.data.dataset import SPLITS, SlakhDataset
 

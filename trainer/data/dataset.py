@@ -347,6 +347,31 @@ class SlakhDataset:
         }
 
 
+def check_track(ds: SlakhDataset, i: int, mix_tolerance: float | None = 1e-3) -> list[str]:
+    """Problems with track ``i`` of ``ds`` (empty if none): unreadable or missing audio, stems of
+    another length than the mix, a mix that is not the sum of its stems (when a tolerance is
+    given; Slakh2100's own mixes are not exact sums, pass None there)."""
+    t, entry = ds.tracks[i], ds._entries[i]
+    problems = []
+    try:
+        parts = ds.load_parts(i)
+        mix = ds.load_mix(i)
+    except ValueError as exc:
+        return [str(exc)]
+    for rel, _ in entry["stems"]:
+        info = sf.info(str(t.path / rel))
+        if abs(info.frames / info.samplerate - t.duration) > 0.05:
+            problems.append(f"{t.path / rel}: {info.frames / info.samplerate:.2f} s, "
+                            f"the mix has {t.duration:.2f} s")
+    if mix_tolerance is not None and entry.get("mix"):
+        err = float(np.abs(parts.sum(axis=0) - mix).max(initial=0.0))
+        if err > mix_tolerance:
+            problems.append(f"{t.path}: the mix differs from the sum of the stems by up to {err:.4f}")
+    if not entry["stems"]:
+        problems.append(f"{t.path}: no rendered stems")
+    return problems
+
+
 def track_info_dict(info: TrackInfo) -> dict:
     """A JSON-ready dict of a :class:`TrackInfo`."""
     d = asdict(info)
