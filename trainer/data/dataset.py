@@ -36,7 +36,7 @@ TEMPO_MAX = 250.0
 # Time-average power (dBFS, 10*log10(mean(x^2))) above which a part counts as audible in a
 # window. A lone soft note in a 3 s window sits near -40 dBFS; release tails and silence lie below.
 ACTIVITY_THRESHOLD_DB: float = -50.0
-MANIFEST_VERSION = 1
+MANIFEST_VERSION = 2
 MANIFEST_NAME = ".partwise-manifest.json"
 AUDIO_EXTS: tuple[str, ...] = (".flac", ".wav", ".ogg")
 
@@ -86,7 +86,8 @@ def activity(parts: np.ndarray, sr: int, window: float, hop: float | None = None
 
 @dataclass(frozen=True)
 class TrackInfo:
-    """One track of the manifest. ``present[c]``: part c has a rendered (and audible) stem."""
+    """One track of the manifest. ``present[c]``: part c has a rendered stem that is audible
+    (above :data:`ACTIVITY_THRESHOLD_DB` over at least one second) somewhere in the track."""
 
     name: str
     split: str
@@ -160,8 +161,13 @@ def _scan_track(track: Path, split: str) -> tuple[dict, list[_Stem]]:
             log.warning("%s: stem %s is marked rendered but has no audio file; skipped", track, key)
             continue
         stems.append(_Stem(str(audio.relative_to(track)), part))
-        level = entry.get("rms_db")
-        if level is None or float(level) > ACTIVITY_THRESHOLD_DB:
+        # audible somewhere: Partwise builds record it per stem; a Slakh stem that was
+        # rendered counts as present
+        if entry.get("active_seconds") is not None:
+            present[part] |= int(entry["active_seconds"]) > 0
+        elif entry.get("rms_db") is not None:
+            present[part] |= float(entry["rms_db"]) > ACTIVITY_THRESHOLD_DB
+        else:
             present[part] = True
     mix = _find_audio(track, "mix")
     probe = mix or (track / stems[0].file if stems else None)

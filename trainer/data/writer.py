@@ -21,7 +21,7 @@ import soundfile as sf
 import yaml
 
 from model.parts import PARTS
-from trainer.data.dataset import power_db
+from trainer.data.dataset import ACTIVITY_THRESHOLD_DB, power_db
 from trainer.data.slakh import inst_class_of, part_of_class
 
 log = logging.getLogger(__name__)
@@ -58,6 +58,14 @@ def quantize(stems: list[np.ndarray]) -> tuple[list[np.ndarray], np.ndarray, flo
     if np.abs(qmix).max(initial=0) > INT16_MAX:  # cannot happen with TARGET_PEAK < 1; be safe
         raise AssertionError("quantized mix overflows 16 bits")
     return q, qmix.astype(np.int16), gain
+
+
+def activity_seconds(x: np.ndarray, sample_rate: int) -> int:
+    """How many whole seconds of ``x`` (n,) have a time-average power above the threshold."""
+    n = len(x) // sample_rate
+    if n == 0:
+        return int(power_db(x, sample_rate) > ACTIVITY_THRESHOLD_DB)
+    return int((power_db(x[: n * sample_rate].reshape(n, sample_rate)) > ACTIVITY_THRESHOLD_DB).sum())
 
 
 def _varlen(value: int) -> bytes:
@@ -159,7 +167,9 @@ def write_track(out_dir: Path, midi: pretty_midi.PrettyMIDI, stems: list[np.ndar
             "n_notes": len(inst.notes),
         }
         if rendered:
-            entry["rms_db"] = round(float(power_db(q[k].astype(np.float32) / INT16_MAX)), 2)
+            x = q[k].astype(np.float32) / INT16_MAX
+            entry["rms_db"] = round(float(power_db(x)), 2)
+            entry["active_seconds"] = int(activity_seconds(x, sample_rate))
         stem_meta[key] = entry
     sf.write(str(tmp / "mix.flac"), qmix, sample_rate, subtype="PCM_16")
     if source_midi is not None:
