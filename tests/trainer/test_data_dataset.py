@@ -249,3 +249,12 @@ def test_flat_root_is_split_by_name(tmp_path):
     assert sorted(sum(names.values(), [])) == [f"Track{k:05d}" for k in range(1, 13)]
     assert len(names["train"]) >= 6
     assert names == {s: [t.name for t in SlakhDataset(root, s).tracks] for s in names}
+
+
+def test_broken_files_are_reported_not_fatal(slakh_root, caplog):
+    (slakh_root / "train" / "Track00001" / "all_src.mid").write_bytes(b"garbage")
+    (slakh_root / "train" / "Track00007" / "mix.flac").write_bytes(b"not flac at all")
+    ds = SlakhDataset(slakh_root, "train")
+    assert [t.name for t in ds.tracks] == ["Track00001"]
+    assert ds.tracks[0].tempo == 120.0
+    assert "all_src.mid" in caplog.text and "mix.flac" in caplog.text

@@ -37,6 +37,7 @@ TEMPO_MAX = 250.0
 # window. A lone soft note in a 3 s window sits near -40 dBFS; release tails and silence lie below.
 ACTIVITY_THRESHOLD_DB: float = -50.0
 MANIFEST_VERSION = 2
+DEFAULT_TEMPO = 120.0  # when neither the metadata nor all_src.mid gives one
 MANIFEST_NAME = ".partwise-manifest.json"
 AUDIO_EXTS: tuple[str, ...] = (".flac", ".wav", ".ogg")
 
@@ -173,11 +174,18 @@ def _scan_track(track: Path, split: str) -> tuple[dict, list[_Stem]]:
     probe = mix or (track / stems[0].file if stems else None)
     if probe is None:
         raise ValueError(f"{track}: no mix and no rendered stems")
-    info = sf.info(str(probe))
+    try:
+        info = sf.info(str(probe))
+    except (RuntimeError, sf.LibsndfileError) as exc:
+        raise ValueError(f"{probe}: cannot read audio ({exc})") from exc
     tempo = meta.get("tempo")
     if tempo is None:
         midi = track / "all_src.mid"
-        tempo = midi_tempo(midi) if midi.exists() else 120.0
+        try:
+            tempo = midi_tempo(midi) if midi.exists() else DEFAULT_TEMPO
+        except ValueError as exc:
+            log.warning("%s; assuming %.0f BPM", exc, DEFAULT_TEMPO)
+            tempo = DEFAULT_TEMPO
     source = str(meta.get("source") or "slakh")
     font = meta.get("soundfont")
     entry = {
