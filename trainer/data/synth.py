@@ -37,6 +37,7 @@ BUILD_FILE = "partwise-build.json"
 # A real MIDI file with fewer notes or a shorter span is a placeholder, not a song.
 MIN_NOTES = 8
 MIN_SONG_SECONDS = 5.0
+MAX_SONG_SECONDS = 1200.0  # longer is a broken file (a stray event far out), not a song
 
 
 @dataclass(frozen=True)
@@ -123,6 +124,9 @@ def _midi_job(out: str, index: int, split: str, src: str, rel: str, seed: int,
     if n_notes < MIN_NOTES or midi.get_end_time() < MIN_SONG_SECONDS:
         return TrackResult(name, split, "skipped", reason=(
             f"{rel}: a placeholder, not a song ({n_notes} notes, {midi.get_end_time():.1f} s)"))
+    if midi.get_end_time() > MAX_SONG_SECONDS:
+        return TrackResult(name, split, "skipped", reason=(
+            f"{rel}: {midi.get_end_time():.0f} s long, more than {MAX_SONG_SECONDS:.0f} s"))
     font = _pick_font(fonts, seed, index)
     try:
         tempo = midi_tempo(path)
@@ -140,7 +144,13 @@ def _midi_job(out: str, index: int, split: str, src: str, rel: str, seed: int,
 
 # -- driver -------------------------------------------------------------------------------
 def _workers(n: int) -> int:
-    return max(1, os.cpu_count() or 1) if n <= 0 else n
+    """``n`` processes, or (n <= 0) one per core this process may run on."""
+    if n > 0:
+        return n
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not on Linux
+        return max(1, os.cpu_count() or 1)
 
 
 def _clean_tmp(out: Path) -> None:
