@@ -275,13 +275,15 @@ def markdown(report: dict[str, Any]) -> str:
                  _fmt(paper.TABLE1_BASELINE.get(sec, {}).get(p))] for p in PARTS]
         lines += [f"### {s} s segments", "", *_table(header, rows), ""]
     lines += ["*paper baseline: individual networks on Spleeter-separated signals. Our baselines "
-              "run at every length only with `--full`.", ""]
+              "run at every length only with `--full`. Chance is about "
+              f"{_fmt(100.0 / max(1, counts['tracks']))} % (one track in {counts['tracks']}).", ""]
 
     t2 = t["table2"]
     cols2 = [k for k in ("individual_mix", "mfcc") if k in t2]
     lines += [f"## Table 2: pseudo-piece separation ({cfg['main_seconds']:g} s)", "",
               f"{cfg['n_labels']} labels x {cfg['per_label']} pseudo pieces per part (fewer when "
-              "the split is small); the target's own pseudo piece never votes.", ""]
+              "the split is small); the target's own pseudo piece never votes. Chance is one "
+              "label in `labels`; the paper's numbers are for 5 s segments.", ""]
     header = ["part", "ours", "paper (i)", *[NAMES[k] for k in cols2], "paper (a)",
               "pieces", "labels", "cross-tempo"]
     rows = [[p, _fmt(t2["proposed"].get(p)), _fmt(paper.TABLE2_PROPOSED[p]),
@@ -295,7 +297,7 @@ def markdown(report: dict[str, Any]) -> str:
     rows = [[p, _fmt(t3.get(p)), _fmt(paper.TABLE3_PROPOSED[p]),
              str(counts["table3_segments"][p])] for p in PARTS]
     rows.append(["mean", _fmt(mean(t3)), _fmt(np.mean(list(paper.TABLE3_PROPOSED.values()))), ""])
-    lines += [*_table(["part", "ours", "paper", "segments"], rows), ""]
+    lines += [*_table(["part", "ours", "paper", "segments"], rows), "", "Chance is 20 %.", ""]
 
     t4 = t["table4"]
     cols4 = [k for k in ("individual", "mfcc") if k in t4]
