@@ -133,3 +133,19 @@ def test_table2_separated_oracle_is_perfect_leaky_is_not(data):
     assert pseudo_separation(sets, csn_method("o", "oracle")) == {p: 100.0 for p in PARTS}
     leak = pseudo_separation(sets, csn_method("l", "leaky"))
     assert np.mean(list(leak.values())) < 60.0
+
+
+def test_pseudo_cache_stays_within_its_budget_and_gives_the_same_numbers(data):
+    plans = [pp for p in PARTS for pp in plan_pseudo_pieces(data.tracks, p, 4, 2, seed=1)]
+    plans = [type(pp)(pp.part, pp.label, pp.other, i) for i, pp in enumerate(plans)]
+    jobs = {p: {("oracle", "mix")} for p in PARTS}
+    before = data.loads
+    roomy = collect_pseudo(data, plans, 3.0, jobs, FNS, activity=F.activity)
+    roomy_loads = data.loads - before
+    before = data.loads
+    tight = collect_pseudo(data, plans, 3.0, jobs, FNS, activity=F.activity, cache_bytes=1)
+    assert data.loads - before > roomy_loads  # re-decoded instead of kept
+    for p in PARTS:
+        assert np.array_equal(roomy[p].emb[("oracle", "mix")], tight[p].emb[("oracle", "mix")])
+    capped = collect_pseudo(data, plans, 3.0, jobs, FNS, activity=F.activity, max_seconds=6.0)
+    assert all(len(capped[p]) == 2 * sum(pp.part == p for pp in plans) for p in PARTS)

@@ -13,7 +13,6 @@ Inputs of an embedding job: ``"mix"`` (the piece's mix) or a part name (that par
 from __future__ import annotations
 
 import logging
-from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -303,31 +302,44 @@ def collect_pseudo(dataset: Dataset, plan: Sequence[PseudoPiece], seconds: float
                    jobs: Mapping[str, Iterable[Job]], fns: Mapping[str, EmbedFn], *,
                    batch_size: int = 32, max_seconds: float | None = None,
                    max_segments: int | None = None, activity: ActivityFn | None = None,
-                   progress: bool = False) -> dict[str, SegmentSet]:
+                   cache_bytes: int = 2 << 30, progress: bool = False) -> dict[str, SegmentSet]:
     """Embed the segments of the pseudo pieces in ``plan``; one SegmentSet per tested part.
 
     jobs: {part: [(fn, input)]} to run on that part's pseudo pieces. label = the label track,
-    group = the pseudo piece id. Decoded stems stay cached only while a later piece needs them.
+    group = the pseudo piece id. Decoded stems (cut to ``max_seconds``) stay cached while a
+    later piece needs them, within ``cache_bytes``; beyond it, the track needed last goes first.
     """
     sr = dataset_rate(dataset)
     act = activity or default_activity()
     parts_tested = sorted({p.part for p in plan}, key=part_index)
     cols = {p: _Collector(seconds, sr, fns, jobs.get(p, ()), batch_size, max_segments, act)
             for p in parts_tested}
-    uses = Counter(i for p in plan for i in (p.label, p.other))
-    cache: dict[int, np.ndarray] = {}
     max_samples = None if max_seconds is None else int(round(max_seconds * sr))
+    uses: dict[int, list[int]] = {}
+    for step, p in enumerate(plan):
+        for i in (p.label, p.other):
+            uses.setdefault(i, []).append(step)
+    cache: dict[int, np.ndarray] = {}
 
-    def stems(i: int) -> np.ndarray:
+    def next_use(i: int, step: int) -> float:
+        later = [u for u in uses[i] if u > step]
+        return later[0] if later else float("inf")
+
+    def stems(i: int, step: int) -> np.ndarray:
         if i not in cache:
-            cache[i] = np.asarray(dataset.load_parts(i), dtype=np.float32)
+            x = np.asarray(dataset.load_parts(i), dtype=np.float32)
+            cache[i] = np.ascontiguousarray(x[:, :max_samples]) if max_samples else x
+            while len(cache) > 2 and sum(v.nbytes for v in cache.values()) > cache_bytes:
+                keep = {plan[step].label, plan[step].other}
+                victim = max((k for k in cache if k not in keep),
+                             key=lambda k: next_use(k, step))
+                del cache[victim]
         return cache[i]
 
-    for p in _progress(plan, len(plan), "embedding pseudo pieces", progress):
-        mix, parts = mix_pseudo(stems(p.label), stems(p.other), p.part, max_samples)
+    for step, p in enumerate(_progress(plan, len(plan), "embedding pseudo pieces", progress)):
+        mix, parts = mix_pseudo(stems(p.label, step), stems(p.other, step), p.part, max_samples)
         cols[p.part].add(mix, parts, label=p.label, group=p.piece)
         for i in (p.label, p.other):
-            uses[i] -= 1
-            if uses[i] == 0:
+            if next_use(i, step) == float("inf"):
                 cache.pop(i, None)
     return {p: c.finish() for p, c in cols.items()}
