@@ -273,6 +273,9 @@ def markdown(report: dict[str, Any]) -> str:
                  _fmt(paper.TABLE1_PROPOSED.get(sec, {}).get(p)),
                  *[_fmt(t["table1"][k].get(s, {}).get(p)) for k in ind_cols],
                  _fmt(paper.TABLE1_BASELINE.get(sec, {}).get(p))] for p in PARTS]
+        rows.append(["mean", _fmt(mean(t["table1"]["proposed"][s])),
+                     _fmt(mean(paper.TABLE1_PROPOSED.get(sec, {}))),
+                     *[_fmt(mean(t["table1"][k].get(s, {}))) for k in ind_cols], ""])
         lines += [f"### {s} s segments", "", *_table(header, rows), ""]
     lines += ["*paper baseline: individual networks on Spleeter-separated signals. Our baselines "
               "run at every length only with `--full`. Chance is about "
@@ -290,6 +293,8 @@ def markdown(report: dict[str, Any]) -> str:
              *[_fmt(t2[k].get(p)) for k in cols2], _fmt(paper.TABLE2_BASELINE[p]),
              str(counts["pseudo_pieces"][p]), str(counts["pseudo_labels"][p]),
              str(counts["pseudo_tempo_mismatches"][p])] for p in PARTS]
+    rows.append(["mean", _fmt(mean(t2["proposed"])), _fmt(mean(paper.TABLE2_PROPOSED)),
+                 *[_fmt(mean(t2[k])) for k in cols2], "", "", "", ""])
     lines += [*_table(header, rows), ""]
 
     t3 = t["table3"]["proposed"]
