@@ -129,6 +129,7 @@ class MainWindow(QMainWindow):
         self.maps: dict[str, Projection] = {}  # final maps of the current snapshot
         self.map_space: str | None = None  # the map the window wants on screen
         self._map_jobs: set[str] = set()  # maps being computed
+        self._provisional_maps = False  # quick maps made during a scan, to redo after it
         self._map_cancel = threading.Event()
         self.scan_thread: ScanThread | None = None
         self._last_reload = 0.0
@@ -351,7 +352,7 @@ class MainWindow(QMainWindow):
                 self.set_query(None)
             else:
                 self._select_in_table(current)
-        if changed:
+        if changed or (self._provisional_maps and not self.scanning):
             self._forget_maps()
             self.update_map()
         if self._reload_again:
@@ -615,8 +616,11 @@ class MainWindow(QMainWindow):
             return
         self._map_jobs.add(space)
         cancel = self._map_cancel
+        # While a scan keeps changing the library, quick linear maps only; UMAP once it is done.
+        method = "pca" if self.scanning else self.map_method
+        self._provisional_maps |= method != self.map_method
         task = Task(project, snap.ids, snap.vectors, space, self.map_cache, 3000, 30000, 0, cancel,
-                    self.map_method, stream=True)
+                    method, stream=True)
         self.map_runner.start(task, on_item=lambda p: self._map_stage(p, cancel),
                               on_failed=lambda m: self._map_failed(space, m))
 
@@ -625,6 +629,7 @@ class MainWindow(QMainWindow):
         self._map_cancel.set()
         self._map_cancel = threading.Event()
         self._map_jobs.clear()
+        self._provisional_maps = False
         self.maps.clear()
         self.map_space = None
         self.map_view.clear()

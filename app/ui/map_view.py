@@ -81,8 +81,11 @@ class MapView(QWidget):
         self.overlay = pg.ScatterPlotItem(pxMode=True)
         self.hover = pg.ScatterPlotItem(pxMode=True, size=12, brush=pg.mkBrush(None),
                                         pen=pg.mkPen("k", width=1.5))
+        # The view is framed explicitly (on each new map); pyqtgraph's automatic ranging would
+        # re-measure every point whenever the overlay moves.
+        self.plot.getViewBox().disableAutoRange()
         for item in (self.links, self.overlay, self.hover):
-            self.plot.addItem(item)
+            self.plot.addItem(item, ignoreBounds=True)
         self.links.setZValue(5)
         self.overlay.setZValue(10)
         self.hover.setZValue(11)
@@ -90,6 +93,10 @@ class MapView(QWidget):
         scene.sigMouseMoved.connect(self._mouse_moved)
         scene.sigMouseClicked.connect(self._mouse_clicked)
         self._hovered: int | None = None
+        # reused pens and brushes: pyqtgraph caches a rendered symbol per (symbol, pen, brush)
+        self._styles = {"none": pg.mkBrush(None), "result": pg.mkPen(RESULT_COLOR, width=2),
+                        "selected": pg.mkPen(SELECT_COLOR, width=2),
+                        "query": pg.mkBrush(QUERY_COLOR), "white": pg.mkPen("w", width=1)}
 
         legend = QLabel("  ".join(f"<span style='color:{c}'>●</span> {PART_LABELS[p]}"
                                   for p, c in zip(PARTS, PART_COLORS, strict=True))
@@ -179,7 +186,12 @@ class MapView(QWidget):
         self.caption.setText(f"{name}: {STAGE_TEXT.get(proj.stage, proj.stage)} · {len(proj.ids)} tracks")
         self._set_hover(None)
         self._draw_overlay()
-        self.plot.autoRange(padding=0.05)
+        xy = proj.xy
+        if len(xy):
+            lo = xy.min(axis=0).astype(float)
+            hi = np.maximum(xy.max(axis=0).astype(float), lo + 1e-6)
+            self.plot.getViewBox().setRange(xRange=(lo[0], hi[0]), yRange=(lo[1], hi[1]),
+                                            padding=0.05)
 
     def _draw_overlay(self) -> None:
         query, results, selected = self._highlight
@@ -197,11 +209,11 @@ class MapView(QWidget):
             brushes.append(brush)
             pens.append(pen)
 
-        ring = pg.mkPen(RESULT_COLOR, width=2)
+        st = self._styles
         for tid in results:
-            add(tid, "results", "o", 11, pg.mkBrush(None), ring)
-        add(selected, "selected", "o", 16, pg.mkBrush(None), pg.mkPen(SELECT_COLOR, width=2))
-        add(query, "query", "star", 20, pg.mkBrush(QUERY_COLOR), pg.mkPen("w", width=1))
+            add(tid, "results", "o", 11, st["none"], st["result"])
+        add(selected, "selected", "o", 16, st["none"], st["selected"])
+        add(query, "query", "star", 20, st["query"], st["white"])
         self.overlay.setData(x=xs, y=ys, data=data, symbol=symbols, size=sizes, brush=brushes, pen=pens)
         qpos = None if query is None else self.position(query)
         lx: list[float] = []
@@ -265,7 +277,7 @@ class _Layer:
         for brush in brushes:
             item = pg.ScatterPlotItem(size=6, pen=None, brush=brush)
             item.setCacheMode(QGraphicsItem.CacheMode.DeviceCoordinateCache)
-            plot.addItem(item)
+            plot.addItem(item, ignoreBounds=True)
             self.items.append(item)
         self.proj: Projection | None = None
         self._sorted = np.zeros(0, np.int64)

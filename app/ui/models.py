@@ -183,17 +183,27 @@ class ResultsModel(_TableModel):
         super().__init__(parent)
         self._sim = np.zeros((0, N_PARTS))
         self._why: list[int] = []
+        self._display: list[tuple] = []
+        self._bars: list[list[float]] = []
 
     def set_results(self, results: Sequence[Result], focus: np.ndarray,
                     scales: np.ndarray, q_presence: np.ndarray | None) -> None:
+        """Replace the rows; everything the view asks for is computed here, once."""
         rows = list(results)
         pd = np.array([r.part_distances for r in rows], np.float64).reshape(len(rows), N_PARTS)
+        sim = part_similarity(pd, scales)
         self.beginResetModel()
         self._rows = rows
-        self._sim = part_similarity(pd, scales)
+        self._sim = sim
         self._why = [because(s, focus, q_presence, r.track.presence)
-                     for s, r in zip(self._sim, rows, strict=True)]
+                     for s, r in zip(sim, rows, strict=True)]
+        self._display = [self._display_row(i, r) for i, r in enumerate(rows)]
+        self._bars = [[float(v) for v in s] for s in sim]
         self.endResetModel()
+
+    def _display_row(self, i: int, r: Result) -> tuple:
+        return (i + 1, r.track.title or r.track.path.stem, r.track.artist, f"{r.distance:.3g}",
+                None, PART_LABELS[PARTS[self._why[i]]])
 
     def result(self, r: int) -> Result:
         return self._rows[r]
@@ -202,35 +212,29 @@ class ResultsModel(_TableModel):
         return [r.track.id for r in self._rows]
 
     def data(self, index: Index, role: int = Qt.ItemDataRole.DisplayRole):
-        if not index.isValid() or not 0 <= index.row() < len(self._rows):
+        row, col = index.row(), index.column()
+        if not index.isValid() or not 0 <= row < len(self._rows):
             return None
-        r: Result = self._rows[index.row()]
-        col = index.column()
-        if role == ID_ROLE:
-            return r.track.id
+        if role == Qt.ItemDataRole.DisplayRole:
+            return self._display[row][col]
         if role == BARS_ROLE:
-            return [float(v) for v in self._sim[index.row()]] if col == self.BARS_COLUMN else None
-        if role in (Qt.ItemDataRole.DisplayRole, SORT_ROLE):
-            if col == 0:
-                return index.row() + 1
-            if col == 1:
-                return r.track.title or r.track.path.stem
-            if col == 2:
-                return r.track.artist
+            return self._bars[row] if col == self.BARS_COLUMN else None
+        if role == ID_ROLE:
+            return self._rows[row].track.id
+        if role == SORT_ROLE:
             if col == 3:
-                return f"{r.distance:.3g}" if role == Qt.ItemDataRole.DisplayRole else r.distance
+                return self._rows[row].distance
             if col == self.BARS_COLUMN:
-                return None if role == Qt.ItemDataRole.DisplayRole else float(self._sim[index.row()].sum())
-            if col == 5:
-                return PART_LABELS[PARTS[self._why[index.row()]]]
-        if role == Qt.ItemDataRole.ToolTipRole:
-            if col == self.BARS_COLUMN:
-                lines = [f"{PART_LABELS[p]}: {s:.0%} similar (distance² {d:.3g})" for p, s, d in
-                         zip(PARTS, self._sim[index.row()], r.part_distances, strict=True)]
-                return "\n".join(lines)
-            return f"{r.track.path}\nmatch at {r.match_start:.0f} s (query at {r.query_start:.0f} s)"
+                return float(self._sim[row].sum())
+            return self._display[row][col]
         if role == Qt.ItemDataRole.TextAlignmentRole and col in (0, 3):
             return int(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
+        if role == Qt.ItemDataRole.ToolTipRole:
+            r = self._rows[row]
+            if col == self.BARS_COLUMN:
+                return "\n".join(f"{PART_LABELS[p]}: {s:.0%} similar (distance² {d:.3g})" for p, s, d in
+                                 zip(PARTS, self._sim[row], r.part_distances, strict=True))
+            return f"{r.track.path}\nmatch at {r.match_start:.0f} s (query at {r.query_start:.0f} s)"
         return None
 
 
