@@ -12,11 +12,11 @@ from model.audio import AudioConfig
 from model.network import CSN, ModelSpec, NetConfig
 from model.weights import save_weights
 
-TEST_DATA = Path(__file__).resolve().parent / "audio"
+TEST_DATA = Path(__file__).resolve().parents[2] / "assets" / "demo"
 
 
 def real_recordings() -> list[Path]:
-    """The two CC-BY recordings in tests/app/audio (credits beside them); [] when absent."""
+    """The two CC-BY recordings of the demo collection in assets/demo (credits beside them); [] when absent."""
     return sorted(TEST_DATA.glob("*.ogg")) if TEST_DATA.is_dir() else []
 
 
