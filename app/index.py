@@ -298,29 +298,34 @@ class VectorIndex:
             return Hits(ids=self._ids[rows[best]].copy(), scores=exact_scores[order].astype(np.float32),
                         parts=pd[order].astype(np.float32), exact=exact)
 
-    def _rerank(self, q: np.ndarray, w: np.ndarray, rows: np.ndarray) -> np.ndarray:
-        """Squared distances (len(rows), |nz|) in the non-zero-weight parts ``nz`` only.
+    def _part_dists(self, q: np.ndarray, rows: np.ndarray, parts: Iterable[int]) -> np.ndarray:
+        """Squared distances (len(rows), len(parts)) in the given parts.
 
         ||q_c - x_c||^2 = ||q_c||^2 + ||x_c||^2 - 2 q_c.x_c with the stored part norms: one
         (m, 128) gather and mat-vec per part (ranking only; reported values are recomputed)."""
-        nz = np.flatnonzero(w)
-        out = np.empty((len(rows), len(nz)), np.float32)
-        for j, c in enumerate(nz.tolist()):
+        parts = [int(c) for c in parts]
+        out = np.empty((len(rows), len(parts)), np.float32)
+        for j, c in enumerate(parts):
             sl = part_slice(c)
             qc = q[sl]
             out[:, j] = float(qc @ qc) + self._sq[rows, c] - 2.0 * (self._vecs[rows, sl] @ qc)
         return out
 
     def _candidates(self, q: np.ndarray, w: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray] | None:
-        """Rows to answer from and their exact focused distances, or None for brute force.
+        """Rows to answer from and their focused distances (inf: provably not in the top k),
+        or None when brute force is the answer.
 
-        Each positively weighted part's HNSW index gives its kk nearest rows (the 640-d index
-        when all five weights are equal). A row in none of the lists is at least the kk-th list
-        distance away in every positive part, so its focused distance is at least
-        LB = sum_{c: w_c > 0} w_c * d_c(kk) + sum_{c: w_c < 0} w_c * D_c, where D_c, for the
-        parts we want different, is the largest distance among the candidates (a heuristic
-        bound: exact for focuses without negative weights, up to HNSW's own recall). When the
-        k-th best candidate is above LB, kk grows (x4) until it is not, or brute force takes over.
+        Each positively weighted part's HNSW index lists its kk nearest rows with their exact
+        part distances (the 640-d index when all five weights are equal). A row missing from
+        part c's list is taken to be at least the distance half-way down that list away in c
+        (its end, d_c(kk), would be the bound if HNSW were exact), which gives every candidate a
+        lower bound from the lists alone; only candidates whose bound beats the k-th
+        best known distance are gathered and scored exactly (a threshold algorithm). A row in no
+        list at all scores at least LB = sum_{w_c > 0} w_c d_c(kk) + sum_{w_c < 0} w_c D_c, where
+        D_c, for parts we want different, is the largest distance among the candidates (a
+        heuristic: the bound is exact for focuses without negative weights, up to HNSW's own
+        recall). While the k-th best is above LB, kk grows (x4); past ``max_candidates``,
+        brute force takes over.
         """
         p = self.params
         n_live_indexed = int(self._alive[: self._n_indexed].sum())
@@ -329,13 +334,12 @@ class VectorIndex:
             return None
         full = bool((w > 0).all() and np.allclose(w, w[0]))
         which = [N_PARTS] if full else np.flatnonzero(w > 0).tolist()
-        nz = np.flatnonzero(w)
-        wn = w[nz]
-        neg = wn < 0
+        wp = np.array([w[0]], np.float32) if full else w[which]
+        negs = np.flatnonzero(w < 0)
         tail = self._n_indexed + np.flatnonzero(self._alive[self._n_indexed:self._n])
         limit = min(n_live_indexed, max(p.max_candidates, kk))
         while True:
-            found, kth = [], []
+            lists = []
             for c in which:
                 h = self._hnsw[c]
                 # the 640-d graph needs a wider beam for the same recall as the 128-d ones
@@ -346,24 +350,52 @@ class VectorIndex:
                 except RuntimeError as e:  # too many deleted neighbours to return kk
                     log.debug("HNSW query fell back to exact search (%s)", e)
                     return None
-                found.append(labels[0].astype(np.int64))
-                kth.append(float(dists[0][-1]))
-            rows = np.unique(np.concatenate(found + [tail]))
+                lists.append((labels[0].astype(np.int64), dists[0].astype(np.float32)))
+            rows = np.unique(np.concatenate([lab for lab, _ in lists] + [tail]))
             rows = rows[self._alive[rows]]
-            if len(rows) < k:
+            m = len(rows)
+            if m < k:
                 return None
-            pd = self._rerank(q, w, rows)
-            scores = pd @ wn
+            kth = np.array([d[-1] for _, d in lists], np.float32)
+            # A row missing from a list is bounded by the distance half-way down that list, not
+            # its end: HNSW misses some true neighbours, mostly near the end of the list.
+            half = np.array([d[len(d) // 2] for _, d in lists], np.float32)
+            dpos = np.tile(half, (m, 1))  # lower bounds, exact where the row is in the list
+            known = np.zeros((m, len(which)), bool)
+            for j, (lab, dist) in enumerate(lists):
+                at = np.minimum(np.searchsorted(rows, lab), m - 1)
+                hit = rows[at] == lab
+                dpos[at[hit], j] = dist[hit]
+                known[at[hit], j] = True
+            lb = dpos @ wp
+            dneg = self._part_dists(q, rows, negs) if len(negs) else None
+            if dneg is not None:
+                lb += dneg @ w[negs]
+            done = known.all(axis=1)
+            lb[rows >= self._n_indexed] = -np.inf  # tail rows are in no list: always score them
+            scores = np.where(done, lb, np.inf).astype(np.float32)
+            order = np.argsort(lb, kind="stable")
+            order = order[~done[order]]
+            step = max(4 * k, 64)
+            for i in range(0, len(order), step):  # by rising bound, while it can still win
+                thresh = np.partition(scores, k - 1)[k - 1]
+                chunk = order[i:i + step]
+                chunk = chunk[lb[chunk] <= thresh]
+                if not len(chunk):
+                    break
+                if full:
+                    ex = self._part_dists(q, rows[chunk], range(N_PARTS)).sum(axis=1) * w[0]
+                else:
+                    ex = self._part_dists(q, rows[chunk], which) @ wp
+                if dneg is not None:
+                    ex += dneg[chunk] @ w[negs]
+                scores[chunk] = ex
             if kk >= n_live_indexed:
                 return rows, scores
-            kth_best = float(np.partition(scores, k - 1)[k - 1])
-            if full:
-                lb = float(w[0]) * kth[0]
-            else:
-                lb = float(np.dot(w[which], kth))
-                if neg.any():
-                    lb += float(wn[neg] @ pd[:, neg].max(axis=0))
-            if kth_best <= lb:
+            bound = float(kth @ wp)
+            if dneg is not None:
+                bound += float(w[negs] @ dneg.max(axis=0))
+            if float(np.partition(scores, k - 1)[k - 1]) <= bound:
                 return rows, scores
             if kk >= limit:
                 return None
