@@ -376,11 +376,12 @@ class VectorIndex:
             scores = np.where(done, lb, np.inf).astype(np.float32)
             order = np.argsort(lb, kind="stable")
             order = order[~done[order]]
-            step = max(4 * k, 64)
-            for i in range(0, len(order), step):  # by rising bound, while it can still win
+            i, step = 0, max(4 * k, 64)
+            while i < len(order):  # by rising bound, in growing chunks, while it can still win
                 thresh = np.partition(scores, k - 1)[k - 1]
                 chunk = order[i:i + step]
                 chunk = chunk[lb[chunk] <= thresh]
+                i, step = i + step, step * 2
                 if not len(chunk):
                     break
                 if full:
