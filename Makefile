@@ -1,4 +1,4 @@
-# Partwise: `make run` sets everything up and opens the app; `make test` sets up and runs the tests.
+# Partwise: `make run` sets everything up and opens the app on the demo collection; `make test` sets up and runs the tests.
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
@@ -32,7 +32,7 @@ $(STAMP): pyproject.toml Makefile
 	touch $@
 
 run: setup
-	$(VENV)/bin/partwise
+	$(VENV)/bin/partwise demo
 
 test: setup
 	QT_QPA_PLATFORM=offscreen $(PY) -m pytest -q
