@@ -31,8 +31,9 @@ $(STAMP): pyproject.toml Makefile
 	$(PY) -m pip install -q --no-deps 'tinysoundfont>=0.3.6'
 	touch $@
 
+# make run ARGS="--weights FILE" passes options on to partwise demo
 run: setup
-	$(VENV)/bin/partwise demo
+	$(VENV)/bin/partwise demo $(ARGS)
 
 test: setup
 	QT_QPA_PLATFORM=offscreen $(PY) -m pytest -q

@@ -400,7 +400,8 @@ def _run_jobs(jobs: list[tuple], workers: int):
             except DemoError as e:
                 yield name, e
         return
-    ctx = mp.get_context("fork") if "fork" in mp.get_all_start_methods() else None
+    # fork is quick and safe here (no threads yet); elsewhere the platform's safe default
+    ctx = mp.get_context("fork" if sys.platform.startswith("linux") else "spawn")
     with ProcessPoolExecutor(max_workers=workers, mp_context=ctx) as pool:
         futures = {pool.submit(_render_job, *job): Path(job[1]).name for job in jobs}
         try:
@@ -569,7 +570,32 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.no_gui:
         return EXIT_OK
     say("opening the window")
+    return _open_window(rep.library, rep.weights.resolve(), args.verbose)
+
+
+def _open_window(library: Path, weights: Path, verbose: bool) -> int:
+    """The app on the demo library; the user's own library stays what a plain ``partwise`` opens.
+
+    The window remembers the library and weights it was opened with as the next start's
+    default; for the demo that would replace the user's choice, so it is put back afterwards.
+    """
     from app.ui.main import main as gui_main
 
-    return gui_main(["--library", str(rep.library), "--weights", str(rep.weights.resolve())]
-                    + (["--verbose"] if args.verbose else []))
+    try:
+        from PySide6.QtCore import QSettings
+    except ImportError:  # gui_main explains what is missing
+        return gui_main(["--library", str(library), "--weights", str(weights)])
+    keys = ("library/path", "library/weights")
+    settings = QSettings("Partwise", "Partwise")
+    before = {k: settings.value(k) for k in keys if settings.contains(k)}
+    try:
+        return gui_main(["--library", str(library), "--weights", str(weights)]
+                        + (["--verbose"] if verbose else []))
+    finally:
+        settings = QSettings("Partwise", "Partwise")
+        for k in keys:
+            if k in before:
+                settings.setValue(k, before[k])
+            else:
+                settings.remove(k)
+        settings.sync()

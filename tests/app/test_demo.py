@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import mutagen
@@ -106,6 +109,10 @@ def test_damaged_or_missing_files_are_redone(dirs):
     assert sorted(rep.collection.rendered) == sorted([first, second])
     assert sf.info(str(folder / first)).duration == pytest.approx(5.0, abs=0.05)
     assert rep.updated == 2 and rep.tracks == 4
+    # a smaller selection drops the songs it no longer holds, from the folder and the library
+    rep = demo.prepare_demo(dirs["weights"], workers=1, limit=1, excerpt=5)
+    assert rep.collection.removed == [second] and not (folder / second).exists()
+    assert rep.removed == 1 and rep.tracks == 3
 
 
 def test_missing_weights_is_a_clear_error(dirs, capsys):
@@ -118,3 +125,33 @@ def test_missing_weights_is_a_clear_error(dirs, capsys):
 
 def test_bad_arguments(dirs):
     assert demo.main(["--no-gui", "--limit", "0", "--weights", str(dirs["weights"])]) == 2
+
+
+def test_window_leaves_the_users_default_library_alone(tmp_path):
+    """The window stores the library it opened as the next start's default; the demo puts the
+    user's own choice back when it closes (checked in a child process with its own settings)."""
+    code = """
+import sys
+from pathlib import Path
+from PySide6.QtCore import QSettings
+import app.ui.main
+from app import demo
+
+QSettings("Partwise", "Partwise").setValue("library/path", "/my/music-library")
+
+def fake_gui(argv):
+    s = QSettings("Partwise", "Partwise")
+    s.setValue("library/path", argv[argv.index("--library") + 1])
+    s.setValue("library/weights", argv[argv.index("--weights") + 1])
+    return 0
+
+app.ui.main.main = fake_gui
+assert demo._open_window(Path("/demo/lib"), Path("/demo/w.safetensors"), False) == 0
+s = QSettings("Partwise", "Partwise")
+print(s.value("library/path"), s.contains("library/weights"))
+"""
+    env = {**os.environ, "XDG_CONFIG_HOME": str(tmp_path / "config"), "HOME": str(tmp_path)}
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
+                         cwd=Path(__file__).resolve().parents[2], timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["/my/music-library", "False"]
