@@ -77,6 +77,7 @@ def test_cancel_stops_before_umap(tmp_path):
     assert not list(tmp_path.glob("*.npy"))
 
 
+@pytest.mark.slow  # numba compiles UMAP on first use: 15-20 s idle, minutes on a busy machine
 def test_umap_on_a_sample_keeps_clusters_apart(tmp_path):
     v, labels = clustered(n_per=20)
     maps = list(project(np.arange(len(v)), v, "bass", cache=MapCache(tmp_path),

@@ -127,6 +127,13 @@ def test_scan_a_folder_with_a_corrupt_file_lists_it_as_failed(qtbot, built_libra
         assert w.tabs.tabText(2) == "Failed (1)"
         assert w.folder_list.count() == 1 and w.folder_list.item(0).text() == str(music.resolve())
         assert "1 failed" in w.status_label.text()
+        # removing the folder takes its tracks out of the library
+        w.tabs.setCurrentIndex(1)
+        w.folder_list.setCurrentRow(0)
+        w.remove_button.click()
+        qtbot.waitUntil(lambda: w.tracks_model.rowCount() == 0 and w.folder_list.count() == 0,
+                        timeout=TIMEOUT)
+        assert lib.folders() == [] and len(lib.track_vectors()[0]) == 0
         close_window(w)
 
 
