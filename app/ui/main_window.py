@@ -410,7 +410,6 @@ class MainWindow(QMainWindow):
             return
         t = ScanThread(self.library, folders, self)
         t.progress.connect(self._scan_progress)
-        t.failed.connect(lambda m: self.statusBar().showMessage(f"Scan stopped: {m}", 15000))
         t.finished.connect(self._scan_finished)
         self.scan_thread = t
         self.progress.setRange(0, 0)
@@ -442,7 +441,9 @@ class MainWindow(QMainWindow):
         if t is not None:
             p = t.last
             cancelled = t.cancel_event.is_set()
-            if p is not None:
+            if t.error is not None:
+                self.statusBar().showMessage(f"Scan stopped: {t.error}", 30000)
+            elif p is not None:
                 self.statusBar().showMessage(
                     f"Scan {'cancelled' if cancelled else 'done'}: {p.added} added, {p.updated} "
                     f"updated, {p.removed} removed, {p.failed} failed", 15000)

@@ -175,7 +175,8 @@ class ScanThread(QThread):
         self.library = library
         self.folders = list(folders) if folders is not None else None
         self.cancel_event = threading.Event()
-        self.last = None
+        self.last = None  # the latest ScanProgress
+        self.error: str | None = None  # why the scan stopped, when it failed
 
     def cancel(self) -> None:
         self.cancel_event.set()
@@ -187,4 +188,5 @@ class ScanThread(QThread):
                 self.progress.emit(p)
         except Exception as e:  # shown in the status bar; the library keeps what was stored
             log.warning("scan failed", exc_info=True)
-            self.failed.emit(_message(e))
+            self.error = _message(e)
+            self.failed.emit(self.error)

@@ -254,3 +254,15 @@ def test_without_an_audio_device_the_app_says_playback_is_off(qtbot, library, se
     assert "no audio output device" in msg.args[0]
     qtbot.keyClick(w, Qt.Key.Key_Space)  # does nothing, raises nothing
     close_window(w)
+
+
+def test_a_missing_model_is_reported_not_fatal(qtbot, tmp_path, settings):
+    music = tmp_path / "music"
+    write_music(music)
+    with Library(tmp_path / "lib", weights=tmp_path / "nowhere.safetensors") as lib:
+        w = open_window(qtbot, lib, settings)
+        w.add_folder(music)
+        qtbot.waitUntil(lambda: not w.scanning, timeout=TIMEOUT)
+        assert "nowhere.safetensors" in w.statusBar().currentMessage()
+        assert "weights not found" in w.statusBar().currentMessage()
+        close_window(w)
