@@ -292,6 +292,12 @@ def _load_record(path: Path) -> dict:
         return {}
 
 
+def _save_record(path: Path, settings: dict, entries: dict[str, dict]) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps({"settings": settings, "songs": entries}, indent=2))
+    os.replace(tmp, path)
+
+
 def _tags(song: DemoSong) -> dict[str, str]:
     c = song.credit
     comment = f"{c.note}; " if c.note else ""
@@ -325,6 +331,8 @@ def prepare_collection(folder: Path, *, assets: Path = DEMO_ASSETS, font: Path |
     if not font.is_file():
         raise DemoError(f"{font}: SoundFont not found")
     folder.mkdir(parents=True, exist_ok=True)
+    for tmp in folder.glob(".*.part"):  # left by an interrupted run
+        tmp.unlink(missing_ok=True)
     record_path = folder / RECORD_FILE
     old = _load_record(record_path)
     settings = {"version": RENDER_VERSION, "font": font.name, "font_bytes": font.stat().st_size,
@@ -349,10 +357,14 @@ def prepare_collection(folder: Path, *, assets: Path = DEMO_ASSETS, font: Path |
         if (folder / name).exists():
             (folder / name).unlink()
             res.removed.append(name)
+    _save_record(record_path, settings, entries)
     if todo:
         _check_renderer()
+        for song, _src in todo:  # a stale file must not stay behind if its render fails
+            (folder / song.name).unlink(missing_ok=True)
         what = f"the first {excerpt:g} s of " if excerpt is not None else ""
-        why = ("first run only; later runs reuse them" if not old_songs
+        why = ("first run only; later runs reuse them" if not old
+               else "the render settings changed" if not same_settings
                else "missing or changed since the last run")
         say(f"rendering {what}{len(todo)} demo song(s) with {font.name} into {folder} ({why})")
         t0 = time.perf_counter()
@@ -372,14 +384,11 @@ def prepare_collection(folder: Path, *, assets: Path = DEMO_ASSETS, font: Path |
             entries[name] = {"source": song.midi.name, "source_sha256": src, "title": song.credit.title,
                              "artist": song.credit.artist, "seconds": round(audio_s, 3),
                              "bytes": out.stat().st_size, "sha256": _sha256(out)}
+            _save_record(record_path, settings, entries)  # an interrupted run keeps what it made
             res.rendered.append(name)
             say(f"  [{i}/{len(jobs)}] {song.credit.title} ({song.credit.artist}): "
                 f"{audio_s:.0f} s of audio in {wall_s:.1f} s")
         res.render_seconds = time.perf_counter() - t0
-    record = {"settings": settings, "songs": entries}
-    tmp = record_path.with_name(record_path.name + ".tmp")
-    tmp.write_text(json.dumps(record, indent=2))
-    os.replace(tmp, record_path)
     for rec in demo_recordings(assets):
         (res.copied if _copy_if_changed(rec, folder / rec.name) else res.kept).append(rec.name)
     # licences and credits travel with the audio
@@ -387,6 +396,20 @@ def prepare_collection(folder: Path, *, assets: Path = DEMO_ASSETS, font: Path |
         if extra.is_file():
             _copy_if_changed(extra, folder / extra.name)
     return res
+
+
+def _worker_init(parent: int) -> None:
+    """Render workers end with the command, even when it is killed (Linux: parent-death signal)."""
+    if sys.platform.startswith("linux"):
+        import ctypes
+        import signal
+
+        try:
+            ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+        except (OSError, AttributeError):
+            log.debug("no parent-death signal for render workers")
+    if os.getppid() != parent:  # the command is already gone
+        os._exit(1)
 
 
 def _run_jobs(jobs: list[tuple], workers: int):
@@ -402,7 +425,8 @@ def _run_jobs(jobs: list[tuple], workers: int):
         return
     # fork is quick and safe here (no threads yet); elsewhere the platform's safe default
     ctx = mp.get_context("fork" if sys.platform.startswith("linux") else "spawn")
-    with ProcessPoolExecutor(max_workers=workers, mp_context=ctx) as pool:
+    with ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_worker_init,
+                             initargs=(os.getpid(),)) as pool:
         futures = {pool.submit(_render_job, *job): Path(job[1]).name for job in jobs}
         try:
             for fut in as_completed(futures):
