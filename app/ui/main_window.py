@@ -46,6 +46,7 @@ log = logging.getLogger(__name__)
 
 RESULTS_K = 15
 RELOAD_EVERY_S = 3.0  # refresh the table this often while a scan adds tracks
+FILTER_SETTLE_MS = 120  # typing in the filter box must pause this long before it applies
 MAP_SETTLE_MS = 150  # a fader must rest this long before the map follows the focus
 
 
@@ -171,7 +172,11 @@ class MainWindow(QMainWindow):
         self.filter_edit = QLineEdit()
         self.filter_edit.setPlaceholderText("Filter by title, artist, album or part…")
         self.filter_edit.setClearButtonEnabled(True)
-        self.filter_edit.textChanged.connect(self.tracks_proxy.setFilterFixedString)
+        self._filter_timer = QTimer(self)  # filter once typing pauses (100k rows take a moment)
+        self._filter_timer.setSingleShot(True)
+        self._filter_timer.setInterval(FILTER_SETTLE_MS)
+        self._filter_timer.timeout.connect(lambda: self.tracks_proxy.set_text(self.filter_edit.text()))
+        self.filter_edit.textChanged.connect(lambda _t: self._filter_timer.start())
         self.tracks_view = _table(self.tracks_proxy, TrackTableModel.PARTS_COLUMN)
         self.tracks_view.setObjectName("library_table")
         self.tracks_view.setSortingEnabled(True)

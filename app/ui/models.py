@@ -71,10 +71,48 @@ class TrackTableModel(_TableModel):
     def __init__(self, parent=None):
         super().__init__(parent)
         self._row_of: dict[int, int] = {}
+        self._haystack: list[str] = []
+        self._sort_column = -1
+        self._sort_order = Qt.SortOrder.AscendingOrder
 
     def set_tracks(self, tracks: Sequence[Track]) -> None:
-        self._reset(list(tracks))
+        rows = list(tracks)
+        self.beginResetModel()
+        self._rows = rows
+        self._haystack = [f"{t.title or t.path.stem}\n{t.artist}\n{t.album}".casefold() for t in rows]
+        if self._sort_column >= 0:
+            self._apply_sort()
         self._row_of = {t.id: r for r, t in enumerate(self._rows)}
+        self.endResetModel()
+
+    def matches(self, row: int, needle: str) -> bool:
+        """Does ``needle`` (already casefolded) occur in the row's title, artist or album?"""
+        return needle in self._haystack[row]
+
+    def sort(self, column: int, order: Qt.SortOrder = Qt.SortOrder.AscendingOrder) -> None:
+        """Sort the rows themselves (a Python key sort: ~0.1 s at 100k tracks, where a proxy
+        comparing through ``data()`` takes seconds)."""
+        self._sort_column, self._sort_order = column, order
+        self.layoutAboutToBeChanged.emit()
+        old = self.persistentIndexList()
+        old_ids = [self._rows[i.row()].id for i in old]
+        self._apply_sort()
+        self._row_of = {t.id: r for r, t in enumerate(self._rows)}
+        self.changePersistentIndexList(
+            old, [self.index(self._row_of[tid], i.column()) for tid, i in zip(old_ids, old, strict=True)])
+        self.layoutChanged.emit()
+
+    def _apply_sort(self) -> None:
+        col = self._sort_column
+        if not 0 <= col < len(self.HEADERS):
+            return
+        keys = {0: lambda t: (t.title or t.path.stem).casefold(), 1: lambda t: t.artist.casefold(),
+                2: lambda t: t.album.casefold(), 3: lambda t: t.duration,
+                4: lambda t: float(t.presence.sum())}[col]
+        order = sorted(range(len(self._rows)), key=lambda r: keys(self._rows[r]),
+                       reverse=self._sort_order == Qt.SortOrder.DescendingOrder)
+        self._rows = [self._rows[r] for r in order]
+        self._haystack = [self._haystack[r] for r in order]
 
     def track(self, r: int) -> Track:
         return self._rows[r]
@@ -239,7 +277,9 @@ class ResultsModel(_TableModel):
 
 
 class TrackFilter(QSortFilterProxyModel):
-    """Sorts by :data:`SORT_ROLE` and filters on any column's text, case-insensitively."""
+    """Filters the library by text (title, artist, album; case-insensitive). Sorting is passed
+    on to a :class:`TrackTableModel` source, which sorts its rows itself; other sources are
+    sorted here by :data:`SORT_ROLE`."""
 
     def __init__(self, parent=None):
         super().__init__(parent)
@@ -247,3 +287,30 @@ class TrackFilter(QSortFilterProxyModel):
         self.setFilterKeyColumn(-1)
         self.setFilterCaseSensitivity(Qt.CaseSensitivity.CaseInsensitive)
         self.setSortCaseSensitivity(Qt.CaseSensitivity.CaseInsensitive)
+        self._needle = ""
+
+    def set_text(self, text: str) -> None:
+        if hasattr(self, "beginFilterChange"):  # Qt >= 6.10
+            self.beginFilterChange()
+            self._needle = text.strip().casefold()
+            self.endFilterChange(QSortFilterProxyModel.Direction.Rows)
+        else:
+            self._needle = text.strip().casefold()
+            self.invalidateRowsFilter()
+
+    def filterAcceptsRow(self, source_row: int, source_parent: Index) -> bool:
+        src = self.sourceModel()
+        if not self._needle:
+            return True
+        if isinstance(src, TrackTableModel):
+            return src.matches(source_row, self._needle)
+        cols = src.columnCount(source_parent)
+        return any(self._needle in str(src.index(source_row, c, source_parent).data() or "").casefold()
+                   for c in range(cols))
+
+    def sort(self, column: int, order: Qt.SortOrder = Qt.SortOrder.AscendingOrder) -> None:
+        src = self.sourceModel()
+        if isinstance(src, TrackTableModel):
+            src.sort(column, order)
+        else:
+            super().sort(column, order)

@@ -193,10 +193,17 @@ def test_warns_when_the_focused_part_is_absent(qtbot, library, settings):
 def test_filter_presets_and_settings_persist(qtbot, library, settings):
     w = open_window(qtbot, library, settings)
     qtbot.keyClicks(w.filter_edit, "BASS")
-    assert w.tracks_proxy.rowCount() == sum("bass" in k for k in KINDS)
+    qtbot.waitUntil(lambda: w.tracks_proxy.rowCount() == sum("bass" in k for k in KINDS))
     w.filter_edit.clear()
-    assert w.tracks_proxy.rowCount() == len(KINDS)
-    w.tracks_view.sortByColumn(3, Qt.SortOrder.DescendingOrder)  # duration sorts as a number
+    qtbot.waitUntil(lambda: w.tracks_proxy.rowCount() == len(KINDS))
+    # sorting keeps the selection on the same track
+    w.select_track(w.tracks_model.track(2).id)
+    chosen = w.query
+    w.tracks_view.sortByColumn(0, Qt.SortOrder.DescendingOrder)
+    titles = [w.tracks_proxy.index(r, 0).data() for r in range(w.tracks_proxy.rowCount())]
+    assert titles == sorted(titles, reverse=True)
+    current = w.tracks_proxy.mapToSource(w.tracks_view.currentIndex())
+    assert w.tracks_model.track(current.row()).id == chosen and w.query == chosen
     w.focus_panel.presets.activated.emit(w.focus_panel.presets.findText("Groove (drums + bass)"))
     assert list(w.focus_panel.focus()) == [1, 1, 0, 0, 0]
     w.map_view.set_choice("piano")
