@@ -373,6 +373,9 @@ def run(data: str | os.PathLike, weights: str | os.PathLike, out: str | os.PathL
              emb.device)
     ev = evaluate(dataset, fns, config, progress=progress)
     summary = dataset.summary() if hasattr(dataset, "summary") else {}
+    for pp in ev.results["pseudo_plan"]:
+        pp["label_name"] = dataset.tracks[pp["label"]].name
+        pp["other_name"] = dataset.tracks[pp["other"]].name
     report: dict[str, Any] = {
         "version": REPORT_VERSION,
         "config": asdict(config),
