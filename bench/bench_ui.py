@@ -134,7 +134,7 @@ def bench_faders(app, n: int, moves: int, work: Path, cache: Path | None) -> dic
     w.focus_panel.reset()
     _pump_until(app, lambda: w.map_view.space == w.wanted_space() and not w.search_runner.busy)
     rng = np.random.default_rng(1)
-    single, engine = [], []
+    single, engine, negative = [], [], []
     for _ in range(moves):
         slider = w.focus_panel.sliders[int(rng.integers(N_PARTS))]
         value = int(rng.integers(-100, 101))
@@ -142,6 +142,7 @@ def bench_faders(app, n: int, moves: int, work: Path, cache: Path | None) -> dic
             value = -value or 50
         focus = w.focus_panel.focus()
         focus[w.focus_panel.sliders.index(slider)] = value / 100
+        negative.append(bool((focus < 0).any()))
         t = time.perf_counter()
         lib.search(1, focus, 15)  # the engine alone, same query and focus
         engine.append((time.perf_counter() - t) * 1000)
@@ -171,6 +172,11 @@ def bench_faders(app, n: int, moves: int, work: Path, cache: Path | None) -> dic
     return {"tracks": n, "index_build_s": None if lib.loaded else round(lib.build_s, 1),
             "window_load_s": round(load_s, 2), "hnsw": lib.index.has_hnsw,
             "engine_search_alone": _stats(engine), "fader_move_to_results": _stats(single),
+            # "different in this part" (a negative weight) is the engine's slower path
+            "fader_move_to_results_no_negative_weight": _stats(
+                [t for t, neg in zip(single, negative, strict=True) if not neg] or [float("nan")]),
+            "fader_move_to_results_some_negative_weight": _stats(
+                [t for t, neg in zip(single, negative, strict=True) if neg] or [float("nan")]),
             "drag_20_positions_to_final_results": _stats(drags)}
 
 
