@@ -1,3 +1,4 @@
+import sys
 import time
 
 import numpy as np
@@ -90,3 +91,21 @@ def test_player_plays_pauses_seeks_and_ends():
     p.stop()
     assert p.state == STOPPED and p.position == 0.0
     p.close()
+
+
+def test_missing_portaudio_turns_playback_off(monkeypatch):
+    """What sounddevice does on a machine without libportaudio2: its import raises OSError."""
+
+    class NoPortAudio:
+        def find_spec(self, name, path=None, target=None):
+            if name == "sounddevice":
+                raise OSError("PortAudio library not found")
+            return None
+
+    monkeypatch.delitem(sys.modules, "sounddevice", raising=False)
+    monkeypatch.setattr(sys, "meta_path", [NoPortAudio(), *sys.meta_path])
+    backend = playback.audio_backend.__wrapped__()  # uncached
+    assert not backend.available and "PortAudio" in backend.reason and "libportaudio2" in backend.reason
+    p = Player(backend=backend)
+    with pytest.raises(PlaybackUnavailable, match="PortAudio"):
+        p.play()
