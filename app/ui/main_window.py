@@ -436,8 +436,9 @@ class MainWindow(QMainWindow):
         self.statusBar().showMessage(
             f"Scanning {name} · {p.added} added, {p.updated} updated, {p.removed} removed, "
             f"{p.failed} failed")
-        if time.monotonic() - self._last_reload > RELOAD_EVERY_S:
-            self.reload()
+        n = len(self.snapshot.tracks) if self.snapshot is not None else 0
+        if time.monotonic() - self._last_reload > RELOAD_EVERY_S * (1 + n / 10_000):
+            self.reload()  # less often for large libraries: a reload costs more there
 
     def _scan_finished(self) -> None:
         t, self.scan_thread = self.scan_thread, None
