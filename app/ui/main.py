@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import ctypes.util
 import logging
 import os
 import sys
@@ -29,9 +30,26 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def display_problem() -> str | None:
+    """Why Qt would abort on start on this Linux machine, checked before it can (Qt's own
+    failure to load its platform plugin ends the process with no way to report it nicely)."""
+    if not sys.platform.startswith("linux") or os.environ.get("QT_QPA_PLATFORM"):
+        return None
+    if not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")):
+        return ("no graphical display (DISPLAY/WAYLAND_DISPLAY unset): run it in a desktop "
+                "session, or use the command line (partwise --help)")
+    if not os.environ.get("WAYLAND_DISPLAY") and ctypes.util.find_library("xcb-cursor") is None:
+        return ("Qt needs the X11 cursor library: install it (Debian/Ubuntu: "
+                "sudo apt install libxcb-cursor0) and start again")
+    return None
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     setup_logging(args.verbose)
+    if (problem := display_problem()) is not None:
+        print(f"partwise: cannot open the window: {problem}", file=sys.stderr)
+        return 1
     try:
         from PySide6.QtCore import QSettings
         from PySide6.QtWidgets import QApplication, QMessageBox
