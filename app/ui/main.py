@@ -6,6 +6,7 @@ import argparse
 import ctypes.util
 import logging
 import os
+import signal
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -51,7 +52,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"partwise: cannot open the window: {problem}", file=sys.stderr)
         return 1
     try:
-        from PySide6.QtCore import QSettings
+        from PySide6.QtCore import QSettings, QTimer
         from PySide6.QtWidgets import QApplication, QMessageBox
     except ImportError as e:
         print(f"partwise: the desktop app needs PySide6 ({e}); the command line still works "
@@ -86,6 +87,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         settings.setValue("library/weights", str(args.weights.expanduser().resolve()))
     window = MainWindow(library, settings)
     window.show()
+    # Ctrl+C or a polite kill closes the window like the user would (the scan stops cleanly);
+    # the timer lets Python run signal handlers while Qt's loop is waiting.
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: window.close())
+    ticker = QTimer()
+    ticker.timeout.connect(lambda: None)
+    ticker.start(250)
     if args.folder:
         for folder in args.folder:
             library.add_folder(folder)
