@@ -4,23 +4,18 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.partwise-installed
 
-.PHONY: setup run test lint clean fonts
+.PHONY: setup sysdeps run test lint clean
 
 setup: $(STAMP)
-	-@$(MAKE) -s fonts
+	-@$(MAKE) -s sysdeps
 
-# General MIDI SoundFonts for rendering training data (best effort: needs root and apt-get;
-# without them the trainer falls back to the TimGM6mb.sf2 inside pretty_midi).
-SF2_PKGS := fluid-soundfont-gm timgm6mb-soundfont csound-soundfont
-fonts:
-	@if [ -f /usr/share/sounds/sf2/FluidR3_GM.sf2 ] && [ -f /usr/share/sounds/sf2/TimGM6mb.sf2 ] \
-	    && [ -f /usr/share/sounds/sf2/sf_GMbank.sf2 ]; then exit 0; fi; \
-	if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
-	  DEBIAN_FRONTEND=noninteractive apt-get install -y -q $(SF2_PKGS) >/dev/null 2>&1 \
-	  || { apt-get update -q >/dev/null 2>&1 && \
-	       DEBIAN_FRONTEND=noninteractive apt-get install -y -q $(SF2_PKGS) >/dev/null 2>&1; } \
-	  || echo "fonts: could not install $(SF2_PKGS); rendering uses pretty_midi's TimGM6mb.sf2"; \
-	else echo "fonts: not root or no apt-get; install $(SF2_PKGS) for more SoundFonts"; fi
+# Optional system packages, installed best effort (needs root and apt-get): PortAudio for sound,
+# the xcb cursor library Qt's X11 plugin needs for a window, and General MIDI SoundFonts for
+# rendering training data. Without them Partwise still runs: playback off (said in the window),
+# and rendering falls back to the TimGM6mb.sf2 inside pretty_midi.
+SYS_PKGS := libportaudio2 libxcb-cursor0 fluid-soundfont-gm timgm6mb-soundfont csound-soundfont
+sysdeps:
+	@missing=""; for p in $(SYS_PKGS); do 	  dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; 	[ -z "$$missing" ] && exit 0; 	if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then 	  echo "sysdeps: installing$$missing"; 	  DEBIAN_FRONTEND=noninteractive apt-get install -y -q $$missing >/dev/null 2>&1 	  || { apt-get update -q >/dev/null 2>&1 && 	       DEBIAN_FRONTEND=noninteractive apt-get install -y -q $$missing >/dev/null 2>&1; } 	  || echo "sysdeps: could not install$$missing (optional)"; 	else echo "sysdeps: optional packages missing:$$missing (install them with apt-get as root)"; fi
 
 $(STAMP): pyproject.toml Makefile
 	$(PYTHON) -m venv $(VENV)

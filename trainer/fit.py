@@ -540,6 +540,33 @@ def plot_log(log_path: Path, png: Path) -> None:
     plt.close(fig)
 
 
+def reopen(out: Path, stage: str) -> None:
+    """Let a finished stage of a run train on (give it more epochs or a larger time budget
+    with the overrides); the stages after it are discarded and will run again."""
+    order = ["pretrain", "main"]
+    if stage not in order:
+        raise ValueError(f"can only reopen one of {order}, not {stage!r}")
+    later = order[order.index(stage) + 1:]
+    for name in later:
+        for f in (f"{name}.done", f"ckpt-{name}.pt"):
+            (out / f).unlink(missing_ok=True)
+    if "main" in later:
+        for f in ("best.safetensors", "best.json", "metrics.json"):
+            (out / f).unlink(missing_ok=True)
+    (out / f"{stage}.done").unlink(missing_ok=True)
+    ckpt = out / f"ckpt-{stage}.pt"
+    if ckpt.exists():
+        blob = torch.load(ckpt, map_location="cpu", weights_only=True)
+        blob["state"].update(done=False, bad_epochs=0)
+        atomic_torch_save(blob, ckpt)
+    log_path = out / "log.jsonl"
+    if log_path.exists():
+        keep = [x for x in log_path.read_text().splitlines()
+                if x.strip() and json.loads(x)["stage"] not in later]
+        log_path.write_text("".join(k + "\n" for k in keep))
+    log.info("reopened stage %s; discarded %s", stage, ", ".join(later) or "nothing")
+
+
 # ----------------------------------------------------------------------------- CLI
 def main(argv: Sequence[str] | None = None) -> int:
     ap = argparse.ArgumentParser(
@@ -551,6 +578,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--preset", default="cpu", choices=sorted(PRESETS))
     ap.add_argument("--out", type=Path, required=True, help="run folder")
     ap.add_argument("--resume", action="store_true", help="continue the run in --out")
+    ap.add_argument("--reopen", choices=["pretrain", "main"],
+                    help="with --resume: let this finished stage train on (e.g. with a larger "
+                         "--pre_epochs or --time_budget_min) and redo the stages after it")
     ap.add_argument("--quiet", action="store_true", help="no progress bars")
     args, overrides = ap.parse_known_args(argv)
     setup_logging()
@@ -564,6 +594,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             cfg = resolve(args.preset, overrides)
         if not args.data.is_dir():
             raise ValueError(f"{args.data}: dataset folder not found")
+        if args.reopen:
+            if not args.resume:
+                raise ValueError("--reopen needs --resume (it continues an existing run)")
+            reopen(args.out, args.reopen)
         run = Run(cfg, args.data, args.out, progress=not args.quiet)
         best = run.fit()
     except Paused as p:

@@ -97,3 +97,15 @@ def test_ddp_under_torchrun_on_cpu(tiny_data, tmp_path):
     rows = (out / "log.jsonl").read_text().splitlines()
     assert sum('"stage": "main"' in r for r in rows) == 3  # one writer, not two
     assert (out / "best.safetensors").exists()
+
+
+def test_reopen_a_finished_stage_trains_on(tiny_data, tmp_path):
+    run = tmp_path / "run"
+    args = ["--data", str(tiny_data), "--out", str(run), "--quiet", "--threads=1"]
+    assert main([*args, "--preset", "smoke", "--epochs=1"]) == 0
+    assert main([*args, "--resume", "--reopen", "pretrain", "--pre_epochs=2", "--epochs=1"]) == 0
+    rows = [json.loads(x) for x in (run / "log.jsonl").read_text().splitlines()]
+    pre = [r["epoch"] for r in rows if r["stage"] == "pretrain"]
+    assert pre == [1, 2]  # continued from its checkpoint, not restarted
+    assert [r["epoch"] for r in rows if r["stage"] == "main"] == [1]  # redone once, old rows gone
+    assert (run / "main.done").exists() and (run / "best.safetensors").exists()
