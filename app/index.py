@@ -24,6 +24,7 @@ import os
 import shutil
 import threading
 import time
+from collections import deque
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -49,6 +50,7 @@ class IndexParams:
     ef_search: int = 160
     candidates: int = 100  # first try per positively weighted part, at least 10 * k
     max_candidates: int = 6400  # beyond this many per part, brute force instead
+    hnsw_cost: float = 6.0  # one HNSW beam slot costs about this many rows of a brute-force scan
     fold_every: int = 2048  # tail rows that trigger adding them to HNSW
     fold_chunk: int = 1024  # rows added per lock hold, so queries are not starved
     compact_above: float = 0.25  # dead row share that triggers a rebuild
@@ -98,6 +100,7 @@ class VectorIndex:
         self._n_indexed = 0  # rows [0, n_indexed) are in HNSW
         self._epoch = 0  # bumped when rows are renumbered (compaction)
         self._maint_lock = threading.Lock()  # one maintenance at a time
+        self._kk_seen: dict[tuple, deque] = {}  # candidate list lengths recent queries needed
 
     # ------------------------------------------------------------ state
     def __len__(self) -> int:
@@ -302,7 +305,8 @@ class VectorIndex:
         """Squared distances (len(rows), len(parts)) in the given parts.
 
         ||q_c - x_c||^2 = ||q_c||^2 + ||x_c||^2 - 2 q_c.x_c with the stored part norms: one
-        (m, 128) gather and mat-vec per part (ranking only; reported values are recomputed)."""
+        (m, 128) gather and mat-vec per part, no loop over rows (ranking only; reported values
+        are recomputed)."""
         parts = [int(c) for c in parts]
         out = np.empty((len(rows), len(parts)), np.float32)
         for j, c in enumerate(parts):
@@ -311,96 +315,88 @@ class VectorIndex:
             out[:, j] = float(qc @ qc) + self._sq[rows, c] - 2.0 * (self._vecs[rows, sl] @ qc)
         return out
 
-    def _candidates(self, q: np.ndarray, w: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray] | None:
-        """Rows to answer from and their focused distances (inf: provably not in the top k),
-        or None when brute force is the answer.
+    def _start_kk(self, key: tuple, kk0: int) -> int:
+        """Where a query of this kind starts: a high quantile of what recent ones needed."""
+        seen = self._kk_seen.get(key)
+        if not seen:
+            return kk0
+        return max(kk0, int(np.quantile(np.fromiter(seen, np.int64, len(seen)), 0.9)))
 
-        Each positively weighted part's HNSW index lists its kk nearest rows with their exact
-        part distances (the 640-d index when all five weights are equal). A row missing from
-        part c's list is taken to be at least the distance half-way down that list away in c
-        (its end, d_c(kk), would be the bound if HNSW were exact), which gives every candidate a
-        lower bound from the lists alone; only candidates whose bound beats the k-th
-        best known distance are gathered and scored exactly (a threshold algorithm). A row in no
-        list at all scores at least LB = sum_{w_c > 0} w_c d_c(kk) + sum_{w_c < 0} w_c D_c, where
-        D_c, for parts we want different, is the largest distance among the candidates (a
-        heuristic: the bound is exact for focuses without negative weights, up to HNSW's own
-        recall). While the k-th best is above LB, kk grows (x4); past ``max_candidates``,
-        brute force takes over.
+    def _learn_kk(self, key: tuple, kk: int) -> None:
+        seen = self._kk_seen.setdefault(key, deque(maxlen=64))
+        seen.append(int(kk))
+
+    def _candidates(self, q: np.ndarray, w: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray] | None:
+        """Rows to answer from and their exact focused distances, or None when brute force is
+        the answer.
+
+        Each positively weighted part's HNSW index lists its kk nearest rows (the 640-d index
+        when all five weights are equal); their union, plus the tail, is scored exactly with one
+        gather and mat-vec per weighted part (negative weights only re-rank). A row in no list
+        scores at least LB = sum_{w_c > 0} w_c d_c(kk) + sum_{w_c < 0} w_c D_c, with d_c(kk) the
+        end of part c's list and D_c the largest distance in part c among the candidates (a
+        heuristic for the parts we want different; exact for focuses without negative weights,
+        up to HNSW's own recall). While the k-th best is above LB, kk doubles; past
+        ``max_candidates``, or where the beam would cost more than scanning every row, brute
+        force takes over.
+
+        kk starts where recent queries of the same kind (same positive parts, negatives or
+        not) could have stopped: each answered query works out from its sorted lists the
+        smallest kk at which its bound held, and the next one starts at a high quantile of
+        those, so most queries take one HNSW pass per part instead of a growing series.
         """
         p = self.params
         n_live_indexed = int(self._alive[: self._n_indexed].sum())
-        kk = min(max(p.candidates, 10 * k), n_live_indexed)
-        if kk <= 0:
+        kk0 = min(max(p.candidates, 10 * k), n_live_indexed)
+        if kk0 <= 0:
             return None
         full = bool((w > 0).all() and np.allclose(w, w[0]))
         which = [N_PARTS] if full else np.flatnonzero(w > 0).tolist()
         wp = np.array([w[0]], np.float32) if full else w[which]
         negs = np.flatnonzero(w < 0)
+        nz = np.flatnonzero(w != 0)
         tail = self._n_indexed + np.flatnonzero(self._alive[self._n_indexed:self._n])
-        limit = min(n_live_indexed, max(p.max_candidates, kk))
+        # one beam slot costs about hnsw_cost rows of a brute-force scan (the 640-d one twice)
+        afford = int(n_live_indexed / (p.hnsw_cost * len(which) * (2 if full else 1)))
+        limit = min(n_live_indexed, max(p.max_candidates, kk0), max(afford, 0))
+        if kk0 > limit:
+            return None
+        key = (tuple(which), bool(len(negs)))
+        kk = min(self._start_kk(key, kk0), limit)
         while True:
-            lists = []
+            labels, dists = [], []
             for c in which:
                 h = self._hnsw[c]
                 # the 640-d graph needs a wider beam for the same recall as the 128-d ones
                 h.set_ef(max(p.ef_search, kk * (2 if c == N_PARTS else 1)))
                 sub = q if c == N_PARTS else q[part_slice(c)]
                 try:
-                    labels, dists = h.knn_query(sub[None, :], k=kk, num_threads=1)
+                    lab, dist = h.knn_query(sub[None, :], k=kk, num_threads=1)
                 except RuntimeError as e:  # too many deleted neighbours to return kk
                     log.debug("HNSW query fell back to exact search (%s)", e)
                     return None
-                lists.append((labels[0].astype(np.int64), dists[0].astype(np.float32)))
-            rows = np.unique(np.concatenate([lab for lab, _ in lists] + [tail]))
+                labels.append(lab[0].astype(np.int64))
+                dists.append(dist[0].astype(np.float32))
+            rows = np.unique(np.concatenate([*labels, tail]))
             rows = rows[self._alive[rows]]
-            m = len(rows)
-            if m < k:
+            if len(rows) < k:
                 return None
-            kth = np.array([d[-1] for _, d in lists], np.float32)
-            # A row missing from a list is bounded by the distance half-way down that list, not
-            # its end: HNSW misses some true neighbours, mostly near the end of the list.
-            half = np.array([d[len(d) // 2] for _, d in lists], np.float32)
-            dpos = np.tile(half, (m, 1))  # lower bounds, exact where the row is in the list
-            known = np.zeros((m, len(which)), bool)
-            for j, (lab, dist) in enumerate(lists):
-                at = np.minimum(np.searchsorted(rows, lab), m - 1)
-                hit = rows[at] == lab
-                dpos[at[hit], j] = dist[hit]
-                known[at[hit], j] = True
-            lb = dpos @ wp
-            dneg = self._part_dists(q, rows, negs) if len(negs) else None
-            if dneg is not None:
-                lb += dneg @ w[negs]
-            done = known.all(axis=1)
-            lb[rows >= self._n_indexed] = -np.inf  # tail rows are in no list: always score them
-            scores = np.where(done, lb, np.inf).astype(np.float32)
-            order = np.argsort(lb, kind="stable")
-            order = order[~done[order]]
-            i, step = 0, max(4 * k, 64)
-            while i < len(order):  # by rising bound, in growing chunks, while it can still win
-                thresh = np.partition(scores, k - 1)[k - 1]
-                chunk = order[i:i + step]
-                chunk = chunk[lb[chunk] <= thresh]
-                i, step = i + step, step * 2
-                if not len(chunk):
-                    break
-                if full:
-                    ex = self._part_dists(q, rows[chunk], range(N_PARTS)).sum(axis=1) * w[0]
-                else:
-                    ex = self._part_dists(q, rows[chunk], which) @ wp
-                if dneg is not None:
-                    ex += dneg[chunk] @ w[negs]
-                scores[chunk] = ex
-            if kk >= n_live_indexed:
-                return rows, scores
-            bound = float(kth @ wp)
-            if dneg is not None:
-                bound += float(w[negs] @ dneg.max(axis=0))
-            if float(np.partition(scores, k - 1)[k - 1]) <= bound:
+            pd = self._part_dists(q, rows, nz)  # (m, nonzero parts)
+            scores = pd @ w[nz]
+            kth = float(np.partition(scores, k - 1)[k - 1])
+            ends = np.stack(dists)  # (lists, kk) rising distances
+            bound_by_kk = wp @ ends  # (kk,) the bound had the lists stopped there
+            if len(negs):
+                dmax = pd[:, np.isin(nz, negs)].max(axis=0)
+                bound_by_kk = bound_by_kk + float(w[negs] @ dmax)
+            if kk >= n_live_indexed or kth <= float(bound_by_kk[-1]):
+                need = int(np.searchsorted(bound_by_kk, kth)) + 1  # where the bound first held
+                self._learn_kk(key, min(max(kk0, need + need // 4), kk))
                 return rows, scores
             if kk >= limit:
+                self._learn_kk(key, limit)
                 return None
-            kk = min(kk * 4, limit)
+            kk = min(kk * 2, limit)
 
     # ------------------------------------------------------------ persistence
     def save(self, folder: str | os.PathLike, meta: dict) -> None:

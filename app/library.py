@@ -23,7 +23,7 @@ import logging
 import os
 import sys
 import threading
-from collections import deque
+from collections import OrderedDict, deque
 from collections.abc import Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
@@ -143,6 +143,8 @@ class _Work:
 class Library:
     """A music library folder; see the module docstring."""
 
+    OUTSIDE_CACHE = 8  # outside-the-library query files whose embeddings are kept
+
     def __init__(self, root: str | Path, weights: str | Path | None = None, device: str | None = None,
                  *, policy: AnalysisPolicy | None = None, index_params: IndexParams | None = None,
                  workers: int | None = None, batch_size: int = 64):
@@ -158,6 +160,10 @@ class Library:
         self._load_lock = threading.Lock()  # lazy model loading
         self._embed_lock = threading.Lock()  # one forward pass at a time
         self._scan_lock = threading.Lock()
+        # embeddings of the last few outside-the-library query files, so that moving the focus
+        # faders with such a query costs no embedding: key (path, size, mtime_ns, model, policy)
+        self._outside: OrderedDict[tuple, tuple[np.ndarray, np.ndarray, np.ndarray]] = OrderedDict()
+        self._outside_lock = threading.Lock()
         self.card: dict = {}
         self.model_sha = self._model_sha()
         self.norm_bias = self.card.get("norm_bias")
@@ -524,14 +530,40 @@ class Library:
         return vec, segs, starts, {row.id}
 
     def _embed_file(self, path: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray, set[int]]:
-        if not path.exists():
-            raise LibraryError(f"{path}: no such file, and not a track id in the library")
+        """Embed a file outside the library; the last :attr:`OUTSIDE_CACHE` files' embeddings
+        are kept, keyed by path, size, mtime, the weights' checksum and the analysis policy, so
+        a new focus for the same file (a fader move) re-ranks without decoding or embedding."""
+        try:
+            st = path.stat()
+        except FileNotFoundError:
+            raise LibraryError(f"{path}: no such file, and not a track id in the library") from None
+        except OSError as e:
+            raise LibraryError(f"{path}: cannot read the file ({e.strerror or e})") from e
+        where = str(path.expanduser().absolute())
+        with self._outside_lock:
+            key = (where, st.st_size, st.st_mtime_ns, self.model_sha, self.policy.key())
+            got = self._outside.get(key)
+            if got is not None:
+                self._outside.move_to_end(key)
+                vec, segs, starts = got
+                return vec, segs, starts, set()
         try:
             clips = read_clips(path, self._rate(), self.policy.window, self.policy.max_windows)
         except DecodeError as e:
             raise LibraryError(str(e)) from e
         segs = self._embed_clips(clips.clips)
-        return segs.mean(axis=0).astype(np.float32), segs, clips.starts, set()
+        vec = segs.mean(axis=0).astype(np.float32)
+        starts = np.asarray(clips.starts)
+        for a in (vec, segs, starts):
+            a.setflags(write=False)  # shared by later searches: nobody may change them
+        with self._outside_lock:
+            # the model's checksum is known for sure once it has run: file it under that
+            key = (where, st.st_size, st.st_mtime_ns, self.model_sha, self.policy.key())
+            self._outside[key] = (vec, segs, starts)
+            self._outside.move_to_end(key)
+            while len(self._outside) > self.OUTSIDE_CACHE:
+                self._outside.popitem(last=False)
+        return vec, segs, starts, set()
 
     # ------------------------------------------------------------ lifecycle
     def info(self) -> dict:
@@ -547,6 +579,8 @@ class Library:
     def close(self) -> None:
         self.store.close()
         self._embedder = None
+        with self._outside_lock:
+            self._outside.clear()
 
     def __enter__(self) -> Library:
         return self

@@ -116,6 +116,51 @@ def test_search_by_id_and_by_outside_file(tmp_path, weights):
     lib.close()
 
 
+def test_outside_query_is_embedded_once_per_file_version(tmp_path, weights):
+    """Moving the focus faders with an outside query re-ranks without embedding again."""
+    songs(tmp_path / "music", 4)
+    lib = Library(tmp_path / "lib", weights=weights, device="cpu")
+    run_scan(lib, [tmp_path / "music"])
+    calls = []
+    real = lib._embed_clips
+
+    def counting(clips):
+        calls.append(len(clips))
+        return real(clips)
+
+    lib._embed_clips = counting
+    outside = tmp_path / "outside.flac"
+    sf.write(outside, music(5.0, 44100, seed=99), 44100)
+    first = lib.search(outside, {"bass": 1}, k=4)
+    assert len(calls) == 1
+    again = lib.search(outside, {"bass": 1}, k=4)
+    moved = lib.search(outside, {"drums": 1, "bass": -0.5}, k=4)
+    assert len(calls) == 1  # a new focus for the same file: no embedding
+    assert [r.track.id for r in again] == [r.track.id for r in first]
+    assert [r.distance for r in again] == [r.distance for r in first]
+    assert [r.query_start for r in again] == [r.query_start for r in first]
+    w = np.array([1, -0.5, 0, 0, 0], np.float32)
+    assert [r.distance for r in moved] == pytest.approx([float(r.part_distances @ w) for r in moved], abs=1e-5)
+    # the file changes (new content and mtime): embedded again
+    sf.write(outside, music(6.0, 44100, seed=7), 44100)
+    os.utime(outside, ns=(time.time_ns(), time.time_ns() + 10 ** 9))
+    lib.search(outside, {"bass": 1}, k=4)
+    assert len(calls) == 2
+    # only the last few files are kept
+    others = []
+    for i in range(Library.OUTSIDE_CACHE):
+        f = tmp_path / f"other{i}.flac"
+        sf.write(f, music(3.0, 44100, seed=200 + i), 44100)
+        others.append(f)
+        lib.search(f, {"bass": 1}, k=2)
+    assert len(calls) == 2 + Library.OUTSIDE_CACHE
+    lib.search(others[-1], {"piano": 1}, k=2)
+    assert len(calls) == 2 + Library.OUTSIDE_CACHE
+    lib.search(outside, {"bass": 1}, k=4)  # pushed out by the newer ones
+    assert len(calls) == 3 + Library.OUTSIDE_CACHE
+    lib.close()
+
+
 def test_bad_input_is_reported_and_skipped(tmp_path, weights):
     music_dir = tmp_path / "music"
     bad = write_bad_files(music_dir / "bad")
