@@ -50,6 +50,7 @@ class IndexParams:
     ef_search: int = 160
     candidates: int = 100  # first try per positively weighted part, at least 10 * k
     max_candidates: int = 6400  # beyond this many per part, brute force instead
+    negative_growth: int = 1  # with negative weights, double the lists at most this often
     hnsw_cost: float = 6.0  # one HNSW beam slot costs about this many rows of a brute-force scan
     fold_every: int = 2048  # tail rows that trigger adding them to HNSW
     fold_chunk: int = 1024  # rows added per lock hold, so queries are not starved
@@ -338,7 +339,9 @@ class VectorIndex:
         heuristic for the parts we want different; exact for focuses without negative weights,
         up to HNSW's own recall). While the k-th best is above LB, kk doubles; past
         ``max_candidates``, or where the beam would cost more than scanning every row, brute
-        force takes over.
+        force takes over. With negative weights LB is only a guess, so once queries of that
+        kind have taught where to start, the lists double at most ``negative_growth`` times and
+        the best candidates are the answer.
 
         kk starts where recent queries of the same kind (same positive parts, negatives or
         not) could have stopped: each answered query works out from its sorted lists the
@@ -362,7 +365,7 @@ class VectorIndex:
         if kk0 > limit:
             return None
         key = (tuple(which), bool(len(negs)))
-        kk = min(self._start_kk(key, kk0), limit)
+        kk, grown = min(self._start_kk(key, kk0), limit), 0
         while True:
             labels, dists = [], []
             for c in which:
@@ -393,10 +396,13 @@ class VectorIndex:
                 need = int(np.searchsorted(bound_by_kk, kth)) + 1  # where the bound first held
                 self._learn_kk(key, min(max(kk0, need + need // 4), kk))
                 return rows, scores
+            if len(negs) and grown >= p.negative_growth and self._kk_seen.get(key):
+                # the bound is a guess here: keep the best of a generous list rather than
+                # paying for a scan (bench/query.py measures what this costs in recall)
+                return rows, scores
             if kk >= limit:
-                self._learn_kk(key, limit)
                 return None
-            kk = min(kk * 2, limit)
+            kk, grown = min(kk * 2, limit), grown + 1
 
     # ------------------------------------------------------------ persistence
     def save(self, folder: str | os.PathLike, meta: dict) -> None:

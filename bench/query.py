@@ -28,12 +28,16 @@ from app.index import IndexParams, VectorIndex  # noqa: E402
 from app.store import Store  # noqa: E402
 from bench.common import clustered_vectors  # noqa: E402
 
-FOCUSES = {
-    "solo_drums": {"drums": 1},
-    "bass+piano": {"bass": 1, "piano": 0.5},
-    "all_equal": [1, 1, 1, 1, 1],
-    "drums_not_rest": {"drums": 1, "bass": -0.3, "piano": -0.3, "guitar": -0.3, "others": -0.3},
-    "three_parts": {"guitar": 1, "others": 0.7, "bass": 0.4},
+FOCUSES = {  # name: (kind, focus)
+    "solo_drums": ("single_part", {"drums": 1}),
+    "solo_guitar": ("single_part", {"guitar": 1}),
+    "bass+piano": ("multi_positive", {"bass": 1, "piano": 0.5}),
+    "three_parts": ("multi_positive", {"guitar": 1, "others": 0.7, "bass": 0.4}),
+    "all_equal": ("multi_positive", [1, 1, 1, 1, 1]),
+    "drums_not_rest": ("with_negatives", {"drums": 1, "bass": -0.3, "piano": -0.3, "guitar": -0.3, "others": -0.3}),
+    "drums_not_rest_0.5": ("with_negatives", [1, -0.5, -0.5, -0.5, -0.5]),
+    "bass_not_drums": ("with_negatives", {"bass": 1, "drums": -1}),
+    "mixed_signs": ("with_negatives", [1, 0.5, -0.5, 0, -1]),
 }
 SHA = "synthetic"
 
@@ -105,14 +109,16 @@ def bench_size(n: int, n_queries: int, root: Path, params: IndexParams) -> dict:
     out = {"tracks": n, "hnsw": idx.has_hnsw, "build_s": round(build_s, 1), "fill_store_s": round(fill_s, 1),
            "focus": {}}
     all_lat, all_exact, all_rec = [], [], []
-    for name, f in FOCUSES.items():
+    kinds: dict[str, tuple[list, list]] = {}
+    for name, (kind, f) in FOCUSES.items():
         w = parse_focus(f)
-        lat, exact_lat, rec, answers = [], [], [], []
+        lat, exact_lat, rec, answers, brute = [], [], [], [], 0
         for r in qrows.tolist():  # timing pass: queries back to back, as a user's would be
             t = time.perf_counter()
             hits = idx.search(vecs[r], w, 10, exclude=[int(ids[r])])
             lat.append(time.perf_counter() - t)
             answers.append(hits.ids)
+            brute += hits.exact
         for r, got in zip(qrows.tolist(), answers, strict=True):  # truth pass: brute force
             t = time.perf_counter()
             s = focused_scores(vecs[r], w, vecs, sq)
@@ -122,10 +128,18 @@ def bench_size(n: int, n_queries: int, root: Path, params: IndexParams) -> dict:
             rec.append(len(set(ids[truth].tolist()) & set(got.tolist())) / 10)
         out["focus"][name] = {"p50_ms": round(1000 * float(np.percentile(lat, 50)), 2),
                               "p99_ms": round(1000 * float(np.percentile(lat, 99)), 2),
-                              "recall_at_10": round(float(np.mean(rec)), 4)}
+                              "recall_at_10": round(float(np.mean(rec)), 4),
+                              "brute_force_share": round(brute / len(qrows), 3)}
         all_lat += lat
         all_exact += exact_lat
         all_rec += rec
+        kinds.setdefault(kind, ([], []))[0].extend(lat)
+        kinds[kind][1].extend(rec)
+    out["kind"] = {kind: {"p50_ms": round(1000 * float(np.percentile(lat, 50)), 2),
+                          "p99_ms": round(1000 * float(np.percentile(lat, 99)), 2),
+                          "recall_at_10": round(float(np.mean(rec)), 4),
+                          "min_recall_at_10": round(float(np.min(rec)), 2)}
+                   for kind, (lat, rec) in kinds.items()}
     out["all"] = {"p50_ms": round(1000 * float(np.percentile(all_lat, 50)), 2),
                   "p99_ms": round(1000 * float(np.percentile(all_lat, 99)), 2),
                   "recall_at_10": round(float(np.mean(all_rec)), 4),
@@ -139,7 +153,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--sizes", default="10000,100000")
     ap.add_argument("--queries", type=int, default=300)
     ap.add_argument("--memory-at", type=int, default=100000, help="size whose memory is measured (0: none)")
-    ap.add_argument("--workdir", type=Path, default=None, help="keep the libraries here and reuse them on the next run (default: a temp dir)")
+    ap.add_argument("--workdir", "--index-cache", type=Path, default=None,
+                    help="keep the libraries (store and saved index) here and reuse them on the next run "
+                         "(default: a temp dir)")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
     params = IndexParams()

@@ -117,7 +117,8 @@ def test_hnsw_equals_brute_force_on_a_small_set():
         idx.maintain(force=True)
     assert ann.has_hnsw and not exact.has_hnsw
     rng = np.random.default_rng(1)
-    focuses = [{"drums": 1}, {"bass": 1, "guitar": 0.5}, [1] * 5, {"piano": 1, "others": 0.2}]
+    focuses = [{"drums": 1}, {"bass": 1, "guitar": 0.5}, [1] * 5, {"piano": 1, "others": 0.2},
+               [1, -0.5, -0.5, -0.5, -0.5], {"bass": 1, "drums": -1}, [1, 0.5, -0.5, 0, -1]]
     for qi in rng.integers(0, len(ids), 10):
         for f in focuses:
             a = ann.search(x[qi], parse_focus(f), 10, exclude=[ids[qi]])
