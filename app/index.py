@@ -48,7 +48,7 @@ class IndexParams:
     m: int = 16  # HNSW graph degree
     ef_construction: int = 120
     ef_search: int = 160
-    candidates: int = 100  # first try per positively weighted part, at least 10 * k
+    candidates: int = 100  # shortest list per positively weighted part (at least 10 * k)
     max_candidates: int = 6400  # beyond this many per part, brute force instead
     negative_growth: int = 1  # with negative weights, double the lists at most this often
     hnsw_cost: float = 6.0  # one HNSW beam slot costs about this many rows of a brute-force scan
