@@ -55,7 +55,7 @@ def tracks_csv(tracks: Sequence[Track]) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="partwise export", description=__doc__.strip("` \n"))
+    p = argparse.ArgumentParser(prog="partwise export", description=__doc__.replace("`", "").strip())
     p.add_argument("query", nargs="?", help="a track id or audio file; without it, the whole library")
     p.add_argument("--focus", default="drums=1,bass=1,piano=1,guitar=1,others=1",
                    help="weights per part in [-1, 1], as for 'partwise query'")

@@ -10,7 +10,7 @@ from app.cmdutil import EXIT_OK, USER_ERRORS, add_library_options, error_text, f
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="partwise info", description=__doc__.strip("` \n"))
+    p = argparse.ArgumentParser(prog="partwise info", description=__doc__.replace("`", "").strip())
     p.add_argument("--json", action="store_true", help="print JSON")
     p.add_argument("--failures", action="store_true", help="list the files that could not be analysed")
     add_library_options(p)

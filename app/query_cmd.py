@@ -34,7 +34,7 @@ def _mmss(s: float) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="partwise query", description=__doc__.strip("` \n"))
+    p = argparse.ArgumentParser(prog="partwise query", description=__doc__.replace("`", "").strip())
     p.add_argument("query", help="a track id in the library, or an audio file")
     p.add_argument("--focus", default="drums=1,bass=1,piano=1,guitar=1,others=1",
                    help="weights per part in [-1, 1], e.g. drums=1,bass=0.5 or drums=1,others=-0.5 "

@@ -22,7 +22,7 @@ from app.cmdutil import (
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="partwise scan", description=__doc__.strip("` \n"))
+    p = argparse.ArgumentParser(prog="partwise scan", description=__doc__.replace("`", "").strip())
     p.add_argument("folders", nargs="*", type=Path,
                    help="music folders (default: rescan every folder already in the library)")
     p.add_argument("--remove", action="store_true", help="remove the given folders and their tracks instead")
