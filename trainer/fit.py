@@ -407,7 +407,7 @@ class Run:
             emb = self.embed_eval(_unwrap(net), val_clips)
             return validate_triplets(val_trip, emb, val_present, norm if cfg.use_norm else None)
 
-        stage.train(step, val, "val_acc")
+        stage.train(step, val, "val_score")
         if self.env.main:
             (self.out / "main.done").write_text("{}")
         self._barrier()
@@ -472,9 +472,12 @@ def validate_triplets(trip: Sequence[Triplet], emb: torch.Tensor, present: torch
             row[f"val_acc_{part}"] = ok[sel].mean().item()
             accs.append(row[f"val_acc_{part}"])
     row["val_acc"] = float(np.mean(accs))
+    row["val_score"] = row["val_acc"]
     if norm is not None:
         pred = norm.logits(emb) > 0
         row["val_presence_acc"] = (pred == present.bool()).float().mean().item()
+        # a model must rank the parts and tell which are present (Table 3 rests on the norms)
+        row["val_score"] = (row["val_acc"] + row["val_presence_acc"]) / 2
     return row
 
 
@@ -493,11 +496,15 @@ def validation_metrics(run: Run, seed: int = 0) -> dict:
     ds = SlakhDataset(run.data, "validation", sample_rate=run.cfg.sample_rate)
     fn = model_embed_fn(w.model, w.spec.audio, run.env.device)
     sec = run.cfg.segment_seconds
+
+    def finite(scores: dict[str, float]) -> dict[str, float | None]:
+        return {k: (None if math.isnan(v) else round(v, 2)) for k, v in scores.items()}
+
     return {
         "split": "validation", "tracks": len(ds), "segment_seconds": sec,
-        "table2_pseudo_piece_knn": pseudo_piece_knn(ds, fn, seconds=sec, seed=seed),
-        "table3_stem_identification": stem_identification(ds, fn, seconds=sec, seed=seed,
-                                                          max_segments=20),
+        "table2_pseudo_piece_knn": finite(pseudo_piece_knn(ds, fn, seconds=sec, seed=seed)),
+        "table3_stem_identification": finite(stem_identification(ds, fn, seconds=sec, seed=seed,
+                                                                 max_segments=20)),
     }
 
 
@@ -557,7 +564,8 @@ def reopen(out: Path, stage: str) -> None:
     ckpt = out / f"ckpt-{stage}.pt"
     if ckpt.exists():
         blob = torch.load(ckpt, map_location="cpu", weights_only=True)
-        blob["state"].update(done=False, bad_epochs=0)
+        # the config may change on reopening, so the best score starts afresh
+        blob["state"].update(done=False, bad_epochs=0, best=-math.inf)
         atomic_torch_save(blob, ckpt)
     log_path = out / "log.jsonl"
     if log_path.exists():
