@@ -14,7 +14,29 @@ from model.weights import WeightsError, load_weights, read_card, save_weights
 log = logging.getLogger(__name__)
 
 
-def export(run: Path, out: Path, extra_card: dict | None = None) -> str:
+def report_summary(report_dir: Path) -> tuple[str, dict]:
+    """Key figures of a ``partwise-train eval`` report for the weights card: Tables 1 (5 s),
+    2 and 3 per part for the model and the baselines, keyed by dataset and split."""
+    path = report_dir / "report.json"
+    if not path.is_file():
+        raise ValueError(f"{path}: no evaluation report there")
+    rep = json.loads(path.read_text())
+    t = rep["tables"]
+
+    def r(d: dict) -> dict:
+        return {k: (round(v, 2) if isinstance(v, float) else v) for k, v in d.items()}
+
+    key = f"{rep['dataset']['root']}/{rep['dataset']['split']}"
+    return key, {
+        "tracks": rep["dataset"]["tracks"],
+        "table1_music_id_5s": {m: r(v["5"]) for m, v in t["table1"].items() if "5" in v},
+        "table2_pseudo_piece_knn": {m: r(v) for m, v in t["table2"].items()},
+        "table3_stem_identification": r(t["table3"]["proposed"]),
+    }
+
+
+def export(run: Path, out: Path, extra_card: dict | None = None,
+           reports: list[Path] | None = None) -> str:
     """Copy ``run/best.safetensors`` to ``out`` with a full card; returns the sha256."""
     src = run / "best.safetensors"
     if not src.is_file():
@@ -30,6 +52,8 @@ def export(run: Path, out: Path, extra_card: dict | None = None) -> str:
         "data": summary.get("data", card.get("data")),
         "metrics": json.loads(metrics.read_text()) if metrics.exists() else {},
     })
+    if reports:
+        card["evaluation"] = dict(report_summary(d) for d in reports)
     card.update(extra_card or {})
     return save_weights(out, w.model, w.spec, card=card)
 
@@ -39,10 +63,12 @@ def main(argv: Sequence[str] | None = None) -> int:
                                  description="Write a run's best model as NAME.safetensors + NAME.json.")
     ap.add_argument("run", type=Path, help="run folder written by 'partwise-train fit'")
     ap.add_argument("--out", type=Path, required=True, help="weights file to write (.safetensors)")
+    ap.add_argument("--report", type=Path, action="append", default=[],
+                    help="an evaluation report folder whose key figures go into the card (repeatable)")
     args = ap.parse_args(argv)
     setup_logging()
     try:
-        digest = export(args.run, args.out)
+        digest = export(args.run, args.out, reports=args.report)
     except (WeightsError, OSError, ValueError) as e:
         log.error("%s", e)
         return 1
