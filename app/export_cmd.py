@@ -19,8 +19,8 @@ from app.cmdutil import (
     parse_query,
 )
 from app.library import Result, Track
-from app.store import atomic_write_bytes
 from model.parts import PARTS
+from model.weights import atomic_write
 
 
 def m3u(tracks: Sequence[Track]) -> str:
@@ -85,7 +85,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         sys.stdout.write(text)
     else:
         try:
-            atomic_write_bytes(args.output.expanduser().resolve(), lambda tmp: Path(tmp).write_text(text))
+            atomic_write(args.output.expanduser().resolve(), lambda tmp: Path(tmp).write_text(text))
         except OSError as e:
             return fail(f"{args.output}: cannot write ({e.strerror or e})")
         print(f"wrote {args.output} ({fmt})", file=sys.stderr)

@@ -17,7 +17,6 @@ from __future__ import annotations
 import logging
 import os
 import sqlite3
-import tempfile
 import threading
 import time
 from collections.abc import Iterable, Iterator
@@ -27,6 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from model.parts import EMBED_DIM, N_PARTS
+from model.weights import atomic_write
 
 log = logging.getLogger(__name__)
 
@@ -101,19 +101,6 @@ class FileState:
     status: str
     model_sha: str | None
     policy: str | None
-
-
-def atomic_write_bytes(path: Path, write) -> None:
-    """Call ``write(tmp_path)`` then rename onto ``path``; the temp file never survives."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 class Store:
@@ -279,7 +266,7 @@ class Store:
             with open(tmp, "wb") as f:
                 np.savez(f, segments=segments.astype(np.float32), starts=starts.astype(np.float32))
 
-        atomic_write_bytes(target, write)
+        atomic_write(target, write)
         with self.transaction() as con:
             con.execute(
                 "UPDATE tracks SET status='ok', error=NULL, title=?, artist=?, album=?, duration=?, "

@@ -53,7 +53,8 @@ def file_sha256(path: str | os.PathLike) -> str:
     return h.hexdigest()
 
 
-def _atomic_write(path: Path, write) -> None:
+def atomic_write(path: Path, write) -> None:
+    """Call ``write(tmp_path)`` then rename onto ``path``; the temp file never survives."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
     os.close(fd)
@@ -71,7 +72,7 @@ def save_weights(path: str | os.PathLike, model: CSN, spec: ModelSpec, card: dic
     if path.suffix != ".safetensors":
         raise WeightsError(f"{path}: weights file must end in .safetensors")
     state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
-    _atomic_write(path, lambda tmp: save_file(state, tmp, metadata={"format": FORMAT}))
+    atomic_write(path, lambda tmp: save_file(state, tmp, metadata={"format": FORMAT}))
     digest = file_sha256(path)
     doc = {
         "format": FORMAT,
@@ -81,7 +82,7 @@ def save_weights(path: str | os.PathLike, model: CSN, spec: ModelSpec, card: dic
         "sha256": digest,
         "card": card or {},
     }
-    _atomic_write(sidecar(path), lambda tmp: Path(tmp).write_text(json.dumps(doc, indent=2)))
+    atomic_write(sidecar(path), lambda tmp: Path(tmp).write_text(json.dumps(doc, indent=2)))
     return digest
 
 
