@@ -508,14 +508,18 @@ def validation_metrics(run: Run, seed: int = 0) -> dict:
     }
 
 
+def training_seconds(log_path: Path) -> float:
+    """Time spent in training epochs over every process of a run (resumes included)."""
+    rows = [json.loads(x) for x in log_path.read_text().splitlines() if x.strip()]
+    return round(sum(r.get("epoch_s", 0.0) for r in rows), 1)
+
+
 def finish(run: Run, seconds: float) -> None:
     """Write the run summary, the validation metrics and the loss plot."""
-    summary = {"seconds": round(seconds, 1), "device": str(run.env.device),
-               "world_size": run.env.world, "data": run.summary}
-    path = run.out / "summary.json"
-    old = json.loads(path.read_text()) if path.exists() else {}
-    summary["seconds"] = round(seconds + old.get("seconds", 0.0), 1)
-    path.write_text(json.dumps(summary, indent=2))
+    summary = {"seconds": training_seconds(run.out / "log.jsonl"), "device": str(run.env.device),
+               "world_size": run.env.world, "data": run.summary,
+               "last_process_seconds": round(seconds, 1)}
+    (run.out / "summary.json").write_text(json.dumps(summary, indent=2))
     plot_log(run.out / "log.jsonl", run.out / "loss.png")
     if (run.out / "best.safetensors").exists():
         metrics = validation_metrics(run)
