@@ -6,7 +6,7 @@ through the model's own presence head), and a drums-focused search has to prefer
 shares the query's drums over one that shares everything else.
 """
 
-from functools import lru_cache
+from functools import cache
 
 import numpy as np
 import pretty_midi
@@ -30,7 +30,7 @@ def embedder() -> Embedder:
     return Embedder.from_file(DEFAULT_WEIGHTS, device="cpu")
 
 
-@lru_cache(maxsize=None)
+@cache
 def parts_of(song: str, sr: int) -> np.ndarray:
     """(5, n) class signals of one demo song's first SECONDS, rendered with TimGM6mb."""
     midi = pretty_midi.PrettyMIDI(str(DEMO_ASSETS / song))

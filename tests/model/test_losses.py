@@ -57,7 +57,7 @@ def test_norm_loss_by_hand():
     # p_j = sigmoid(log ||.|| + b_j): norms 2, 0.5, 1, 1, 1
     p = [2 / 3, 1 / 3, 0.5, 1 / (1 + math.exp(-1)), 0.5]
     q = [1, 0, 1, 0, 1]
-    expected = -sum(qj * math.log(pj) + (1 - qj) * math.log(1 - pj) for pj, qj in zip(p, q)) / 5
+    expected = -sum(qj * math.log(pj) + (1 - qj) * math.log(1 - pj) for pj, qj in zip(p, q, strict=True)) / 5
     assert math.isclose(loss_fn(emb, present).item(), expected, rel_tol=1e-5)
 
 
