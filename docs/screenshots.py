@@ -111,6 +111,10 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--weights", type=Path, default=None)
     ap.add_argument("--tracks", type=int, default=96)
+    ap.add_argument("--library", type=Path, default=None,
+                    help="an existing, scanned library to show (e.g. the demo library) instead "
+                         "of generated tracks")
+    ap.add_argument("--title", default="Night Drive", help="the track to query")
     ap.add_argument("--out", type=Path, default=ROOT / "docs")
     args = ap.parse_args()
 
@@ -120,19 +124,22 @@ def main() -> int:
     from app.ui.main_window import MainWindow
 
     work = Path(tempfile.mkdtemp(prefix="partwise-shots-"))
-    music = work / "Music"
-    make_music(music, args.tracks)
-    weights = args.weights or (DEFAULT_WEIGHTS if DEFAULT_WEIGHTS.is_file() else
-                               calibrated_weights(work / "tiny.safetensors", music))
     app = QApplication(sys.argv[:1])
-    lib = Library(work / "library", weights=weights)
-    list(lib.scan([music]))
+    if args.library is not None:
+        lib = Library(args.library, weights=args.weights or DEFAULT_WEIGHTS)
+    else:
+        music = work / "Music"
+        make_music(music, args.tracks)
+        weights = args.weights or (DEFAULT_WEIGHTS if DEFAULT_WEIGHTS.is_file() else
+                                   calibrated_weights(work / "tiny.safetensors", music))
+        lib = Library(work / "library", weights=weights)
+        list(lib.scan([music]))
     settings = QSettings(str(work / "settings.ini"), QSettings.Format.IniFormat)
     w = MainWindow(lib, settings)
     w.resize(1440, 900)
     w.show()
     wait(app, lambda: w.snapshot is not None)
-    title = "Night Drive"
+    title = args.title
     pick = next((t for t in w.snapshot.tracks if "drums+bass" in t.path.stem), w.snapshot.tracks[0])
     for t in w.snapshot.tracks:
         if t.title == title:
@@ -155,10 +162,11 @@ def main() -> int:
         app.processEvents()
     w.map_view.grab().save(str(args.out / "map-bass.png"))
 
-    w.tabs.setCurrentIndex(2)
-    for _ in range(10):
-        app.processEvents()
-    w.tabs.grab().save(str(args.out / "failed.png"))
+    if lib.failures():
+        w.tabs.setCurrentIndex(2)
+        for _ in range(10):
+            app.processEvents()
+        w.tabs.grab().save(str(args.out / "failed.png"))
     w.shutdown()
     lib.close()
     print(f"wrote {args.out}/window.png, map-bass.png, failed.png (work files in {work})")
