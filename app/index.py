@@ -52,6 +52,9 @@ class IndexParams:
     max_candidates: int = 6400  # beyond this many per part, brute force instead
     negative_growth: int = 1  # with negative weights, double the lists at most this often
     hnsw_cost: float = 6.0  # one HNSW beam slot costs about this many rows of a brute-force scan
+    # brute force when the "different in" weights outweigh the "same in" weights this much:
+    # the nearest rows of the positive parts then say little about the answer
+    negative_dominance: float = 2.5
     fold_every: int = 2048  # tail rows that trigger adding them to HNSW
     fold_chunk: int = 1024  # rows added per lock hold, so queries are not starved
     compact_above: float = 0.25  # dead row share that triggers a rebuild
@@ -363,6 +366,8 @@ class VectorIndex:
         afford = int(n_live_indexed / (p.hnsw_cost * len(which) * (2 if full else 1)))
         limit = min(n_live_indexed, max(p.max_candidates, kk0), max(afford, 0))
         if kk0 > limit:
+            return None
+        if len(negs) and -float(w[negs].sum()) >= p.negative_dominance * float(w[w > 0].sum()):
             return None
         key = (tuple(which), bool(len(negs)))
         kk, grown = min(self._start_kk(key, kk0), limit), 0

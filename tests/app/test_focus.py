@@ -110,9 +110,11 @@ def clustered(n: int, seed: int = 0) -> np.ndarray:
 def test_hnsw_equals_brute_force_on_a_small_set():
     x = clustered(1500)
     ids = np.arange(100, 1600)
-    ann = VectorIndex(IndexParams(exact_below=200))
+    # the candidate path even for focuses that default parameters answer by brute force
+    ann = VectorIndex(IndexParams(exact_below=200, negative_dominance=float("inf")))
     exact = VectorIndex(IndexParams(exact_below=10 ** 9))
-    for idx in (ann, exact):
+    default = VectorIndex(IndexParams(exact_below=200))
+    for idx in (ann, exact, default):
         idx.upsert(ids, np.ones(len(ids)), x)
         idx.maintain(force=True)
     assert ann.has_hnsw and not exact.has_hnsw
@@ -126,6 +128,10 @@ def test_hnsw_equals_brute_force_on_a_small_set():
             assert not a.exact and e.exact
             assert a.ids.tolist() == e.ids.tolist()
             np.testing.assert_allclose(a.scores, e.scores, rtol=1e-5)
+    # when the "different" weights outweigh the "same" ones, the answer is exact brute force
+    for f in ([0.2, -1, 0, -0.5, 0], [0.45, -0.77, 0.03, -0.68, -0.45]):
+        assert default.search(x[0], parse_focus(f), 10, exclude=[ids[0]]).exact
+    assert not default.search(x[0], parse_focus([1, 0.5, -0.5, 0, -0.5]), 10, exclude=[ids[0]]).exact
 
 
 def test_index_updates_tail_deletes_and_persistence(tmp_path):
