@@ -25,7 +25,7 @@ sys.path.insert(0, str(ROOT))
 
 from app.library import DEFAULT_WEIGHTS, Library  # noqa: E402
 from model.audio import AudioConfig, log_mel  # noqa: E402
-from model.network import CSN, ModelSpec, NetConfig  # noqa: E402
+from model.network import CSN, ModelSpec, NetConfig, calibrate_batch_norm  # noqa: E402
 from model.weights import save_weights  # noqa: E402
 
 RATE = 22050
@@ -86,14 +86,7 @@ def calibrated_weights(path: Path, music: Path) -> Path:
     clips = [sf.read(p, dtype="float32")[0][: 3 * RATE, 0] for p in sorted(music.rglob("*.flac"))[:40]]
     clips = [c for c in clips if len(c) == 3 * RATE]
     mel = log_mel(torch.from_numpy(np.stack(clips)), audio)
-    for m in model.modules():
-        if isinstance(m, torch.nn.BatchNorm2d):
-            m.reset_running_stats()
-            m.momentum = None
-    model.train()
-    with torch.no_grad():
-        model(mel)
-    model.eval()
+    calibrate_batch_norm(model, mel)
     save_weights(path, model, ModelSpec(net=net, audio=audio))
     return path
 

@@ -94,6 +94,20 @@ class CSN(nn.Module):
         return self.fc(h)
 
 
+@torch.no_grad()
+def calibrate_batch_norm(model: nn.Module, mel: torch.Tensor) -> nn.Module:
+    """Refit every batch norm's running statistics to one batch (B, n_mels, frames), as a
+    cumulative average; returns the model in eval mode. Gives an untrained network inputs on
+    the scale it will see, so different audio maps to clearly different points."""
+    for m in model.modules():
+        if isinstance(m, nn.BatchNorm2d):
+            m.reset_running_stats()
+            m.momentum = None
+    model.train()
+    model(mel)
+    return model.eval()
+
+
 class AudioCSN(nn.Module):
     """Waveform in, embedding out: the front end and the network in one module (for export)."""
 

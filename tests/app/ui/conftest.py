@@ -12,7 +12,7 @@ import torch
 
 from app.library import Library
 from model.audio import AudioConfig, log_mel
-from model.network import CSN, ModelSpec, NetConfig
+from model.network import CSN, ModelSpec, NetConfig, calibrate_batch_norm
 from model.weights import save_weights
 from tests.app.nullaudio import use_null_audio
 
@@ -72,14 +72,7 @@ def make_weights(path: Path) -> Path:
     model = CSN(net)
     clips = [_synth(kind, i)[: 3 * RATE, 0] for i, kind in enumerate(KINDS)]
     mel = log_mel(torch.from_numpy(np.stack(clips)), audio)
-    for m in model.modules():
-        if isinstance(m, torch.nn.BatchNorm2d):
-            m.reset_running_stats()
-            m.momentum = None  # cumulative average over the calibration batch
-    model.train()
-    with torch.no_grad():
-        model(mel)
-    model.eval()
+    calibrate_batch_norm(model, mel)
     save_weights(path, model, ModelSpec(net=net, audio=audio))
     return path
 
