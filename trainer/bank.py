@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import logging
+import os
 import time
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 
 import numpy as np
 import torch
@@ -22,17 +23,30 @@ def audible(x: torch.Tensor, threshold_db: float) -> torch.Tensor:
     return 10 * torch.log10(power + 1e-12) > threshold_db
 
 
+MAX_BOOST_DB = 12.0
+
+
+def level(x: torch.Tensor, level_db: float, threshold_db: float) -> torch.Tensor:
+    """Scale an audible clip (samples,) to an RMS of ``level_db`` dBFS (boost capped at
+    ``MAX_BOOST_DB``); inaudible clips are returned as they are."""
+    db = 10 * torch.log10(x.pow(2).mean() + 1e-12)
+    if db <= threshold_db:
+        return x
+    gain_db = torch.clamp(level_db - db, max=MAX_BOOST_DB)
+    return x * 10 ** (gain_db / 20)
+
+
 class StemBank:
     """Per-track class signals (5, n) as float16 tensors, with an index of audible windows."""
 
-    def __init__(self, parts: Sequence[np.ndarray], tempo_class: Sequence[int], sample_rate: int,
+    def __init__(self, parts: Iterable[np.ndarray], tempo_class: Sequence[int], sample_rate: int,
                  segment_seconds: float, hop_seconds: float, threshold_db: float,
                  device: str | torch.device = "cpu", names: Sequence[str] | None = None):
         self.sr = sample_rate
         self.win = int(round(segment_seconds * sample_rate))
         self.threshold_db = threshold_db
         self.device = torch.device(device)
-        self.names = list(names) if names is not None else [str(i) for i in range(len(parts))]
+        self.names = list(names) if names is not None else [str(i) for i in range(len(tempo_class))]
         self.audio: list[torch.Tensor] = []
         active: list[list[np.ndarray]] = []
         hop = int(round(hop_seconds * sample_rate))
@@ -53,17 +67,48 @@ class StemBank:
                      max_tracks: int = 0, device: str | torch.device = "cpu",
                      progress: bool = True) -> StemBank:
         """Load a :class:`trainer.data.dataset.SlakhDataset` split into memory."""
+        return cls.from_datasets([dataset], segment_seconds=segment_seconds, hop_seconds=hop_seconds,
+                                 max_tracks=max_tracks, device=device, progress=progress)
+
+    @classmethod
+    def from_datasets(cls, datasets: Sequence, *, segment_seconds: float, hop_seconds: float,
+                      max_tracks: int = 0, device: str | torch.device = "cpu",
+                      progress: bool = True, threads: int = 0) -> StemBank:
+        """Load one split of several datasets (same sample rate) into one bank.
+
+        ``max_tracks`` caps each dataset. Files are decoded by a thread pool (libsndfile and the
+        resampler release the GIL). Track names are prefixed with their dataset's folder name
+        when there are several datasets.
+        """
+        from concurrent.futures import ThreadPoolExecutor
+
         from trainer.data.dataset import ACTIVITY_THRESHOLD_DB
 
-        n = len(dataset) if not max_tracks else min(max_tracks, len(dataset))
+        if not datasets:
+            raise ValueError("no datasets to load")
+        rates = {d.sample_rate for d in datasets}
+        if len(rates) != 1:
+            raise ValueError(f"datasets load at different sample rates: {sorted(rates)}")
+        jobs, tempo, names = [], [], []
+        for d in datasets:
+            n = len(d) if not max_tracks else min(max_tracks, len(d))
+            for i in range(n):
+                t = d.tracks[i]
+                jobs.append((d, i))
+                tempo.append(t.tempo_class)
+                names.append(f"{d.root.name}/{t.name}" if len(datasets) > 1 else t.name)
         t0 = time.perf_counter()
-        parts = [dataset.load_parts(i) for i in tqdm(range(n), desc=f"load {dataset.split}",
-                                                      disable=not progress, unit="track")]
-        tracks = dataset.tracks[:n]
-        bank = cls(parts, [t.tempo_class for t in tracks], dataset.sample_rate, segment_seconds,
-                   hop_seconds, ACTIVITY_THRESHOLD_DB, device, names=[t.name for t in tracks])
-        log.info("loaded %d %s tracks (%.0f s of audio) in %.1f s", n, dataset.split,
-                 sum(p.shape[1] for p in parts) / dataset.sample_rate, time.perf_counter() - t0)
+        threads = threads or min(8, (os.cpu_count() or 1) + 1)
+        sr = datasets[0].sample_rate
+        with ThreadPoolExecutor(threads) as pool:
+            # consumed as they come, so only a few float32 tracks live beside the float16 bank
+            parts = tqdm(pool.map(lambda job: job[0].load_parts(job[1]), jobs), total=len(jobs),
+                         desc=f"load {datasets[0].split}", disable=not progress, unit="track")
+            bank = cls(parts, tempo, sr, segment_seconds, hop_seconds, ACTIVITY_THRESHOLD_DB, device,
+                       names=names)
+        log.info("loaded %d %s tracks from %s (%.0f s of audio) in %.1f s", len(jobs),
+                 datasets[0].split, ", ".join(d.root.name for d in datasets),
+                 sum(a.shape[1] for a in bank.audio) / sr, time.perf_counter() - t0)
         return bank
 
     def __len__(self) -> int:
@@ -72,12 +117,14 @@ class StemBank:
     def _slice(self, src: Source, part: int) -> torch.Tensor:
         return self.audio[src.track][part, src.start:src.start + self.win]
 
-    def render(self, pieces: Sequence[Piece], gains_db: np.ndarray | None = None
-               ) -> tuple[torch.Tensor, torch.Tensor]:
+    def render(self, pieces: Sequence[Piece], gains_db: np.ndarray | None = None,
+               level_db: float | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """Mix pieces -> (clips (M, win) float32, present (M, 5) float32) on the bank's device.
 
         ``present`` is the norm-loss target: the part was mixed in and is audible in the clip.
-        ``gains_db`` (M, 5) scales each part before mixing.
+        ``level_db`` first brings each audible part to that RMS level (dBFS, at most
+        ``MAX_BOOST_DB`` louder), so a part that the renderer or the composer left quiet is not
+        always buried under the others; ``gains_db`` (M, 5) then scales each part before mixing.
         """
         m = len(pieces)
         clips = torch.zeros(m, self.win, device=self.device)
@@ -88,6 +135,8 @@ class StemBank:
                 if src is None:
                     continue
                 x = self._slice(src, j).float()
+                if level_db is not None:
+                    x = level(x, level_db, self.threshold_db)
                 if gains is not None:
                     x = x * float(gains[i, j])
                 clips[i] += x

@@ -67,11 +67,12 @@ def setup_env(cfg: TrainConfig) -> Env:
     return Env(torch.device("cuda" if want_cuda else "cpu"))
 
 
-def lr_at(step: int, total: int, base: float, warmup: int) -> float:
-    """Linear warm-up, then cosine decay to 10 % of ``base``."""
+def lr_at(step: int, total: int, base: float, warmup: int, time_frac: float = 0.0) -> float:
+    """Linear warm-up, then cosine decay to 10 % of ``base``, over the steps or over the time
+    budget (``time_frac``: share of it spent), whichever runs out first."""
     if warmup and step < warmup:
         return base * (step + 1) / warmup
-    progress = min(1.0, (step - warmup) / max(1, total - warmup))
+    progress = min(1.0, max((step - warmup) / max(1, total - warmup), time_frac))
     return base * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * progress)))
 
 
@@ -139,8 +140,9 @@ class Stage:
             bar = tqdm(range(self.steps), desc=f"{self.name} {st.epoch + 1}/{self.epochs}",
                        disable=not env.main or not self.run.progress, leave=False)
             for _ in bar:
+                spent = (st.seconds + time.perf_counter() - t0) / self.budget_s if self.budget_s else 0.0
                 for g in self.opt.param_groups:
-                    g["lr"] = lr_at(st.step, total, self.lr, self.warmup)
+                    g["lr"] = lr_at(st.step, total, self.lr, self.warmup, spent)
                 out = step_fn(rng)
                 for k, v in out.items():
                     if k in timing:
@@ -193,31 +195,39 @@ def _unwrap(m: nn.Module) -> nn.Module:
 
 # ----------------------------------------------------------------------------- the run
 class Run:
-    def __init__(self, cfg: TrainConfig, data: Path, out: Path, progress: bool = True):
+    def __init__(self, cfg: TrainConfig, data: Path | Sequence[Path], out: Path, progress: bool = True):
         from trainer.data.dataset import SlakhDataset
 
-        self.cfg, self.data, self.out, self.progress = cfg, data, out, progress
+        self.data = [Path(data)] if isinstance(data, (str, Path)) else [Path(d) for d in data]
+        self.cfg, self.out, self.progress = cfg, out, progress
         self.env = setup_env(cfg)
         self.epochs_this_run = 0
         out.mkdir(parents=True, exist_ok=True)
         (out / "individual").mkdir(exist_ok=True)
         torch.manual_seed(cfg.seed + self.env.rank)
         dev = self.env.device
-        train = SlakhDataset(data, "train", sample_rate=cfg.sample_rate)
-        val = SlakhDataset(data, "validation", sample_rate=cfg.sample_rate)
-        if len(train) < 4:
-            raise ValueError(f"{data}: the train split has {len(train)} tracks; at least 4 are needed")
-        if len(val) < 4:
-            raise ValueError(f"{data}: the validation split has {len(val)} tracks; at least 4 are needed")
+        train = [SlakhDataset(d, "train", sample_rate=cfg.sample_rate) for d in self.data]
+        val = [SlakhDataset(d, "validation", sample_rate=cfg.sample_rate) for d in self.data]
+        for name, split in (("train", train), ("validation", val)):
+            if sum(len(d) for d in split) < 4:
+                roots = ", ".join(str(d) for d in self.data)
+                raise ValueError(f"{roots}: the {name} split has {sum(len(d) for d in split)} "
+                                 "tracks; at least 4 are needed")
         kw = dict(segment_seconds=cfg.segment_seconds, hop_seconds=cfg.hop_seconds, device=dev,
                   progress=progress and self.env.main)
-        self.train = StemBank.from_dataset(train, max_tracks=cfg.max_tracks, **kw)
-        self.val = StemBank.from_dataset(val, max_tracks=cfg.max_val_tracks, **kw)
+        self.train = StemBank.from_datasets(train, max_tracks=cfg.max_tracks, **kw)
+        self.val = StemBank.from_datasets(val, max_tracks=cfg.max_val_tracks, **kw)
+        self.level = cfg.level_db or None
         self.summary = {
-            "root": data.name, "train_tracks": len(self.train), "validation_tracks": len(self.val),
+            "root": "+".join(d.name for d in self.data),
+            "datasets": [{"root": d.root.name, "train_tracks": len(d), "validation_tracks": len(v),
+                          "sources": sorted({t.source for t in d.tracks}),
+                          "fonts": sorted({t.font for t in d.tracks if t.font})}
+                         for d, v in zip(train, val, strict=True)],
+            "train_tracks": len(self.train), "validation_tracks": len(self.val),
             "train_hours": round(sum(a.shape[1] for a in self.train.audio) / cfg.sample_rate / 3600, 3),
-            "sources": sorted({t.source for t in train.tracks}),
-            "fonts": sorted({t.font for t in train.tracks if t.font}),
+            "sources": sorted({t.source for d in train for t in d.tracks}),
+            "fonts": sorted({t.font for d in train for t in d.tracks if t.font}),
         }
         self.spec, self.ind_spec = cfg.model_spec(), cfg.individual_spec()
         self.audio = self.spec.audio
@@ -328,13 +338,13 @@ class Run:
                       self.budget(1))
         pieces_fn = self._pretrain_pieces
         val_pieces = pieces_fn(self.val, cfg.val_triplets, np.random.default_rng([cfg.seed, 98]))
-        val_clips, val_present = self.val.render(val_pieces)
+        val_clips, val_present = self.val.render(val_pieces, level_db=self.level)
         val_target = self._targets(ind, self.val, val_pieces, val_present)
 
         def step(rng: np.random.Generator) -> dict[str, float]:
             t0 = time.perf_counter()
             pieces = pieces_fn(self.train, cfg.pre_batch, rng)
-            clips, present = self.train.render(pieces, self._gains(rng, len(pieces)))
+            clips, present = self.train.render(pieces, self._gains(rng, len(pieces)), self.level)
             target = self._targets(ind, self.train, pieces, present)
             t1 = time.perf_counter()
             loss = pretrain_loss(self.embed(net, clips), target)
@@ -390,12 +400,13 @@ class Run:
         val_sampler = TripletSampler(self.val.index, pseudo=cfg.use_pseudo, additional=cfg.use_additional,
                                      same_tempo=False, keep_prob=cfg.keep_prob)
         val_trip = val_sampler.draw(cfg.val_triplets, np.random.default_rng([cfg.seed, 97]))
-        val_clips, val_present = self.val.render(flatten(val_trip))
+        val_clips, val_present = self.val.render(flatten(val_trip), level_db=self.level)
 
         def step(rng: np.random.Generator) -> dict[str, float]:
             t0 = time.perf_counter()
             trip = sampler.draw(cfg.batch, rng)
-            clips, present = self.train.render(flatten(trip), self._gains(rng, 3 * len(trip)))
+            clips, present = self.train.render(flatten(trip), self._gains(rng, 3 * len(trip)),
+                                               self.level)
             t1 = time.perf_counter()
             emb = self.embed(net, clips)
             losses = self._main_losses(trip, emb, present, norm)
@@ -493,19 +504,25 @@ def validation_metrics(run: Run, seed: int = 0) -> dict:
     from trainer.evaluate.validation import pseudo_piece_knn, stem_identification
 
     w = load_weights(run.out / "best.safetensors", run.env.device)
-    ds = SlakhDataset(run.data, "validation", sample_rate=run.cfg.sample_rate)
     fn = model_embed_fn(w.model, w.spec.audio, run.env.device)
     sec = run.cfg.segment_seconds
 
     def finite(scores: dict[str, float]) -> dict[str, float | None]:
         return {k: (None if math.isnan(v) else round(v, 2)) for k, v in scores.items()}
 
-    return {
-        "split": "validation", "tracks": len(ds), "segment_seconds": sec,
-        "table2_pseudo_piece_knn": finite(pseudo_piece_knn(ds, fn, seconds=sec, seed=seed)),
-        "table3_stem_identification": finite(stem_identification(ds, fn, seconds=sec, seed=seed,
-                                                                 max_segments=20)),
-    }
+    def one(root: Path) -> dict:
+        ds = SlakhDataset(root, "validation", sample_rate=run.cfg.sample_rate)
+        return {
+            "split": "validation", "tracks": len(ds), "segment_seconds": sec,
+            "table2_pseudo_piece_knn": finite(pseudo_piece_knn(ds, fn, seconds=sec, seed=seed)),
+            "table3_stem_identification": finite(stem_identification(
+                ds, fn, seconds=sec, seed=seed, max_segments=20)),
+        }
+
+    first = one(run.data[0])
+    if len(run.data) > 1:  # the first dataset's figures stay at the top level
+        first["datasets"] = {run.data[0].name: dict(first)} | {d.name: one(d) for d in run.data[1:]}
+    return first
 
 
 def training_seconds(log_path: Path) -> float:
@@ -586,7 +603,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         description="Train the CSN: individual networks, pre-training, then triplet + norm "
                     "training on pseudo pieces. Any config value can be overridden as --key=value "
                     "(see trainer/config.py), e.g. --epochs=200 --widths=16,32,64,128,128.")
-    ap.add_argument("--data", type=Path, required=True, help="dataset in the Slakh layout")
+    ap.add_argument("--data", type=Path, action="append", required=True,
+                    help="dataset in the Slakh layout (repeatable: the splits of several "
+                         "datasets are pooled, e.g. generated songs and rendered MIDI)")
     ap.add_argument("--preset", default="cpu", choices=sorted(PRESETS))
     ap.add_argument("--out", type=Path, required=True, help="run folder")
     ap.add_argument("--resume", action="store_true", help="continue the run in --out")
@@ -604,8 +623,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             cfg = apply_overrides(saved, overrides)
         else:
             cfg = resolve(args.preset, overrides)
-        if not args.data.is_dir():
-            raise ValueError(f"{args.data}: dataset folder not found")
+        for d in args.data:
+            if not d.is_dir():
+                raise ValueError(f"{d}: dataset folder not found")
         if args.reopen:
             if not args.resume:
                 raise ValueError("--reopen needs --resume (it continues an existing run)")

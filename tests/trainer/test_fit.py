@@ -109,3 +109,31 @@ def test_reopen_a_finished_stage_trains_on(tiny_data, tmp_path):
     assert pre == [1, 2]  # continued from its checkpoint, not restarted
     assert [r["epoch"] for r in rows if r["stage"] == "main"] == [1]  # redone once, old rows gone
     assert (run / "main.done").exists() and (run / "best.safetensors").exists()
+
+
+def test_lr_decays_over_the_time_budget_when_it_runs_out_first():
+    from trainer.fit import lr_at
+
+    assert lr_at(0, 1000, 1.0, 0) == pytest.approx(1.0)
+    assert lr_at(10, 1000, 1.0, 0, time_frac=1.0) == pytest.approx(0.1)
+    assert lr_at(10, 1000, 1.0, 0, time_frac=0.5) == pytest.approx(0.55)
+    assert lr_at(1000, 1000, 1.0, 0, time_frac=0.2) == pytest.approx(0.1)  # steps ran out first
+
+
+def test_two_datasets_are_pooled_and_validated_apart(tiny_data, tmp_path):
+    import shutil
+
+    other = tmp_path / "other"
+    shutil.copytree(tiny_data, other)
+    rc = main(["--data", str(tiny_data), "--data", str(other), "--preset", "smoke", "--out",
+               str(tmp_path / "run"), "--quiet", "--threads=1", "--use_pretrain=0", "--epochs=1"])
+    assert rc == 0
+    summary = json.loads((tmp_path / "run" / "summary.json").read_text())["data"]
+    assert summary["root"] == f"{tiny_data.name}+other"
+    assert summary["train_tracks"] == sum(d["train_tracks"] for d in summary["datasets"]) == 24
+    metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert set(metrics["datasets"]) == {tiny_data.name, "other"}
+    assert metrics["table3_stem_identification"] == \
+        metrics["datasets"][tiny_data.name]["table3_stem_identification"]
+    assert main(["--data", str(tmp_path / "missing"), "--data", str(other), "--out",
+                 str(tmp_path / "run2")]) == 1

@@ -116,3 +116,71 @@ def test_bank_silence_targets_match_the_mixed_stems():
         for j, src in enumerate(piece):
             expect = src is not None and bool(audible(stems[i, j], -50))
             assert bool(present[i, j]) == expect
+
+
+def _db(x: torch.Tensor) -> float:
+    return float(10 * torch.log10(x.pow(2).mean()))
+
+
+def test_level_brings_audible_parts_to_one_level_and_leaves_silence():
+    from trainer.bank import MAX_BOOST_DB, level
+
+    rng = np.random.default_rng(1)
+    tone = torch.from_numpy(rng.normal(0, 1, 8000).astype(np.float32))
+    for start_db in (-6.0, -20.0, -30.0):
+        x = tone / tone.pow(2).mean().sqrt() * 10 ** (start_db / 20)
+        assert _db(level(x, -24.0, -50.0)) == pytest.approx(-24.0, abs=1e-3)
+    quiet = tone / tone.pow(2).mean().sqrt() * 10 ** (-45 / 20)  # audible, but boost is capped
+    assert _db(level(quiet, -24.0, -50.0)) == pytest.approx(-45.0 + MAX_BOOST_DB, abs=1e-3)
+    faint = tone * 1e-4  # below the audibility threshold: untouched
+    assert torch.equal(level(faint, -24.0, -50.0), faint)
+    assert torch.equal(level(torch.zeros(100), -24.0, -50.0), torch.zeros(100))
+
+
+def test_bank_render_levels_each_part_before_the_gains():
+    from trainer.bank import level
+    from trainer.sampling import flatten
+
+    sr, n = 1000, 20_000
+    rng = np.random.default_rng(2)
+    parts = [(rng.normal(0, 1, (N_PARTS, n)) * (10 ** (np.arange(N_PARTS) * -6 / 20))[:, None]
+              * 0.1).astype(np.float32) for _ in range(6)]
+    bank = StemBank(parts, [0] * 6, sr, segment_seconds=2.0, hop_seconds=1.0, threshold_db=-50)
+    pieces = flatten(TripletSampler(bank.index, same_tempo=True, keep_prob=0.5).draw(10, rng))
+    gains = rng.uniform(-8, 0, (len(pieces), N_PARTS))
+    clips, present = bank.render(pieces, gains, level_db=-24.0)
+    stems = bank.stems(pieces)
+    expect = torch.zeros_like(clips)
+    for i in range(len(pieces)):
+        for j in range(N_PARTS):
+            expect[i] += level(stems[i, j], -24.0, -50.0) * float(10 ** (gains[i, j] / 20))
+    assert torch.allclose(clips, expect, atol=1e-5)
+    assert bool((present.sum(dim=1) > 0).all())
+
+
+def test_bank_from_several_datasets_pools_and_names_the_tracks():
+    class Fake:
+        def __init__(self, name, n, sr=1000):
+            from pathlib import Path
+            from types import SimpleNamespace
+
+            self.root, self.split, self.sample_rate = Path(name), "train", sr
+            self.tracks = [SimpleNamespace(name=f"T{i}", tempo_class=i % 2) for i in range(n)]
+
+        def __len__(self):
+            return len(self.tracks)
+
+        def load_parts(self, i):
+            return np.full((N_PARTS, 3000), 0.1 * (i + 1), dtype=np.float32)
+
+    bank = StemBank.from_datasets([Fake("gen", 3), Fake("real", 2)], segment_seconds=1.0,
+                                  hop_seconds=0.5, progress=False, threads=2)
+    assert bank.names == ["gen/T0", "gen/T1", "gen/T2", "real/T0", "real/T1"]
+    assert list(bank.index.tempo_class) == [0, 1, 0, 0, 1]
+    assert float(bank.audio[4][0, 0]) == pytest.approx(0.2, rel=1e-3)  # order kept
+    capped = StemBank.from_datasets([Fake("gen", 3), Fake("real", 2)], segment_seconds=1.0,
+                                    hop_seconds=0.5, progress=False, max_tracks=1)
+    assert capped.names == ["gen/T0", "real/T0"]
+    with pytest.raises(ValueError, match="sample rates"):
+        StemBank.from_datasets([Fake("a", 2), Fake("b", 2, sr=2000)], segment_seconds=1.0,
+                               hop_seconds=0.5, progress=False)
