@@ -26,7 +26,7 @@ def report_summary(report_dir: Path) -> tuple[str, dict]:
     def r(d: dict) -> dict:
         return {k: (round(v, 2) if isinstance(v, float) else v) for k, v in d.items()}
 
-    key = f"{rep['dataset']['root']}/{rep['dataset']['split']}"
+    key = f"{Path(rep['dataset']['root']).name}/{rep['dataset']['split']}"  # no machine paths
     return key, {
         "tracks": rep["dataset"]["tracks"],
         "table1_music_id_5s": {m: r(v["5"]) for m, v in t["table1"].items() if "5" in v},
