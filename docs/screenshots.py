@@ -139,7 +139,8 @@ def main() -> int:
             pick = t
     w.focus_panel.set_focus((1, 1, 0, 0, 0), emit=False)
     w.select_track(pick.id)
-    wait(app, lambda: w.results and w.map_space in w.maps)
+    # the final map, not the quick linear preview shown while UMAP runs
+    wait(app, lambda: w.results and w.map_space in w.maps and w.maps[w.map_space].final)
     w.results_view.selectRow(1)
     w.selected = w.results[1].track.id
     w._highlight()
@@ -150,7 +151,8 @@ def main() -> int:
     w.grab().save(str(args.out / "window.png"))
 
     w.focus_panel.solo(1)  # bass alone: the bass map
-    wait(app, lambda: w.map_space == "bass" and "bass" in w.maps and w.results)
+    wait(app, lambda: w.map_space == "bass" and "bass" in w.maps and w.maps["bass"].final
+         and w.results)
     for _ in range(20):
         app.processEvents()
     w.map_view.grab().save(str(args.out / "map-bass.png"))
