@@ -192,5 +192,5 @@ def project(ids: np.ndarray, vectors: np.ndarray, space: str, cache: MapCache | 
         if cancel is not None and cancel.is_set():
             return
         yield Projection(space, ids, xy, stage, final)
-    if cache is not None:
-        cache.put(key, xy)
+    if cache is not None and (stages or method == "pca"):
+        cache.put(key, xy)  # not a map of too few tracks for UMAP: it would come back as "UMAP"

@@ -28,13 +28,21 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from app.projection import SPACES, WHOLE, Projection
+from app.projection import MIN_UMAP, SPACES, WHOLE, Projection
 from app.ui.theme import PART_COLORS, PART_LABELS, QUERY_COLOR, RESULT_COLOR, SELECT_COLOR
 from model.parts import PARTS
 
 AUTO = "auto"
 STAGE_TEXT = {"pca": "quick linear preview, UMAP on its way…", "sample": "UMAP of a sample",
               "full": "UMAP", "cached": "UMAP"}
+
+
+def stage_text(proj: Projection) -> str:
+    """What the caption says of a map: a preview, a UMAP, or a linear map that stays one."""
+    if proj.stage == "pca" and proj.final:
+        few = len(proj.ids) < MIN_UMAP
+        return "linear map (PCA)" + (f"; UMAP from {MIN_UMAP} tracks on" if few else "")
+    return STAGE_TEXT.get(proj.stage, proj.stage)
 
 
 def _brush(color: str, alpha: int) -> pg.QtGui.QBrush:
@@ -183,7 +191,7 @@ class MapView(QWidget):
         layer = self.layers[self.space]
         proj = layer.proj
         name = "whole mix" if proj.space == WHOLE else proj.space
-        self.caption.setText(f"{name}: {STAGE_TEXT.get(proj.stage, proj.stage)} · {len(proj.ids)} tracks")
+        self.caption.setText(f"{name}: {stage_text(proj)} · {len(proj.ids)} tracks")
         self._set_hover(None)
         self._draw_overlay()
         xy = proj.xy

@@ -6,6 +6,7 @@ import pytest
 from app.projection import (
     WHOLE,
     MapCache,
+    Projection,
     pca_2d,
     project,
     space_for_focus,
@@ -89,3 +90,19 @@ def test_umap_on_a_sample_keeps_clusters_apart(tmp_path):
     d = np.linalg.norm(xy[:, None] - xy[None], axis=-1)
     np.fill_diagonal(d, np.inf)
     assert (labels[d.argmin(1)] == labels).mean() >= 0.95
+
+
+def test_too_few_tracks_give_a_final_linear_map_that_says_so(tmp_path):
+    from app.projection import MIN_UMAP
+    from app.ui.map_view import stage_text
+
+    v, _ = clustered()
+    v = v[: MIN_UMAP - 2]
+    ids = np.arange(len(v))
+    cache = MapCache(tmp_path / "maps")
+    for _ in range(2):  # not cached: the second map is not passed off as a UMAP
+        maps = list(project(ids, v, "drums", cache=cache))
+        assert [p.stage for p in maps] == ["pca"] and maps[-1].final
+        assert stage_text(maps[-1]) == f"linear map (PCA); UMAP from {MIN_UMAP} tracks on"
+    preview = Projection("drums", ids, maps[0].xy, "pca", False)
+    assert "UMAP on its way" in stage_text(preview)
