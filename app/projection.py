@@ -172,6 +172,8 @@ def project(ids: np.ndarray, vectors: np.ndarray, space: str, cache: MapCache | 
     if len(x) != n:
         raise ValueError(f"{n} ids but {len(x)} vectors")
     key = cache_key(ids, x, space, full_limit) + ("" if method == "umap" else f"-{method}")
+    if n < MIN_UMAP and method == "umap":
+        cache = None  # an instant linear map: never cached, so never shown as a cached "UMAP"
     if cache is not None and (hit := cache.get(key, n)) is not None:
         yield Projection(space, ids, hit, "cached", True)
         return
@@ -192,5 +194,5 @@ def project(ids: np.ndarray, vectors: np.ndarray, space: str, cache: MapCache | 
         if cancel is not None and cancel.is_set():
             return
         yield Projection(space, ids, xy, stage, final)
-    if cache is not None and (stages or method == "pca"):
-        cache.put(key, xy)  # not a map of too few tracks for UMAP: it would come back as "UMAP"
+    if cache is not None:
+        cache.put(key, xy)
