@@ -30,9 +30,8 @@ def level(x: torch.Tensor, level_db: float, threshold_db: float) -> torch.Tensor
     """Scale an audible clip (samples,) to an RMS of ``level_db`` dBFS (boost capped at
     ``MAX_BOOST_DB``); inaudible clips are returned as they are."""
     db = 10 * torch.log10(x.pow(2).mean() + 1e-12)
-    if db <= threshold_db:
-        return x
-    gain_db = torch.clamp(level_db - db, max=MAX_BOOST_DB)
+    # branch-free, so a CUDA bank never waits for the device inside the mixing loop
+    gain_db = torch.where(db > threshold_db, torch.clamp(level_db - db, max=MAX_BOOST_DB), 0.0)
     return x * 10 ** (gain_db / 20)
 
 
@@ -61,14 +60,6 @@ class StemBank:
             active.append([starts[on[j]] for j in range(N_PARTS)])
             self.audio.append(t.to(self.device, torch.float16))
         self.index = SegmentIndex(tempo_class=np.asarray(tempo_class), active=active)
-
-    @classmethod
-    def from_dataset(cls, dataset, *, segment_seconds: float, hop_seconds: float,
-                     max_tracks: int = 0, device: str | torch.device = "cpu",
-                     progress: bool = True) -> StemBank:
-        """Load a :class:`trainer.data.dataset.SlakhDataset` split into memory."""
-        return cls.from_datasets([dataset], segment_seconds=segment_seconds, hop_seconds=hop_seconds,
-                                 max_tracks=max_tracks, device=device, progress=progress)
 
     @classmethod
     def from_datasets(cls, datasets: Sequence, *, segment_seconds: float, hop_seconds: float,

@@ -218,16 +218,16 @@ class Run:
         self.train = StemBank.from_datasets(train, max_tracks=cfg.max_tracks, **kw)
         self.val = StemBank.from_datasets(val, max_tracks=cfg.max_val_tracks, **kw)
         self.level = cfg.level_db or None
+        per_dataset = [{"root": d.root.name, "train_tracks": len(d), "validation_tracks": len(v),
+                        "sources": sorted({t.source for t in d.tracks}),
+                        "fonts": sorted({t.font for t in d.tracks if t.font})}
+                       for d, v in zip(train, val, strict=True)]
         self.summary = {
-            "root": "+".join(d.name for d in self.data),
-            "datasets": [{"root": d.root.name, "train_tracks": len(d), "validation_tracks": len(v),
-                          "sources": sorted({t.source for t in d.tracks}),
-                          "fonts": sorted({t.font for t in d.tracks if t.font})}
-                         for d, v in zip(train, val, strict=True)],
+            "root": "+".join(d.name for d in self.data), "datasets": per_dataset,
             "train_tracks": len(self.train), "validation_tracks": len(self.val),
             "train_hours": round(sum(a.shape[1] for a in self.train.audio) / cfg.sample_rate / 3600, 3),
-            "sources": sorted({t.source for d in train for t in d.tracks}),
-            "fonts": sorted({t.font for d in train for t in d.tracks if t.font}),
+            "sources": sorted(set().union(*(e["sources"] for e in per_dataset))),
+            "fonts": sorted(set().union(*(e["fonts"] for e in per_dataset))),
         }
         self.spec, self.ind_spec = cfg.model_spec(), cfg.individual_spec()
         self.audio = self.spec.audio
