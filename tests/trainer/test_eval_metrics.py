@@ -72,3 +72,53 @@ def test_matrix_correlation():
     assert np.isnan(matrix_correlation(np.ones((5, 2)), a[:5]))
     with pytest.raises(ValueError):
         matrix_correlation(a, a[:3])
+
+
+def test_participation_ratio_of_known_clouds():
+    from trainer.evaluate.metrics import participation_ratio
+
+    rng = np.random.default_rng(0)
+    # isotropic in 128-d: near 128 (the sample covariance of N rows loses a little: D / (1 + D/N))
+    iso = rng.normal(size=(20000, 128))
+    assert 120.0 < participation_ratio(iso) <= 128.0
+    # rank 1: every vector on one line, whatever its length (a loudness-like number)
+    line = rng.normal(size=(500, 1)) * rng.normal(size=(1, 128))
+    assert participation_ratio(line) == pytest.approx(1.0, abs=1e-6)
+    # k equal directions -> k, unequal variances -> fewer; the scale does not matter
+    four = np.zeros((4000, 128))
+    four[:, :4] = rng.choice([-1.0, 1.0], size=(4000, 4))
+    assert participation_ratio(four) == pytest.approx(4.0, rel=0.02)
+    assert participation_ratio(1e-3 * four) == pytest.approx(participation_ratio(four))
+    skew = four * np.array([1.0, 1.0, 0.1, 0.1] + [0.0] * 124)
+    assert participation_ratio(skew) == pytest.approx(2.0, rel=0.03)
+    # a mean offset is not a direction of variance
+    assert participation_ratio(line + 5.0) == pytest.approx(1.0, abs=1e-6)
+    # nothing to measure
+    assert np.isnan(participation_ratio(np.ones((10, 128))))
+    assert np.isnan(participation_ratio(np.zeros((1, 128))))
+
+
+def test_spread_over_draws():
+    from trainer.evaluate.metrics import spread
+
+    s = spread([10.0, 20.0, 30.0, float("nan")])
+    assert s == {"mean": 20.0, "std": pytest.approx(np.sqrt(200 / 3)), "min": 10.0, "max": 30.0,
+                 "n": 3}
+    assert spread([5.0])["std"] == 0.0
+    assert np.isnan(spread([])["mean"]) and spread([])["n"] == 0
+
+
+def test_presence_with_and_without_norm_biases():
+    from trainer.evaluate.metrics import presence_predict
+
+    emb = np.zeros((2, 640), np.float32)
+    emb[0, 0] = 2.0      # drums norm 2
+    emb[0, 128] = 0.5    # bass norm 0.5
+    emb[1, 256] = 0.05   # piano norm 0.05
+    # without biases: at least half of the row's largest norm
+    assert presence_predict(emb).tolist() == [[True, False, False, False, False],
+                                              [False, False, True, False, False]]
+    # with biases: present when the norm exceeds exp(-b)
+    b = [0.0, 1.0, 0.0, 0.0, 0.0]  # bass threshold exp(-1) = 0.37 < 0.5
+    assert presence_predict(emb, b)[0].tolist() == [True, True, False, False, False]
+    assert presence_predict(emb, b)[1].tolist() == [False] * 5  # 0.05 < exp(0) = 1

@@ -70,8 +70,25 @@ def test_cli_writes_the_report_and_repeats_it_exactly(dataset_root, run_dir, tmp
     assert rep["dataset"]["tracks"] == 8 and len(rep["dataset"]["evaluated"]) == 8
     assert rep["counts"]["segments"] == {"2": 8 * 4, "4": 8 * 2}
     assert sum(rep["counts"]["pseudo_pieces"].values()) <= 5 * 3 * 2
+    # Table 2 over 10 seeded draws: the mean is the table, the spread beside it
+    sp = t["table2_spread"]["proposed"]
+    assert rep["config"]["draws"] == 10 and all(s["n"] == 10 for s in sp.values() if s["n"])
+    for p, s in sp.items():
+        if s["n"]:
+            assert s["min"] <= t["table2"]["proposed"][p] <= s["max"] and s["std"] >= 0.0
+            assert len(t["table2_draws"]["proposed"][p]) == 10
+    assert sum(rep["counts"]["pseudo_pieces_all_draws"].values()) >= sum(
+        rep["counts"]["pseudo_pieces"].values())
+    dims = rep["effective_dimension"]
+    assert set(dims) == {"proposed_mix", "proposed_mix_all", "proposed_stem", "individual_mix",
+                         "individual_clean"}
+    assert all(1.0 - 1e-6 <= v <= 128.0 for v in _numbers(dims))
+    assert set(rep["presence"]["stem"]["bass"]) == {"largest", "own", "others_absent", "accuracy"}
+    assert rep["presence"]["rule"] == "half_of_largest_norm"  # random weights: no trained biases
     md = (tmp_path / "a" / "report.md").read_text()
     assert "| drums |" in md and "95.80" in md  # the paper's Table 2 beside ours
+    assert "mean of 10 seeded draws" in md and "## Effective dimension" in md
+    assert "## Presence" in md
     # fixed seeds: a second run gives the same numbers (here without the baselines)
     assert main([*args, "--main-seconds", "4", "--out", str(tmp_path / "b"), "--no-plots"]) == 0
     t2 = json.loads((tmp_path / "b" / "report.json").read_text())["tables"]
@@ -110,7 +127,13 @@ def test_evaluate_with_oracles_scores_perfectly():
     md = markdown({**ev.results, "config": vars(cfg), "dataset": {}, "plots": [],
                    "weights": {"name": "oracle", "sha256": "0" * 64},
                    "environment": {"device": "cpu", "elapsed_s": 0.0}})
-    assert "| drums | 100.00 | 95.80 |" in md
+    assert "| drums | 100.00 | 0.00 | 100.00-100.00 | 95.80 |" in md
+    assert t["table2_spread"]["proposed"]["bass"] == {"mean": 100.0, "std": 0.0, "min": 100.0,
+                                                      "max": 100.0, "n": 10}
+    # the oracle's subspaces: one-hots of 6 tracks, equally often -> 5 directions
+    assert ev.results["effective_dimension"]["proposed_mix"] == pytest.approx(
+        {p: 5.0 for p in PARTS})
+    assert ev.results["presence"]["stem"]["guitar"]["accuracy"] == 100.0
 
 
 def test_full_protocol_runs_the_baselines_at_every_length():

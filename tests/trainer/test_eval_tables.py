@@ -7,18 +7,23 @@ from trainer.evaluate.segments import (
     collect_pieces,
     collect_pseudo,
     mix_pseudo,
+    plan_draws,
     plan_pseudo_pieces,
     tempo_mismatches,
 )
 from trainer.evaluate.tables import (
     cross_correlation,
     csn_method,
+    effective_dimension,
+    mix_presence,
     music_id,
     per_part_method,
     pseudo_separation,
+    pseudo_separation_draws,
     shared_method,
     stem_identification_table,
     stem_mix_correlation,
+    stem_presence,
 )
 
 FNS = {"oracle": F.oracle, "leaky": F.leaky, "constant": F.constant, "noise": F.noise,
@@ -149,3 +154,63 @@ def test_pseudo_cache_stays_within_its_budget_and_gives_the_same_numbers(data):
         assert np.array_equal(roomy[p].emb[("oracle", "mix")], tight[p].emb[("oracle", "mix")])
     capped = collect_pseudo(data, plans, 3.0, jobs, FNS, activity=F.activity, max_seconds=6.0)
     assert all(len(capped[p]) == 2 * sum(pp.part == p for pp in plans) for p in PARTS)
+
+
+def test_draws_share_pieces_and_draw_zero_is_the_single_plan(data):
+    plan = plan_draws(data.tracks, PARTS, 3, 2, seed=4, draws=6)
+    assert len(plan.draws) == 6
+    single = plan_pseudo_pieces(data.tracks, "bass", 3, 2, seed=4)
+    first = [plan.pieces[i] for i in plan.draws[0]["bass"]]
+    assert [(p.label, p.other) for p in first] == [(p.label, p.other) for p in single]
+    assert [p.piece for p in plan.pieces] == list(range(len(plan.pieces)))
+    keys = [(p.part, p.label, p.other) for p in plan.pieces]
+    assert len(set(keys)) == len(keys)  # a piece drawn twice is embedded once
+    drawn = sum(len(d[p]) for d in plan.draws for p in PARTS)
+    assert len(plan.pieces) < drawn  # 8 tracks: the draws overlap
+    assert {plan.pieces[i].part for i in plan.draws[3]["drums"]} == {"drums"}
+    with pytest.raises(ValueError):
+        plan_draws(data.tracks, PARTS, 3, 2, seed=4, draws=0)
+
+
+def test_table2_over_draws_has_a_spread_that_can_fail(data):
+    plan = plan_draws(data.tracks, PARTS, 4, 2, seed=0, draws=8)
+    sets = collect_pseudo(data, plan.pieces, 3.0, {p: {("oracle", "mix"), ("noise", "mix")}
+                                                   for p in PARTS}, FNS, activity=F.activity)
+    exact = pseudo_separation_draws(sets, csn_method("o", "oracle"), plan)
+    assert exact == {p: [100.0] * 8 for p in PARTS}  # no spread: every draw is perfect
+    noisy = pseudo_separation_draws(sets, csn_method("n", "noise"), plan)
+    assert all(len(v) == 8 for v in noisy.values())
+    assert np.mean([np.std(v) for v in noisy.values()]) > 1.0  # chance moves from draw to draw
+    # draw 0 scores exactly what the single-draw Table 2 scores on the same pieces
+    one = {p: segs.subset(np.flatnonzero(np.isin(segs.group, plan.draws[0][p])))
+           for p, segs in sets.items()}
+    assert pseudo_separation(one, csn_method("n", "noise")) == {p: v[0] for p, v in noisy.items()}
+
+
+def test_effective_dimension_oracle_constant_and_one_direction(pieces):
+    s3 = pieces[3.0]
+    # the oracle's subspace is a one-hot of 8 tracks' slots, equally often: 8 - 1 directions
+    dims = effective_dimension(s3, csn_method("o", "oracle"))
+    assert dims["drums"] == pytest.approx(7.0, rel=1e-6)
+    assert dims["piano"] == pytest.approx(6.0, rel=1e-6)  # 7 tracks have a piano
+    assert all(np.isnan(v) for v in effective_dimension(s3, csn_method("c", "constant")).values())
+    # a random vector per segment spreads over many more directions (32 segments in 128-d)
+    assert effective_dimension(s3, csn_method("n", "noise"))["drums"] > 15.0
+
+
+def test_presence_on_clean_stems_and_mixes(pieces):
+    s3 = pieces[3.0]
+    st = stem_presence(s3, "oracle")
+    assert all(st[p] == {"largest": 100.0, "own": 100.0, "others_absent": 100.0, "accuracy": 100.0}
+               for p in PARTS)
+    # every subspace equally long: each part is "present" on every stem
+    leak = stem_presence(s3, "leaky")
+    assert all(leak[p]["own"] == 100.0 and leak[p]["others_absent"] == 0.0 for p in PARTS)
+    assert all(leak[p]["accuracy"] == pytest.approx(20.0) for p in PARTS)
+    # a bias that puts the threshold above the oracle's unit norms: nothing is heard
+    deaf = stem_presence(s3, "oracle", norm_bias=[-1.0] * 5)
+    assert all(deaf[p]["own"] == 0.0 for p in PARTS)
+    mx = mix_presence(s3, "oracle")
+    assert mx["drums"]["accuracy"] == 100.0 and mx["drums"]["recall"] == 100.0
+    assert np.isnan(mx["drums"]["false_present"])  # drums are never silent here
+    assert mx["piano"]["accuracy"] == 100.0 and mx["piano"]["false_present"] == 0.0

@@ -42,6 +42,9 @@ def parser() -> argparse.ArgumentParser:
                     help="Table 2 labels per part (default: %(default)s)")
     ap.add_argument("--per-label", type=_positive_int, default=d.per_label,
                     help="Table 2 pseudo pieces per label (default: %(default)s)")
+    ap.add_argument("--draws", type=_positive_int, default=d.draws,
+                    help="Table 2: seeded draws of pseudo pieces, averaged, with their spread "
+                         "(default: %(default)s)")
     ap.add_argument("--seed", type=int, default=d.seed)
     ap.add_argument("--all-segments", action="store_true",
                     help="score parts on silent segments too (default: audible segments only)")
@@ -67,7 +70,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         cfg = EvalConfig(split=args.split, seconds=tuple(args.seconds),
                          main_seconds=args.main_seconds, k=args.k, n_labels=args.labels,
-                         per_label=args.per_label, seed=args.seed,
+                         per_label=args.per_label, draws=args.draws, seed=args.seed,
                          audible_only=not args.all_segments, max_tracks=args.max_tracks,
                          max_segments=args.max_segments,
                          max_pseudo_seconds=None if args.full else args.max_pseudo_seconds,
@@ -85,6 +88,11 @@ def main(argv: Sequence[str] | None = None) -> int:
                       ("Table 2 (proposed)", t["table2"]["proposed"]),
                       ("Table 3 (proposed)", t["table3"]["proposed"]),
                       ("Table 4 (proposed)", t["table4"]["proposed"])):
+        cells = "  ".join(f"{p} {'-' if v is None else f'{v:.2f}'}" for p, v in row.items())
+        print(f"{name:26s} {cells}")
+    std = {p: s["std"] for p, s in t["table2_spread"]["proposed"].items()}
+    for name, row in ((f"Table 2 std ({cfg.draws} draws)", std),
+                      ("Effective dim. (mix)", report["effective_dimension"]["proposed_mix"])):
         cells = "  ".join(f"{p} {'-' if v is None else f'{v:.2f}'}" for p, v in row.items())
         print(f"{name:26s} {cells}")
     return 0

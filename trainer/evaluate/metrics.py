@@ -1,4 +1,5 @@
-"""The scores behind the tables: kNN accuracy, largest-norm identification, matrix correlation.
+"""The scores behind the tables: kNN accuracy, largest-norm identification, matrix correlation,
+effective dimension (participation ratio) and the spread of a score over seeded draws.
 
 Pure numpy on embeddings that are already computed. Every random choice (breaking exact ties)
 comes from a seeded generator, so the same inputs always give the same numbers. Accuracies are
@@ -81,6 +82,22 @@ def largest_norm_predict(embedding: np.ndarray, seed: int = 0) -> np.ndarray:
     return np.where(is_max, draw, -1.0).argmax(axis=1)
 
 
+def presence_predict(embedding: np.ndarray, norm_bias: list[float] | np.ndarray | None = None
+                     ) -> np.ndarray:
+    """(N, 640) embeddings -> (N, 5) bool: is each part present?
+
+    With the trained norm-loss biases b (eq. 5): sigmoid(log ||f_j|| + b_j) > 0.5, i.e.
+    ||f_j|| > exp(-b_j). Without them: a norm at least half the largest of its row.
+    """
+    norms = np.asarray(part_norms(np.asarray(embedding, dtype=np.float32)), dtype=np.float64)
+    if norms.ndim != 2 or norms.shape[1] != N_PARTS:
+        raise ValueError(f"expected (N, 640) embeddings, got {np.shape(embedding)}")
+    if norm_bias is None:
+        return norms >= 0.5 * norms.max(axis=1, keepdims=True).clip(1e-12)
+    b = np.asarray(norm_bias, dtype=np.float64).reshape(N_PARTS)
+    return np.log(np.maximum(norms, 1e-12)) + b > 0.0
+
+
 def distances(x: np.ndarray) -> np.ndarray:
     """Condensed Euclidean distance matrix: (N, D) -> (N * (N - 1) / 2,) float64, pairs i < j."""
     return pdist(np.asarray(x, dtype=np.float64))
@@ -108,3 +125,35 @@ def matrix_correlation(a: np.ndarray, b: np.ndarray) -> float:
     if np.ptp(da) == 0 or np.ptp(db) == 0:
         return float("nan")
     return float(np.corrcoef(da, db)[0, 1])
+
+
+def participation_ratio(x: np.ndarray) -> float:
+    """Effective dimension of a cloud of vectors: (sum lambda)^2 / sum lambda^2 over the
+    eigenvalues lambda of its covariance matrix.
+
+    x: (N, D). 1 when every vector lies on one line (a collapsed subspace that carries one
+    number, e.g. loudness), D when the variance is spread evenly over D orthogonal directions.
+    NaN for fewer than 2 rows or no variance at all (nothing to measure).
+    """
+    x = np.asarray(x, dtype=np.float64)
+    if x.ndim != 2:
+        raise ValueError(f"expected (N, D) vectors, got shape {x.shape}")
+    if len(x) < 2 or not np.isfinite(x).all():
+        return float("nan")
+    # the covariance's eigenvalues are the squared singular values of the centred rows / (N - 1)
+    s2 = np.linalg.svd(x - x.mean(axis=0), compute_uv=False) ** 2
+    total = s2.sum()
+    if total <= 1e-24 * max(1.0, float(np.abs(x).max()) ** 2):
+        return float("nan")
+    return float(total ** 2 / np.sum(s2 ** 2))
+
+
+def spread(values: list[float] | np.ndarray) -> dict[str, float]:
+    """Mean, standard deviation (population, ddof 0), min and max of the finite ``values`` and
+    how many there were: the summary of one score over seeded draws. NaN fields when none."""
+    v = np.asarray([x for x in values if x is not None and np.isfinite(x)], dtype=np.float64)
+    if not len(v):
+        nan = float("nan")
+        return {"mean": nan, "std": nan, "min": nan, "max": nan, "n": 0}
+    return {"mean": float(v.mean()), "std": float(v.std()), "min": float(v.min()),
+            "max": float(v.max()), "n": int(len(v))}

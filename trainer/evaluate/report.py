@@ -13,7 +13,7 @@ import os
 import platform
 import time
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +22,7 @@ import torch
 
 from model.embedder import Embedder
 from model.parts import EMBED_DIM, PARTS
-from model.weights import WeightsError
+from model.weights import WeightsError, read_card
 from trainer.evaluate import paper
 from trainer.evaluate.baselines import (
     IndividualNets,
@@ -31,6 +31,7 @@ from trainer.evaluate.baselines import (
     check_rates,
     embedder_fn,
 )
+from trainer.evaluate.metrics import spread
 from trainer.evaluate.segments import (
     ActivityFn,
     Dataset,
@@ -39,7 +40,7 @@ from trainer.evaluate.segments import (
     SegmentSet,
     collect_pieces,
     collect_pseudo,
-    plan_pseudo_pieces,
+    plan_draws,
     tempo_mismatches,
 )
 from trainer.evaluate.tables import (
@@ -47,19 +48,22 @@ from trainer.evaluate.tables import (
     Space,
     cross_correlation,
     csn_method,
+    effective_dimension,
     mean,
+    mix_presence,
     music_id,
     per_part_method,
-    pseudo_separation,
+    pseudo_separation_draws,
     shared_method,
     stem_identification_table,
     stem_mix_correlation,
+    stem_presence,
 )
 from trainer.evaluate.validation import pick_tracks
 
 log = logging.getLogger(__name__)
 
-REPORT_VERSION = 1
+REPORT_VERSION = 2  # 2: Table 2 over seeded draws with its spread, effective dimension, presence
 
 
 @dataclass
@@ -72,6 +76,7 @@ class EvalConfig:
     k: int = 5  # kNN neighbours, majority vote
     n_labels: int = 10  # Table 2: labels per part ...
     per_label: int = 4  # ... times pseudo pieces per label = 40 pseudo pieces
+    draws: int = 10  # Table 2: seeded draws of those pseudo pieces (seed, seed + 1, ...), averaged
     seed: int = 0
     audible_only: bool = True  # score a part only on segments where it is audible
     max_tracks: int | None = None  # seeded subset of the split's tracks
@@ -87,8 +92,8 @@ class EvalConfig:
         self.seconds = tuple(sorted({float(s) for s in self.seconds}))
         if self.main_seconds not in self.seconds:
             self.seconds = tuple(sorted({*self.seconds, float(self.main_seconds)}))
-        if self.k < 1 or self.n_labels < 1 or self.per_label < 1:
-            raise ValueError("k, n_labels and per_label must be at least 1")
+        if self.k < 1 or self.n_labels < 1 or self.per_label < 1 or self.draws < 1:
+            raise ValueError("k, n_labels, per_label and draws must be at least 1")
 
 
 # Method ids (JSON keys) and their names in the Markdown report.
@@ -132,9 +137,12 @@ class Evaluation:
 
 
 def evaluate(dataset: Dataset, fns: Mapping[str, EmbedFn], config: EvalConfig | None = None,
-             *, activity: ActivityFn | None = None, progress: bool = False) -> Evaluation:
+             *, activity: ActivityFn | None = None, norm_bias: list[float] | None = None,
+             progress: bool = False) -> Evaluation:
     """Tables 1-5 on ``dataset`` for the CSN ``fns["csn"]`` and the baselines present in ``fns``
-    (``mfcc``; ``ind`` and ``ind_<part>`` for the individual networks)."""
+    (``mfcc``; ``ind`` and ``ind_<part>`` for the individual networks), with Table 2 over
+    ``config.draws`` seeded draws, the effective dimension of every part's space and the CSN's
+    presence decisions (``norm_bias``: the trained norm-loss biases of its card)."""
     cfg = config or EvalConfig()
     have_ind = "ind" in fns and all(f"ind_{p}" in fns for p in PARTS)
     ms = methods(have_ind)
@@ -163,11 +171,10 @@ def evaluate(dataset: Dataset, fns: Mapping[str, EmbedFn], config: EvalConfig | 
 
     t0 = time.perf_counter()
     sub_tracks = [dataset.tracks[i] for i in tracks]
-    plan = []
-    for p in PARTS:
-        for pp in plan_pseudo_pieces(sub_tracks, p, cfg.n_labels, cfg.per_label, cfg.seed):
-            plan.append(replace(pp, label=tracks[pp.label], other=tracks[pp.other],
-                                piece=len(plan)))
+    draws = plan_draws(sub_tracks, PARTS, cfg.n_labels, cfg.per_label, cfg.seed, cfg.draws,
+                       indices=tracks)
+    plan = draws.pieces
+    first = {p: draws.draws[0][p] for p in PARTS}  # the single-draw plan (counts, figures)
     pp_methods = [k for k in ("proposed", "individual_mix_pp", "mfcc") if k in ms]
     pp_jobs = {p: set().union(*(ms[k].jobs((p,)) for k in pp_methods)) for p in PARTS}
     pseudo = collect_pseudo(dataset, plan, cfg.main_seconds, pp_jobs, fns,
@@ -180,8 +187,10 @@ def evaluate(dataset: Dataset, fns: Mapping[str, EmbedFn], config: EvalConfig | 
     main = pieces[cfg.main_seconds]
     table1 = {k: {_key(s): music_id(pieces[s], ms[k], **knn) for s in t1_lengths[k]}
               for k in t1_methods}
-    table2 = {("individual_mix" if k == "individual_mix_pp" else k):
-              pseudo_separation(pseudo, ms[k], **knn) for k in pp_methods}
+    per_draw = {("individual_mix" if k == "individual_mix_pp" else k):
+                pseudo_separation_draws(pseudo, ms[k], draws, **knn) for k in pp_methods}
+    table2_spread = {k: {p: spread(v) for p, v in row.items()} for k, row in per_draw.items()}
+    table2 = {k: {p: sp["mean"] for p, sp in row.items()} for k, row in table2_spread.items()}
     t3, t3_counts = stem_identification_table(main, "csn", seed=cfg.seed)
     corr = dict(seed=cfg.seed, max_segments=cfg.max_matrix_segments)
     pairs = [("proposed", "proposed_stem", "proposed"),
@@ -192,28 +201,46 @@ def evaluate(dataset: Dataset, fns: Mapping[str, EmbedFn], config: EvalConfig | 
               for name, a, b in pairs if a in ms and b in ms}
     table5 = {k: cross_correlation(main, ms[k], audible_only=cfg.audible_only, **corr)
               for k in ("proposed", "individual_clean", "individual_mix") if k in ms}
+    aud = cfg.audible_only
+    dims = {"proposed_mix": effective_dimension(main, ms["proposed"], audible_only=aud),
+            "proposed_mix_all": effective_dimension(main, ms["proposed"], audible_only=False),
+            "proposed_stem": effective_dimension(main, ms["proposed_stem"], audible_only=True)}
+    for k in ("individual_mix", "individual_clean"):
+        if k in ms:
+            dims[k] = effective_dimension(main, ms[k], audible_only=aud or k == "individual_clean")
+    presence = {"stem": stem_presence(main, "csn", norm_bias),
+                "mix": mix_presence(main, "csn", norm_bias),
+                "rule": "norm_bias" if norm_bias is not None else "half_of_largest_norm"}
     timing["tables_s"] = time.perf_counter() - t0
 
     results = {
         "tables": {"table1": table1, "table2": table2, "table3": {"proposed": t3},
-                   "table4": table4, "table5": table5},
+                   "table4": table4, "table5": table5, "table2_spread": table2_spread,
+                   "table2_draws": per_draw},
+        "effective_dimension": dims,
+        "presence": presence,
         "counts": {
             "tracks": len(tracks),
             "segments": {_key(s): len(pieces[s]) for s in cfg.seconds},
             "audible_segments": {_key(cfg.main_seconds): dict(zip(
                 PARTS, main.active.sum(axis=1).tolist(), strict=True))},
             "table3_segments": t3_counts,
-            "pseudo_pieces": {p: sum(pp.part == p for pp in plan) for p in PARTS},
-            "pseudo_labels": {p: len({pp.label for pp in plan if pp.part == p}) for p in PARTS},
+            "pseudo_pieces": {p: len(first[p]) for p in PARTS},
+            "pseudo_labels": {p: len({plan[i].label for i in first[p]}) for p in PARTS},
             "pseudo_segments": {p: len(pseudo[p]) if p in pseudo else 0 for p in PARTS},
             "pseudo_tempo_mismatches": {
-                p: tempo_mismatches(dataset.tracks, [pp for pp in plan if pp.part == p])
+                p: tempo_mismatches(dataset.tracks, [plan[i] for i in first[p]])
                 for p in PARTS},
+            "table2_draws": cfg.draws,
+            "pseudo_pieces_all_draws": {p: sum(pp.part == p for pp in plan) for p in PARTS},
         },
         "timing": timing,
-        "pseudo_plan": [asdict(pp) for pp in plan],
+        "pseudo_plan": [asdict(pp) | {"draws": [d for d, ch in enumerate(draws.draws)
+                                                 if pp.piece in ch[pp.part]]} for pp in plan],
     }
-    return Evaluation(results, pieces, pseudo, tracks)
+    fig_sets = {p: segs.subset(np.flatnonzero(np.isin(segs.group, first[p])))
+                for p, segs in pseudo.items()}
+    return Evaluation(results, pieces, fig_sets, tracks)
 
 
 def _key(seconds: float) -> str:
@@ -282,19 +309,31 @@ def markdown(report: dict[str, Any]) -> str:
               f"{_fmt(100.0 / max(1, counts['tracks']))} % (one track in {counts['tracks']}).", ""]
 
     t2 = t["table2"]
+    sp2 = t.get("table2_spread", {})
+    draws = cfg.get("draws", 1)
     cols2 = [k for k in ("individual_mix", "mfcc") if k in t2]
     lines += [f"## Table 2: pseudo-piece separation ({cfg['main_seconds']:g} s)", "",
               f"{cfg['n_labels']} labels x {cfg['per_label']} pseudo pieces per part (fewer when "
-              "the split is small); the target's own pseudo piece never votes. Chance is one "
-              "label in `labels`; the paper's numbers are for 5 s segments.", ""]
-    header = ["part", "ours", "paper (i)", *[NAMES[k] for k in cols2], "paper (a)",
+              f"the split is small), mean of {draws} seeded draws (std and min-max over the "
+              "draws); the target's own pseudo piece never votes. Chance is one label in "
+              "`labels`; the paper's numbers are for 5 s segments. Two models differ on a part "
+              "when their means differ by more than about two stds.", ""]
+
+    def spread_cells(k: str, p: str) -> list[str]:
+        s = sp2.get(k, {}).get(p, {})
+        return [_fmt(s.get("std")), f"{_fmt(s.get('min'))}-{_fmt(s.get('max'))}"]
+
+    header = ["part", "ours", "std", "min-max", "paper (i)",
+              *[h for k in cols2 for h in (NAMES[k], "std")], "paper (a)",
               "pieces", "labels", "cross-tempo"]
-    rows = [[p, _fmt(t2["proposed"].get(p)), _fmt(paper.TABLE2_PROPOSED[p]),
-             *[_fmt(t2[k].get(p)) for k in cols2], _fmt(paper.TABLE2_BASELINE[p]),
+    rows = [[p, _fmt(t2["proposed"].get(p)), *spread_cells("proposed", p),
+             _fmt(paper.TABLE2_PROPOSED[p]),
+             *[c for k in cols2 for c in (_fmt(t2[k].get(p)), spread_cells(k, p)[0])],
+             _fmt(paper.TABLE2_BASELINE[p]),
              str(counts["pseudo_pieces"][p]), str(counts["pseudo_labels"][p]),
              str(counts["pseudo_tempo_mismatches"][p])] for p in PARTS]
-    rows.append(["mean", _fmt(mean(t2["proposed"])), _fmt(mean(paper.TABLE2_PROPOSED)),
-                 *[_fmt(mean(t2[k])) for k in cols2], "", "", "", ""])
+    rows.append(["mean", _fmt(mean(t2["proposed"])), "", "", _fmt(mean(paper.TABLE2_PROPOSED)),
+                 *[c for k in cols2 for c in (_fmt(mean(t2[k])), "")], "", "", "", ""])
     lines += [*_table(header, rows), ""]
 
     t3 = t["table3"]["proposed"]
@@ -303,6 +342,9 @@ def markdown(report: dict[str, Any]) -> str:
              str(counts["table3_segments"][p])] for p in PARTS]
     rows.append(["mean", _fmt(mean(t3)), _fmt(np.mean(list(paper.TABLE3_PROPOSED.values()))), ""])
     lines += [*_table(["part", "ours", "paper", "segments"], rows), "", "Chance is 20 %.", ""]
+
+    lines += _dimension_lines(report)
+    lines += _presence_lines(report)
 
     t4 = t["table4"]
     cols4 = [k for k in ("individual", "mfcc") if k in t4]
@@ -340,6 +382,47 @@ def markdown(report: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+DIM_NAMES = {
+    "proposed_mix": "CSN, mix (audible)",
+    "proposed_mix_all": "CSN, mix (all segments)",
+    "proposed_stem": "CSN, clean stem",
+    "individual_mix": "individual nets, mix",
+    "individual_clean": "individual nets, clean stem (pre-training targets)",
+}
+
+
+def _dimension_lines(report: dict[str, Any]) -> list[str]:
+    dims = report.get("effective_dimension")
+    if not dims:
+        return []
+    lines = ["## Effective dimension of each part's space", "",
+             "Participation ratio (sum of the covariance eigenvalues)^2 / (sum of their squares) "
+             "over the main-length segments: 1 = every segment on one line (the space carries "
+             "one number, e.g. loudness), 128 = variance spread evenly over the subspace.", ""]
+    cols = [k for k in DIM_NAMES if k in dims]
+    rows = [[p, *[_fmt(dims[k].get(p)) for k in cols]] for p in PARTS]
+    return lines + [*_table(["part", *[DIM_NAMES[k] for k in cols]], rows), ""]
+
+
+def _presence_lines(report: dict[str, Any]) -> list[str]:
+    pres = report.get("presence")
+    if not pres:
+        return []
+    rule = ("sigmoid(log norm + trained bias) > 0.5, as the app shows it"
+            if pres.get("rule") == "norm_bias" else "norm at least half the largest (no biases)")
+    lines = ["## Presence: which parts does the model hear?", "",
+             f"Present means {rule}. Clean stems: `largest` = Table 3, `own` = the stem's part "
+             "judged present, `others absent` = the four other parts judged absent, `accuracy` = "
+             "all five decisions. Mixes: against the loader's activity.", ""]
+    st, mx = pres["stem"], pres["mix"]
+    rows = [[p, *[_fmt(st[p].get(k)) for k in ("largest", "own", "others_absent", "accuracy")],
+             *[_fmt(mx[p].get(k)) for k in ("accuracy", "recall", "false_present")]]
+            for p in PARTS]
+    header = ["part", "stem: largest", "stem: own", "stem: others absent", "stem: accuracy",
+              "mix: accuracy", "mix: recall", "mix: false present"]
+    return lines + [*_table(header, rows), ""]
+
+
 def run(data: str | os.PathLike, weights: str | os.PathLike, out: str | os.PathLike,
         individual: str | os.PathLike | None = None, config: EvalConfig | None = None,
         device: str | None = None, progress: bool = True) -> dict[str, Any]:
@@ -371,11 +454,13 @@ def run(data: str | os.PathLike, weights: str | os.PathLike, out: str | os.PathL
         raise ValueError(f"{Path(data) / config.split}: no tracks in this split")
     log.info("evaluating %s on %s (%d tracks) on %s", Path(weights).name, dataset, len(dataset),
              emb.device)
-    ev = evaluate(dataset, fns, config, progress=progress)
+    norm_bias = read_card(weights).get("card", {}).get("norm_bias")
+    ev = evaluate(dataset, fns, config, norm_bias=norm_bias, progress=progress)
     summary = dataset.summary() if hasattr(dataset, "summary") else {}
     for pp in ev.results["pseudo_plan"]:
         pp["label_name"] = dataset.tracks[pp["label"]].name
         pp["other_name"] = dataset.tracks[pp["other"]].name
+    weights_info["norm_bias"] = norm_bias
     report: dict[str, Any] = {
         "version": REPORT_VERSION,
         "config": asdict(config),

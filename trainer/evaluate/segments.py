@@ -277,6 +277,44 @@ def plan_pseudo_pieces(tracks: Sequence[Any], part: str, n_labels: int = 10, per
     return plan
 
 
+@dataclass
+class DrawPlan:
+    """Seeded draws of pseudo pieces, each piece embedded once however many draws hold it.
+
+    pieces: the distinct pseudo pieces (ids 0, 1, ... in order); draws[d][part]: the ids of
+    the pieces that draw d uses to test ``part``.
+    """
+
+    pieces: list[PseudoPiece]
+    draws: list[dict[str, list[int]]]
+
+
+def plan_draws(tracks: Sequence[Any], parts: Sequence[str], n_labels: int, per_label: int,
+               seed: int, draws: int, indices: Sequence[int] | None = None) -> DrawPlan:
+    """``draws`` plans of :func:`plan_pseudo_pieces` (seeds ``seed``, ``seed + 1``, ...),
+    merged so that a pseudo piece drawn twice is embedded once. Draw 0 is the single-draw plan.
+    ``indices``: tracks[i] of the plan is dataset track ``indices[i]`` (a subset evaluated)."""
+    if draws < 1:
+        raise ValueError(f"draws must be at least 1, got {draws}")
+    ids: dict[tuple[str, int, int], int] = {}
+    pieces: list[PseudoPiece] = []
+    out: list[dict[str, list[int]]] = []
+    for d in range(draws):
+        chosen: dict[str, list[int]] = {}
+        for p in parts:
+            chosen[p] = []
+            for pp in plan_pseudo_pieces(tracks, p, n_labels, per_label, seed + d):
+                label = pp.label if indices is None else int(indices[pp.label])
+                other = pp.other if indices is None else int(indices[pp.other])
+                key = (p, label, other)
+                if key not in ids:
+                    ids[key] = len(pieces)
+                    pieces.append(PseudoPiece(p, label, other, ids[key]))
+                chosen[p].append(ids[key])
+        out.append(chosen)
+    return DrawPlan(pieces, out)
+
+
 def tempo_mismatches(tracks: Sequence[Any], plan: Sequence[PseudoPiece]) -> int:
     """How many pseudo pieces mix tracks of different tempo classes."""
     return sum(int(tracks[p.label].tempo_class) != int(tracks[p.other].tempo_class) for p in plan)

@@ -21,8 +21,14 @@ from dataclasses import dataclass
 import numpy as np
 
 from model.parts import PARTS, part_index, part_slice
-from trainer.evaluate.metrics import knn_accuracy, largest_norm_predict, matrix_correlation
-from trainer.evaluate.segments import Job, SegmentSet
+from trainer.evaluate.metrics import (
+    knn_accuracy,
+    largest_norm_predict,
+    matrix_correlation,
+    participation_ratio,
+    presence_predict,
+)
+from trainer.evaluate.segments import DrawPlan, Job, SegmentSet
 
 ALL = slice(None)
 
@@ -114,6 +120,84 @@ def pseudo_separation(sets: Mapping[str, SegmentSet], method: Method, *, k: int 
         rows = _rows(segs, p, audible_only)
         x = method.vectors(segs.subset(rows), p)
         out[p] = knn_accuracy(x, segs.label[rows], segs.group[rows], k=k, seed=seed)
+    return out
+
+
+def pseudo_separation_draws(sets: Mapping[str, SegmentSet], method: Method, plan: DrawPlan,
+                            *, k: int = 5, seed: int = 0, audible_only: bool = True
+                            ) -> dict[str, list[float]]:
+    """Table 2 once per draw of ``plan``: ``{part: [accuracy % of draw 0, draw 1, ...]}``.
+
+    ``sets`` holds the segments of every distinct pseudo piece of the plan (group = piece id);
+    draw d scores only its own pieces, with kNN ties broken by ``seed + d``.
+    """
+    out: dict[str, list[float]] = {}
+    for p, segs in sets.items():
+        if p not in method.spaces:
+            continue
+        out[p] = []
+        for d, chosen in enumerate(plan.draws):
+            rows = np.flatnonzero(np.isin(segs.group, chosen.get(p, [])))
+            sub = segs.subset(rows)
+            out[p].append(pseudo_separation({p: sub}, method, k=k, seed=seed + d,
+                                            audible_only=audible_only)[p])
+    return out
+
+
+def effective_dimension(segs: SegmentSet, method: Method, *, audible_only: bool = True
+                        ) -> dict[str, float]:
+    """Participation ratio of each part's space over the segments (with ``audible_only``, those
+    where the part is audible). About 1 means the space has collapsed to one direction."""
+    out = {}
+    for p in method.spaces:
+        rows = _rows(segs, p, audible_only)
+        out[p] = participation_ratio(method.vectors(segs.subset(rows), p)) if len(rows) else float("nan")
+    return out
+
+
+def stem_presence(segs: SegmentSet, fn: str, norm_bias: list[float] | None = None
+                  ) -> dict[str, dict[str, float]]:
+    """Presence on clean stems: each audible clean stem of part c alone, embedded by ``fn``.
+
+    Per part, in %: ``largest`` (c has the largest norm: Table 3), ``own`` (c is judged
+    present), ``others_absent`` (the four other parts are judged absent) and ``accuracy`` (the
+    five present/absent decisions against the truth: c present, the rest absent). Present means
+    sigmoid(log ||f_j|| + b_j) > 0.5 with the trained norm-loss biases ``norm_bias`` (what the
+    app shows), or a norm at least half the largest without them.
+    """
+    out: dict[str, dict[str, float]] = {}
+    for c, p in enumerate(PARTS):
+        rows = np.flatnonzero(segs.active[c])
+        if not len(rows):
+            out[p] = {k: float("nan") for k in ("largest", "own", "others_absent", "accuracy")}
+            continue
+        emb = segs.emb[(fn, p)][rows]
+        pred = presence_predict(emb, norm_bias)
+        truth = np.zeros_like(pred)
+        truth[:, c] = True
+        others = np.delete(pred, c, axis=1)
+        out[p] = {"largest": float(100.0 * np.mean(largest_norm_predict(emb, seed=c) == c)),
+                  "own": float(100.0 * pred[:, c].mean()),
+                  "others_absent": float(100.0 * (~others).mean()),
+                  "accuracy": float(100.0 * (pred == truth).mean())}
+    return out
+
+
+def mix_presence(segs: SegmentSet, fn: str, norm_bias: list[float] | None = None
+                 ) -> dict[str, dict[str, float]]:
+    """Presence on mixes: per part, the share (%) of segments whose present/absent decision
+    (as in :func:`stem_presence`) matches the loader's activity (``accuracy``), of audible ones
+    judged present (``recall``) and of silent ones judged present (``false_present``)."""
+    pred = presence_predict(segs.emb[(fn, "mix")], norm_bias)
+    out: dict[str, dict[str, float]] = {}
+    for c, p in enumerate(PARTS):
+        act = segs.active[c]
+
+        def pct(x: np.ndarray) -> float:
+            return float(100.0 * x.mean()) if len(x) else float("nan")
+
+        out[p] = {"accuracy": pct(pred[:, c] == act), "recall": pct(pred[act, c]),
+                  "false_present": pct(pred[~act, c])}
     return out
 
 
