@@ -5,6 +5,7 @@ import pytest
 import torch
 
 from model.embedder import Embedder
+from model.parts import PARTS
 from trainer.config import resolve
 from trainer.export import export
 from trainer.fit import Run, main
@@ -58,6 +59,15 @@ def test_full_pipeline_resume_and_export(tiny_data, tmp_path):
         assert torch.equal(a[k], b[k]), k
     metrics = json.loads((paused / "metrics.json").read_text())
     assert set(metrics["table3_stem_identification"]) == {"drums", "bass", "piano", "guitar", "others"}
+    assert metrics["table2_draws"] == 5 and set(metrics["table2_std"]) == set(PARTS)
+    # the effective dimension of every subspace, epoch by epoch, for every stage
+    dims = metrics["effective_dimension"]
+    assert [r["epoch"] for r in dims["main"]] == [1, 2, 3]
+    assert set(dims["main"][0]) == {"epoch", *PARTS}
+    assert {"dim"} <= set(dims["individual:bass"][0])
+    assert {f"target_{p}" for p in PARTS} <= set(dims["pretrain"][0])
+    finite = [v for r in dims["main"] for k, v in r.items() if k != "epoch" and v == v]
+    assert finite and all(1.0 - 1e-6 <= v <= 128.0 for v in finite)
     # export: a weights file the app's Embedder loads, with the norm biases in its card
     out = tmp_path / "model.safetensors"
     export(paused, out)
@@ -137,3 +147,18 @@ def test_two_datasets_are_pooled_and_validated_apart(tiny_data, tmp_path):
         metrics["datasets"][tiny_data.name]["table3_stem_identification"]
     assert main(["--data", str(tmp_path / "missing"), "--data", str(other), "--out",
                  str(tmp_path / "run2")]) == 1
+
+
+def test_subspace_dims_see_a_collapse():
+    from trainer.fit import subspace_dims
+
+    g = torch.Generator().manual_seed(0)
+    emb = torch.randn(400, 640, generator=g)
+    # bass collapses onto one direction whose length varies (a loudness-like number)
+    emb[:, 128:256] = torch.rand(400, 1, generator=g) * torch.randn(1, 128, generator=g)
+    present = torch.ones(400, 5)
+    present[:200, 2] = 0  # piano measured only where it is present
+    dims = subspace_dims(emb, present, norms=True)
+    assert dims["val_dim_bass"] == pytest.approx(1.0, abs=1e-4)
+    assert dims["val_dim_drums"] > 60.0 and dims["val_dim_piano"] > 40.0
+    assert dims["val_norm_drums"] == pytest.approx(emb[:, :128].norm(dim=1).mean().item())
