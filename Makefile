@@ -3,35 +3,56 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.partwise-installed
+LOCK := requirements.lock
 
-.PHONY: setup sysdeps run test lint clean
+.PHONY: setup sysdeps run test check-env lint lock clean
 
 setup: $(STAMP)
 	-@$(MAKE) -s sysdeps
 
 # Optional system packages, installed best effort (needs root and apt-get): PortAudio for sound,
-# the xcb cursor library Qt's X11 plugin needs for a window, and General MIDI SoundFonts for
-# rendering training data. Without them Partwise still runs: playback off (said in the window),
-# and rendering falls back to the TimGM6mb.sf2 inside pretty_midi.
-SYS_PKGS := libportaudio2 libxcb-cursor0 fluid-soundfont-gm timgm6mb-soundfont csound-soundfont
+# every library Qt's X11 platform plugin links against (listed by app/ui/qtdeps.py, derived from
+# the plugin in the installed PySide6 wheel), and General MIDI SoundFonts for rendering training
+# data. Without them Partwise still runs: playback off (said in the window), the window commands
+# name what is missing and how to install it, rendering uses the TimGM6mb.sf2 inside pretty_midi.
+SYS_PKGS := libportaudio2 fluid-soundfont-gm timgm6mb-soundfont csound-soundfont
 sysdeps:
-	@missing=""; for p in $(SYS_PKGS); do 	  dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; 	[ -z "$$missing" ] && exit 0; 	if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then 	  echo "sysdeps: installing$$missing"; 	  DEBIAN_FRONTEND=noninteractive apt-get install -y -q $$missing >/dev/null 2>&1 	  || { apt-get update -q >/dev/null 2>&1 && 	       DEBIAN_FRONTEND=noninteractive apt-get install -y -q $$missing >/dev/null 2>&1; } 	  || echo "sysdeps: could not install$$missing (optional)"; 	else echo "sysdeps: optional packages missing:$$missing (install them with apt-get as root)"; fi
+	@pkgs="$(SYS_PKGS) $$($(PY) -m app.ui.qtdeps --packages)"; missing=""; \
+	for p in $$pkgs; do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	[ -z "$$missing" ] && exit 0; \
+	if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	  echo "sysdeps: installing$$missing"; \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y -q $$missing >/dev/null 2>&1 \
+	  || { apt-get update -q >/dev/null 2>&1 && \
+	       DEBIAN_FRONTEND=noninteractive apt-get install -y -q $$missing >/dev/null 2>&1; } \
+	  || echo "sysdeps: could not install$$missing (optional)"; \
+	else echo "sysdeps: optional packages missing:$$missing (install them with apt-get as root)"; fi
 
-$(STAMP): pyproject.toml Makefile
+# Every package at the version and hash the lock gives, nothing resolved afresh (--no-deps: the
+# lock holds the whole closure); then Partwise itself, editable, from this tree.
+$(STAMP): $(LOCK) pyproject.toml
 	$(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e '.[dev]'
-	# tinysoundfont renders MIDI offline; its declared pyaudio dependency is only for live
-	# playback, which Partwise never uses, and does not build without PortAudio headers.
-	$(PY) -m pip install -q --no-deps 'tinysoundfont>=0.3.6'
+	$(PY) -m pip install -q --no-deps --require-hashes -r $(LOCK)
+	$(PY) -m pip install -q --no-deps --no-build-isolation -e .
 	touch $@
 
 # make run ARGS="--weights FILE" passes options on to partwise demo
 run: setup
 	$(VENV)/bin/partwise demo $(ARGS)
 
-test: setup
+# the tests run only in the environment the lock describes: a package at another version, or
+# one the lock does not name, stops them with the difference spelled out
+test: check-env
 	QT_QPA_PLATFORM=offscreen $(PY) -m pytest -q
+
+check-env: setup
+	$(PY) .ci/lockcheck.py $(LOCK)
+
+# Refresh requirements.lock from pyproject.toml and requirements.in (uv, from the dev extra):
+# exact versions with hashes for every platform and Python >= 3.11
+lock: setup
+	$(VENV)/bin/uv pip compile pyproject.toml requirements.in --extra dev --universal \
+	  --python-version 3.11 --generate-hashes --quiet --custom-compile-command "make lock" -o $(LOCK)
 
 lint: setup
 	$(VENV)/bin/ruff check app model trainer tests bench
