@@ -562,6 +562,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("partwise demo: --excerpt must be positive", file=sys.stderr)
         return 2
 
+    if not args.no_gui:  # before minutes of preparation, not after: Qt would abort
+        from app.ui.qtdeps import display_problem
+
+        if (problem := display_problem()) is not None:
+            print(f"partwise demo: cannot open the window: {problem} (partwise demo --no-gui "
+                  "prepares the demo library without one)", file=sys.stderr)
+            return EXIT_ERROR
+
     def say(message: str) -> None:
         print(f"demo: {message}", file=sys.stderr, flush=True)
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import ctypes.util
 import logging
 import os
 import signal
@@ -11,6 +10,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from app.ui.qtdeps import display_problem
 from model.clitools import setup_logging
 
 log = logging.getLogger(__name__)
@@ -29,20 +29,6 @@ def build_parser() -> argparse.ArgumentParser:
                    help="add this music folder and scan it on start (repeatable)")
     p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     return p
-
-
-def display_problem() -> str | None:
-    """Why Qt would abort on start on this Linux machine, checked before it can (Qt's own
-    failure to load its platform plugin ends the process with no way to report it nicely)."""
-    if not sys.platform.startswith("linux") or os.environ.get("QT_QPA_PLATFORM"):
-        return None
-    if not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")):
-        return ("no graphical display (DISPLAY/WAYLAND_DISPLAY unset): run it in a desktop "
-                "session, or use the command line (partwise --help)")
-    if not os.environ.get("WAYLAND_DISPLAY") and ctypes.util.find_library("xcb-cursor") is None:
-        return ("Qt needs the X11 cursor library: install it (Debian/Ubuntu: "
-                "sudo apt install libxcb-cursor0) and start again")
-    return None
 
 
 def main(argv: Sequence[str] | None = None) -> int:

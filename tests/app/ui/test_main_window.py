@@ -277,15 +277,3 @@ def test_a_missing_model_is_reported_not_fatal(qtbot, tmp_path, settings):
         assert "weights not found" in w.statusBar().currentMessage()
         close_window(w)
 
-
-def test_gui_without_a_display_explains_instead_of_aborting(monkeypatch, capsys):
-    from app.ui import main as gui
-
-    monkeypatch.setattr(gui.sys, "platform", "linux")
-    for var in ("QT_QPA_PLATFORM", "DISPLAY", "WAYLAND_DISPLAY"):
-        monkeypatch.delenv(var, raising=False)
-    assert gui.main([]) == 1
-    assert "no graphical display" in capsys.readouterr().err
-    monkeypatch.setenv("DISPLAY", ":0")
-    monkeypatch.setattr(gui.ctypes.util, "find_library", lambda name: None)
-    assert "libxcb-cursor0" in gui.display_problem()
