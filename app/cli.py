@@ -12,7 +12,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "query": ("app.query_cmd", "find tracks similar part by part: query TRACK_OR_FILE --focus drums=1"),
     "info": ("app.info_cmd", "what the library holds: tracks, failures, model, index"),
     "export": ("app.export_cmd", "write query results or the library as an M3U playlist or CSV"),
-    "demo": ("app.demo", "open the app on the demo collection (renders it on the first run)"),
+    "demo": ("app.demo", "open the app on the demo collection that ships with Partwise"),
 }
 
 

@@ -36,13 +36,12 @@ from app.focus import best_segment_pair, parse_focus
 from app.index import IndexParams, VectorIndex
 from app.store import Row, Store, StoreError
 from app.walk import FoundFile, Problem, walk_audio
+from assets import DEFAULT_WEIGHTS
 from model.embedder import Embedder
 from model.parts import EMBED_DIM, N_PARTS, part_norms
 from model.weights import WeightsError, file_sha256, read_card
 
 log = logging.getLogger(__name__)
-
-DEFAULT_WEIGHTS: Path = Path(__file__).resolve().parent.parent / "assets" / "partwise-default.safetensors"
 
 
 def default_library_dir() -> Path:

@@ -12,12 +12,13 @@ import numpy as np
 import pretty_midi
 import pytest
 
-from app.demo import DEMO_ASSETS, bundled_soundfont
-from app.library import DEFAULT_WEIGHTS, presence_from_vector
+from app.library import presence_from_vector
+from assets import DEFAULT_WEIGHTS
+from assets import DEMO as DEMO_ASSETS
 from model.embedder import Embedder
 from model.parts import PARTS, part_slice
 from model.weights import read_card
-from trainer.data.render import render_stems
+from trainer.data.render import bundled_font, render_stems
 from trainer.data.slakh import inst_class_of, part_of_class
 
 SONGS = ("d_e3m3.mid", "d_map01.mid", "d_dm06.mid", "d_dm27.mid")
@@ -34,7 +35,7 @@ def embedder() -> Embedder:
 def parts_of(song: str, sr: int) -> np.ndarray:
     """(5, n) class signals of one demo song's first SECONDS, rendered with TimGM6mb."""
     midi = pretty_midi.PrettyMIDI(str(DEMO_ASSETS / song))
-    stems = render_stems(midi, bundled_soundfont(), sr, seconds=SECONDS)
+    stems = render_stems(midi, bundled_font(), sr, seconds=SECONDS)
     out = np.zeros((len(PARTS), len(stems[0])), np.float32)
     for inst, stem in zip(midi.instruments, stems, strict=True):
         out[part_of_class(inst_class_of(inst.program, inst.is_drum), inst.is_drum, inst.program)] += stem

@@ -11,6 +11,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "export": ("trainer.export", "write a run's best model as a weights file"),
     "eval": ("trainer.evaluate.cli", "the paper's tables on a Slakh-layout dataset"),
     "data": ("trainer.data.cli", "build a Slakh-layout dataset (synth | render-midi)"),
+    "demo-audio": ("trainer.demo_audio", "render the demo collection's songs to the audio Partwise ships"),
 }
 
 

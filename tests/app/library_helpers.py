@@ -8,11 +8,12 @@ import av
 import numpy as np
 import soundfile as sf
 
+from assets import DEMO
 from model.audio import AudioConfig
 from model.network import CSN, ModelSpec, NetConfig
 from model.weights import save_weights
 
-TEST_DATA = Path(__file__).resolve().parents[2] / "assets" / "demo"
+TEST_DATA = DEMO
 
 
 def real_recordings() -> list[Path]:

@@ -1,8 +1,7 @@
-"""``partwise demo --no-gui``: the demo collection is rendered once, scanned, and reused."""
+"""``partwise demo --no-gui``: the shipped demo collection is copied once, scanned, and reused."""
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys
@@ -10,14 +9,12 @@ from pathlib import Path
 
 import mutagen
 import pytest
-import soundfile as sf
 
 from app import demo
 from app.library import Library
 from tests.app.library_helpers import tiny_weights
 
-# two short excerpts keep the test fast; the real demo renders whole songs
-ARGS = ["--no-gui", "--limit", "2", "--excerpt", "8", "--workers", "1"]
+ARGS = ["--no-gui", "--limit", "2"]  # the first two songs keep the test short
 
 
 @pytest.fixture
@@ -31,88 +28,76 @@ def dirs(tmp_path, monkeypatch) -> dict[str, Path]:
 
 
 def _state(folder: Path) -> dict[str, tuple[int, int]]:
-    return {p.name: (p.stat().st_size, p.stat().st_mtime_ns) for p in folder.glob("*.ogg")}
+    return {p.name: (p.stat().st_size, p.stat().st_mtime_ns)
+            for pattern in demo.AUDIO_PATTERNS for p in folder.glob(pattern)}
 
 
-def test_credits_give_title_composer_and_note():
-    credits = demo.parse_credits((demo.DEMO_ASSETS / "CREDITS-MUSIC").read_text(encoding="utf-8"))
-    assert credits["d_e3m3"] == demo.Credit("Wrought Havoc", 'Lola "BlueWorrior" Harvey')
-    assert credits["d_victor"].title == "Distance" and credits["d_victor"].artist == "Korp"
-    assert credits["d_map24"].note.startswith("remix of")
-    # the songs replaced in earlier releases do not override the current ones
-    assert credits["d_e1m1"].title == "Steel and Brass"
-    songs = demo.demo_songs()
-    assert len(songs) >= 10
-    assert all(s.credit.artist != demo.FREEDOOM_ARTIST for s in songs), "every demo song is credited"
+def test_the_collection_ships_songs_and_recordings():
+    files = demo.demo_files()
+    songs = [f for f in files if f.suffix == ".opus"]
+    assert len(songs) == len(list(demo.DEMO_ASSETS.glob("*.mid"))) == 12
+    assert [f.name for f in files if f.suffix == ".ogg"] == [
+        "Karissa_Hobbs_-_Lets_Go_Fishin.hq.ogg", "Kevin_MacLeod_-_Vibe_Ace.hq.ogg"]
+    assert files[:12] == songs, "songs first, so --limit picks songs"
 
 
 def test_demo_prepares_the_library_once(dirs, capsys):
     assert demo.main([*ARGS, "--weights", str(dirs["weights"])]) == 0
     err = capsys.readouterr().err
-    assert "2 song(s) rendered" in err
+    assert "2 demo file(s)" in err and "2 copied" in err
     folder = dirs["folder"]
-    songs = demo.demo_songs()[:2]
-    recordings = demo.demo_recordings()
-    assert len(recordings) == 2
-    expected = sorted([s.name for s in songs] + [r.name for r in recordings])
-    assert sorted(_state(folder)) == expected
-    for s in songs:  # tagged stereo mixes of the requested length
-        info = sf.info(str(folder / s.name))
-        assert info.channels == 2 and info.samplerate == demo.SAMPLE_RATE
-        assert info.duration == pytest.approx(8.0, abs=0.05)
-        tags = mutagen.File(str(folder / s.name), easy=True)
-        assert tags["title"] == [s.credit.title]
-        assert tags["artist"] == [s.credit.artist]
-        assert tags["album"] == ["Freedoom"]
-    for name in ("COPYING.adoc", "CREDITS-MUSIC", *(r.with_suffix("").with_suffix(".txt").name
-                                                    for r in recordings)):
+    songs = demo.demo_files()[:2]
+    assert sorted(_state(folder)) == sorted(s.name for s in songs)
+    for s in songs:  # the shipped files, byte for byte
+        assert (folder / s.name).read_bytes() == s.read_bytes()
+    for name in ("COPYING.adoc", "CREDITS-MUSIC", "README.md"):
         assert (folder / name).is_file(), f"{name} travels with the audio"
 
     lib = Library(dirs["library"], weights=dirs["weights"])
     try:
         tracks = lib.tracks()
-        assert sorted(t.path.name for t in tracks) == expected
+        assert sorted(t.path.name for t in tracks) == sorted(s.name for s in songs)
         assert all(t.status == "ok" for t in tracks), [t.error for t in tracks]
-        assert len(lib.index) == len(expected)
-        titles = {t.path.name: (t.title, t.album) for t in tracks}
-        assert titles[songs[0].name] == (songs[0].credit.title, "Freedoom")
+        assert len(lib.index) == 2
+        for t in tracks:  # titles and composers from the tags the files carry
+            tags = mutagen.File(str(t.path), easy=True)
+            assert (t.title, t.artist, t.album) == (tags["title"][0], tags["artist"][0], "Freedoom")
+            assert t.title != t.path.stem
     finally:
         lib.close()
     assert not (dirs["library"].parent / "library").exists(), "the user's own library is untouched"
 
-    # a second run renders nothing and embeds nothing
+    # a second run copies nothing and embeds nothing
     before = _state(folder)
-    rep = demo.prepare_demo(dirs["weights"], workers=1, limit=2, excerpt=8)
-    assert rep.collection.rendered == [] and rep.collection.copied == []
-    assert sorted(rep.collection.kept) == expected
+    rep = demo.prepare_demo(dirs["weights"], limit=2)
+    assert rep.collection.copied == [] and sorted(rep.collection.kept) == sorted(before)
     assert (rep.added, rep.updated, rep.removed, rep.failed) == (0, 0, 0, [])
-    assert rep.tracks == len(expected)
+    assert rep.tracks == 2
     assert _state(folder) == before
 
 
-def test_damaged_or_missing_files_are_redone(dirs):
-    rep = demo.prepare_demo(dirs["weights"], workers=1, limit=2, excerpt=8)
+def test_damaged_missing_and_stale_files(dirs):
+    rep = demo.prepare_demo(dirs["weights"], limit=2)
     folder = rep.collection.folder
-    first, second = (s.name for s in demo.demo_songs()[:2])
+    first, second = (f.name for f in demo.demo_files()[:2])
     with open(folder / first, "r+b") as f:  # damage the middle, same size
         f.seek(2000)
         f.write(b"\0" * 64)
     (folder / second).unlink()
-    (folder / demo.demo_recordings()[0].name).write_bytes(b"not audio")
-    rep = demo.prepare_demo(dirs["weights"], workers=1, limit=2, excerpt=8)
-    assert sorted(rep.collection.rendered) == sorted([first, second])
-    assert rep.collection.copied == [demo.demo_recordings()[0].name]
-    assert rep.failed == [] and rep.tracks == 4
-    assert json.loads((folder / demo.RECORD_FILE).read_text())["settings"]["excerpt"] == 8
-    # other render settings are not mistaken for the cached ones
-    rep = demo.prepare_demo(dirs["weights"], workers=1, limit=2, excerpt=5)
-    assert sorted(rep.collection.rendered) == sorted([first, second])
-    assert sf.info(str(folder / first)).duration == pytest.approx(5.0, abs=0.05)
-    assert rep.updated == 2 and rep.tracks == 4
+    # what an older Partwise rendered here, and a file of the user's own
+    (folder / "d_e3m3.ogg").write_bytes(b"an old render")
+    (folder / demo.OLD_RECORD).write_text("{}")
+    (folder / "mine.ogg").write_bytes(b"not ours")
+    rep = demo.prepare_demo(dirs["weights"], limit=2)
+    assert sorted(rep.collection.copied) == sorted([first, second])
+    assert rep.collection.removed == ["d_e3m3.ogg"]
+    assert not (folder / demo.OLD_RECORD).exists()
+    assert (folder / "mine.ogg").read_bytes() == b"not ours"
+    assert (folder / first).read_bytes() == (demo.DEMO_ASSETS / first).read_bytes()
     # a smaller selection drops the songs it no longer holds, from the folder and the library
-    rep = demo.prepare_demo(dirs["weights"], workers=1, limit=1, excerpt=5)
+    rep = demo.prepare_demo(dirs["weights"], limit=1)
     assert rep.collection.removed == [second] and not (folder / second).exists()
-    assert rep.removed == 1 and rep.tracks == 3
+    assert rep.removed == 1
 
 
 def test_missing_weights_is_a_clear_error(dirs, capsys):
@@ -120,7 +105,7 @@ def test_missing_weights_is_a_clear_error(dirs, capsys):
     assert demo.main([*ARGS, "--weights", str(missing)]) == 1
     err = capsys.readouterr().err
     assert str(missing) in err and "not found" in err and "--weights" in err
-    assert not dirs["folder"].exists(), "nothing is rendered without a model"
+    assert not dirs["folder"].exists(), "nothing is copied without a model"
 
 
 def test_bad_arguments(dirs):
