@@ -12,6 +12,7 @@
 #   BUDGET_MIN [7]      time budget of the whole fit (individual nets, pre-training, main)
 #   FIT_ARGS []         more --key=value overrides for fit, e.g. "--epochs=400"
 #   WORKERS [0]         rendering processes (0: all cores)
+#   FONT_SET [bundled]  SoundFonts of the data (partwise-train data fonts lists the sets)
 #   WHEELS []           folder of wheels to install first (into OUT/site, no network needed)
 #   PYTHON [python3]
 # The weights come out as OUT/partwise.safetensors (+ .json card with the evaluation), the
@@ -19,7 +20,7 @@
 set -euo pipefail
 
 if [ $# -lt 1 ]; then
-  sed -n '2,20p' "$0" >&2
+  sed -n '2,21p' "$0" >&2
   exit 2
 fi
 OUT=$1
@@ -29,6 +30,7 @@ TRACKS=${TRACKS:-1500}
 SECONDS_EACH=${SECONDS:-40}
 BUDGET_MIN=${BUDGET_MIN:-7}
 WORKERS=${WORKERS:-0}
+FONT_SET=${FONT_SET:-bundled}
 PYTHON=${PYTHON:-python3}
 HERE=$(cd "$(dirname "$0")/.." && pwd)
 
@@ -50,11 +52,11 @@ step "device: $("$PYTHON" -c 'import torch; print(torch.cuda.get_device_name(0) 
 
 step "generate $TRACKS songs of $SECONDS_EACH s"
 train data synth --tracks "$TRACKS" --seconds "$SECONDS_EACH" --sample-rate "$SR" \
-  --workers "$WORKERS" --out "$OUT/data/synth" --no-progress
+  --workers "$WORKERS" --font-set "$FONT_SET" --out "$OUT/data/synth" --no-progress
 DATA=(--data "$OUT/data/synth")
 if [ -n "$MIDI_DIR" ]; then
   step "render the MIDI songs in $MIDI_DIR"
-  train data render-midi "$MIDI_DIR" --sample-rate "$SR" --workers "$WORKERS" \
+  train data render-midi "$MIDI_DIR" --sample-rate "$SR" --workers "$WORKERS" --font-set "$FONT_SET" \
     --out "$OUT/data/midi" --no-progress
   DATA+=(--data "$OUT/data/midi")
 fi

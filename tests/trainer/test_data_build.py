@@ -215,8 +215,11 @@ def test_renderer_respects_length_and_silence():
 
 def test_cli_synth_info_and_errors(tmp_path, capsys):
     out = tmp_path / "cli"
-    assert data_main(["synth", "--out", str(out), "--tracks", "3", "--seconds", "4",
-                      "--workers", "1", "--no-progress", "--seed", "5"]) == 0
+    with pytest.raises(SystemExit):  # no silent "every font found": the fonts must be named
+        data_main(["synth", "--out", str(out), "--tracks", "3"])
+    assert "--font-set" in capsys.readouterr().err
+    assert data_main(["synth", "--out", str(out), "--tracks", "3", "--seconds", "4", "--workers",
+                      "1", "--no-progress", "--seed", "5", "--font-set", "bundled"]) == 0
     assert json.loads(capsys.readouterr().out)["built"] == 3
     assert data_main(["info", str(out)]) == 0
     info = json.loads(capsys.readouterr().out)
@@ -230,7 +233,8 @@ def test_cli_synth_info_and_errors(tmp_path, capsys):
     assert "sum of the stems" in capsys.readouterr().out
     assert data_main(["check", str(out), "--no-mix-sum"]) == 0
     capsys.readouterr()
-    assert data_main(["render-midi", str(tmp_path / "nowhere"), "--out", str(out)]) == 1
+    assert data_main(["render-midi", str(tmp_path / "nowhere"), "--out", str(out),
+                      "--font-set", "bundled"]) == 1
     assert "nowhere" in capsys.readouterr().err
     assert data_main(["synth", "--out", str(out), "--tracks", "3", "--font",
                       str(tmp_path / "missing.sf2")]) == 1

@@ -1,6 +1,7 @@
 """The loader on hand-made tracks in the real Slakh2100 format (44.1 kHz, no tempo in the
 metadata, stems not rendered) and on the BabySlakh variant (wav stems)."""
 
+import json
 import os
 import time
 
@@ -147,6 +148,17 @@ def slakh_root(tmp_path):
     make_slakh_track(root / "train" / "Track00007", bpm=150.0, seconds=3.0)
     (root / "validation").mkdir()
     return root
+
+
+def test_info_names_the_plugins_of_real_slakh_metadata(slakh_root, capsys):
+    from trainer.data.cli import main as data_main
+
+    plugins = ["b3.nkm", "chamber_strings.nkm", "elektrik_guitar.nkm", "scarbee_jay_bass.nkm",
+               "session_kit_full.nkm"]  # S03 ("None") was not rendered
+    assert SlakhDataset(slakh_root, "train").summary()["fonts"] == plugins
+    assert data_main(["info", str(slakh_root)]) == 0
+    train = next(s for s in json.loads(capsys.readouterr().out) if s["split"] == "train")
+    assert train["fonts"] == plugins
 
 
 def test_loads_real_slakh_format(slakh_root):

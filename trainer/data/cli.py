@@ -12,6 +12,7 @@ from pathlib import Path
 
 from model.audio import SAMPLE_RATE
 from model.clitools import setup_logging
+from trainer.data.render import FONT_SETS, MAX_RENDER_SECONDS
 
 log = logging.getLogger(__name__)
 
@@ -26,19 +27,44 @@ def _splits(text: str) -> tuple[float, float, float]:
     return parts  # type: ignore[return-value]
 
 
-def _common(p: argparse.ArgumentParser) -> None:
+def _common(p: argparse.ArgumentParser, effects_default: bool = True) -> None:
     p.add_argument("--out", required=True, type=Path, help="dataset folder (created; an "
                    "interrupted build in it resumes)")
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
-    p.add_argument("--splits", type=_splits, default=(0.8, 0.1, 0.1),
-                   help="train,validation,test fractions (default 0.8,0.1,0.1)")
     p.add_argument("--workers", type=int, default=0, help="processes (default 0 = all cores)")
-    p.add_argument("--font", action="append", type=Path, dest="fonts", metavar="SF2",
-                   help="SoundFont to render with (repeatable; default: every GM font found)")
+    fonts = p.add_mutually_exclusive_group(required=True)
+    fonts.add_argument("--font", action="append", type=Path, dest="fonts", metavar="SF2_OR_SF3",
+                       help="SoundFont (.sf2 or .sf3) to render with; repeatable, each track "
+                            "picks one")
+    fonts.add_argument("--font-set", choices=sorted(FONT_SETS), dest="font_set",
+                       help="a named set of SoundFonts (see 'partwise-train data fonts')")
+    p.add_argument("--drum-font", action="append", type=Path, default=[], metavar="SF2_OR_SF3",
+                   help="a drum-kit SoundFont for drum stems only (repeatable; with --font)")
+    p.add_argument("--effects", action=argparse.BooleanOptionalAction, default=effects_default,
+                   help="per-stem production effects drawn per song (EQ, compression, drive on "
+                        f"guitars, reverb, level; default {'on' if effects_default else 'off'})")
+    p.add_argument("--max-seconds", type=float, default=MAX_RENDER_SECONDS,
+                   help=f"skip songs longer than this (default {MAX_RENDER_SECONDS:g} s)")
     p.add_argument("--sample-rate", type=int, default=SAMPLE_RATE,
                    help=f"sample rate of the written audio (default {SAMPLE_RATE})")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("-v", "--verbose", action="store_true")
+
+
+def _split_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--splits", type=_splits, default=(0.8, 0.1, 0.1),
+                   help="train,validation,test fractions (default 0.8,0.1,0.1)")
+
+
+def _fonts(args: argparse.Namespace):
+    """The FontSet the options name."""
+    from trainer.data.render import FontSet, resolve_fonts
+
+    if args.font_set:
+        if args.drum_font:
+            raise ValueError("--drum-font goes with --font; a --font-set names its own drum fonts")
+        return FontSet.named(args.font_set)
+    return FontSet(tuple(resolve_fonts(args.fonts)), tuple(resolve_fonts(args.drum_font)))
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -49,9 +75,11 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--seconds", type=float, default=None,
                    help="length of every song in seconds (default: 45-90 s, varied)")
     _common(s)
+    _split_option(s)
     r = sub.add_parser("render-midi", help="render a folder of MIDI files stem by stem")
     r.add_argument("midi_dir", type=Path, help="folder searched recursively for .mid/.midi files")
     _common(r)
+    _split_option(r)
     i = sub.add_parser("info", help="summarize a dataset in the Slakh layout")
     i.add_argument("root", type=Path)
     i.add_argument("-v", "--verbose", action="store_true")
@@ -60,7 +88,7 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--no-mix-sum", action="store_true",
                    help="do not require mix == sum of stems (Slakh2100's mixes are not exact)")
     c.add_argument("-v", "--verbose", action="store_true")
-    sub.add_parser("fonts", help="list the General MIDI SoundFonts found")
+    sub.add_parser("fonts", help="list the SoundFonts found and the named font sets")
     return parser
 
 
@@ -86,6 +114,22 @@ def _check(root: Path, tolerance: float | None) -> int:
     return 1 if problems else 0
 
 
+def _print_fonts(found: list[Path]) -> int:
+    from trainer.data.render import FONT_SETS, FontSet, RenderError
+
+    for f in found:
+        print(f)
+    for name, (fonts, drums) in FONT_SETS.items():
+        try:
+            FontSet.named(name)
+            state = "ready"
+        except RenderError as exc:
+            state = f"not ready: {exc}"
+        extra = f"; drums only: {', '.join(drums)}" if drums else ""
+        print(f"set {name}: {', '.join(fonts)}{extra} ({state})")
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     setup_logging(getattr(args, "verbose", False))
@@ -93,9 +137,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     try:
         if args.action == "fonts":
-            for f in find_fonts():
-                print(f)
-            return 0
+            return _print_fonts(find_fonts())
         if args.action == "check":
             return _check(args.root, None if args.no_mix_sum else 1e-3)
         if args.action == "info":
@@ -109,15 +151,17 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 0
         from trainer.data.synth import BUILD_FILE, build_dataset, render_midi_folder
 
-        common = dict(splits=args.splits, seed=args.seed, workers=args.workers, fonts=args.fonts,
-                      progress=not args.no_progress, sample_rate=args.sample_rate)
+        common = dict(seed=args.seed, workers=args.workers, fonts=_fonts(args),
+                      progress=not args.no_progress, sample_rate=args.sample_rate,
+                      effects=args.effects, max_seconds=args.max_seconds)
         if args.action == "synth":
             if args.tracks < 1:
                 print("--tracks must be at least 1", file=sys.stderr)
                 return 2
-            out = build_dataset(args.out, args.tracks, song_seconds=args.seconds, **common)
+            out = build_dataset(args.out, args.tracks, song_seconds=args.seconds,
+                                splits=args.splits, **common)
         else:
-            out = render_midi_folder(args.midi_dir, args.out, **common)
+            out = render_midi_folder(args.midi_dir, args.out, splits=args.splits, **common)
         record = json.loads((out / BUILD_FILE).read_text())
         print(json.dumps({k: record[k] for k in ("built", "kept", "skipped", "seconds_built",
                                                  "wall_seconds")}, indent=2))

@@ -36,7 +36,7 @@ TEMPO_MAX = 250.0
 # Time-average power (dBFS, 10*log10(mean(x^2))) above which a part counts as audible in a
 # window. A lone soft note in a 3 s window sits near -40 dBFS; release tails and silence lie below.
 ACTIVITY_THRESHOLD_DB: float = -50.0
-MANIFEST_VERSION = 2
+MANIFEST_VERSION = 3
 DEFAULT_TEMPO = 120.0  # when neither the metadata nor all_src.mid gives one
 MANIFEST_NAME = ".partwise-manifest.json"
 AUDIO_EXTS: tuple[str, ...] = (".flac", ".wav", ".ogg")
@@ -99,7 +99,8 @@ class TrackInfo:
     sample_rate: int
     present: tuple[bool, bool, bool, bool, bool]
     font: str | None
-    source: str  # "synth" | "midi" | "slakh"
+    source: str  # "synth" | "midi" | "pop909" | "slakh"
+    fonts: tuple[str, ...] = ()  # every font or plugin a stem was rendered with
 
 
 @dataclass(frozen=True)
@@ -188,10 +189,15 @@ def _scan_track(track: Path, split: str) -> tuple[dict, list[_Stem]]:
             tempo = DEFAULT_TEMPO
     source = str(meta.get("source") or "slakh")
     font = meta.get("soundfont")
+    # Slakh2100 names a plugin per stem and no track font; our builds name both
+    fonts = {str(f) for f in (font, meta.get("drum_soundfont")) if f}
+    fonts |= {str(e["plugin_name"]) for e in (meta.get("stems") or {}).values()
+              if isinstance(e, dict) and e.get("plugin_name") and e.get("audio_rendered", True)}
     entry = {
         "name": track.name, "split": split, "tempo": float(tempo),
         "duration": float(info.frames) / info.samplerate, "file_rate": int(info.samplerate),
         "present": present, "font": str(font) if font else None, "source": source,
+        "fonts": sorted(fonts),
         "mix": mix.name if mix else None,
         "stems": [[s.file, s.part] for s in stems],
     }
@@ -298,7 +304,7 @@ class SlakhDataset:
             name=e["name"], split=self.split, path=split_dir / e["name"], tempo=float(e["tempo"]),
             tempo_class=tempo_class(float(e["tempo"])), duration=float(e["duration"]),
             sample_rate=self.sample_rate, present=present,  # type: ignore[arg-type]
-            font=e.get("font"), source=e.get("source", "slakh"))
+            font=e.get("font"), source=e.get("source", "slakh"), fonts=tuple(e.get("fonts", ())))
 
     # -- access ---------------------------------------------------------------------------
     def __len__(self) -> int:
@@ -357,7 +363,7 @@ class SlakhDataset:
             "hours": round(sum(t.duration for t in self.tracks) / 3600, 3),
             "present": present.sum(axis=0).tolist(),
             "sources": sorted({t.source for t in self.tracks}),
-            "fonts": sorted({t.font for t in self.tracks if t.font}),
+            "fonts": sorted({f for t in self.tracks for f in (*t.fonts, t.font) if f}),
         }
 
 

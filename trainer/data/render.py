@@ -7,6 +7,7 @@ imports the playback side of tinysoundfont (which needs PyAudio).
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 from dataclasses import dataclass
@@ -25,6 +26,25 @@ FONT_DIRS: tuple[str, ...] = (
 FONT_EXTS = (".sf2", ".sf3")
 DRUM_CHANNEL = 9
 TAIL_SECONDS = 1.5  # rendered past the last note-off so releases are not cut
+MAX_RENDER_SECONDS = 600.0  # a longer song is skipped (--max-seconds), not rendered
+# Drum-kit-only fonts (AVL Drumkits) map GM drum notes 36-61; the second bass drum is moved
+# onto the first so kicks written as 35 still sound.
+KIT_ONLY_NOTES = {35: 36}
+
+# Named sets of SoundFonts (file names, found where find_fonts looks): (fonts for every part,
+# fonts for drum stems only). "bundled" is the TimGM6mb.sf2 inside pretty_midi, on any machine.
+FONT_SETS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
+    "bundled": (("TimGM6mb.sf2",), ()),
+    "gm3": (("FluidR3_GM.sf2", "TimGM6mb.sf2", "sf_GMbank.sf2"), ()),
+    "debian": (("FluidR3_GM.sf2", "TimGM6mb.sf2", "sf_GMbank.sf2", "OPL-3_FM_128M.sf2",
+                "FluidR3Mono_GM.sf3"), ("Black_Pearl_4_LV2.sf2", "Red_Zeppelin_4_LV2.sf2")),
+}
+FONT_PACKAGES = {  # the Debian package that installs each font of the named sets
+    "FluidR3_GM.sf2": "fluid-soundfont-gm", "TimGM6mb.sf2": "timgm6mb-soundfont",
+    "sf_GMbank.sf2": "csound-soundfont", "OPL-3_FM_128M.sf2": "opl3-soundfont",
+    "FluidR3Mono_GM.sf3": "fluidr3mono-gm-soundfont", "Black_Pearl_4_LV2.sf2": "avldrums.lv2-soundfont",
+    "Red_Zeppelin_4_LV2.sf2": "avldrums.lv2-soundfont",
+}
 
 
 class RenderError(RuntimeError):
@@ -72,21 +92,88 @@ def find_fonts(extra: list[str | Path] | None = None) -> list[Path]:
     return out
 
 
-def resolve_fonts(fonts: list[str | Path] | None) -> list[Path]:
-    """The fonts to render with: those given (checked), else all found; an error if none."""
-    if fonts:
-        paths = []
-        for f in fonts:
-            p = Path(f)
-            if not p.is_file():
-                raise RenderError(f"{p}: SoundFont not found")
-            paths.append(p.resolve())
-        return paths
-    found = find_fonts()
-    if not found:
-        raise RenderError("no General MIDI SoundFont found: install fluid-soundfont-gm or "
-                          "timgm6mb-soundfont (make setup does), or pass --font FILE.sf2")
-    return found
+def resolve_fonts(fonts: list[str | Path]) -> list[Path]:
+    """The SoundFont files given, checked; an error names a missing one."""
+    paths = []
+    for f in fonts:
+        p = Path(f)
+        if not p.is_file():
+            raise RenderError(f"{p}: SoundFont not found")
+        paths.append(p.resolve())
+    return paths
+
+
+def _named_font(name: str, set_name: str) -> Path:
+    if set_name == "bundled":
+        found = bundled_font()
+        if found is None:
+            raise RenderError("pretty_midi's TimGM6mb.sf2 is missing: reinstall pretty_midi")
+        return found
+    for p in find_fonts():
+        if p.name == name:
+            return p
+    raise RenderError(f"font set {set_name!r}: {name} not found; install the Debian package "
+                      f"{FONT_PACKAGES.get(name, '?')} (make setup does, as root) or pass --font")
+
+
+@dataclass(frozen=True)
+class FontSet:
+    """The SoundFonts a build renders with: ``fonts`` voice every part of a track (one font per
+    track), ``drum_fonts`` (drum kits only) join them as choices for drum stems."""
+
+    fonts: tuple[Path, ...]
+    drum_fonts: tuple[Path, ...] = ()
+    name: str | None = None
+
+    @classmethod
+    def named(cls, name: str) -> FontSet:
+        if name not in FONT_SETS:
+            raise RenderError(f"no font set {name!r}; choose one of {', '.join(FONT_SETS)}")
+        fonts, drums = FONT_SETS[name]
+        return cls(tuple(_named_font(f, name) for f in fonts),
+                   tuple(_named_font(f, name) for f in drums), name)
+
+    @classmethod
+    def of(cls, spec: FontSpec) -> FontSet:
+        """A FontSet from a set name, a list of font files, or a FontSet."""
+        if isinstance(spec, FontSet):
+            return spec
+        if isinstance(spec, str):
+            return cls.named(spec)
+        if not spec:
+            raise RenderError("no SoundFonts chosen: pass --font FILE (repeatable) or "
+                              f"--font-set NAME ({', '.join(FONT_SETS)})")
+        return cls(tuple(resolve_fonts(list(spec))))
+
+    def pick(self, seed: int, index: int) -> tuple[Path, Path]:
+        """(font for the track, font for its drum stems), drawn from (seed, index)."""
+        rng = np.random.default_rng([seed, index, 31])
+        font = self.fonts[int(rng.integers(len(self.fonts)))]
+        kits = self.fonts + self.drum_fonts
+        return font, kits[int(rng.integers(len(kits)))] if self.drum_fonts else font
+
+    def describe(self) -> list[dict]:
+        """Name, size, sha256 and role of every font (for a build's record)."""
+        return [{**font_identity(p), "role": role}
+                for role, group in (("all parts", self.fonts), ("drums only", self.drum_fonts))
+                for p in group]
+
+
+FontSpec = str | list[str | Path] | tuple[str | Path, ...] | FontSet  # a set name, files, or a set
+_HASHES: dict[tuple[str, int, int], str] = {}
+
+
+def font_identity(path: Path) -> dict:
+    """``{"name", "size", "sha256"}`` of a font file (hashed once per process)."""
+    st = path.stat()
+    key = (str(path), st.st_size, st.st_mtime_ns)
+    if key not in _HASHES:
+        h = hashlib.sha256()
+        with open(path, "rb") as fh:
+            for block in iter(lambda: fh.read(1 << 20), b""):
+                h.update(block)
+        _HASHES[key] = h.hexdigest()
+    return {"name": path.name, "size": st.st_size, "sha256": _HASHES[key]}
 
 
 _FONT_CACHE: dict[str, object] = {}
@@ -137,13 +224,23 @@ def _events(inst: pretty_midi.Instrument, sr: int) -> list[_Event]:
     return ev
 
 
-def _preset(font, program: int, is_drum: bool) -> tuple[int, int]:
-    """(bank, preset) to use: the program itself, else its family's first, else 0."""
-    bank = 128 if is_drum else 0
-    for p in ([program, 0] if is_drum else [program, program - program % 8, 0]):
-        if font.get_preset_index(bank, p) >= 0:
-            return bank, p
-    return bank, program
+def _preset(font, program: int, is_drum: bool) -> tuple[int, int, bool]:
+    """(bank, preset, as drums) to use: the program itself, else its family's first, else 0.
+
+    A drum stem on a font without a drum bank (a drum-kit-only font such as AVL Drumkits keeps
+    its kit as preset 0:0) plays that preset as a melodic one; its keys follow the GM drum map.
+    """
+    if is_drum:
+        for p in (program, 0):
+            if font.get_preset_index(128, p) >= 0:
+                return 128, p, True
+        if font.get_preset_index(0, 0) >= 0 and font.get_preset_index(0, 1) < 0:
+            return 0, 0, False
+        return 128, program, True
+    for p in (program, program - program % 8, 0):
+        if font.get_preset_index(0, p) >= 0:
+            return 0, p, False
+    return 0, program, False
 
 
 def render_instrument(inst: pretty_midi.Instrument, font_path: Path, n_samples: int,
@@ -151,12 +248,13 @@ def render_instrument(inst: pretty_midi.Instrument, font_path: Path, n_samples: 
     """One instrument's notes, controls and bends -> (n_samples,) float32 mono."""
     font = _load_font(font_path, sample_rate)
     chan = DRUM_CHANNEL if inst.is_drum else 0
-    bank, program = _preset(font, int(inst.program), bool(inst.is_drum))
+    bank, program, as_drums = _preset(font, int(inst.program), bool(inst.is_drum))
     try:
         font.channel_set_bank(chan, bank)
-        font.channel_set_preset_number(chan, program, bool(inst.is_drum))
+        font.channel_set_preset_number(chan, program, as_drums)
     except RuntimeError as exc:
         raise RenderError(f"{font_path}: no preset {bank}:{program} ({exc})") from exc
+    remap = KIT_ONLY_NOTES if inst.is_drum and not as_drums else {}
     out = np.zeros(n_samples, dtype=np.float32)
     view = memoryview(out).cast("B")
     pos = 0
@@ -168,9 +266,9 @@ def render_instrument(inst: pretty_midi.Instrument, font_path: Path, n_samples: 
         if s >= n_samples:
             break
         if e.kind == "on":
-            font.channel_note_on(chan, e.a, e.b)
+            font.channel_note_on(chan, remap.get(e.a, e.a), e.b)
         elif e.kind == "off":
-            font.channel_note_off(chan, e.a)
+            font.channel_note_off(chan, remap.get(e.a, e.a))
         elif e.kind == "cc":
             font.channel_midi_control(chan, e.a, int(e.b))
         else:
@@ -186,8 +284,21 @@ def song_samples(midi: pretty_midi.PrettyMIDI, sample_rate: int, seconds: float 
     return max(1, int(round(length * sample_rate)))
 
 
+class TooLong(RenderError):
+    """A song longer than the render cap."""
+
+
 def render_stems(midi: pretty_midi.PrettyMIDI, font_path: Path, sample_rate: int,
-                 seconds: float | None = None) -> list[np.ndarray]:
-    """Every instrument of ``midi`` -> list of (n,) float32 stems of one common length."""
+                 seconds: float | None = None, *, drum_font: Path | None = None,
+                 max_seconds: float = MAX_RENDER_SECONDS) -> list[np.ndarray]:
+    """Every instrument of ``midi`` -> list of (n,) float32 stems of one common length.
+
+    Drum instruments use ``drum_font`` when given. A song longer than ``max_seconds`` raises
+    :class:`TooLong` before anything is rendered.
+    """
     n = song_samples(midi, sample_rate, seconds)
-    return [render_instrument(inst, font_path, n, sample_rate) for inst in midi.instruments]
+    if n > max_seconds * sample_rate:
+        raise TooLong(f"{n / sample_rate:.0f} s long, more than the cap of {max_seconds:.0f} s "
+                      "(--max-seconds)")
+    return [render_instrument(inst, drum_font if inst.is_drum and drum_font else font_path, n,
+                              sample_rate) for inst in midi.instruments]

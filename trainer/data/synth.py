@@ -1,5 +1,7 @@
-"""Building Slakh-layout datasets: generated songs (:func:`build_dataset`) or a folder of real
-MIDI files (:func:`render_midi_folder`), rendered in parallel with General MIDI SoundFonts.
+"""Building Slakh-layout datasets: generated songs (:func:`build_dataset`), a folder of real
+MIDI files (:func:`render_midi_folder`) or POP909 songs arranged for a band
+(:func:`arrange_pop909`), rendered in parallel with an explicit set of SoundFonts and, when
+asked, per-stem production effects.
 
 Every track is a pure function of (seed, index, font list), so a build is deterministic and an
 interrupted build resumes: folders already complete on disk are kept, the rest are made.
@@ -25,10 +27,19 @@ import numpy as np
 import pretty_midi
 
 from model.audio import SAMPLE_RATE
+from model.parts import PARTS
 from trainer.data.compose import generate_song
 from trainer.data.dataset import SPLITS, hashed_split
-from trainer.data.render import RenderError, render_stems, resolve_fonts
-from trainer.data.slakh import midi_tempo
+from trainer.data.effects import apply_chain, song_chains
+from trainer.data.render import (
+    MAX_RENDER_SECONDS,
+    FontSet,
+    FontSpec,
+    RenderError,
+    TooLong,
+    render_stems,
+)
+from trainer.data.slakh import inst_class_of, midi_tempo, part_of_class
 from trainer.data.writer import TMP_PREFIX, track_name, write_track
 
 log = logging.getLogger(__name__)
@@ -37,7 +48,6 @@ BUILD_FILE = "partwise-build.json"
 # A real MIDI file with fewer notes or a shorter span is a placeholder, not a song.
 MIN_NOTES = 8
 MIN_SONG_SECONDS = 5.0
-MAX_SONG_SECONDS = 1200.0  # longer is a broken file (a stray event far out), not a song
 
 
 @dataclass(frozen=True)
@@ -91,25 +101,53 @@ def song_seed(seed: int, index: int) -> int:
     return int(np.random.SeedSequence([seed, index]).generate_state(1)[0])
 
 
-def _pick_font(fonts: list[Path], seed: int, index: int) -> Path:
-    return fonts[int(np.random.default_rng([seed, index, 31]).integers(len(fonts)))]
+def _stem_parts(midi: pretty_midi.PrettyMIDI) -> list[str]:
+    return [PARTS[part_of_class(inst_class_of(int(i.program), bool(i.is_drum)), bool(i.is_drum))]
+            for i in midi.instruments]
+
+
+@dataclass(frozen=True)
+class RenderPlan:
+    """How every track of a build is rendered (the same for all its jobs)."""
+
+    fonts: FontSet
+    sample_rate: int
+    effects: bool
+    max_seconds: float = MAX_RENDER_SECONDS
+
+
+def render_track(out_dir: Path, midi: pretty_midi.PrettyMIDI, plan: RenderPlan, seed: int, index: int,
+                 meta: dict, seconds: float | None = None, source_midi: bytes | None = None) -> float:
+    """Render ``midi`` with the track's fonts (and effects), write it to ``out_dir``; its seconds.
+
+    Raises :class:`RenderError` (:class:`TooLong` past the cap) and leaves nothing behind.
+    """
+    font, drum_font = plan.fonts.pick(seed, index)
+    stems = render_stems(midi, font, plan.sample_rate, seconds, drum_font=drum_font,
+                         max_seconds=plan.max_seconds)
+    extra = [{"plugin_name": (drum_font if i.is_drum else font).name} for i in midi.instruments]
+    if plan.effects:
+        chains = song_chains(_stem_parts(midi), seed, index, plan.sample_rate)
+        stems = [apply_chain(x, c, plan.sample_rate) for x, c in zip(stems, chains, strict=True)]
+        for e, c in zip(extra, chains, strict=True):
+            e["effects"] = c
+    meta = {**meta, "soundfont": font.name, **({"drum_soundfont": drum_font.name} if drum_font != font else {})}
+    write_track(out_dir, midi, stems, plan.sample_rate, meta, source_midi, stem_extra=extra)
+    return stems[0].shape[-1] / plan.sample_rate if stems else 0.0
 
 
 def _synth_job(out: str, index: int, split: str, seed: int, song_seconds: float | None,
-               fonts: list[Path], sample_rate: int) -> TrackResult:
+               plan: RenderPlan) -> TrackResult:
     name = track_name(index)
     s = song_seed(seed, index)
     song = generate_song(s, song_seconds)
-    font = _pick_font(fonts, seed, index)
-    stems = render_stems(song.midi, font, sample_rate, song.seconds)
-    meta = {"source": "synth", "tempo": song.tempo, "soundfont": font.name, "seed": s,
-            **song.describe()}
-    write_track(Path(out) / split / name, song.midi, stems, sample_rate, meta)
+    meta = {"source": "synth", "tempo": song.tempo, "seed": s, **song.describe()}
+    render_track(Path(out) / split / name, song.midi, plan, seed, index, meta, song.seconds)
     return TrackResult(name, split, "built", song.seconds, source=f"seed {s}")
 
 
 def _midi_job(out: str, index: int, split: str, src: str, rel: str, seed: int,
-              fonts: list[Path], sample_rate: int) -> TrackResult:
+              plan: RenderPlan) -> TrackResult:
     name = track_name(index)
     path = Path(src)
     try:
@@ -124,22 +162,18 @@ def _midi_job(out: str, index: int, split: str, src: str, rel: str, seed: int,
     if n_notes < MIN_NOTES or midi.get_end_time() < MIN_SONG_SECONDS:
         return TrackResult(name, split, "skipped", reason=(
             f"{rel}: a placeholder, not a song ({n_notes} notes, {midi.get_end_time():.1f} s)"))
-    if midi.get_end_time() > MAX_SONG_SECONDS:
-        return TrackResult(name, split, "skipped", reason=(
-            f"{rel}: {midi.get_end_time():.0f} s long, more than {MAX_SONG_SECONDS:.0f} s"))
-    font = _pick_font(fonts, seed, index)
     try:
         tempo = midi_tempo(path)
     except ValueError:
         tempo = 120.0
-    meta = {"source": "midi", "tempo": tempo, "soundfont": font.name, "lmd_midpath": rel}
+    meta = {"source": "midi", "tempo": tempo, "lmd_midpath": rel}
     try:
-        stems = render_stems(midi, font, sample_rate)
-        write_track(Path(out) / split / name, midi, stems, sample_rate, meta, source_midi=data)
+        seconds = render_track(Path(out) / split / name, midi, plan, seed, index, meta, source_midi=data)
+    except TooLong as exc:
+        return TrackResult(name, split, "skipped", reason=f"{rel}: {exc}")
     except (ValueError, OverflowError, IndexError, RenderError) as exc:
         return TrackResult(name, split, "skipped", reason=f"{rel}: cannot render ({exc})")
-    return TrackResult(name, split, "built", stems[0].shape[-1] / sample_rate if stems else 0.0,
-                       source=rel)
+    return TrackResult(name, split, "built", seconds, source=rel)
 
 
 # -- driver -------------------------------------------------------------------------------
@@ -203,17 +237,25 @@ def _check_build_file(out: Path, record: dict) -> None:
             old = json.loads(path.read_text())
         except ValueError:
             old = {}
-        keys = [k for k in record if k not in ("fonts", "started")]
-        diff = [k for k in keys if old.get(k) != record[k]]
+        diff = [k for k in record if k != "started" and old.get(k) != record[k]]
         if diff:
-            raise ValueError(
-                f"{out}: holds a build with other settings ({', '.join(f'{k}={old.get(k)!r}' for k in diff)}); "
-                "resume with the same settings or choose another --out folder")
-        if old.get("fonts") != record["fonts"]:
-            log.warning("%s: the SoundFonts differ from the first run (%s); new tracks pick "
-                        "from the fonts found now", out, old.get("fonts"))
+            shown = ", ".join(f"{k}={_short(old.get(k))}" for k in diff)
+            raise ValueError(f"{out}: holds a build with other settings ({shown}); resume with "
+                             "the same settings (and SoundFonts) or choose another --out folder")
     else:
         path.write_text(json.dumps({**record, "complete": False}, indent=2))
+
+
+def _short(value: object) -> str:
+    text = repr(value)
+    return text if len(text) <= 120 else text[:117] + "..."
+
+
+def _record(kind: str, seed: int, plan: RenderPlan, **settings: object) -> dict:
+    """The settings of a build as ``partwise-build.json`` keeps them (fonts with size and sha256)."""
+    return {"kind": kind, "seed": int(seed), **settings, "sample_rate": plan.sample_rate,
+            "font_set": plan.fonts.name, "fonts": plan.fonts.describe(), "effects": plan.effects,
+            "max_seconds": plan.max_seconds}
 
 
 def _finish(out: Path, record: dict, results: list[TrackResult], t0: float) -> None:
@@ -228,22 +270,28 @@ def _finish(out: Path, record: dict, results: list[TrackResult], t0: float) -> N
              record["wall_seconds"])
 
 
+DEFAULT_FONTS = "bundled"  # the Python API's default: one font, the same file on every machine
+
+
 def build_dataset(out: str | Path, n_tracks: int, seed: int, *, song_seconds: float | None = None,
                   splits: tuple[float, float, float] = (0.8, 0.1, 0.1), workers: int = 0,
-                  fonts: list[str | Path] | None = None, progress: bool = False,
-                  sample_rate: int = SAMPLE_RATE) -> Path:
+                  fonts: FontSpec = DEFAULT_FONTS, progress: bool = False,
+                  sample_rate: int = SAMPLE_RATE, effects: bool = False,
+                  max_seconds: float = MAX_RENDER_SECONDS) -> Path:
     """Generate ``n_tracks`` songs and render them into ``out/{train,validation,test}/TrackNNNNN``.
 
     ``song_seconds=None``: each song is 45-90 s (chosen by its seed). ``workers=0``: all cores.
+    ``fonts``: a named set (see :data:`trainer.data.render.FONT_SETS`), font files or a FontSet.
     Deterministic for a given seed (and font list); tracks already complete are kept.
     """
     if n_tracks < 1:
         raise ValueError(f"n_tracks must be at least 1, got {n_tracks}")
+    if song_seconds is not None and song_seconds > max_seconds:
+        raise ValueError(f"songs of {song_seconds:g} s are longer than the cap of {max_seconds:g} s")
     out = Path(out)
-    font_paths = resolve_fonts(fonts)
-    record = {"kind": "synth", "seed": int(seed), "n_tracks": int(n_tracks),
-              "song_seconds": song_seconds, "splits": list(splits), "sample_rate": sample_rate,
-              "fonts": [p.name for p in font_paths]}
+    plan = RenderPlan(FontSet.of(fonts), sample_rate, effects, max_seconds)
+    record = _record("synth", seed, plan, n_tracks=int(n_tracks), song_seconds=song_seconds,
+                     splits=list(splits))
     out.mkdir(parents=True, exist_ok=True)
     _check_build_file(out, record)
     _clean_tmp(out)
@@ -256,7 +304,7 @@ def build_dataset(out: str | Path, n_tracks: int, seed: int, *, song_seconds: fl
         if (out / split / track_name(i) / "metadata.yaml").exists():
             results.append(TrackResult(track_name(i), split, "kept"))
             continue
-        jobs.append((_synth_job, (str(out), i, split, int(seed), song_seconds, font_paths, sample_rate)))
+        jobs.append((_synth_job, (str(out), i, split, int(seed), song_seconds, plan)))
     if results:
         log.info("%s: resuming; %d of %d tracks already complete", out, len(results), n_tracks)
     results += list(_run(jobs, _workers(workers), progress, "synth"))
@@ -270,13 +318,15 @@ def _midi_files(midi_dir: Path) -> list[Path]:
 
 def render_midi_folder(midi_dir: str | Path, out: str | Path, *,
                        splits: tuple[float, float, float] = (0.8, 0.1, 0.1), seed: int = 0,
-                       workers: int = 0, fonts: list[str | Path] | None = None,
-                       progress: bool = False, sample_rate: int = SAMPLE_RATE) -> Path:
+                       workers: int = 0, fonts: FontSpec = DEFAULT_FONTS,
+                       progress: bool = False, sample_rate: int = SAMPLE_RATE,
+                       effects: bool = False, max_seconds: float = MAX_RENDER_SECONDS) -> Path:
     """Render every MIDI file under ``midi_dir`` into the Slakh layout under ``out``.
 
     Each distinct song is one track; its split follows from a hash of its content, so a song
-    lands in the same split on every build. Exact duplicates, unreadable and note-less files are
-    reported (logged and listed in ``partwise-build.json``) and skipped.
+    lands in the same split on every build. Exact duplicates, unreadable and note-less files and
+    songs longer than ``max_seconds`` are reported (logged and listed in ``partwise-build.json``)
+    and skipped.
     """
     midi_dir, out = Path(midi_dir), Path(out)
     if not midi_dir.is_dir():
@@ -284,10 +334,8 @@ def render_midi_folder(midi_dir: str | Path, out: str | Path, *,
     files = _midi_files(midi_dir)
     if not files:
         raise ValueError(f"{midi_dir}: no MIDI files (.mid, .midi) found")
-    font_paths = resolve_fonts(fonts)
-    record = {"kind": "midi", "seed": int(seed), "source_dir": midi_dir.name,
-              "splits": list(splits), "sample_rate": sample_rate,
-              "fonts": [p.name for p in font_paths]}
+    plan = RenderPlan(FontSet.of(fonts), sample_rate, effects, max_seconds)
+    record = _record("midi", seed, plan, source_dir=midi_dir.name, splits=list(splits))
     out.mkdir(parents=True, exist_ok=True)
     _check_build_file(out, record)
     _clean_tmp(out)
@@ -311,11 +359,17 @@ def render_midi_folder(midi_dir: str | Path, out: str | Path, *,
         if (out / split / name / "metadata.yaml").exists():
             results.append(TrackResult(name, split, "kept", source=rel))
         else:
-            jobs.append((_midi_job, (str(out), index, split, str(path), rel, int(seed), font_paths, sample_rate)))
+            jobs.append((_midi_job, (str(out), index, split, str(path), rel, int(seed), plan)))
         index += 1
-    for res in _run(jobs, _workers(workers), progress, "render-midi"):
+    results += _logged(_run(jobs, _workers(workers), progress, "render-midi"))
+    _finish(out, record, results, t0)
+    return out
+
+
+def _logged(results: Iterator[TrackResult]) -> list[TrackResult]:
+    out = []
+    for res in results:
         if res.status == "skipped":
             log.warning("skipping %s", res.reason)
-        results.append(res)
-    _finish(out, record, results, t0)
+        out.append(res)
     return out

@@ -129,15 +129,20 @@ def midi_bytes(instruments: list[pretty_midi.Instrument], tempo: float, ppq: int
 
 
 def write_track(out_dir: Path, midi: pretty_midi.PrettyMIDI, stems: list[np.ndarray],
-                sample_rate: int, meta: dict, source_midi: bytes | None = None) -> Path:
+                sample_rate: int, meta: dict, source_midi: bytes | None = None,
+                stem_extra: list[dict] | None = None) -> Path:
     """Write one track folder ``out_dir`` (its parent must exist) and return it.
 
     ``stems[k]`` is the rendering of ``midi.instruments[k]``; all stems have one length.
     ``meta`` adds top-level metadata (tempo, soundfont, source, ...). ``source_midi``, when
     given, is stored as ``all_src.mid`` verbatim (real MIDI keeps its own tempo map).
+    ``stem_extra[k]`` adds to (or overrides) stem k's metadata, e.g. its own ``plugin_name``
+    (font) or the ``effects`` applied to it.
     """
     if len(stems) != len(midi.instruments):
         raise ValueError(f"{len(stems)} stems for {len(midi.instruments)} instruments")
+    if stem_extra is not None and len(stem_extra) != len(stems):
+        raise ValueError(f"{len(stem_extra)} stem metadata entries for {len(stems)} stems")
     tmp = out_dir.parent / f"{TMP_PREFIX}{out_dir.name}-{os.getpid()}"
     if tmp.exists():
         shutil.rmtree(tmp)
@@ -165,6 +170,7 @@ def write_track(out_dir: Path, midi: pretty_midi.PrettyMIDI, stems: list[np.ndar
             "name": inst.name or None,
             "part": PARTS[part_of_class(inst_class, inst.is_drum)],
             "n_notes": len(inst.notes),
+            **(stem_extra[k] if stem_extra else {}),
         }
         if rendered:
             x = q[k].astype(np.float32) / INT16_MAX
