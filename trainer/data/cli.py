@@ -1,5 +1,5 @@
-"""``partwise-train data``: build a Slakh-layout dataset (synth | render-midi), or look at one
-(info | check | fonts)."""
+"""``partwise-train data``: build a Slakh-layout dataset (synth | render-midi | arrange-pop909),
+or look at one (info | check | fonts)."""
 
 from __future__ import annotations
 
@@ -56,6 +56,15 @@ def _split_option(p: argparse.ArgumentParser) -> None:
                    help="train,validation,test fractions (default 0.8,0.1,0.1)")
 
 
+def _song_numbers(text: str) -> list[int]:
+    from trainer.data.pop909_build import parse_songs
+
+    try:
+        return parse_songs(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
 def _fonts(args: argparse.Namespace):
     """The FontSet the options name."""
     from trainer.data.render import FontSet, resolve_fonts
@@ -80,6 +89,16 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("midi_dir", type=Path, help="folder searched recursively for .mid/.midi files")
     _common(r)
     _split_option(r)
+    a = sub.add_parser("arrange-pop909", help="arrange POP909 songs for a band (drums and bass "
+                       "from each song's beats and chords) and render them stem by stem")
+    a.add_argument("source", type=Path, help="pop909.tar.xz or an extracted POP909 folder")
+    a.add_argument("--songs", type=_song_numbers, default=None,
+                   help="song numbers, e.g. 1-12,50 (default: all 909); the split of a song is "
+                        "fixed by its number (every 10th song is test, every 10th from 5 validation)")
+    a.add_argument("--seconds", type=float, default=None,
+                   help="render an excerpt this long from where the drums come in (default: "
+                        "the whole song)")
+    _common(a)
     i = sub.add_parser("info", help="summarize a dataset in the Slakh layout")
     i.add_argument("root", type=Path)
     i.add_argument("-v", "--verbose", action="store_true")
@@ -160,8 +179,13 @@ def main(argv: Sequence[str] | None = None) -> int:
                 return 2
             out = build_dataset(args.out, args.tracks, song_seconds=args.seconds,
                                 splits=args.splits, **common)
-        else:
+        elif args.action == "render-midi":
             out = render_midi_folder(args.midi_dir, args.out, splits=args.splits, **common)
+        else:
+            from trainer.data.pop909_build import arrange_pop909
+
+            out = arrange_pop909(args.source, args.out, songs=args.songs,
+                                 song_seconds=args.seconds, **common)
         record = json.loads((out / BUILD_FILE).read_text())
         print(json.dumps({k: record[k] for k in ("built", "kept", "skipped", "seconds_built",
                                                  "wall_seconds")}, indent=2))
