@@ -15,7 +15,7 @@ from model.parts import PARTS
 from trainer.data import SlakhDataset, activity, build_dataset, render_midi_folder
 from trainer.data.cli import main as data_main
 from trainer.data.compose import generate_song
-from trainer.data.render import find_fonts, render_instrument
+from trainer.data.render import bundled_font, find_fonts, render_instrument
 from trainer.data.synth import BUILD_FILE, assign_splits, split_counts
 
 SR = 22050
@@ -62,6 +62,14 @@ def test_mix_is_exactly_the_sum_of_the_stems(built):
         assert 0.5 < np.abs(mix).max() / 32767 <= 0.81  # one gain per track, no clipping
 
 
+def _font_can_sound(program: int, pitch: int, is_drum: bool) -> bool:
+    """Whether the bundled font sounds this note on its own (some presets have holes: the
+    TimGM6mb.sf2 inside pretty_midi has no alto sax sample at E4)."""
+    inst = pretty_midi.Instrument(program=program, is_drum=is_drum)
+    inst.notes.append(pretty_midi.Note(100, pitch, 0.0, 0.3))
+    return float(np.abs(render_instrument(inst, bundled_font(), SR // 2, SR)).max()) > 1e-3
+
+
 def test_stems_sound_where_their_midi_has_notes(built):
     """Listen by numbers: energy under notes, silence away from them."""
     hop = 2048
@@ -79,7 +87,9 @@ def test_stems_sound_where_their_midi_has_notes(built):
             frames = np.array([np.sqrt(np.mean(audio[i * hop:(i + 1) * hop] ** 2) + 1e-12)
                                for i in range(len(covered))])
             assert frames[~covered].max(initial=0) < 1e-4, f"{t.name}/{key} sounds without notes"
-            starts = [int(n.start * SR) // hop for n in midi.instruments[0].notes]
+            inst = midi.instruments[0]
+            starts = [int(n.start * SR) // hop for n in inst.notes
+                      if _font_can_sound(inst.program, n.pitch, inst.is_drum)]
             heard = np.mean([frames[s:s + 2].max() > 1e-3 for s in starts if s < len(frames)])
             assert heard > 0.9, f"{t.name}/{key}: notes without sound"
 

@@ -1,5 +1,5 @@
 """``partwise-train data``: build a Slakh-layout dataset (synth | render-midi | arrange-pop909),
-or look at one (info | check | fonts)."""
+or look at one (info | check | identity | fonts)."""
 
 from __future__ import annotations
 
@@ -107,6 +107,12 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--no-mix-sum", action="store_true",
                    help="do not require mix == sum of stems (Slakh2100's mixes are not exact)")
     c.add_argument("-v", "--verbose", action="store_true")
+    d = sub.add_parser("identity", help="how much identity each part has: music-ID of song "
+                       "halves on the parts' MIDI (a song's first half finds its second half)")
+    d.add_argument("root", type=Path)
+    d.add_argument("--split", choices=("train", "validation", "test"), default=None,
+                   help="one split (default: all tracks)")
+    d.add_argument("-v", "--verbose", action="store_true")
     sub.add_parser("fonts", help="list the SoundFonts found and the named font sets")
     return parser
 
@@ -133,6 +139,18 @@ def _check(root: Path, tolerance: float | None) -> int:
     return 1 if problems else 0
 
 
+def _identity(root: Path, split: str | None) -> int:
+    from model.parts import PARTS
+    from trainer.data.identity import dataset_identity
+
+    tracks = sorted(t for t in root.glob(f"{split or '*'}/Track*") if (t / "metadata.yaml").exists())
+    if len(tracks) < 2:
+        print(f"{root}: fewer than two tracks{f' in {split}' if split else ''}", file=sys.stderr)
+        return 1
+    print(json.dumps(dataset_identity(tracks, PARTS), indent=2))
+    return 0
+
+
 def _print_fonts(found: list[Path]) -> int:
     from trainer.data.render import FONT_SETS, FontSet, RenderError
 
@@ -157,6 +175,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.action == "fonts":
             return _print_fonts(find_fonts())
+        if args.action == "identity":
+            return _identity(args.root, args.split)
         if args.action == "check":
             return _check(args.root, None if args.no_mix_sum else 1e-3)
         if args.action == "info":

@@ -254,9 +254,11 @@ class Song:
     plans: list[PartPlan]
     midi: pretty_midi.PrettyMIDI
     seconds: float
+    identity: Identity | None = None
 
     def describe(self) -> dict:
         return {
+            **({"identity": self.identity.describe()} if self.identity else {}),
             "style": self.style, "tempo": round(self.tempo, 3),
             "key": f"{NOTE_NAMES[self.key]} {self.mode}", "meter": f"{self.beats}/4",
             "form": [f"{s.kind}:{s.bars}" for s in self.sections],
@@ -315,10 +317,12 @@ def _steps(pattern: str, beats: int) -> list[tuple[float, int]]:
     return [(i * beats / steps, STEP_VEL[c]) for i, c in enumerate(pattern) if c in STEP_VEL]
 
 
-def drum_bar(groove: str, beats: int, fill: bool, crash: bool, rng: np.random.Generator) -> list[Note]:
+def drum_bar(groove: str | dict[int, str], beats: int, fill: bool, crash: bool,
+             rng: np.random.Generator) -> list[Note]:
+    """One bar of a groove (a name in :data:`GROOVES` or a song's own pattern dict)."""
     notes = []
     fill_from = beats - (2 if rng.random() < 0.3 else 1) if fill else beats + 1
-    for pitch, pat in GROOVES[groove].items():
+    for pitch, pat in (GROOVES[groove] if isinstance(groove, str) else groove).items():
         for beat, vel in _steps(pat, beats):
             if beat >= fill_from and pitch not in (KICK, PHH):
                 continue
@@ -335,9 +339,16 @@ def drum_bar(groove: str, beats: int, fill: bool, crash: bool, rng: np.random.Ge
     return notes
 
 
-def bass_bar(pattern: str, bar: list[Chord], nxt: Chord, beats: int, rng: np.random.Generator) -> list[Note]:
+BASS_GRIDS = {"funk": "x..x..x.x.x..xo.", "syncopated": "x..x..x.x..x..x.",
+              "reggae": "x.....x.x.......", "tumbao": "......x.....x...",
+              "gallop": "x.xxx.xxx.xxx.xx", "boogie": "x.x.x.x.x.x.x.x."}
+
+
+def bass_bar(pattern: str, bar: list[Chord], nxt: Chord, beats: int, rng: np.random.Generator,
+             center: int = 38, grid: str | None = None) -> list[Note]:
+    """One bar of a bass figure around ``center``; ``grid`` replaces the figure's step grid."""
     def root(c: Chord) -> int:
-        return nearest([c.root], 38, 28, 50)
+        return nearest([c.root], center, 28, 50)
 
     def fifth(c: Chord) -> int:
         return nearest([c.tones[2]], root(c) + 7, 28, 55)
@@ -374,9 +385,7 @@ def bass_bar(pattern: str, bar: list[Chord], nxt: Chord, beats: int, rng: np.ran
                 p = nearest(c.tones if rng.random() < 0.7 else MODES["major"], out[-1].pitch + int(rng.choice([-4, -3, 2, 3, 4])), 28, 55)
             out.append(Note(p, b, 0.95, 92))
     elif pattern in ("funk", "syncopated", "reggae", "tumbao", "gallop", "boogie"):
-        grid = {"funk": "x..x..x.x.x..xo.", "syncopated": "x..x..x.x..x..x.",
-                "reggae": "x.....x.x.......", "tumbao": "......x.....x...",
-                "gallop": "x.xxx.xxx.xxx.xx", "boogie": "x.x.x.x.x.x.x.x."}[pattern]
+        grid = grid or BASS_GRIDS[pattern]
         boogie = [0, 4, 7, 9, 10, 9, 7, 4]
         for k, (beat, vel) in enumerate(_steps(grid, beats)):
             c = _chord_at(bar, beat, beats)
@@ -396,10 +405,12 @@ def bass_bar(pattern: str, bar: list[Chord], nxt: Chord, beats: int, rng: np.ran
 
 
 def comp_bar(pattern: str, bar: list[Chord], beats: int, center: int, rng: np.random.Generator,
-             n_voices: int = 4, variant: int = 0) -> list[Note]:
+             n_voices: int = 4, variant: int = 0, arp: tuple[int, ...] | None = None,
+             strum: str | None = None) -> list[Note]:
     """Chordal accompaniment (piano, guitar, pads, stabs) in one bar.
 
-    ``variant`` picks among rhythm variants (a strum pattern) and stays fixed over a section.
+    ``variant`` picks among rhythm variants (a strum pattern) and stays fixed over a section;
+    a song's own arpeggio order ``arp`` and strum pattern ``strum`` replace the shared ones.
     """
     out: list[Note] = []
 
@@ -423,7 +434,7 @@ def comp_bar(pattern: str, bar: list[Chord], beats: int, center: int, rng: np.ra
         for k in range(beats * 2):
             chord_notes(_chord_at(bar, k / 2, beats), k / 2, 0.42, 88 if k % 2 == 0 else 70)
     elif pattern == "arpeggio":
-        seq = [0, 1, 2, 3, 2, 1, 0, 1, 2, 3, 2, 1]
+        seq = arp or (0, 1, 2, 3, 2, 1, 0, 1, 2, 3, 2, 1)
         for k in range(beats * 2):
             c = _chord_at(bar, k / 2, beats)
             v = voicing(c, center, 4)
@@ -450,7 +461,7 @@ def comp_bar(pattern: str, bar: list[Chord], beats: int, center: int, rng: np.ra
         for b in range(1, beats):
             chord_notes(_chord_at(bar, b, beats), b, 0.8, 72, 3)
     elif pattern == "strum":
-        strums = ("D.DU.UDU", "D.D.D.DU", "D..UD.DU", "D.DUDUDU")[variant % 4]
+        strums = strum or ("D.DU.UDU", "D.D.D.DU", "D..UD.DU", "D.DUDUDU")[variant % 4]
         for k, s in enumerate(strums[: beats * 2]):
             if s == ".":
                 continue
@@ -471,12 +482,17 @@ def comp_bar(pattern: str, bar: list[Chord], beats: int, center: int, rng: np.ra
     return out
 
 
+MELODY_RHYTHMS = ((0, 1, 2, 3), (0, 0.5, 1, 2, 2.5, 3), (0, 1.5, 2, 3), (0, 2), (0.5, 1, 1.5, 2, 3),
+                  (0, 0.5, 1, 1.5, 2, 2.5, 3, 3.5), (0, 0.75, 1.5, 2, 3))
+
+
 def melody_bar(bar: list[Chord], key: int, mode: str, beats: int, lo: int, hi: int,
-               prev: int, rng: np.random.Generator, phrase_end: bool, dense: float = 0.5) -> list[Note]:
-    """A melodic line over one bar: scale steps, chord tones on strong beats."""
+               prev: int, rng: np.random.Generator, phrase_end: bool, dense: float = 0.5,
+               rhythms: tuple[tuple[float, ...], ...] = MELODY_RHYTHMS,
+               steps: tuple[int, ...] = (-2, -1, -1, 1, 1, 2, 0, 3, -3)) -> list[Note]:
+    """A melodic line over one bar: scale steps, chord tones on strong beats; ``rhythms`` are
+    the bar rhythms to choose from and ``steps`` the moves (a song's own, or the shared ones)."""
     scale = [(key + s) % 12 for s in MODES[mode]]
-    rhythms = [[0, 1, 2, 3], [0, 0.5, 1, 2, 2.5, 3], [0, 1.5, 2, 3], [0, 2], [0.5, 1, 1.5, 2, 3],
-               [0, 0.5, 1, 1.5, 2, 2.5, 3, 3.5], [0, 0.75, 1.5, 2, 3]]
     if phrase_end:
         onsets = [0.0, 1.0] if rng.random() < 0.5 else [0.0]
     else:
@@ -486,7 +502,7 @@ def melody_bar(bar: list[Chord], key: int, mode: str, beats: int, lo: int, hi: i
     p = prev
     for j, o in enumerate(onsets):
         c = _chord_at(bar, o, beats)
-        step = int(rng.choice([-2, -1, -1, 1, 1, 2, 0, 3, -3]))
+        step = int(rng.choice(steps))
         target = min(max(p + step * 2, lo + 2), hi - 2)
         p = nearest(c.tones, target, lo, hi) if o in (0, 2) else nearest(scale, target, lo, hi)
         end = onsets[j + 1] if j + 1 < len(onsets) else beats
@@ -510,14 +526,138 @@ def answer_bar(call: list[Note], bar: list[Chord], key: int, mode: str, beats: i
     return out
 
 
-def arp_bar(bar: list[Chord], beats: int, center: int, rng: np.random.Generator) -> list[Note]:
+def arp_bar(bar: list[Chord], beats: int, center: int, rng: np.random.Generator,
+            shape: tuple[int, ...] | None = None) -> list[Note]:
+    """Sixteenths over the chord in the order ``shape`` (a song's own, else one of two)."""
     out = []
-    shape = [0, 1, 2, 3, 4, 3, 2, 1] if rng.random() < 0.5 else [0, 2, 1, 3, 2, 4, 3, 1]
+    if shape is None:
+        shape = (0, 1, 2, 3, 4, 3, 2, 1) if rng.random() < 0.5 else (0, 2, 1, 3, 2, 4, 3, 1)
     for k in range(beats * 4):
         c = _chord_at(bar, k / 4, beats)
         v = voicing(c, center, 5, 14)
-        out.append(Note(v[shape[k % 8] % len(v)], k / 4, 0.22, 92 if k % 4 == 0 else 76))
+        out.append(Note(v[shape[k % len(shape)] % len(v)], k / 4, 0.22, 92 if k % 4 == 0 else 76))
     return out
+
+
+# -- song identity ------------------------------------------------------------------------
+HAT_VOICES = (CHH, CHH, PHH, RIDE, TAMB, SHAKER, CHH)
+SNARE_VOICES = (SNARE, SNARE, SNARE, 40, RIM, CLAP)  # 40: electric snare
+PERC_VOICES = (TAMB, COWBELL, SHAKER, CLAVES, CONGA_HI, BELL)
+ALL_KITS = (0, 8, 16, 24, 25, 32, 40, 48)
+FAMILY_PROGRAMS = {"bass": tuple(range(32, 40)), "piano": tuple(range(0, 8)),
+                   "guitar": tuple(range(24, 31))}
+
+
+@dataclass(frozen=True)
+class Identity:
+    """What makes a generated song its own beyond its style, drawn once per song: its drum
+    voices, kick variations, ghost notes and percussion, its bass register and figure grid,
+    its voicings, arpeggio order and strum, its melodic rhythms, and wider program choices."""
+
+    seed: int
+    hat: int
+    hat_rate: int  # 0: as the groove has it, else hits every 4 / 2 / 1 sixteenths
+    snare: int
+    ghosts: float
+    kick_flips: int
+    perc: tuple[int, str] | None
+    bass_center: int
+    bass_flips: int
+    comp_shift: int
+    voices: int
+    arp: tuple[int, ...]
+    strum: str
+    rhythms: tuple[tuple[float, ...], ...]
+    steps: tuple[int, ...]  # melodic moves, in scale steps
+    arp_shape: tuple[int, ...]
+    stab: str
+    free_programs: float  # chance that a part's program comes from its whole GM family
+
+    def describe(self) -> dict:
+        return {"hat": self.hat, "snare": self.snare, "bass_center": self.bass_center,
+                "comp_shift": self.comp_shift, "voices": self.voices, "strum": self.strum,
+                "arp": list(self.arp), "arp_shape": list(self.arp_shape), "stab": self.stab,
+                "steps": list(self.steps), "rhythms": [list(r) for r in self.rhythms]}
+
+
+def _steps_string(rng: np.random.Generator, n: int, p: float, first: str = "x") -> str:
+    return first + "".join("x" if rng.random() < p else "." for _ in range(n - 1))
+
+
+def _rhythm(rng: np.random.Generator, beats: int) -> tuple[float, ...]:
+    grid = 0.25 if rng.random() < 0.35 else 0.5
+    slots = np.arange(0.0, beats, grid)
+    keep = rng.random(len(slots)) < rng.uniform(0.25, 0.7)
+    keep[0] = rng.random() < 0.85
+    if not keep.any():
+        keep[0] = True
+    return tuple(float(x) for x in slots[keep])
+
+
+def draw_identity(seed: int, beats: int) -> Identity:
+    rng = np.random.default_rng([seed, 4243])
+    perc = None
+    if rng.random() < 0.35:
+        perc = (int(rng.choice(PERC_VOICES)), _steps_string(rng, beats * 4, 0.3, "."))
+    strum = "D" + "".join(str(rng.choice(["D", "U", "."], p=[0.35, 0.35, 0.3])) for _ in range(7))
+    return Identity(
+        seed=seed, hat=int(rng.choice(HAT_VOICES)), hat_rate=int(rng.choice([0, 0, 4, 2, 1])),
+        snare=int(rng.choice(SNARE_VOICES)), ghosts=float(rng.uniform(0, 0.3)) * (rng.random() < 0.5),
+        kick_flips=int(rng.integers(0, 4)), perc=perc, bass_center=int(rng.integers(34, 43)),
+        bass_flips=int(rng.integers(0, 3)), comp_shift=int(rng.integers(-5, 7)),
+        voices=int(rng.integers(3, 6)), arp=tuple(int(x) for x in rng.integers(0, 4, 8)),
+        strum=strum, rhythms=tuple(_rhythm(rng, beats) for _ in range(int(rng.integers(2, 5)))),
+        steps=tuple(int(x) for x in rng.choice([-3, -2, -1, 0, 1, 2, 3, 4, -4], 9, p=_step_weights(rng))),
+        arp_shape=tuple(int(x) for x in rng.integers(0, 5, int(rng.choice([4, 6, 8])))),
+        stab=str(rng.choice(["clav", "skank", "montuno", "chicken"])),
+        free_programs=float(rng.uniform(0.2, 0.6)))
+
+
+def _step_weights(rng: np.random.Generator) -> np.ndarray:
+    """A song's preference among melodic moves -3..4 (small steps favoured, by a drawn amount)."""
+    moves = np.array([-3, -2, -1, 0, 1, 2, 3, 4, -4])
+    w = np.exp(-np.abs(moves) * rng.uniform(0.2, 1.0)) * rng.uniform(0.3, 1.0, len(moves))
+    return w / w.sum()
+
+
+def _flip(pattern: str, n: int, rng: np.random.Generator, keep: set[int]) -> str:
+    """``pattern`` with ``n`` of its steps (not those in ``keep``) turned on or off."""
+    cells = list(pattern)
+    free = [i for i in range(len(cells)) if i not in keep]
+    for i in rng.permutation(free)[:n].tolist():
+        cells[i] = "." if cells[i] != "." else "x"
+    return "".join(cells)
+
+
+def song_groove(name: str, ident: Identity) -> dict[int, str]:
+    """The song's own version of groove ``name``: its hat and snare voices, hat rate, kick
+    variations, ghost notes and percussion (the same every time the song plays the groove)."""
+    rng = np.random.default_rng([ident.seed, 3571, sum(map(ord, name)), len(name)])
+    out: dict[int, str] = {}
+    for pitch, pat in GROOVES[name].items():
+        if pitch == CHH:
+            pitch = ident.hat
+            if ident.hat_rate:
+                pat = "".join("x" if i % ident.hat_rate == 0 else "." for i in range(len(pat)))
+        elif pitch == SNARE:
+            pitch = ident.snare
+            pat = "".join("o" if c == "." and i % 2 and rng.random() < ident.ghosts else c
+                          for i, c in enumerate(pat))
+        elif pitch == KICK:
+            backbeat = {i for i, c in enumerate(GROOVES[name].get(SNARE, "")) if c == "X"}
+            pat = _flip(pat, ident.kick_flips, rng, {0} | backbeat)
+        out[pitch] = pat
+    if ident.perc and ident.perc[0] not in out:
+        out[ident.perc[0]] = ident.perc[1][: len(next(iter(GROOVES[name].values())))]
+    return out
+
+
+def song_bass_grid(pattern: str, ident: Identity) -> str | None:
+    """The song's own step grid for a grid-based bass figure (None for the others)."""
+    if pattern not in BASS_GRIDS:
+        return None
+    rng = np.random.default_rng([ident.seed, 2393, sum(map(ord, pattern))])
+    return _flip(BASS_GRIDS[pattern], ident.bass_flips, rng, {0})
 
 
 # -- the song -----------------------------------------------------------------------------
@@ -533,19 +673,25 @@ def _choose_parts(style: Style, rng: np.random.Generator) -> list[bool]:
             return have
 
 
-def _plans(style: Style, have: list[bool], rng: np.random.Generator) -> list[PartPlan]:
+def _plans(style: Style, have: list[bool], rng: np.random.Generator, free: float = 0.0) -> list[PartPlan]:
+    """The song's parts; with chance ``free`` a part's program (or kit) comes from its whole
+    General MIDI family instead of the style's list."""
     def pick(seq):
         return seq[int(rng.integers(len(seq)))]
 
+    def program(part: str, styled: tuple[int, ...]) -> int:
+        wide = ALL_KITS if part == "drums" else FAMILY_PROGRAMS[part]
+        return pick(wide) if rng.random() < free else pick(styled)
+
     plans = []
     if have[0]:
-        plans.append(PartPlan("drums", "groove", pick(style.drums), pick(style.kits), True))
+        plans.append(PartPlan("drums", "groove", pick(style.drums), program("drums", style.kits), True))
     if have[1]:
-        plans.append(PartPlan("bass", "bass", pick(style.bass), pick(style.bass_programs)))
+        plans.append(PartPlan("bass", "bass", pick(style.bass), program("bass", style.bass_programs)))
     if have[2]:
-        plans.append(PartPlan("piano", "comp", pick(style.piano), pick(style.piano_programs)))
+        plans.append(PartPlan("piano", "comp", pick(style.piano), program("piano", style.piano_programs)))
     if have[3]:
-        plans.append(PartPlan("guitar", "guitar", pick(style.guitar), pick(style.guitar_programs)))
+        plans.append(PartPlan("guitar", "guitar", pick(style.guitar), program("guitar", style.guitar_programs)))
     if have[4]:
         n = 1 if rng.random() < 0.55 else 2
         order = rng.permutation(len(style.others))[:n]
@@ -557,7 +703,7 @@ def _plans(style: Style, have: list[bool], rng: np.random.Generator) -> list[Par
 
 def _write_part(plan: PartPlan, sec: Section, bar_i: int, song: dict, rng: np.random.Generator,
                 state: dict) -> list[Note]:
-    beats, mode = song["beats"], song["mode"]
+    beats, mode, ident = song["beats"], song["mode"], song["identity"]
     bar = sec.chords[bar_i]
     nxt = sec.chords[(bar_i + 1) % sec.bars][0]
     last = bar_i == sec.bars - 1
@@ -567,17 +713,20 @@ def _write_part(plan: PartPlan, sec: Section, bar_i: int, song: dict, rng: np.ra
             groove = "waltz"
         if sec.kind in ("intro", "breakdown") and groove not in ("jazz", "jazz_brush", "waltz") and rng.random() < 0.5:
             groove = "halftime"
-        notes = drum_bar(groove, beats, fill=last and state["fill"], crash=bar_i == 0 and state["crash"], rng=rng)
+        own = song["grooves"].setdefault(groove, song_groove(groove, ident))
+        notes = drum_bar(own, beats, fill=last and state["fill"], crash=bar_i == 0 and state["crash"], rng=rng)
         if state.get("ride") and sec.kind in ("chorus", "drop", "solo"):
-            notes = [Note(RIDE, n.start, n.dur, n.vel) if n.pitch == CHH else n for n in notes]
+            notes = [Note(RIDE, n.start, n.dur, n.vel) if n.pitch == ident.hat else n for n in notes]
         if bar_i % 4 == 3 and not last and beats == 4 and rng.random() < 0.5:
-            notes = [n for n in notes if not (n.pitch == CHH and n.start == 3.5)]
+            notes = [n for n in notes if not (n.pitch == ident.hat and n.start == 3.5)]
             notes.append(Note(OHH, 3.5, 0.5, 95))
         return notes
     if plan.part == "bass":
-        return bass_bar(plan.pattern, bar, nxt, beats, rng)
+        return bass_bar(plan.pattern, bar, nxt, beats, rng, ident.bass_center,
+                        song_bass_grid(plan.pattern, ident))
     if plan.part == "piano":
-        return comp_bar(plan.pattern, bar, beats, 64, rng)
+        return comp_bar(plan.pattern, bar, beats, 64 + ident.comp_shift, rng, ident.voices,
+                        arp=ident.arp)
     if plan.part == "guitar":
         if plan.pattern == "riff":
             motif = state.setdefault("riff", _riff(rng, beats))
@@ -587,17 +736,17 @@ def _write_part(plan: PartPlan, sec: Section, bar_i: int, song: dict, rng: np.ra
                                 "minor" if minor_chord else "major"]
             return [Note(root + scale[d], o, 0.3, v) for o, d, v in motif]
         if plan.pattern == "arpeggio":
-            return comp_bar("arpeggio", bar, beats, 60, rng)
-        return comp_bar(plan.pattern, bar, beats, 58, rng, 4,
-                        variant=state.setdefault("variant", int(rng.integers(4))))
+            return comp_bar("arpeggio", bar, beats, 60 + ident.comp_shift // 2, rng, arp=ident.arp[::-1])
+        return comp_bar(plan.pattern, bar, beats, 58 + ident.comp_shift // 2, rng, 4,
+                        variant=state.setdefault("variant", int(rng.integers(4))), strum=ident.strum)
     # others
     if plan.role == "pad":
-        return comp_bar("pad", bar, beats, 67, rng)
+        return comp_bar("pad", bar, beats, 67 - ident.comp_shift, rng, ident.voices)
     if plan.role == "stabs":
-        stab = state.setdefault("stab", "clav" if rng.random() < 0.5 else "skank")
-        return comp_bar(stab, bar, beats, 68, rng, 3)
+        stab = state.setdefault("stab", ident.stab)
+        return comp_bar(stab, bar, beats, 68 - ident.comp_shift, rng, 3)
     if plan.role == "arp":
-        return arp_bar(bar, beats, 72, rng)
+        return arp_bar(bar, beats, 72, rng, ident.arp_shape)
     lo, hi = (62, 86) if plan.role == "lead" else (45, 67)
     motifs = state.setdefault("motifs", {})
     if bar_i % 4 == 2 and bar_i - 2 in motifs and rng.random() < 0.7:
@@ -605,7 +754,8 @@ def _write_part(plan: PartPlan, sec: Section, bar_i: int, song: dict, rng: np.ra
         notes = answer_bar(motifs[bar_i - 2], bar, sec.key, mode, beats, lo, hi)
     else:
         notes = melody_bar(bar, sec.key, mode, beats, lo, hi, state.get("prev", (lo + hi) // 2),
-                           rng, phrase_end=(bar_i % 4 == 3), dense=0.6 if plan.role == "lead" else 0.1)
+                           rng, phrase_end=(bar_i % 4 == 3), dense=0.6 if plan.role == "lead" else 0.1,
+                           rhythms=ident.rhythms, steps=ident.steps)
     motifs[bar_i] = notes
     if notes:
         state["prev"] = notes[-1].pitch
@@ -667,7 +817,8 @@ def generate_song(seed: int, seconds: float | None = None, style: str | None = N
     beats = st.beats
     sevenths = bool(rng.random() < st.sevenths)
     have = _choose_parts(st, rng)
-    plans = _plans(st, have, rng)
+    ident = draw_identity(seed, beats)
+    plans = _plans(st, have, rng, ident.free_programs)
 
     # form: repeat the template until the song is long enough, then cut the last section
     bar_s = beats * 60.0 / tempo
@@ -722,7 +873,8 @@ def generate_song(seed: int, seconds: float | None = None, style: str | None = N
         total += bars
 
     # write the parts bar by bar
-    song_ctx = {"beats": beats, "key": key, "mode": mode, "style": st.name}
+    song_ctx = {"beats": beats, "key": key, "mode": mode, "style": st.name, "identity": ident,
+                "grooves": {}}
     bar0 = 0
     for sec in sections:
         for plan in plans:
@@ -739,7 +891,7 @@ def generate_song(seed: int, seconds: float | None = None, style: str | None = N
         bar0 += sec.bars
 
     midi = _to_midi(plans, tempo, st.swing, seconds, rng)
-    return Song(seed, st.name, tempo, key, mode, beats, sections, plans, midi, seconds)
+    return Song(seed, st.name, tempo, key, mode, beats, sections, plans, midi, seconds, ident)
 
 
 def _to_midi(plans: list[PartPlan], tempo: float, swing: float, seconds: float,
