@@ -23,7 +23,7 @@ from pathlib import Path
 from model.audio import SAMPLE_RATE
 from trainer.data import build_dataset, render_midi_folder
 from trainer.data.compose import generate_song
-from trainer.data.render import render_stems, resolve_fonts
+from trainer.data.render import FONT_SETS, FontSet, render_stems
 from trainer.data.synth import BUILD_FILE, song_seed
 from trainer.data.writer import write_track
 
@@ -40,9 +40,9 @@ def _cpu() -> float:
     return me.ru_utime + me.ru_stime + kids.ru_utime + kids.ru_stime
 
 
-def phases(n: int, seed: int, seconds: float | None) -> dict:
+def phases(n: int, seed: int, seconds: float | None, font_set: FontSet) -> dict:
     """Compose / render / write times of ``n`` songs in this process (fonts already loaded)."""
-    fonts = resolve_fonts(None)
+    fonts = font_set.fonts
     t = {"compose": 0.0, "render": 0.0, "write": 0.0, "audio_s": 0.0}
     with tempfile.TemporaryDirectory() as tmp:
         for i in range(n):
@@ -74,18 +74,22 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--midi", type=Path, default=None,
                     help="also time render-midi on the first --midi-files files of this folder")
     ap.add_argument("--midi-files", type=int, default=8)
+    ap.add_argument("--font-set", choices=sorted(FONT_SETS), default="gm3",
+                    help="the SoundFonts to render with (default gm3)")
     args = ap.parse_args(argv)
+    fonts = FontSet.named(args.font_set)
 
     report: dict = {"tracks": args.tracks, "song_seconds": args.seconds or "45-90 (default)",
                     "cpu_count": os.cpu_count(), "sample_rate": SAMPLE_RATE,
-                    "fonts": [p.name for p in resolve_fonts(None)], "runs": []}
-    report["phases_1proc"] = phases(min(args.tracks, 4), args.seed + 1000, args.seconds)
+                    "fonts": [p.name for p in fonts.fonts], "runs": []}
+    report["phases_1proc"] = phases(min(args.tracks, 4), args.seed + 1000, args.seconds, fonts)
     for w in args.workers:
         tmp = Path(tempfile.mkdtemp(prefix="partwise-bench-"))
         try:
             cpu0 = _cpu()
             t0 = time.perf_counter()
-            build_dataset(tmp / "ds", args.tracks, args.seed, song_seconds=args.seconds, workers=w)
+            build_dataset(tmp / "ds", args.tracks, args.seed, song_seconds=args.seconds, workers=w,
+                          fonts=fonts)
             wall = time.perf_counter() - t0
             cpu = _cpu() - cpu0
             rec = json.loads((tmp / "ds" / BUILD_FILE).read_text())
@@ -110,12 +114,12 @@ def main(argv: list[str] | None = None) -> int:
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
     if args.midi is not None:
-        report["render_midi"] = bench_midi(args.midi, args.midi_files, max(args.workers))
+        report["render_midi"] = bench_midi(args.midi, args.midi_files, max(args.workers), fonts)
     print(json.dumps(report, indent=2))
     return 0
 
 
-def bench_midi(folder: Path, n_files: int, workers: int) -> dict:
+def bench_midi(folder: Path, n_files: int, workers: int, fonts: FontSet) -> dict:
     """render-midi on a copy of the first ``n_files`` MIDI files of ``folder``."""
     files = sorted(p for p in folder.iterdir() if p.suffix.lower() in (".mid", ".midi"))[:n_files]
     tmp = Path(tempfile.mkdtemp(prefix="partwise-bench-midi-"))
@@ -124,7 +128,7 @@ def bench_midi(folder: Path, n_files: int, workers: int) -> dict:
         for f in files:
             shutil.copy(f, tmp / "src" / f.name)
         cpu0, t0 = _cpu(), time.perf_counter()
-        render_midi_folder(tmp / "src", tmp / "ds", workers=workers)
+        render_midi_folder(tmp / "src", tmp / "ds", workers=workers, fonts=fonts)
         wall, cpu = time.perf_counter() - t0, _cpu() - cpu0
         rec = json.loads((tmp / "ds" / BUILD_FILE).read_text())
         audio = rec["seconds_built"]
