@@ -238,6 +238,11 @@ def test_build_resumes_and_refuses_other_settings(tmp_path):
     assert record["kept"] == 1 and record["built"] == 1
     with pytest.raises(ValueError, match="other settings"):
         arrange_pop909(archive, out, song_seconds=4.0, workers=1, seed=9)
+    # a selection may grow: the songs already built are kept, the record names them all
+    small = arrange_pop909(archive, tmp_path / "b", songs=[2], song_seconds=4.0, workers=1)
+    arrange_pop909(archive, small, songs=[1], song_seconds=4.0, workers=1)
+    assert json.loads((small / BUILD_FILE).read_text())["songs"] == [1, 2]
+    assert {p.name for p in small.glob("*/Track*")} == {"Track00001", "Track00002"}
 
 
 def test_build_needs_the_licence_and_skips_long_songs(tmp_path):

@@ -28,6 +28,7 @@ from trainer.data.synth import (
     _record,
     _run,
     _workers,
+    read_build_file,
     render_track,
 )
 from trainer.data.writer import track_name
@@ -77,6 +78,13 @@ def _pop909_job(out: str, number: int, files: dict[str, bytes], seed: int,
     return TrackResult(name, split, "built", seconds, source=where)
 
 
+def _songs_built(before: object, wanted: set[int] | None) -> list[int] | str:
+    """The songs a folder holds after this build: the earlier selection and this one."""
+    if wanted is None or before == "all":
+        return "all"
+    return sorted(wanted | set(before if isinstance(before, list) else []))
+
+
 def _write_licence(source: Path, out: Path, licence: bytes | None) -> None:
     if licence is None:
         raise Pop909Error(f"{source}: no LICENSE inside; POP909's MIT licence must travel with "
@@ -101,10 +109,11 @@ def arrange_pop909(source: str | Path, out: str | Path, *, seed: int = 0,
     wanted = set(songs) if songs else None
     collection, licence = read_collection(source, wanted)
     plan = RenderPlan(FontSet.of(fonts), sample_rate, effects, max_seconds)
-    record = _record("pop909", seed, plan, source=source.name, songs=sorted(wanted) if wanted else "all",
+    record = _record("pop909", seed, plan, source=source.name,
+                     songs=_songs_built(read_build_file(out).get("songs"), wanted),
                      song_seconds=song_seconds, splits=SPLIT_RULE)
     out.mkdir(parents=True, exist_ok=True)
-    _check_build_file(out, record)
+    _check_build_file(out, record, free=("songs",))  # a song's track never depends on the others
     _write_licence(source, out, licence)
     _clean_tmp(out)
     t0 = time.perf_counter()

@@ -230,14 +230,20 @@ def _run(jobs: list[tuple[Callable[..., TrackResult], tuple]], workers: int,
             bar.close()
 
 
-def _check_build_file(out: Path, record: dict) -> None:
+def read_build_file(out: Path) -> dict:
+    """The ``partwise-build.json`` of ``out`` ({} if there is none or it is unreadable)."""
+    try:
+        return json.loads((out / BUILD_FILE).read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+def _check_build_file(out: Path, record: dict, free: tuple[str, ...] = ()) -> None:
+    """Refuse to resume a build made with other settings (``free`` keys may differ)."""
     path = out / BUILD_FILE
     if path.exists():
-        try:
-            old = json.loads(path.read_text())
-        except ValueError:
-            old = {}
-        diff = [k for k in record if k != "started" and old.get(k) != record[k]]
+        old = read_build_file(out)
+        diff = [k for k in record if k not in ("started", *free) and old.get(k) != record[k]]
         if diff:
             shown = ", ".join(f"{k}={_short(old.get(k))}" for k in diff)
             raise ValueError(f"{out}: holds a build with other settings ({shown}); resume with "
