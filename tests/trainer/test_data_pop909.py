@@ -254,3 +254,14 @@ def test_build_needs_the_licence_and_skips_long_songs(tmp_path):
     record = json.loads((out / BUILD_FILE).read_text())
     assert record["built"] == 0 and "more than the cap of 10 s" in record["skipped"][0]
     assert record["skipped"][0].startswith("POP909/001")
+
+
+def test_archive_and_folder_build_the_same_audio(tmp_path):
+    archive = _write_archive(tmp_path / "pop909.tar.xz", [3, 20])
+    with tarfile.open(archive) as tar:
+        tar.extractall(tmp_path / "src", filter="data")
+    a = arrange_pop909(archive, tmp_path / "a", song_seconds=4.0, workers=1, seed=2)
+    b = arrange_pop909(tmp_path / "src", tmp_path / "b", song_seconds=4.0, workers=2, seed=2)
+    for rel in ("train/Track00003", "test/Track00020"):
+        assert (a / rel / "mix.flac").read_bytes() == (b / rel / "mix.flac").read_bytes()
+        assert (a / rel / "metadata.yaml").read_text() == (b / rel / "metadata.yaml").read_text()
