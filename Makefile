@@ -13,9 +13,11 @@ setup: $(STAMP)
 # Optional system packages, installed best effort (needs root and apt-get): PortAudio for sound,
 # every library Qt's X11 platform plugin links against (listed by app/ui/qtdeps.py, derived from
 # the plugin in the installed PySide6 wheel), and General MIDI SoundFonts for rendering training
-# data. Without them Partwise still runs: playback off (said in the window), the window commands
-# name what is missing and how to install it, rendering uses the TimGM6mb.sf2 inside pretty_midi.
-SYS_PKGS := libportaudio2 fluid-soundfont-gm timgm6mb-soundfont csound-soundfont
+# data (the font sets of trainer/data/render.py). Without them Partwise still runs: playback off
+# (said in the window), the window commands name what is missing and how to install it, and
+# training data can be rendered with the TimGM6mb.sf2 inside pretty_midi (--font-set bundled).
+SYS_PKGS := libportaudio2 fluid-soundfont-gm timgm6mb-soundfont csound-soundfont opl3-soundfont \
+	fluidr3mono-gm-soundfont avldrums.lv2-soundfont
 sysdeps:
 	@pkgs="$(SYS_PKGS) $$($(PY) -m app.ui.qtdeps --packages)"; missing=""; \
 	for p in $$pkgs; do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
