@@ -7,7 +7,7 @@ it may run in one thread while others call :meth:`Library.tracks`, :meth:`Librar
 own lock).
 
 Analysis policy: windows of ``window`` seconds without overlap, at most ``max_windows`` of
-them spread evenly over the track (``model.embedder.segment_starts``); only those windows are
+them spread evenly over the track (``model.audioio.segment_starts``); only those windows are
 decoded. The track vector is the mean of the window embeddings.
 
 Presence (how present each part is, in [0, 1]): when the weights' card carries the trained
@@ -31,12 +31,13 @@ from pathlib import Path
 
 import numpy as np
 
-from app.decode import Clips, DecodeError, Tags, read_clips, read_tags
 from app.focus import best_segment_pair, parse_focus
 from app.index import IndexParams, VectorIndex
 from app.store import Row, Store, StoreError
+from app.tags import Tags, read_tags
 from app.walk import FoundFile, Problem, walk_audio
 from assets import DEFAULT_WEIGHTS
+from model.audioio import Clips, DecodeError, read_clips
 from model.embedder import Embedder
 from model.parts import EMBED_DIM, N_PARTS, part_norms
 from model.weights import WeightsError, file_sha256, read_card

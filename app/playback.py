@@ -5,7 +5,7 @@ is missing, so it is imported lazily by :func:`audio_backend`, which also checks
 device exists. Without either, :class:`Player` still works as an object (load, seek, position)
 but ``play`` raises :class:`PlaybackUnavailable` with the reason, and the app says so.
 
-Threads: :func:`decode` is slow and belongs in a worker. The PortAudio callback runs on its own
+Threads: :func:`decode` (the one audio intake, :mod:`model.audioio`) is slow and belongs in a worker. The PortAudio callback runs on its own
 thread; the player's position is shared with it under a lock, and state changes are reported
 through ``on_state`` from whichever thread caused them (the UI forwards them with a signal).
 """
@@ -22,6 +22,8 @@ from pathlib import Path
 
 import numpy as np
 
+from model.audioio import DecodeError, read, resample
+
 log = logging.getLogger(__name__)
 
 STOPPED, PLAYING, PAUSED = "stopped", "playing", "paused"
@@ -33,7 +35,7 @@ class PlaybackUnavailable(RuntimeError):
 
 
 class PlaybackError(RuntimeError):
-    """A file could not be decoded or the output stream could not be opened."""
+    """The output stream could not be opened (decoding fails with :class:`DecodeError`)."""
 
 
 @dataclass(frozen=True)
@@ -91,57 +93,15 @@ def _fit_channels(a: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(a, dtype=np.float32)
 
 
-def _decode_av(path: Path) -> Audio:
-    import av
-
-    chunks: list[np.ndarray] = []
-    with av.open(str(path)) as container:
-        stream = next((s for s in container.streams if s.type == "audio"), None)
-        if stream is None:
-            raise PlaybackError(f"{path}: no audio stream in the file")
-        rate = stream.rate or stream.codec_context.sample_rate
-        resampler = av.AudioResampler(format="fltp", rate=rate)
-        for frame in container.decode(stream):
-            for out in resampler.resample(frame):
-                chunks.append(out.to_ndarray().T)
-        for out in resampler.resample(None):
-            chunks.append(out.to_ndarray().T)
-    if not chunks:
-        raise PlaybackError(f"{path}: the file holds no audio samples")
-    return Audio(_fit_channels(np.concatenate(chunks)), int(rate), path)
-
-
 def decode(path: str | os.PathLike) -> Audio:
-    """Whole file at its own rate, at most stereo. libsndfile first, FFmpeg (PyAV) otherwise."""
+    """Whole file at its own rate, at most stereo, through the one audio intake
+    (:func:`model.audioio.read`); a :class:`DecodeError` names the file and the problem."""
     path = Path(path)
-    if not path.is_file():
-        raise PlaybackError(f"{path}: the file does not exist (moved or deleted since the scan?)")
-    import soundfile as sf
-
     try:
-        data, rate = sf.read(str(path), dtype="float32", always_2d=True)
-        if len(data) == 0:
-            raise PlaybackError(f"{path}: the file holds no audio samples")
-        return Audio(_fit_channels(data), int(rate), path)
-    except PlaybackError:
-        raise
-    except Exception as e:  # libsndfile could not read it: try FFmpeg
-        log.debug("%s: soundfile failed (%s), trying PyAV", path, e)
-    try:
-        return _decode_av(path)
-    except PlaybackError:
-        raise
-    except Exception as e:
-        raise PlaybackError(f"{path}: cannot decode the audio ({e})") from e
-
-
-def _resample(a: np.ndarray, rate: int, target: int) -> np.ndarray:
-    """Linear-interpolation resample of (frames, C) audio; only used when the device refuses
-    the file's own rate, so quality matters less than never failing."""
-    n = max(1, int(round(len(a) * target / rate)))
-    x = np.linspace(0, len(a) - 1, n)
-    out = np.stack([np.interp(x, np.arange(len(a)), a[:, c]) for c in range(a.shape[1])], axis=1)
-    return out.astype(np.float32)
+        samples, rate = read(path)
+    except FileNotFoundError:
+        raise DecodeError(f"{path}: the file does not exist (moved or deleted since the scan?)") from None
+    return Audio(_fit_channels(samples), rate, path)
 
 
 class Player:
@@ -260,7 +220,7 @@ class Player:
         except sd.PortAudioError as e:
             dev_rate = int(sd.query_devices(self.device, kind="output")["default_samplerate"])
             log.info("%s: device refused %d Hz (%s); resampling to %d Hz", path, rate, e, dev_rate)
-        samples = _resample(samples, rate, dev_rate)
+        samples = np.ascontiguousarray(resample(samples.T, rate, dev_rate).T)
         try:
             self._stream = self._make_stream(sd, dev_rate, samples.shape[1])
         except sd.PortAudioError as e:

@@ -11,7 +11,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from app.decode import is_audio_file
+from model.audioio import is_audio_file
 
 log = logging.getLogger(__name__)
 

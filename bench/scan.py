@@ -22,9 +22,9 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from app.decode import probe, read_all, read_clips  # noqa: E402
 from app.library import AnalysisPolicy, Library  # noqa: E402
 from bench.common import CPU_WIDTHS, stand_in_weights, write_tracks  # noqa: E402
+from model.audioio import probe, read_all, read_clips  # noqa: E402
 from model.weights import read_card  # noqa: E402
 
 

@@ -15,6 +15,8 @@ import numpy as np
 import torch
 import torchaudio
 
+from model.audioio import resample, to_mono
+
 SAMPLE_RATE = 22050
 N_FFT = 2048
 HOP_LENGTH = 512
@@ -94,26 +96,6 @@ def log_mel(wave: torch.Tensor, cfg: AudioConfig = AudioConfig()) -> torch.Tenso
     return _front_end(cfg, str(wave.device))(wave)
 
 
-def to_mono(wave: np.ndarray) -> np.ndarray:
-    """(samples,) or (samples, channels) float -> (samples,) float32 mean over channels."""
-    wave = np.asarray(wave, dtype=np.float32)
-    if wave.ndim == 2:
-        wave = wave.mean(axis=1)
-    if wave.ndim != 1:
-        raise ValueError(f"expected (samples,) or (samples, channels), got shape {wave.shape}")
-    return wave
-
-
-def resample(wave: torch.Tensor | np.ndarray, orig_sr: int, target_sr: int = SAMPLE_RATE) -> torch.Tensor:
-    """Band-limited resampling along the last axis; a no-op when the rates match."""
-    t = torch.as_tensor(wave, dtype=torch.float32)
-    if orig_sr <= 0:
-        raise ValueError(f"invalid sample rate {orig_sr}")
-    if orig_sr == target_sr:
-        return t
-    return torchaudio.functional.resample(t, orig_sr, target_sr)
-
-
 def prepare(wave: np.ndarray, sr: int, cfg: AudioConfig = AudioConfig()) -> torch.Tensor:
     """Any decoded audio (samples[, channels]) at any rate -> mono float32 tensor at cfg rate."""
-    return resample(to_mono(wave), sr, cfg.sample_rate)
+    return torch.from_numpy(resample(to_mono(wave), sr, cfg.sample_rate))

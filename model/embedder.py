@@ -11,6 +11,7 @@ import numpy as np
 import torch
 
 from model.audio import AudioConfig, log_mel, prepare
+from model.audioio import segment_starts
 from model.network import CSN, ModelSpec
 from model.weights import Weights, load_weights
 
@@ -29,26 +30,6 @@ class TrackEmbedding:
     starts: np.ndarray
     track: np.ndarray
     window: float
-
-
-def segment_starts(n_samples: int, sr: int, window: float, hop: float | None = None,
-                   max_windows: int | None = None) -> np.ndarray:
-    """Start sample of each analysis window.
-
-    Windows of ``window`` s every ``hop`` s (default: no overlap). With ``max_windows``, at most
-    that many, spread evenly over the track. A track shorter than one window gets one window at 0.
-    """
-    win = int(round(window * sr))
-    step = int(round((hop or window) * sr))
-    if win <= 0 or step <= 0:
-        raise ValueError(f"window and hop must be positive (window={window}, hop={hop})")
-    if n_samples <= win:
-        return np.zeros(1, dtype=np.int64)
-    starts = np.arange(0, n_samples - win + 1, step, dtype=np.int64)
-    if max_windows is not None and len(starts) > max_windows:
-        idx = np.linspace(0, len(starts) - 1, max_windows).round().astype(np.int64)
-        starts = starts[np.unique(idx)]
-    return starts
 
 
 def frame(wave: torch.Tensor, starts: np.ndarray, win: int) -> torch.Tensor:

@@ -29,7 +29,6 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from app.decode import is_audio_file
 from app.library import Library, Result, ScanProgress, Track
 from app.playback import Player
 from app.projection import MapCache, Projection, project, space_for_focus
@@ -40,6 +39,7 @@ from app.ui.models import ABSENT, FailuresModel, ResultsModel, TrackFilter, Trac
 from app.ui.player_bar import PlayerBar
 from app.ui.theme import PART_LABELS
 from app.ui.workers import DaemonRunner, LatestOnly, Runner, ScanThread, Task
+from model.audioio import is_audio_file
 from model.parts import N_PARTS, PARTS, SUBSPACE_DIM
 
 log = logging.getLogger(__name__)

@@ -375,15 +375,15 @@ def test_queries_from_other_threads_while_scanning(tmp_path, weights):
 
 def test_permission_errors_simulated(tmp_path, weights, monkeypatch):
     """The same as above for any user (root reads everything): the OS says no."""
-    import app.decode
     import app.walk
+    import model.audioio
 
     songs(tmp_path / "music", 2)
     locked = songs(tmp_path / "music" / "locked", 1)
     secret = tmp_path / "music" / "secret.wav"
     sf.write(secret, music(4.0), 22050)
     real_access, real_scandir = os.access, os.scandir
-    monkeypatch.setattr(app.decode.os, "access",
+    monkeypatch.setattr(model.audioio.os, "access",
                         lambda p, mode: False if Path(p) == secret else real_access(p, mode))
 
     def scandir(p):

@@ -12,10 +12,10 @@ from app.playback import (
     STOPPED,
     Audio,
     Backend,
-    PlaybackError,
     PlaybackUnavailable,
     Player,
 )
+from model.audioio import DecodeError
 from tests.app.nullaudio import use_null_audio
 
 use_null_audio()
@@ -37,11 +37,11 @@ def test_decode_wav_keeps_rate_and_folds_channels(tmp_path):
 
 
 def test_decode_errors_name_the_file(tmp_path):
-    with pytest.raises(PlaybackError, match="missing.wav"):
+    with pytest.raises(DecodeError, match="missing.wav"):
         playback.decode(tmp_path / "missing.wav")
     bad = tmp_path / "bad.mp3"
     bad.write_text("not audio at all")
-    with pytest.raises(PlaybackError, match="bad.mp3"):
+    with pytest.raises(DecodeError, match="bad.mp3"):
         playback.decode(bad)
 
 

@@ -22,7 +22,8 @@ import numpy as np
 import soundfile as sf
 import yaml
 
-from model.audio import SAMPLE_RATE, resample
+from model import audioio
+from model.audio import SAMPLE_RATE
 from model.embedder import segment_starts
 from model.parts import N_PARTS
 from trainer.data.slakh import midi_tempo, part_of_class
@@ -314,14 +315,9 @@ class SlakhDataset:
         return f"SlakhDataset({str(self.root)!r}, {self.split!r}, {len(self)} tracks)"
 
     def _read(self, path: Path) -> np.ndarray:
-        try:
-            wave, sr = sf.read(str(path), dtype="float32", always_2d=True)
-        except (RuntimeError, sf.LibsndfileError) as exc:
-            raise ValueError(f"{path}: cannot decode audio ({exc})") from exc
-        mono = wave.mean(axis=1) if wave.shape[1] > 1 else wave[:, 0]
-        if sr != self.sample_rate:
-            mono = resample(mono, sr, self.sample_rate).numpy()
-        return np.ascontiguousarray(mono, dtype=np.float32)
+        """Mono float32 at ``self.sample_rate`` through the one audio intake; a DecodeError (a
+        ValueError) names the file."""
+        return audioio.read(path, self.sample_rate, mono=True)[0]
 
     def _length(self, i: int) -> int:
         return int(round(self._entries[i]["duration"] * self.sample_rate))

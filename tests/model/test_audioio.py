@@ -2,14 +2,16 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from app.decode import (
+from app.tags import read_tags
+from model.audioio import (
     AudioInfo,
     DecodeError,
     check_complete,
     probe,
+    read,
     read_all,
     read_clips,
-    read_tags,
+    resample,
 )
 from tests.app.library_helpers import music, real_recordings, write_all_formats, write_bad_files
 
@@ -112,3 +114,23 @@ def test_resampled_windows_match_the_shared_front_end(tmp_path):
     s = int(round(c.starts[1] * RATE))
     mid = slice(500, 2 * RATE - 500)  # away from the clip edges, where padding differs
     np.testing.assert_allclose(c.clips[1][mid], ref[s:s + 2 * RATE][mid], atol=2e-3)
+
+
+def test_whole_file_keeps_channels_or_resamples_to_mono(tmp_path, formats):
+    stereo, rate = read(formats["flac"])
+    assert stereo.ndim == 2 and stereo.shape[1] == 2 and stereo.dtype == np.float32
+    mono, r = read(formats["m4a"], 16000, mono=True)
+    assert r == 16000 and mono.ndim == 1
+    assert len(mono) == pytest.approx(len(stereo) * 16000 / rate, rel=0.02)
+
+
+def test_resampler_is_band_limited():
+    """A 12 kHz tone at 44.1 kHz taken to 16 kHz (Nyquist 8 kHz) is filtered out, not folded
+    down to 4 kHz as linear interpolation would; a 1 kHz tone passes unchanged in level."""
+    t = np.arange(44100) / 44100
+    high = resample(np.sin(2 * np.pi * 12000 * t), 44100, 16000)
+    low = resample(np.sin(2 * np.pi * 1000 * t), 44100, 16000)
+    assert high.shape == low.shape == (16000,)
+    mid = slice(1000, -1000)
+    assert np.sqrt((high[mid] ** 2).mean()) < 0.01
+    assert np.sqrt((low[mid] ** 2).mean()) == pytest.approx(np.sqrt(0.5), rel=0.01)

@@ -1,10 +1,11 @@
-"""Audio decoding for the library: probe, read only the analysis windows, and tags.
+"""The one audio intake: decode a file, or only its analysis windows, and resample.
 
-libsndfile (``soundfile``) reads wav, flac, ogg/vorbis, opus, mp3 and aiff quickly and seeks
-exactly; whatever it cannot open (m4a/aac, odd mp3s, ...) goes through FFmpeg via PyAV. Both
-paths return the same thing: mono float32 clips at the model's sample rate, resampled by
-:func:`model.audio.prepare`, so features do not depend on the decoder. Every failure is a
-:class:`DecodeError` whose message names the file and the problem.
+Analysis (the library scan), playback and training datasets all read audio here, so a clicked
+track is decoded by the route that analysed it. libsndfile (``soundfile``) reads wav, flac,
+ogg/vorbis, opus, mp3 and aiff quickly and seeks exactly; whatever it cannot open (m4a/aac, odd
+mp3s, ...) goes through FFmpeg via PyAV. Both return the same float32 samples, and every change
+of rate goes through :func:`resample` (band-limited windowed sinc), so features do not depend on
+the decoder. Every failure is a :class:`DecodeError` whose message names the file and the problem.
 """
 
 from __future__ import annotations
@@ -21,9 +22,6 @@ import soundfile as sf
 import torch
 import torchaudio
 
-from model.audio import resample, to_mono
-from model.embedder import segment_starts
-
 log = logging.getLogger(__name__)
 
 AUDIO_EXTENSIONS = frozenset(
@@ -37,7 +35,7 @@ _TRUNCATION_SLACK_S = 1.0
 _MIN_SHARE = 0.5
 
 
-class DecodeError(RuntimeError):
+class DecodeError(ValueError):
     """A file could not be decoded; the message names the file and the problem."""
 
 
@@ -63,6 +61,56 @@ class Clips:
 
 def is_audio_file(path: str | os.PathLike) -> bool:
     return Path(path).suffix.lower() in AUDIO_EXTENSIONS
+
+
+# ---------------------------------------------------------------- samples
+
+def to_mono(wave: np.ndarray) -> np.ndarray:
+    """(samples,) or (samples, channels) float -> (samples,) float32 mean over channels."""
+    wave = np.asarray(wave, dtype=np.float32)
+    if wave.ndim == 2:
+        wave = wave.mean(axis=1)
+    if wave.ndim != 1:
+        raise ValueError(f"expected (samples,) or (samples, channels), got shape {wave.shape}")
+    return wave
+
+
+@lru_cache(maxsize=16)
+def _resampler(orig: int, new: int) -> torchaudio.transforms.Resample:
+    return torchaudio.transforms.Resample(orig, new)
+
+
+def resample(x: np.ndarray | torch.Tensor, orig: int, new: int) -> np.ndarray:
+    """Band-limited (windowed-sinc, polyphase) resampling along the last axis: (..., n) at
+    ``orig`` Hz -> (..., round(n * new / orig)) float32 at ``new`` Hz; the filter kernel is
+    built once per rate pair. A no-op when the rates match."""
+    if orig <= 0 or new <= 0:
+        raise ValueError(f"invalid sample rates {orig} -> {new}")
+    t = torch.as_tensor(x, dtype=torch.float32)
+    if orig == new:
+        return t.numpy()
+    with torch.inference_mode():
+        return _resampler(int(orig), int(new))(t).numpy()
+
+
+def segment_starts(n_samples: int, sr: int, window: float, hop: float | None = None,
+                   max_windows: int | None = None) -> np.ndarray:
+    """Start sample of each analysis window.
+
+    Windows of ``window`` s every ``hop`` s (default: no overlap). With ``max_windows``, at most
+    that many, spread evenly over the track. A track shorter than one window gets one window at 0.
+    """
+    win = int(round(window * sr))
+    step = int(round((hop or window) * sr))
+    if win <= 0 or step <= 0:
+        raise ValueError(f"window and hop must be positive (window={window}, hop={hop})")
+    if n_samples <= win:
+        return np.zeros(1, dtype=np.int64)
+    starts = np.arange(0, n_samples - win + 1, step, dtype=np.int64)
+    if max_windows is not None and len(starts) > max_windows:
+        idx = np.linspace(0, len(starts) - 1, max_windows).round().astype(np.int64)
+        starts = starts[np.unique(idx)]
+    return starts
 
 
 # ---------------------------------------------------------------- probing
@@ -208,7 +256,7 @@ def check_complete(path: str | os.PathLike) -> None:
 # ---------------------------------------------------------------- reading windows
 
 def _read_soundfile(path: Path, starts: np.ndarray, length: float, info: AudioInfo) -> list[np.ndarray]:
-    """Seek to each start (seconds) and read ``length`` s; returns mono native-rate arrays."""
+    """Seek to each start (seconds) and read ``length`` s; returns (n, channels) native-rate arrays."""
     sr = info.sample_rate
     n = int(round(length * sr))
     out = []
@@ -216,32 +264,31 @@ def _read_soundfile(path: Path, starts: np.ndarray, length: float, info: AudioIn
         with sf.SoundFile(str(path)) as f:
             for s in starts.tolist():
                 f.seek(min(int(round(s * sr)), max(f.frames - 1, 0)))
-                out.append(to_mono(f.read(n, dtype="float32", always_2d=True)))
+                out.append(f.read(n, dtype="float32", always_2d=True))
     except (sf.LibsndfileError, RuntimeError, ValueError) as e:
         raise DecodeError(f"{path}: decoding failed ({_short(e)})") from e
     return out
 
 
-def _frame_mono(frame) -> np.ndarray:
+def _frame_samples(frame) -> np.ndarray:
+    """One decoded PyAV frame -> (n, channels) float32 in [-1, 1]."""
     a = frame.to_ndarray()
-    if frame.format.is_planar:
-        a = a.astype(np.float32, copy=False)
-        mono = a.mean(axis=0)
-    else:
-        ch = max(len(frame.layout.channels), 1)
-        mono = a.reshape(-1, ch).astype(np.float32, copy=False).mean(axis=1)
+    ch = max(len(frame.layout.channels), 1)
+    a = a.T if frame.format.is_planar else a.reshape(-1, ch)
+    a = a.astype(np.float32)
     kind = frame.format.name.rstrip("p")
     if kind == "s16":
-        mono = mono / 32768.0
+        a /= 32768.0
     elif kind == "s32":
-        mono = mono / 2147483648.0
+        a /= 2147483648.0
     elif kind == "u8":
-        mono = (mono - 128.0) / 128.0
-    return mono.astype(np.float32, copy=False)
+        a = (a - 128.0) / 128.0
+    return a
 
 
 def _read_av(path: Path, starts: np.ndarray, length: float, info: AudioInfo) -> list[np.ndarray]:
-    """Seek (container-level) to each window and decode just enough frames for it."""
+    """Seek (container-level) to each window and decode just enough frames for it; returns
+    (n, channels) native-rate arrays."""
     sr = info.sample_rate
     n = int(round(length * sr))
     container, stream = _open_av(path)
@@ -256,17 +303,17 @@ def _read_av(path: Path, starts: np.ndarray, length: float, info: AudioInfo) -> 
             have = 0
             for fr in container.decode(stream):
                 t0 = float(fr.time) if fr.time is not None else 0.0
-                mono = _frame_mono(fr)
+                a = _frame_samples(fr)
                 skip = int(round((s - t0) * sr))
-                if skip >= len(mono):
+                if skip >= len(a):
                     continue
                 if skip > 0:
-                    mono = mono[skip:]
-                parts.append(mono)
-                have += len(mono)
+                    a = a[skip:]
+                parts.append(a)
+                have += len(a)
                 if have >= n:
                     break
-            clip = np.concatenate(parts)[:n] if parts else np.zeros(0, np.float32)
+            clip = np.concatenate(parts)[:n] if parts else np.zeros((0, max(info.channels, 1)), np.float32)
             out.append(clip)
     except DecodeError:
         raise
@@ -282,7 +329,7 @@ def read_clips(path: str | os.PathLike, rate: int, window: float,
     """Decode only the analysis windows of a file.
 
     Windows of ``window`` s without overlap, at most ``max_windows`` spread over the track
-    (:func:`model.embedder.segment_starts`, the same policy the Embedder uses). Returns
+    (:func:`segment_starts`, the same policy the Embedder uses). Returns
     (K, round(window * rate)) mono float32 clips at ``rate``; a short tail is zero-padded.
     """
     path = Path(path)
@@ -296,7 +343,7 @@ def read_clips(path: str | os.PathLike, rate: int, window: float,
     n_target = int(round(info.duration * rate))
     starts = segment_starts(n_target, rate, window, None, max_windows) / rate
     reader = _read_soundfile if info.backend == "soundfile" else _read_av
-    raw = reader(path, starts, window, info)
+    raw = [to_mono(a) for a in reader(path, starts, window, info)]
     n_native = int(round(window * info.sample_rate))
     native = np.zeros((len(raw), n_native), dtype=np.float32)
     for i, (s, a) in enumerate(zip(starts.tolist(), raw, strict=True)):
@@ -309,7 +356,7 @@ def read_clips(path: str | os.PathLike, rate: int, window: float,
         native[i, : min(n_native, len(a))] = a[:n_native]
     if not np.isfinite(native).all():
         native = np.nan_to_num(native, nan=0.0, posinf=0.0, neginf=0.0)
-    clips = _resample_batch(native, info.sample_rate, rate)
+    clips = resample(native, info.sample_rate, rate)
     win = int(round(window * rate))
     if clips.shape[1] != win:  # rounding of the rate ratio: trim or pad to exactly win samples
         fixed = np.zeros((len(clips), win), dtype=np.float32)
@@ -318,66 +365,29 @@ def read_clips(path: str | os.PathLike, rate: int, window: float,
     return Clips(clips=clips, starts=starts.astype(np.float32), info=info, rate=rate)
 
 
-@lru_cache(maxsize=16)
-def _resampler(orig: int, new: int) -> torchaudio.transforms.Resample:
-    return torchaudio.transforms.Resample(orig, new)
+def read(path: str | os.PathLike, rate: int | None = None, mono: bool = False) -> tuple[np.ndarray, int]:
+    """The whole file as float32 samples and their rate.
 
-
-def _resample_batch(x: np.ndarray, orig: int, new: int) -> np.ndarray:
-    """(K, n) at ``orig`` -> (K, m) float32 at ``new``: the same band-limited sinc resampling as
-    :func:`model.audio.resample`, with the filter kernel built once per rate pair."""
-    if orig == new:
-        return x
-    with torch.inference_mode():
-        return _resampler(orig, new)(torch.from_numpy(x)).numpy()
-
-
-def read_all(path: str | os.PathLike, rate: int) -> np.ndarray:
-    """Whole file, mono float32 at ``rate`` (used by tools and the decode-only benchmark)."""
+    (frames, channels) at the file's own rate, or at ``rate`` when given; (frames,) with
+    ``mono``. FileNotFoundError when the file is gone, DecodeError for anything else.
+    """
     path = Path(path)
     info = probe(path)
     reader = _read_soundfile if info.backend == "soundfile" else _read_av
     (a,) = reader(path, np.zeros(1), info.duration + 1.0, info)
-    return resample(a, info.sample_rate, rate).numpy()
+    if len(a) == 0:
+        raise DecodeError(f"{path}: the file holds no audio samples")
+    if not np.isfinite(a).all():
+        a = np.nan_to_num(a, nan=0.0, posinf=0.0, neginf=0.0)
+    if mono:
+        a = to_mono(a)
+    if rate is not None and rate != info.sample_rate:
+        a = resample(a.T, info.sample_rate, rate).T
+    return np.ascontiguousarray(a, dtype=np.float32), rate or info.sample_rate
 
 
-# ---------------------------------------------------------------- tags
-
-@dataclass(frozen=True)
-class Tags:
-    title: str
-    artist: str
-    album: str
-    duration: float | None
+def read_all(path: str | os.PathLike, rate: int) -> np.ndarray:
+    """Whole file, mono float32 at ``rate`` (tools and the decode-only benchmark)."""
+    return read(path, rate, mono=True)[0]
 
 
-def read_tags(path: str | os.PathLike) -> Tags:
-    """Title, artist, album and duration via mutagen; the file name when there are no tags."""
-    path = Path(path)
-    title = artist = album = ""
-    duration: float | None = None
-    try:
-        import mutagen
-
-        f = mutagen.File(str(path), easy=True)
-        if f is not None:
-            if f.tags is not None:
-                title = _first(f.tags, "title")
-                artist = _first(f.tags, "artist")
-                album = _first(f.tags, "album")
-            length = getattr(getattr(f, "info", None), "length", None)
-            if length and math.isfinite(length) and length > 0:
-                duration = float(length)
-    except Exception as e:  # mutagen raises many kinds of errors on damaged tags
-        log.debug("%s: no readable tags (%s)", path, e)
-    return Tags(title=title or path.stem, artist=artist, album=album, duration=duration)
-
-
-def _first(tags, key: str) -> str:
-    try:
-        v = tags.get(key)
-    except (KeyError, ValueError, TypeError):
-        return ""
-    if isinstance(v, list):
-        v = v[0] if v else ""
-    return str(v or "").strip()
