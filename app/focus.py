@@ -16,7 +16,15 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
-from model.parts import EMBED_DIM, N_PARTS, PARTS, SUBSPACE_DIM, part_index
+from model.parts import (
+    EMBED_DIM,
+    N_PARTS,
+    PARTS,
+    SUBSPACE_DIM,
+    part_index,
+    part_sq_distances,
+    part_sq_norms,
+)
 
 
 def parse_focus(focus: Mapping[str, float] | Sequence[float] | np.ndarray | str) -> np.ndarray:
@@ -70,18 +78,6 @@ def format_focus(w: np.ndarray) -> str:
     return ",".join(f"{p}={float(v):g}" for p, v in zip(PARTS, w, strict=True) if v)
 
 
-def part_sq_norms(x: np.ndarray) -> np.ndarray:
-    """(N, 640) -> (N, 5) squared norm of each part subspace."""
-    xr = x.reshape(len(x), N_PARTS, SUBSPACE_DIM)
-    return np.einsum("npd,npd->np", xr, xr)
-
-
-def part_distances(q: np.ndarray, x: np.ndarray) -> np.ndarray:
-    """Squared distance per part between q (640,) and rows of x (N, 640): (N, 5)."""
-    d = x.reshape(len(x), N_PARTS, SUBSPACE_DIM) - q.reshape(1, N_PARTS, SUBSPACE_DIM)
-    return np.einsum("npd,npd->np", d, d)
-
-
 def focused_scores(q: np.ndarray, w: np.ndarray, x: np.ndarray,
                    x_sq: np.ndarray | None = None) -> np.ndarray:
     """D_w(q, x_i) for every row of x (N, 640) -> (N,), with one mat-vec.
@@ -102,12 +98,6 @@ def best_segment_pair(qs: np.ndarray, xs: np.ndarray, w: np.ndarray) -> tuple[in
 
     qs: (n, 640), xs: (m, 640) segment embeddings.
     """
-    qn = qs.reshape(len(qs), N_PARTS, SUBSPACE_DIM)
-    xn = xs.reshape(len(xs), N_PARTS, SUBSPACE_DIM)
-    q_sq = np.einsum("npd,npd->np", qn, qn)  # (n, 5)
-    x_sq = np.einsum("mpd,mpd->mp", xn, xn)  # (m, 5)
-    cross = np.einsum("npd,mpd->nmp", qn, xn)  # (n, m, 5)
-    d = q_sq[:, None, :] + x_sq[None, :, :] - 2.0 * cross
-    score = d @ w
+    score = part_sq_distances(qs, xs) @ w  # (n, m)
     i, j = np.unravel_index(int(np.argmin(score)), score.shape)
     return int(i), int(j)

@@ -32,8 +32,15 @@ from pathlib import Path
 import hnswlib
 import numpy as np
 
-from app.focus import focused_scores, part_distances, part_sq_norms
-from model.parts import EMBED_DIM, N_PARTS, SUBSPACE_DIM, part_slice
+from app.focus import focused_scores
+from model.parts import (
+    EMBED_DIM,
+    N_PARTS,
+    SUBSPACE_DIM,
+    part_slice,
+    part_sq_distances,
+    part_sq_norms,
+)
 
 log = logging.getLogger(__name__)
 
@@ -298,26 +305,12 @@ class VectorIndex:
                 z = np.zeros(0, np.float32)
                 return Hits(np.zeros(0, np.int64), z, np.zeros((0, N_PARTS), np.float32), exact)
             best = np.argpartition(scores, top - 1)[:top] if top < len(rows) else np.arange(len(rows))
-            pd = part_distances(q, self._vecs[rows[best]])
+            pd = part_sq_distances(q, self._vecs[rows[best]], self._sq[rows[best]])
             exact_scores = pd @ w  # recomputed directly: no cancellation error in what we report
             order = np.lexsort((self._ids[rows[best]], exact_scores))
             best = best[order]
             return Hits(ids=self._ids[rows[best]].copy(), scores=exact_scores[order].astype(np.float32),
                         parts=pd[order].astype(np.float32), exact=exact)
-
-    def _part_dists(self, q: np.ndarray, rows: np.ndarray, parts: Iterable[int]) -> np.ndarray:
-        """Squared distances (len(rows), len(parts)) in the given parts.
-
-        ||q_c - x_c||^2 = ||q_c||^2 + ||x_c||^2 - 2 q_c.x_c with the stored part norms: one
-        (m, 128) gather and mat-vec per part, no loop over rows (ranking only; reported values
-        are recomputed)."""
-        parts = [int(c) for c in parts]
-        out = np.empty((len(rows), len(parts)), np.float32)
-        for j, c in enumerate(parts):
-            sl = part_slice(c)
-            qc = q[sl]
-            out[:, j] = float(qc @ qc) + self._sq[rows, c] - 2.0 * (self._vecs[rows, sl] @ qc)
-        return out
 
     def _start_kk(self, key: tuple, kk0: int) -> int:
         """Where a query of this kind starts: a high quantile of what recent ones needed."""
@@ -389,7 +382,7 @@ class VectorIndex:
             rows = rows[self._alive[rows]]
             if len(rows) < k:
                 return None
-            pd = self._part_dists(q, rows, nz)  # (m, nonzero parts)
+            pd = part_sq_distances(q, self._vecs[rows], self._sq[rows])[:, nz]  # (m, nonzero parts)
             scores = pd @ w[nz]
             kth = float(np.partition(scores, k - 1)[k - 1])
             ends = np.stack(dists)  # (lists, kk) rising distances

@@ -8,13 +8,9 @@ own lock).
 
 Analysis policy: windows of ``window`` seconds without overlap, at most ``max_windows`` of
 them spread evenly over the track (``model.audioio.segment_starts``); only those windows are
-decoded. The track vector is the mean of the window embeddings.
-
-Presence (how present each part is, in [0, 1]): when the weights' card carries the trained
-norm-loss biases ``card["norm_bias"]`` (b_1..b_5), presence_j = sigmoid(log ||t_j|| + b_j),
-the paper's eq. 5 on the track vector t. Without them, the fallback is each part's norm relative
-to the largest part norm of that track, ||t_j|| / max_c ||t_c||: 1 for the strongest part, near 0
-for a part whose subspace the model pushed to zero.
+decoded. Segment vectors, the track vector (their mean) and the presence of each part come
+from the one embedding path, :meth:`model.embedder.Embedder.embed_tracks`, fed with the
+windows of several tracks at once.
 """
 
 from __future__ import annotations
@@ -38,8 +34,8 @@ from app.tags import Tags, read_tags
 from app.walk import FoundFile, Problem, walk_audio
 from assets import DEFAULT_WEIGHTS
 from model.audioio import Clips, DecodeError, read_clips
-from model.embedder import Embedder
-from model.parts import EMBED_DIM, N_PARTS, part_norms
+from model.embedder import Embedder, TrackEmbedding
+from model.parts import N_PARTS
 from model.weights import WeightsError, file_sha256, read_card
 
 log = logging.getLogger(__name__)
@@ -107,18 +103,6 @@ class ScanProgress:
     failed: int
 
 
-def presence_from_vector(vector: np.ndarray, norm_bias: Sequence[float] | None = None) -> np.ndarray:
-    """(640,) track vector -> (5,) float32 presence in [0, 1] (see the module docstring)."""
-    norms = part_norms(np.asarray(vector, np.float32)).astype(np.float64)
-    if norm_bias is not None:
-        b = np.asarray(norm_bias, np.float64).reshape(N_PARTS)
-        z = np.log(np.maximum(norms, 1e-12)) + b
-        p = 1.0 / (1.0 + np.exp(-z))
-    else:
-        p = norms / max(float(norms.max()), 1e-12)
-    return np.clip(p, 0.0, 1.0).astype(np.float32)
-
-
 def _track(row: Row) -> Track:
     presence = (np.frombuffer(row.presence, np.float32).copy() if row.presence
                 else np.zeros(N_PARTS, np.float32))
@@ -162,15 +146,10 @@ class Library:
         self._scan_lock = threading.Lock()
         # embeddings of the last few outside-the-library query files, so that moving the focus
         # faders with such a query costs no embedding: key (path, size, mtime_ns, model, policy)
-        self._outside: OrderedDict[tuple, tuple[np.ndarray, np.ndarray, np.ndarray]] = OrderedDict()
+        self._outside: OrderedDict[tuple, TrackEmbedding] = OrderedDict()
         self._outside_lock = threading.Lock()
         self.card: dict = {}
         self.model_sha = self._model_sha()
-        self.norm_bias = self.card.get("norm_bias")
-        if self.norm_bias is not None and len(self.norm_bias) != N_PARTS:
-            log.warning("%s: card norm_bias has %d values, expected %d; ignoring it",
-                        self.weights_path, len(self.norm_bias), N_PARTS)
-            self.norm_bias = None
         self.index = self._open_index(index_params)
 
     # ------------------------------------------------------------ model
@@ -205,13 +184,14 @@ class Library:
                          self._embedder.device)
             return self._embedder
 
-    def _embed_clips(self, clips: np.ndarray) -> np.ndarray:
+    def _embed_tracks(self, clips: list[Clips]) -> list[TrackEmbedding]:
+        """The one embedding path (one forward pass at a time); LibraryError when it fails."""
         emb = self.embedder()
-        with self._embed_lock:
-            out = emb.embed_clips(clips)
-        if not np.isfinite(out).all():
-            raise LibraryError(f"{self.weights_path}: the model produced non-finite embeddings")
-        return out
+        try:
+            with self._embed_lock:
+                return emb.embed_tracks([c.clips for c in clips], [c.starts for c in clips])
+        except (RuntimeError, ValueError) as e:
+            raise LibraryError(f"{self.weights_path}: embedding failed ({e})") from e
 
     # ------------------------------------------------------------ index
     def _open_index(self, params: IndexParams | None) -> VectorIndex:
@@ -446,32 +426,23 @@ class Library:
         log.warning("%s", w.error)
 
     def _flush(self, batch: list[_Work]) -> Iterator[_Work]:
-        clips = np.concatenate([w.clips.clips for w in batch])
         try:
-            emb = self._embed_clips(clips)
-        except (RuntimeError, ValueError) as e:
+            embedded = self._embed_tracks([w.clips for w in batch])
+        except LibraryError as e:
             for w in batch:
-                w.error = f"{w.found.path}: embedding failed ({e})"
+                w.error = f"{w.found.path}: embedding failed ({e.__cause__ or e})"
                 self._record_failure(w)
                 yield w
             return
-        ids, revs, vecs = [], [], []
-        at = 0
-        for w in batch:
-            k = len(w.clips.clips)
-            seg = emb[at:at + k]
-            at += k
-            vec = seg.mean(axis=0).astype(np.float32)
-            assert seg.shape == (k, EMBED_DIM)
+        ids, revs = [], []
+        for w, e in zip(batch, embedded, strict=True):
             rev = self.store.finish_ok(
                 w.track_id, title=w.tags.title, artist=w.tags.artist, album=w.tags.album,
                 duration=w.clips.info.duration, model_sha=self.model_sha, policy=self.policy.key(),
-                vector=vec, presence=presence_from_vector(vec, self.norm_bias), segments=seg,
-                starts=w.clips.starts)
+                vector=e.track, presence=e.presence, segments=e.segments, starts=e.starts)
             ids.append(w.track_id)
             revs.append(rev)
-            vecs.append(vec)
-        self.index.upsert(ids, revs, np.stack(vecs))
+        self.index.upsert(ids, revs, np.stack([e.track for e in embedded]))
         self.index.maintain()
         yield from batch
 
@@ -545,25 +516,22 @@ class Library:
             got = self._outside.get(key)
             if got is not None:
                 self._outside.move_to_end(key)
-                vec, segs, starts = got
-                return vec, segs, starts, set()
+                return got.track, got.segments, got.starts, set()
         try:
             clips = read_clips(path, self._rate(), self.policy.window, self.policy.max_windows)
         except DecodeError as e:
             raise LibraryError(str(e)) from e
-        segs = self._embed_clips(clips.clips)
-        vec = segs.mean(axis=0).astype(np.float32)
-        starts = np.asarray(clips.starts)
-        for a in (vec, segs, starts):
+        (e,) = self._embed_tracks([clips])
+        for a in (e.track, e.segments, e.starts, e.presence):
             a.setflags(write=False)  # shared by later searches: nobody may change them
         with self._outside_lock:
             # the model's checksum is known for sure once it has run: file it under that
             key = (where, st.st_size, st.st_mtime_ns, self.model_sha, self.policy.key())
-            self._outside[key] = (vec, segs, starts)
+            self._outside[key] = e
             self._outside.move_to_end(key)
             while len(self._outside) > self.OUTSIDE_CACHE:
                 self._outside.popitem(last=False)
-        return vec, segs, starts, set()
+        return e.track, e.segments, e.starts, set()
 
     # ------------------------------------------------------------ lifecycle
     def info(self) -> dict:

@@ -1,9 +1,17 @@
-"""Embedder: waveform(s) -> per-segment (N, 640) float32 embeddings and a track vector."""
+"""Embedder: the one embedding path. Clips in; segment vectors, track vector and presence out.
+
+The library's scan, the tests and :meth:`Embedder.embed` (whole decoded audio) all go through
+:meth:`Embedder.embed_tracks`: one batched forward pass over the clips of one or many tracks,
+then per track the segment vectors (N, 640), the track vector (their mean) and the presence of
+each part (:func:`model.parts.presence`, with the card's trained norm-loss biases when it has
+them).
+"""
 
 from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -13,6 +21,7 @@ import torch
 from model.audio import AudioConfig, log_mel, prepare
 from model.audioio import segment_starts
 from model.network import CSN, ModelSpec
+from model.parts import EMBED_DIM, N_PARTS, presence
 from model.weights import Weights, load_weights
 
 log = logging.getLogger(__name__)
@@ -24,12 +33,13 @@ def default_device() -> torch.device:
 
 @dataclass
 class TrackEmbedding:
-    """segments: (N, 640) float32; starts: (N,) seconds; track: (640,) mean of the segments."""
+    """segments: (N, 640) float32; starts: (N,) seconds; track: (640,) mean of the segments;
+    presence: (5,) float32 in [0, 1]."""
 
     segments: np.ndarray
     starts: np.ndarray
     track: np.ndarray
-    window: float
+    presence: np.ndarray
 
 
 def frame(wave: torch.Tensor, starts: np.ndarray, win: int) -> torch.Tensor:
@@ -39,22 +49,36 @@ def frame(wave: torch.Tensor, starts: np.ndarray, win: int) -> torch.Tensor:
     return torch.stack([wave[s:s + win] for s in starts.tolist()])
 
 
+def _card_norm_bias(card: dict, path: str | os.PathLike) -> list[float] | None:
+    bias = card.get("norm_bias")
+    if bias is not None and len(bias) != N_PARTS:
+        log.warning("%s: card norm_bias has %d values, expected %d; ignoring it", path, len(bias), N_PARTS)
+        return None
+    return bias
+
+
 class Embedder:
-    """Embeds audio with a trained CSN. Uses CUDA when present, CPU otherwise."""
+    """Embeds audio with a trained CSN. Uses CUDA when present, CPU otherwise.
+
+    ``norm_bias``: the trained norm-loss biases (b_1..b_5) that turn part norms into presence;
+    None falls back to norms relative to the largest (see :func:`model.parts.presence`).
+    """
 
     def __init__(self, model: CSN, spec: ModelSpec, device: str | torch.device | None = None,
-                 batch_size: int = 32, sha256: str = ""):
+                 batch_size: int = 32, sha256: str = "", norm_bias: Sequence[float] | None = None):
         self.device = torch.device(device) if device is not None else default_device()
         self.model = model.to(self.device).eval()
         self.spec = spec
         self.batch_size = batch_size
         self.sha256 = sha256
+        self.norm_bias = norm_bias
 
     @classmethod
     def from_file(cls, path: str | os.PathLike, device: str | torch.device | None = None,
                   batch_size: int = 32) -> Embedder:
         w: Weights = load_weights(Path(path))
-        return cls(w.model, w.spec, device=device, batch_size=batch_size, sha256=w.sha256)
+        return cls(w.model, w.spec, device=device, batch_size=batch_size, sha256=w.sha256,
+                   norm_bias=_card_norm_bias(w.card, path))
 
     @property
     def audio(self) -> AudioConfig:
@@ -73,17 +97,38 @@ class Embedder:
         emb = torch.cat(out) if out else torch.zeros(0, self.model.cfg.out_dim)
         return emb.numpy().astype(np.float32, copy=False)
 
+    def embed_tracks(self, clips: Sequence[np.ndarray], starts: Sequence[np.ndarray]) -> list[TrackEmbedding]:
+        """The analysis windows of several tracks -> one :class:`TrackEmbedding` per track.
+
+        clips[t]: (K_t, samples) mono float32 at the model's sample rate; starts[t]: (K_t,)
+        seconds. All clips go through the network together (batches span tracks). ValueError
+        when the model answers with non-finite numbers.
+        """
+        counts = [len(c) for c in clips]
+        if not counts or min(counts) == 0:
+            raise ValueError("every track needs at least one clip to embed")
+        seg = self.embed_clips(np.concatenate(clips))
+        assert seg.shape == (sum(counts), EMBED_DIM)
+        if not np.isfinite(seg).all():
+            raise ValueError("the model produced non-finite embeddings")
+        out, at = [], 0
+        for k, st in zip(counts, starts, strict=True):
+            s = seg[at:at + k]
+            at += k
+            track = s.mean(axis=0).astype(np.float32)
+            out.append(TrackEmbedding(segments=s, starts=np.asarray(st, np.float32), track=track,
+                                      presence=presence(track, self.norm_bias)))
+        return out
+
     def embed(self, wave: np.ndarray, sr: int, window: float = 3.0, hop: float | None = None,
               max_windows: int | None = None) -> TrackEmbedding:
-        """Decoded audio (samples[, channels]) at rate ``sr`` -> per-segment and track vectors."""
+        """Decoded audio (samples[, channels]) at rate ``sr`` -> its :class:`TrackEmbedding`,
+        windowed like the scan (:func:`model.audioio.segment_starts`)."""
         mono = prepare(wave, sr, self.audio)
         if mono.numel() == 0:
             raise ValueError("empty audio: nothing to embed")
         rate = self.audio.sample_rate
         starts = segment_starts(mono.shape[-1], rate, window, hop, max_windows)
-        clips = frame(mono, starts, int(round(window * rate)))
-        seg = self.embed_clips(clips)
-        assert seg.shape == (len(starts), self.model.cfg.out_dim)
-        track = seg.mean(axis=0)
-        return TrackEmbedding(segments=seg, starts=(starts / rate).astype(np.float32),
-                              track=track.astype(np.float32), window=window)
+        clips = frame(mono, starts, int(round(window * rate))).numpy()
+        (out,) = self.embed_tracks([clips], [starts / rate])
+        return out

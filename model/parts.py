@@ -6,6 +6,7 @@ guitar [384:512) | others [512:640)``. Everything else in Partwise imports it fr
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import TypeVar
 
 import numpy as np
@@ -67,3 +68,50 @@ def part_norms(embedding: ArrayT) -> ArrayT:
     if isinstance(stacked, torch.Tensor):
         return stacked.norm(dim=-1)
     return np.linalg.norm(stacked, axis=-1)
+
+
+def part_sq_norms(x: np.ndarray) -> np.ndarray:
+    """(..., 640) -> (..., 5) float32 squared norm of each part subspace."""
+    stacked = stack_parts(np.asarray(x, np.float32))
+    return np.einsum("...pd,...pd->...p", stacked, stacked)
+
+
+def part_sq_distances(q: np.ndarray, x: np.ndarray, x_sq: np.ndarray | None = None) -> np.ndarray:
+    """Squared distance in each part between q and every row of x.
+
+    q: (640,) -> (N, 5), or (n, 640) -> (n, N, 5); x: (N, 640). Expands ||q_c - x_c||^2 =
+    ||q_c||^2 + ||x_c||^2 - 2 q_c.x_c with one matrix product (block-diagonal q); pass
+    ``x_sq`` (N, 5), the rows' :func:`part_sq_norms`, when they are at hand. Clamped at 0.
+    """
+    q = np.asarray(q, np.float32)
+    x = np.asarray(x, np.float32)
+    single = q.ndim == 1
+    qs = q.reshape(-1, EMBED_DIM)
+    n = len(qs)
+    if x_sq is None:
+        x_sq = part_sq_norms(x)
+    block = np.zeros((N_PARTS, SUBSPACE_DIM, n, N_PARTS), np.float32)  # q_c in column (., c)
+    qp = stack_parts(qs)  # (n, 5, 128)
+    for c in range(N_PARTS):
+        block[c, :, :, c] = qp[:, c, :].T
+    cross = (x @ block.reshape(EMBED_DIM, n * N_PARTS)).reshape(len(x), n, N_PARTS)
+    d = part_sq_norms(qs)[None, :, :] + x_sq[:, None, :] - 2.0 * cross  # (N, n, 5)
+    d = np.maximum(d, 0.0).transpose(1, 0, 2)
+    return d[0] if single else d
+
+
+def presence(vectors: np.ndarray, norm_bias: Sequence[float] | None = None) -> np.ndarray:
+    """(..., 640) track or segment vectors -> (..., 5) float32 presence of each part in [0, 1].
+
+    With the trained norm-loss biases b (a weights card's ``norm_bias``), presence_j =
+    sigmoid(log ||v_j|| + b_j), the paper's eq. 5. Without them, each part's norm relative to
+    the largest part norm of that vector: 1 for the strongest part, near 0 for a part whose
+    subspace the model pushed to zero.
+    """
+    norms = part_norms(np.asarray(vectors, np.float32)).astype(np.float64)
+    if norm_bias is not None:
+        z = np.log(np.maximum(norms, 1e-12)) + np.asarray(norm_bias, np.float64).reshape(N_PARTS)
+        p = 1.0 / (1.0 + np.exp(-z))
+    else:
+        p = norms / np.maximum(norms.max(axis=-1, keepdims=True), 1e-12)
+    return np.clip(p, 0.0, 1.0).astype(np.float32)

@@ -3,21 +3,23 @@
 A broken or mismatched export must never ship silently: a clean drum stem has to land in the
 drums subspace, a clean bass stem in the bass subspace (the paper's Table 3 in miniature, read
 through the model's own presence head), and a drums-focused search has to prefer a piece that
-shares the query's drums over one that shares everything else.
+shares the query's drums over one that shares everything else. And the path users run, the
+library's scan of the demo files, has to give what the one embedding path gives.
 """
 
 from functools import cache
+from pathlib import Path
 
 import numpy as np
 import pretty_midi
 import pytest
 
-from app.library import presence_from_vector
+from app.library import Library
 from assets import DEFAULT_WEIGHTS
 from assets import DEMO as DEMO_ASSETS
+from model.audioio import read_clips
 from model.embedder import Embedder
 from model.parts import PARTS, part_slice
-from model.weights import read_card
 from trainer.data.render import bundled_font, render_stems
 from trainer.data.slakh import inst_class_of, part_of_class
 
@@ -43,8 +45,34 @@ def parts_of(song: str, sr: int) -> np.ndarray:
 
 
 def presence(embedder: Embedder, wave: np.ndarray) -> np.ndarray:
-    vec = embedder.embed(wave, embedder.audio.sample_rate, window=3.0).track
-    return presence_from_vector(vec, read_card(DEFAULT_WEIGHTS)["card"].get("norm_bias"))
+    return embedder.embed(wave, embedder.audio.sample_rate, window=3.0).presence
+
+
+def test_the_scan_of_the_demo_files_is_the_embedding_path(embedder, tmp_path):
+    """Scan four demo recordings as a user's library would; every stored vector, segment and
+    presence is what :meth:`Embedder.embed_tracks` gives for the same windows, and each song
+    has drums (all four have a drum part)."""
+    files = [DEMO_ASSETS / f"{Path(s).stem}.opus" for s in SONGS]
+    music = tmp_path / "music"
+    music.mkdir()
+    for f in files:
+        (music / f.name).symlink_to(f)
+    with Library(tmp_path / "lib", weights=DEFAULT_WEIGHTS, device="cpu") as lib:
+        assert [p.failed for p in lib.scan([music])][-1] == 0
+        tracks = {t.path.name: t for t in lib.tracks()}
+        assert sorted(tracks) == sorted(f.name for f in files)
+        ids, vecs = lib.track_vectors()
+        policy = lib.policy
+        for f in files:
+            clips = read_clips(f, embedder.audio.sample_rate, policy.window, policy.max_windows)
+            (want,) = embedder.embed_tracks([clips.clips], [clips.starts])
+            t = tracks[f.name]
+            segs, starts = lib.store.load_segments(lib.store.row(t.id))
+            np.testing.assert_allclose(segs, want.segments, atol=1e-4)
+            np.testing.assert_allclose(starts, want.starts)
+            np.testing.assert_allclose(vecs[list(ids).index(t.id)], want.track, atol=1e-4)
+            np.testing.assert_allclose(t.presence, want.presence, atol=1e-4)
+            assert t.presence[PARTS.index("drums")] > 0.5, f"{f.name}: {t.presence}"
 
 
 @pytest.mark.parametrize("part", ["drums", "bass"])

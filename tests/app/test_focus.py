@@ -1,9 +1,9 @@
 import numpy as np
 import pytest
 
-from app.focus import best_segment_pair, focused_scores, parse_focus, part_distances
+from app.focus import best_segment_pair, focused_scores, parse_focus
 from app.index import IndexParams, VectorIndex
-from model.parts import EMBED_DIM, N_PARTS, PARTS, SUBSPACE_DIM
+from model.parts import EMBED_DIM, N_PARTS, PARTS, SUBSPACE_DIM, part_sq_distances
 
 
 def hand_built(offsets: dict[str, list[float]]) -> np.ndarray:
@@ -82,7 +82,7 @@ def test_scores_match_the_definition():
     ref = np.array([sum(w[c] * np.sum((q[c * 128:(c + 1) * 128] - xi[c * 128:(c + 1) * 128]) ** 2)
                         for c in range(N_PARTS)) for xi in x])
     np.testing.assert_allclose(focused_scores(q, w, x), ref, rtol=1e-4, atol=1e-3)
-    np.testing.assert_allclose(part_distances(q, x) @ w, ref, rtol=1e-4, atol=1e-3)
+    np.testing.assert_allclose(part_sq_distances(q, x) @ w, ref, rtol=1e-4, atol=1e-3)
 
 
 def test_best_segment_pair_follows_the_focus():

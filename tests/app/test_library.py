@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from app.library import Library, LibraryError, default_library_dir, presence_from_vector
-from model.parts import EMBED_DIM, part_norms
+from app.library import Library, LibraryError, default_library_dir
+from model.parts import EMBED_DIM, part_norms, presence
 from tests.app.library_helpers import (
     music,
     real_recordings,
@@ -122,13 +122,13 @@ def test_outside_query_is_embedded_once_per_file_version(tmp_path, weights):
     lib = Library(tmp_path / "lib", weights=weights, device="cpu")
     run_scan(lib, [tmp_path / "music"])
     calls = []
-    real = lib._embed_clips
+    real = lib._embed_tracks
 
     def counting(clips):
         calls.append(len(clips))
         return real(clips)
 
-    lib._embed_clips = counting
+    lib._embed_tracks = counting
     outside = tmp_path / "outside.flac"
     sf.write(outside, music(5.0, 44100, seed=99), 44100)
     first = lib.search(outside, {"bass": 1}, k=4)
@@ -261,7 +261,7 @@ def test_presence_uses_the_cards_norm_bias(tmp_path):
             np.testing.assert_allclose(lib.track(int(tid)).presence, expect, rtol=1e-5)
     v = np.zeros(EMBED_DIM, np.float32)
     v[0], v[128] = 2.0, 1.0
-    np.testing.assert_allclose(presence_from_vector(v), [1, 0.5, 0, 0, 0])
+    np.testing.assert_allclose(presence(v), [1, 0.5, 0, 0, 0])
 
 
 def test_file_deleted_mid_scan(tmp_path, weights):

@@ -2,7 +2,18 @@ import numpy as np
 import pytest
 import torch
 
-from model.parts import EMBED_DIM, PARTS, mask, masks, part_norms, part_slice, split, stack_parts
+from model.parts import (
+    EMBED_DIM,
+    PARTS,
+    mask,
+    masks,
+    part_norms,
+    part_slice,
+    part_sq_distances,
+    presence,
+    split,
+    stack_parts,
+)
 
 
 def test_part_order_and_sizes():
@@ -43,3 +54,25 @@ def test_bad_input_is_refused():
         part_slice("vocals")
     with pytest.raises(ValueError, match="640"):
         split(np.zeros(10))
+
+
+def test_part_sq_distances_one_query_and_many():
+    rng = np.random.default_rng(0)
+    q = rng.normal(size=(3, EMBED_DIM)).astype(np.float32)
+    x = rng.normal(size=(7, EMBED_DIM)).astype(np.float32)
+    ref = ((x[None] - q[:, None]).reshape(3, 7, 5, 128) ** 2).sum(-1)
+    np.testing.assert_allclose(part_sq_distances(q, x), ref, rtol=1e-4)
+    np.testing.assert_allclose(part_sq_distances(q[1], x), ref[1], rtol=1e-4)
+    own = part_sq_distances(x[2], x)[2]  # itself: round-off only, clamped at 0
+    assert (own >= 0).all() and (own < 1e-3).all()
+
+
+def test_presence_with_and_without_the_cards_biases():
+    v = np.zeros(EMBED_DIM, np.float32)
+    v[0], v[128] = 2.0, 1.0
+    np.testing.assert_allclose(presence(v), [1, 0.5, 0, 0, 0])
+    b = np.array([0.5, -1.0, 0.0, 2.0, 1.0])
+    got = presence(np.stack([v, 2 * v]), b)
+    expect = 1 / (1 + np.exp(-(np.log(np.maximum(part_norms(v), 1e-12)) + b)))
+    np.testing.assert_allclose(got[0], expect, rtol=1e-5)
+    assert (got[1] >= got[0]).all()
