@@ -34,11 +34,13 @@ def m3u(tracks: Sequence[Track]) -> str:
 def results_csv(results: Sequence[Result]) -> str:
     buf = io.StringIO()
     w = csv.writer(buf)
-    w.writerow(["rank", "id", "path", "title", "artist", "album", "duration", "distance",
-                *[f"d_{p}" for p in PARTS], "query_start", "match_start"])
+    w.writerow(["rank", "id", "path", "title", "artist", "album", "duration", "match",
+                *[f"similarity_{p}" for p in PARTS], "because", *[f"d_{p}" for p in PARTS],
+                "query_start", "match_start"])
     for i, r in enumerate(results, 1):
         t = r.track
-        w.writerow([i, t.id, t.path, t.title, t.artist, t.album, f"{t.duration:.2f}", f"{r.distance:.6g}",
+        w.writerow([i, t.id, t.path, t.title, t.artist, t.album, f"{t.duration:.2f}", f"{r.score:.6f}",
+                    *[f"{s:.6f}" for s in r.similarity], r.because,
                     *[f"{d:.6g}" for d in r.part_distances], f"{r.query_start:.2f}", f"{r.match_start:.2f}"])
     return buf.getvalue()
 

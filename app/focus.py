@@ -1,12 +1,23 @@
-"""Focus: one weight per part in [-1, 1], and the exact focused distance.
+"""Focus and the meaning of a result: one weight per part in [-1, 1], per-part similarity, the
+match score and the part a result is similar "because of". The engine computes these; the CLI,
+the export and the window only show them.
 
-The focused distance between query q and track x (both (640,)) is
+Per part c, the similarity of query q and track x (both (640,)) is
 
-    D_w(q, x) = sum_c w_c * ||q_c - x_c||^2        (c over the five parts)
+    s_c = exp(-||q_c - x_c||^2 / scale_c)          in [0, 1]
 
-Positive w_c asks for *similar* part c, negative w_c for *different* part c (it rewards
-distance), zero ignores the part. Lower D is a better match, so "same drums, different
-everything else" is ``drums=1, bass=piano=guitar=others=-0.3``.
+with scale_c the library's typical (median) squared distance between two tracks in that part:
+1 for an identical part, 0.37 at the typical distance, towards 0 further away. The focus then
+weighs the parts; positive w_c asks for a *similar* part c, negative w_c for a *different* one,
+zero ignores it:
+
+    match = (sum_c w_c s_c + N) / (P + N)          in [0, 1]
+
+where P is the sum of the positive weights and N that of the negative weights' sizes. 1 means
+the same in every "same" part and nothing alike in every "different" part, 0 the opposite;
+higher is better. Because each s_c is bounded, being far apart in a "different" part earns at
+most its weight |w_c|: no distance in a negatively weighted part can buy more than that, so it
+never drowns the parts asked to be the same.
 """
 
 from __future__ import annotations
@@ -16,15 +27,9 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
-from model.parts import (
-    EMBED_DIM,
-    N_PARTS,
-    PARTS,
-    SUBSPACE_DIM,
-    part_index,
-    part_sq_distances,
-    part_sq_norms,
-)
+from model.parts import EMBED_DIM, N_PARTS, PARTS, part_index, part_sq_distances, part_sq_norms
+
+ABSENT = 0.3  # presence under this counts as "the part is (nearly) absent"
 
 
 def parse_focus(focus: Mapping[str, float] | Sequence[float] | np.ndarray | str) -> np.ndarray:
@@ -78,26 +83,64 @@ def format_focus(w: np.ndarray) -> str:
     return ",".join(f"{p}={float(v):g}" for p, v in zip(PARTS, w, strict=True) if v)
 
 
-def focused_scores(q: np.ndarray, w: np.ndarray, x: np.ndarray,
+def part_scales(vectors: np.ndarray, pairs: int = 2000, seed: int = 0) -> np.ndarray:
+    """(N, 640) -> (5,) float32: median squared distance per part between random pairs of
+    tracks (ones for fewer than two tracks or a part with no spread)."""
+    n = len(vectors)
+    if n < 2:
+        return np.ones(N_PARTS, np.float32)
+    rng = np.random.default_rng(seed)
+    i = rng.integers(0, n, pairs)
+    j = (i + rng.integers(1, n, pairs)) % n
+    scales = np.median(part_sq_norms(vectors[i] - vectors[j]), axis=0)
+    return np.where(scales > 1e-9, scales, 1.0).astype(np.float32)
+
+
+def similarity(part_sq_dists: np.ndarray, scales: np.ndarray) -> np.ndarray:
+    """(..., 5) squared part distances -> (..., 5) similarity s_c in [0, 1]."""
+    return np.exp(-np.maximum(part_sq_dists, 0.0) / np.maximum(scales, 1e-9)).astype(np.float32)
+
+
+def match(sim: np.ndarray, w: np.ndarray) -> np.ndarray:
+    """(..., 5) similarities -> (...,) match in [0, 1] under focus w (see the module docstring)."""
+    return match_from_raw(sim @ w, w)
+
+
+def match_from_raw(raw: np.ndarray, w: np.ndarray) -> np.ndarray:
+    """sum_c w_c s_c -> match in [0, 1]: shifted and scaled, so the order is the same."""
+    pos, neg = float(w[w > 0].sum()), float(-w[w < 0].sum())
+    return ((raw + neg) / (pos + neg)).astype(np.float32)
+
+
+def focused_scores(q: np.ndarray, w: np.ndarray, x: np.ndarray, scales: np.ndarray,
                    x_sq: np.ndarray | None = None) -> np.ndarray:
-    """D_w(q, x_i) for every row of x (N, 640) -> (N,), with one mat-vec.
-
-    Expands ||q_c - x_c||^2 = ||q_c||^2 + ||x_c||^2 - 2 q_c.x_c; pass ``x_sq`` (N, 5), the
-    rows' part squared norms, to avoid recomputing them. Tiny negative round-off is harmless.
-    """
+    """Match of q (640,) with every row of x (N, 640) under focus w -> (N,); pass ``x_sq``
+    (N, 5), the rows' part squared norms, to avoid recomputing them."""
     assert q.shape == (EMBED_DIM,) and w.shape == (N_PARTS,) and x.shape[1] == EMBED_DIM
-    if x_sq is None:
-        x_sq = part_sq_norms(x)
-    q_sq = (q.reshape(N_PARTS, SUBSPACE_DIM) ** 2).sum(axis=1)
-    wq = (q.reshape(N_PARTS, SUBSPACE_DIM) * w[:, None]).reshape(EMBED_DIM)
-    return float(w @ q_sq) + x_sq @ w - 2.0 * (x @ wq)
+    return match(similarity(part_sq_distances(q, x, x_sq), scales), w)
 
 
-def best_segment_pair(qs: np.ndarray, xs: np.ndarray, w: np.ndarray) -> tuple[int, int]:
-    """Indices (i, j) of the query segment i and track segment j closest under focus w.
+def best_segment_pair(qs: np.ndarray, xs: np.ndarray, w: np.ndarray,
+                      scales: np.ndarray) -> tuple[int, int]:
+    """Indices (i, j) of the query segment i and track segment j that match best under focus w.
 
     qs: (n, 640), xs: (m, 640) segment embeddings.
     """
-    score = part_sq_distances(qs, xs) @ w  # (n, m)
-    i, j = np.unravel_index(int(np.argmin(score)), score.shape)
+    score = match(similarity(part_sq_distances(qs, xs), scales), w)  # (n, m)
+    i, j = np.unravel_index(int(np.argmax(score)), score.shape)
     return int(i), int(j)
+
+
+def because(sim: np.ndarray, w: np.ndarray, q_presence: np.ndarray | None,
+            r_presence: np.ndarray) -> int:
+    """The part that makes a result similar: the most similar of the parts the focus weighs up
+    (all parts when none is), counting only parts that both tracks actually contain."""
+    present = np.minimum(q_presence if q_presence is not None else 1.0, r_presence)
+    score = sim * np.clip(present / ABSENT, 0.0, 1.0)
+    allowed = w > 0 if (w > 0).any() else np.ones(N_PARTS, bool)
+    return int(np.argmax(np.where(allowed, score, -1.0)))
+
+
+def absent_parts(w: np.ndarray, presence: np.ndarray) -> list[str]:
+    """The parts the focus asks to be the same that the track (nearly) lacks."""
+    return [PARTS[c] for c in range(N_PARTS) if w[c] > 0 and presence[c] < ABSENT]

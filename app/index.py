@@ -7,9 +7,8 @@ appended, a replaced or removed track's row is marked dead (and ``mark_deleted``
 Rows added after the last HNSW update form a *tail* that every query scans exactly, so the
 index is always in step with the store even while a scan is adding tracks.
 
-A focused query (see :mod:`app.focus`) takes candidates from the HNSW index of each positively
-weighted part (or the 640-d index when all five weights are equal), adds the tail, and re-ranks
-the union exactly. Libraries under ``exact_below`` tracks, and queries with no positive weight,
+A focused query (see :mod:`app.focus`: per-part similarity, match) takes candidates from the
+HNSW index of each positively weighted part, adds the tail, and re-ranks the union exactly. Libraries under ``exact_below`` tracks, and queries with no positive weight,
 are answered by exact brute force. All methods are thread-safe (one re-entrant lock).
 
 On disk (``save``/``load``) each version lives in its own ``gen-*`` folder and a ``CURRENT``
@@ -32,7 +31,7 @@ from pathlib import Path
 import hnswlib
 import numpy as np
 
-from app.focus import focused_scores
+from app.focus import focused_scores, match, match_from_raw, part_scales, similarity
 from model.parts import (
     EMBED_DIM,
     N_PARTS,
@@ -70,12 +69,14 @@ class IndexParams:
 
 @dataclass
 class Hits:
-    """ids (k,) int64, scores (k,) float32 focused distance, parts (k, 5) squared distances."""
+    """ids (k,) int64; scores (k,) float32 match in [0, 1], best first; parts (k, 5) squared
+    distances; similarity (k, 5) per-part similarity in [0, 1]."""
 
     ids: np.ndarray
     scores: np.ndarray
     parts: np.ndarray
     exact: bool
+    similarity: np.ndarray
 
 
 def _new_hnsw(dim: int, capacity: int, p: IndexParams) -> hnswlib.Index:
@@ -112,6 +113,8 @@ class VectorIndex:
         self._epoch = 0  # bumped when rows are renumbered (compaction)
         self._maint_lock = threading.Lock()  # one maintenance at a time
         self._kk_seen: dict[tuple, deque] = {}  # candidate list lengths recent queries needed
+        self._scales: np.ndarray | None = None
+        self._scales_n = 0  # live tracks when the scales were measured
 
     # ------------------------------------------------------------ state
     def __len__(self) -> int:
@@ -121,6 +124,19 @@ class VectorIndex:
     @property
     def has_hnsw(self) -> bool:
         return self._hnsw is not None
+
+    def scales(self) -> np.ndarray:
+        """(5,) typical squared distance per part between two live tracks (the similarity's
+        scale, :func:`app.focus.part_scales` on up to 4000 rows); measured again once the number
+        of live tracks has changed by more than a tenth, so scores stay put while browsing."""
+        with self._lock:
+            live = len(self._pos)
+            if self._scales is None or abs(live - self._scales_n) > 0.1 * self._scales_n:
+                rows = np.flatnonzero(self._alive[:self._n])
+                if len(rows) > 4000:
+                    rows = rows[np.linspace(0, len(rows) - 1, 4000).astype(np.int64)]
+                self._scales, self._scales_n = part_scales(self._vecs[rows]), live
+            return self._scales
 
     def revs(self) -> dict[int, int]:
         """id -> rev of every live track."""
@@ -277,40 +293,42 @@ class VectorIndex:
     # ------------------------------------------------------------ search
     def search(self, q: np.ndarray, w: np.ndarray, k: int,
                exclude: Iterable[int] = ()) -> Hits:
-        """The k live tracks with the lowest focused distance to q (640,) under w (5,)."""
+        """The k live tracks that match q (640,) best under focus w (5,)."""
         q = np.asarray(q, np.float32).reshape(EMBED_DIM)
         w = np.asarray(w, np.float32).reshape(N_PARTS)
         excl = {int(i) for i in exclude}
         with self._lock:
             n = self._n
+            scales = self.scales()
             exact = True
             found = None
             if self._hnsw is not None and (w > 0).any():
-                found = self._candidates(q, w, k + len(excl))
+                found = self._candidates(q, w, k + len(excl), scales)
                 exact = found is None
             if found is None:  # exact: score every row in place (no copies), mask the dead
-                scores = focused_scores(q, w, self._vecs[:n], self._sq[:n])
-                scores[~self._alive[:n]] = np.inf
+                scores = focused_scores(q, w, self._vecs[:n], scales, self._sq[:n])
+                scores[~self._alive[:n]] = -np.inf
                 rows = np.arange(n)
                 for i in excl:
                     r = self._pos.get(i)
                     if r is not None:
-                        scores[r] = np.inf
+                        scores[r] = -np.inf
             else:
                 rows, scores = found
                 if excl:
-                    scores[np.isin(self._ids[rows], np.fromiter(excl, np.int64, len(excl)))] = np.inf
+                    scores[np.isin(self._ids[rows], np.fromiter(excl, np.int64, len(excl)))] = -np.inf
             top = min(k, int(np.isfinite(scores).sum()))
             if top == 0:
-                z = np.zeros(0, np.float32)
-                return Hits(np.zeros(0, np.int64), z, np.zeros((0, N_PARTS), np.float32), exact)
-            best = np.argpartition(scores, top - 1)[:top] if top < len(rows) else np.arange(len(rows))
-            pd = part_sq_distances(q, self._vecs[rows[best]], self._sq[rows[best]])
-            exact_scores = pd @ w  # recomputed directly: no cancellation error in what we report
-            order = np.lexsort((self._ids[rows[best]], exact_scores))
-            best = best[order]
-            return Hits(ids=self._ids[rows[best]].copy(), scores=exact_scores[order].astype(np.float32),
-                        parts=pd[order].astype(np.float32), exact=exact)
+                z = np.zeros((0, N_PARTS), np.float32)
+                return Hits(np.zeros(0, np.int64), np.zeros(0, np.float32), z, exact, z)
+            best = np.argpartition(-scores, top - 1)[:top] if top < len(rows) else np.arange(len(rows))
+            best_rows = rows[best]
+            pd = part_sq_distances(q, self._vecs[best_rows], self._sq[best_rows])
+            sim = similarity(pd, scales)
+            final = match(sim, w)
+            order = np.lexsort((self._ids[best_rows], -final))
+            return Hits(ids=self._ids[best_rows[order]].copy(), scores=final[order], parts=pd[order],
+                        exact=exact, similarity=sim[order])
 
     def _start_kk(self, key: tuple, kk0: int) -> int:
         """Where a query of this kind starts: a high quantile of what recent ones needed."""
@@ -323,17 +341,17 @@ class VectorIndex:
         seen = self._kk_seen.setdefault(key, deque(maxlen=64))
         seen.append(int(kk))
 
-    def _candidates(self, q: np.ndarray, w: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray] | None:
-        """Rows to answer from and their exact focused distances, or None when brute force is
-        the answer.
+    def _candidates(self, q: np.ndarray, w: np.ndarray, k: int,
+                    scales: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+        """Rows to answer from and their exact match, or None when brute force is the answer.
 
-        Each positively weighted part's HNSW index lists its kk nearest rows (the 640-d index
-        when all five weights are equal); their union, plus the tail, is scored exactly with one
-        gather and mat-vec per weighted part (negative weights only re-rank). A row in no list
-        scores at least LB = sum_{w_c > 0} w_c d_c(kk) + sum_{w_c < 0} w_c D_c, with d_c(kk) the
-        end of part c's list and D_c the largest distance in part c among the candidates (a
-        heuristic for the parts we want different; exact for focuses without negative weights,
-        up to HNSW's own recall). While the k-th best is above LB, kk doubles; past
+        Each positively weighted part's HNSW index lists its kk nearest rows; their union, plus
+        the tail, is scored exactly (one gather and matrix product; negative weights only
+        re-rank). In raw units (sum_c w_c s_c) a row in no list scores at most UB =
+        sum_{w_c > 0} w_c exp(-d_c(kk) / scale_c) + sum_{w_c < 0} w_c exp(-D_c / scale_c), with
+        d_c(kk) the end of part c's list and D_c the largest distance in part c among the
+        candidates (a heuristic for the parts we want different; without it, 0, the bound is
+        exact up to HNSW's own recall). While the k-th best is below UB, kk doubles; past
         ``max_candidates``, or where the beam would cost more than scanning every row, brute
         force takes over. With negative weights LB is only a guess, so once queries of that
         kind have taught where to start, the lists double at most ``negative_growth`` times and
@@ -349,14 +367,12 @@ class VectorIndex:
         kk0 = min(max(p.candidates, 10 * k), n_live_indexed)
         if kk0 <= 0:
             return None
-        full = bool((w > 0).all() and np.allclose(w, w[0]))
-        which = [N_PARTS] if full else np.flatnonzero(w > 0).tolist()
-        wp = np.array([w[0]], np.float32) if full else w[which]
+        which = np.flatnonzero(w > 0).tolist()
+        wp = w[which]
         negs = np.flatnonzero(w < 0)
-        nz = np.flatnonzero(w != 0)
         tail = self._n_indexed + np.flatnonzero(self._alive[self._n_indexed:self._n])
-        # one beam slot costs about hnsw_cost rows of a brute-force scan (the 640-d one twice)
-        afford = int(n_live_indexed / (p.hnsw_cost * len(which) * (2 if full else 1)))
+        # one beam slot costs about hnsw_cost rows of a brute-force scan
+        afford = int(n_live_indexed / (p.hnsw_cost * len(which)))
         limit = min(n_live_indexed, max(p.max_candidates, kk0), max(afford, 0))
         if kk0 > limit:
             return None
@@ -368,11 +384,9 @@ class VectorIndex:
             labels, dists = [], []
             for c in which:
                 h = self._hnsw[c]
-                # the 640-d graph needs a wider beam for the same recall as the 128-d ones
-                h.set_ef(max(p.ef_search, kk * (2 if c == N_PARTS else 1)))
-                sub = q if c == N_PARTS else q[part_slice(c)]
+                h.set_ef(max(p.ef_search, kk))
                 try:
-                    lab, dist = h.knn_query(sub[None, :], k=kk, num_threads=1)
+                    lab, dist = h.knn_query(q[part_slice(c)][None, :], k=kk, num_threads=1)
                 except RuntimeError as e:  # too many deleted neighbours to return kk
                     log.debug("HNSW query fell back to exact search (%s)", e)
                     return None
@@ -382,22 +396,23 @@ class VectorIndex:
             rows = rows[self._alive[rows]]
             if len(rows) < k:
                 return None
-            pd = part_sq_distances(q, self._vecs[rows], self._sq[rows])[:, nz]  # (m, nonzero parts)
-            scores = pd @ w[nz]
-            kth = float(np.partition(scores, k - 1)[k - 1])
+            pd = part_sq_distances(q, self._vecs[rows], self._sq[rows])  # (m, 5)
+            raw = similarity(pd, scales) @ w
+            kth = float(-np.partition(-raw, k - 1)[k - 1])
             ends = np.stack(dists)  # (lists, kk) rising distances
-            bound_by_kk = wp @ ends  # (kk,) the bound had the lists stopped there
+            # (kk,) falling: the bound had the lists stopped there
+            bound_by_kk = wp @ np.exp(-ends / scales[which][:, None])
             if len(negs):
-                dmax = pd[:, np.isin(nz, negs)].max(axis=0)
-                bound_by_kk = bound_by_kk + float(w[negs] @ dmax)
-            if kk >= n_live_indexed or kth <= float(bound_by_kk[-1]):
-                need = int(np.searchsorted(bound_by_kk, kth)) + 1  # where the bound first held
+                dmax = pd[:, negs].max(axis=0)
+                bound_by_kk = bound_by_kk + float(w[negs] @ np.exp(-dmax / scales[negs]))
+            if kk >= n_live_indexed or kth >= float(bound_by_kk[-1]):
+                need = int(np.searchsorted(-bound_by_kk, -kth)) + 1  # where the bound first held
                 self._learn_kk(key, min(max(kk0, need + need // 4), kk))
-                return rows, scores
+                return rows, match_from_raw(raw, w)
             if len(negs) and grown >= p.negative_growth and self._kk_seen.get(key):
                 # the bound is a guess here: keep the best of a generous list rather than
                 # paying for a scan (bench/query.py measures what this costs in recall)
-                return rows, scores
+                return rows, match_from_raw(raw, w)
             if kk >= limit:
                 return None
             kk, grown = min(kk * 2, limit), grown + 1

@@ -27,7 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
-from app.focus import best_segment_pair, parse_focus
+from app.focus import because, best_segment_pair, parse_focus
 from app.index import IndexParams, VectorIndex
 from app.store import Row, Store, StoreError
 from app.tags import Tags, read_tags
@@ -35,7 +35,7 @@ from app.walk import FoundFile, Problem, walk_audio
 from assets import DEFAULT_WEIGHTS
 from model.audioio import Clips, DecodeError, read_clips
 from model.embedder import Embedder, TrackEmbedding
-from model.parts import N_PARTS
+from model.parts import N_PARTS, PARTS
 from model.weights import WeightsError, file_sha256, read_card
 
 log = logging.getLogger(__name__)
@@ -85,8 +85,13 @@ class Track:
 
 @dataclass(frozen=True)
 class Result:
+    """One hit of a focused search, with its meaning (see :mod:`app.focus`): what the window,
+    ``partwise query`` and ``partwise export`` all show."""
+
     track: Track
-    distance: float  # focused distance sum_c w_c ||q_c - x_c||^2 (lower = closer)
+    score: float  # match in [0, 1] under the focus, higher = better
+    similarity: np.ndarray  # (5,) per-part similarity in [0, 1], PARTS order
+    because: str  # the part that makes the track similar
     part_distances: np.ndarray  # (5,) squared distance per part, unweighted
     query_start: float  # seconds: best-matching segment pair under the focus
     match_start: float
@@ -457,26 +462,31 @@ class Library:
         w = parse_focus(focus)
         if k <= 0:
             return []
-        q, q_segs, q_starts, exclude = self._query(query)
+        q, q_segs, q_starts, q_presence, exclude = self._query(query)
         hits = self.index.search(q, w, k, exclude=exclude)
+        scales = self.index.scales()
         out = []
-        for tid, score, parts in zip(hits.ids.tolist(), hits.scores, hits.parts, strict=True):
+        for tid, score, parts, sim in zip(hits.ids.tolist(), hits.scores, hits.parts, hits.similarity,
+                                          strict=True):
             row = self.store.row(tid)
             if row is None:  # removed since the index answered
                 continue
             qs = ms = 0.0
             try:
                 segs, starts = self.store.load_segments(row)
-                i, j = best_segment_pair(q_segs, segs, w)
+                i, j = best_segment_pair(q_segs, segs, w, scales)
                 qs, ms = float(q_starts[i]), float(starts[j])
             except StoreError as e:
                 log.warning("%s", e)
-            out.append(Result(track=_track(row), distance=float(score),
-                              part_distances=np.asarray(parts, np.float32), query_start=qs, match_start=ms))
+            track = _track(row)
+            out.append(Result(track=track, score=float(score), similarity=sim,
+                              because=PARTS[because(sim, w, q_presence, track.presence)],
+                              part_distances=parts, query_start=qs, match_start=ms))
         return out
 
-    def _query(self, query: int | str | Path) -> tuple[np.ndarray, np.ndarray, np.ndarray, set[int]]:
-        """Query vector (640,), its segments (n, 640) and starts (n,), and ids to leave out."""
+    def _query(self, query: int | str | Path) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, set[int]]:
+        """Query vector (640,), its segments (n, 640), starts (n,) and presence (5,), and ids to
+        leave out."""
         if isinstance(query, (int, np.integer)) and not isinstance(query, bool):
             row = self.store.row(int(query))
             if row is None:
@@ -498,9 +508,9 @@ class Library:
         except StoreError as e:
             log.warning("%s", e)
             segs, starts = vec[None, :], np.zeros(1, np.float32)
-        return vec, segs, starts, {row.id}
+        return vec, segs, starts, _track(row).presence, {row.id}
 
-    def _embed_file(self, path: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray, set[int]]:
+    def _embed_file(self, path: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, set[int]]:
         """Embed a file outside the library; the last :attr:`OUTSIDE_CACHE` files' embeddings
         are kept, keyed by path, size, mtime, the weights' checksum and the analysis policy, so
         a new focus for the same file (a fader move) re-ranks without decoding or embedding."""
@@ -516,7 +526,7 @@ class Library:
             got = self._outside.get(key)
             if got is not None:
                 self._outside.move_to_end(key)
-                return got.track, got.segments, got.starts, set()
+                return got.track, got.segments, got.starts, got.presence, set()
         try:
             clips = read_clips(path, self._rate(), self.policy.window, self.policy.max_windows)
         except DecodeError as e:
@@ -531,7 +541,7 @@ class Library:
             self._outside.move_to_end(key)
             while len(self._outside) > self.OUTSIDE_CACHE:
                 self._outside.popitem(last=False)
-        return e.track, e.segments, e.starts, set()
+        return e.track, e.segments, e.starts, e.presence, set()
 
     # ------------------------------------------------------------ lifecycle
     def info(self) -> dict:

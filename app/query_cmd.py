@@ -21,9 +21,12 @@ from model.parts import PARTS
 
 
 def result_dict(rank: int, r: Result) -> dict:
+    """One hit as ``--json`` prints it: the same fields the window and ``export`` show."""
     t = r.track
     return {"rank": rank, "id": t.id, "path": str(t.path), "title": t.title, "artist": t.artist,
-            "album": t.album, "duration": round(t.duration, 2), "distance": r.distance,
+            "album": t.album, "duration": round(t.duration, 2), "match": round(r.score, 6),
+            "similarity": dict(zip(PARTS, (round(float(v), 6) for v in r.similarity), strict=True)),
+            "because": r.because,
             "part_distances": dict(zip(PARTS, map(float, r.part_distances), strict=True)),
             "query_start": r.query_start, "match_start": r.match_start,
             "presence": dict(zip(PARTS, map(float, t.presence), strict=True))}
@@ -61,11 +64,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(json.dumps({"query": args.query, "focus": dict(zip(PARTS, map(float, w), strict=True)),
                           "results": [result_dict(i + 1, r) for i, r in enumerate(results)]}, indent=2))
         return EXIT_OK
-    print(f"focus {format_focus(w)}: {len(results)} results")
+    print(f"focus {format_focus(w)}: {len(results)} results; match 100% = the same in every part "
+          "weighted up, nothing alike in every part weighted down; similar in: per part, 100% = identical")
     head = "  ".join(p[:6].rjust(6) for p in PARTS)
-    print(f"{'#':>3} {'distance':>9}  {head}  {'at':>5} {'from':>5}  title - artist")
+    print(f"{'#':>3} {'match':>6}  {head}  {'because':>7}  {'at':>5} {'from':>5}  title - artist")
     for i, r in enumerate(results, 1):
-        parts = "  ".join(f"{d:6.3g}" for d in r.part_distances)
+        parts = "  ".join(f"{s:6.0%}" for s in r.similarity)
         who = f"{r.track.title} - {r.track.artist}" if r.track.artist else r.track.title
-        print(f"{i:>3} {r.distance:9.4g}  {parts}  {_mmss(r.match_start):>5} {_mmss(r.query_start):>5}  {who}")
+        print(f"{i:>3} {r.score:6.1%}  {parts}  {r.because:>7}  {_mmss(r.match_start):>5} "
+              f"{_mmss(r.query_start):>5}  {who}")
     return EXIT_OK

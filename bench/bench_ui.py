@@ -30,12 +30,12 @@ os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from app.focus import parse_focus  # noqa: E402
+from app.focus import because, parse_focus  # noqa: E402
 from app.index import VectorIndex  # noqa: E402
 from app.library import Result, Track  # noqa: E402
 from app.projection import Projection  # noqa: E402
 from bench.common import clustered_vectors  # noqa: E402
-from model.parts import N_PARTS  # noqa: E402
+from model.parts import N_PARTS, PARTS  # noqa: E402
 
 
 class SyntheticLibrary:
@@ -81,8 +81,10 @@ class SyntheticLibrary:
     def search(self, query: int, focus, k: int = 10) -> list[Result]:
         w = parse_focus(focus)
         hits = self.index.search(self.index.vector(query), w, k, exclude={query})
-        return [Result(self._tracks[int(i)], float(s), p, 0.0, 0.0)
-                for i, s, p in zip(hits.ids.tolist(), hits.scores, hits.parts, strict=True)]
+        q_presence = self._tracks[query].presence
+        return [Result(self._tracks[i], float(s), sim, PARTS[because(sim, w, q_presence, self._tracks[i].presence)],
+                       p, 0.0, 0.0)
+                for i, s, p, sim in zip(hits.ids.tolist(), hits.scores, hits.parts, hits.similarity, strict=True)]
 
 
 def _pump_until(app, cond, timeout: float = 300.0) -> None:

@@ -104,6 +104,7 @@ def bench_size(n: int, n_queries: int, root: Path, params: IndexParams) -> dict:
         build_s = time.perf_counter() - t0
         idx.save(root / "index", {"model_sha": SHA})
     sq = idx._sq[:n]  # the same part norms the exact path uses
+    scales = idx.scales()
     rng = np.random.default_rng(1)
     qrows = rng.choice(n, n_queries, replace=False)
     out = {"tracks": n, "hnsw": idx.has_hnsw, "build_s": round(build_s, 1), "fill_store_s": round(fill_s, 1),
@@ -121,9 +122,9 @@ def bench_size(n: int, n_queries: int, root: Path, params: IndexParams) -> dict:
             brute += hits.exact
         for r, got in zip(qrows.tolist(), answers, strict=True):  # truth pass: brute force
             t = time.perf_counter()
-            s = focused_scores(vecs[r], w, vecs, sq)
-            s[r] = np.inf
-            truth = np.argpartition(s, 10)[:10]
+            s = focused_scores(vecs[r], w, vecs, scales, sq)
+            s[r] = -np.inf
+            truth = np.argpartition(-s, 10)[:10]
             exact_lat.append(time.perf_counter() - t)
             rec.append(len(set(ids[truth].tolist()) & set(got.tolist())) / 10)
         out["focus"][name] = {"p50_ms": round(1000 * float(np.percentile(lat, 50)), 2),

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -29,18 +29,19 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from app.focus import absent_parts
 from app.library import Library, Result, ScanProgress, Track
 from app.playback import Player
 from app.projection import MapCache, Projection, project, space_for_focus
 from app.ui.delegates import PartBarsDelegate
 from app.ui.focus_panel import FocusPanel
 from app.ui.map_view import AUTO, MapView
-from app.ui.models import ABSENT, FailuresModel, ResultsModel, TrackFilter, TrackTableModel
+from app.ui.models import FailuresModel, ResultsModel, TrackFilter, TrackTableModel
 from app.ui.player_bar import PlayerBar
 from app.ui.theme import PART_LABELS
 from app.ui.workers import DaemonRunner, LatestOnly, Runner, ScanThread, Task
 from model.audioio import is_audio_file
-from model.parts import N_PARTS, PARTS, SUBSPACE_DIM
+from model.parts import PARTS
 
 log = logging.getLogger(__name__)
 
@@ -55,7 +56,7 @@ class Snapshot:
     """What the window shows of the library, loaded in the background.
 
     ids: (N,) ids of analysed tracks; vectors: (N, 640); dominant: (N,) index of each track's
-    most present part; scales: (5,) typical distance between two tracks, per part.
+    most present part.
     """
 
     tracks: list[Track]
@@ -64,20 +65,6 @@ class Snapshot:
     ids: np.ndarray
     vectors: np.ndarray
     dominant: np.ndarray
-    scales: np.ndarray = field(default_factory=lambda: np.ones(N_PARTS))
-
-
-def part_scales(vectors: np.ndarray, pairs: int = 2000, seed: int = 0) -> np.ndarray:
-    """(N, 640) -> (5,): median per-part distance between random pairs of tracks."""
-    n = len(vectors)
-    if n < 2:
-        return np.ones(N_PARTS)
-    rng = np.random.default_rng(seed)
-    i = rng.integers(0, n, pairs)
-    j = (i + rng.integers(1, n, pairs)) % n
-    d = (vectors[i] - vectors[j]).reshape(pairs, N_PARTS, SUBSPACE_DIM)
-    scales = np.median(np.linalg.norm(d, axis=-1), axis=0)
-    return np.where(scales > 1e-9, scales, 1.0)
 
 
 def load_snapshot(library: Library) -> Snapshot:
@@ -90,7 +77,7 @@ def load_snapshot(library: Library) -> Snapshot:
     presence = {t.id: t.presence for t in ok}
     dominant = np.array([int(np.argmax(presence[i])) if i in presence else 0 for i in ids.tolist()],
                         dtype=np.int64)
-    return Snapshot(ok, failures, library.folders(), ids, vectors, dominant, part_scales(vectors))
+    return Snapshot(ok, failures, library.folders(), ids, vectors, dominant)
 
 
 def _table(model, delegate_column: int | None = None) -> QTableView:
@@ -475,7 +462,7 @@ class MainWindow(QMainWindow):
         if query is None:
             self.query_label.setText("Pick a track (or drop an audio file here) to find similar music.")
             self.results = []
-            self.results_model.set_results([], self.focus_panel.focus(), self._scales(), None)
+            self.results_model.set_results([])
             self._highlight()
             return
         if self.query_track is not None:
@@ -501,8 +488,7 @@ class MainWindow(QMainWindow):
             return
         self.last_search_ms = (time.perf_counter() - self._search_started) * 1000
         self.results = results
-        q_presence = self.query_track.presence if self.query_track is not None else None
-        self.results_model.set_results(results, np.array(focus), self._scales(), q_presence)
+        self.results_model.set_results(results)
         if isinstance(query, Path) and self.query_track is None:
             self.query_label.setText(f"Like the file <b>{query.name}</b> (not in the library)")
         self._highlight()
@@ -510,12 +496,9 @@ class MainWindow(QMainWindow):
     def _search_failed(self, tag: tuple, message: str) -> None:
         if tag[0] == self.query:
             self.results = []
-            self.results_model.set_results([], self.focus_panel.focus(), self._scales(), None)
+            self.results_model.set_results([])
             self.query_label.setText(f"Could not search: {message}")
             self._highlight()
-
-    def _scales(self) -> np.ndarray:
-        return self.snapshot.scales if self.snapshot is not None else np.ones(N_PARTS)
 
     def _focus_changed(self, _focus: np.ndarray) -> None:
         self._warn_absent()
@@ -529,7 +512,7 @@ class MainWindow(QMainWindow):
         if t is None or self.query is None:
             self.focus_panel.set_warning("")
             return
-        absent = [PARTS[i] for i in range(N_PARTS) if focus[i] > 0 and t.presence[i] < ABSENT]
+        absent = absent_parts(focus, t.presence)
         if not absent:
             self.focus_panel.set_warning("")
             return

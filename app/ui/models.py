@@ -5,7 +5,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
-import numpy as np
 from PySide6.QtCore import (
     QAbstractTableModel,
     QModelIndex,
@@ -16,14 +15,13 @@ from PySide6.QtCore import (
 
 from app.library import Result, Track
 from app.ui.theme import PART_LABELS, fmt_time
-from model.parts import N_PARTS, PARTS
+from model.parts import PARTS
 
 BARS_ROLE = Qt.ItemDataRole.UserRole + 1  # (5,) floats in [0, 1] for the bar delegate
 SORT_ROLE = Qt.ItemDataRole.UserRole + 2  # a sortable value (numbers stay numbers)
 ID_ROLE = Qt.ItemDataRole.UserRole + 3  # the track id of the row
 
 Index = QModelIndex | QPersistentModelIndex
-ABSENT = 0.3  # presence under this counts as "the part is (nearly) absent"
 
 
 class _TableModel(QAbstractTableModel):
@@ -190,58 +188,27 @@ class FailuresModel(_TableModel):
         return None
 
 
-def part_similarity(part_distances: np.ndarray, scales: np.ndarray) -> np.ndarray:
-    """(..., 5) squared part distances -> (..., 5) similarity in [0, 1].
-
-    ``scales`` (5,) is each part's typical distance between two random library tracks: a result
-    that far away in a part scores 0 there, an identical part scores 1.
-    """
-    d = np.sqrt(np.maximum(part_distances, 0.0))
-    return np.clip(1.0 - d / np.maximum(scales, 1e-9), 0.0, 1.0)
-
-
-def because(similarity: np.ndarray, focus: np.ndarray, q_presence: np.ndarray | None,
-            r_presence: np.ndarray) -> int:
-    """The part that makes a result similar: the most similar of the parts the focus weighs up
-    (all parts when none is), counting only parts that both tracks actually contain."""
-    present = np.minimum(q_presence if q_presence is not None else 1.0, r_presence)
-    score = similarity * np.clip(present / ABSENT, 0.0, 1.0)
-    allowed = focus > 0 if (focus > 0).any() else np.ones(N_PARTS, bool)
-    score = np.where(allowed, score, -1.0)
-    return int(np.argmax(score))
-
-
 class ResultsModel(_TableModel):
     """The answer to the current focus query, best first."""
 
-    HEADERS = ("#", "Title", "Artist", "Distance", "Similar in", "Because of")
+    HEADERS = ("#", "Title", "Artist", "Match", "Similar in", "Because of")
     BARS_COLUMN = 4
+    MATCH_TIP = ("Match under the focus, 100% best: the same in every part weighted up and nothing "
+                 "alike in every part weighted down")
 
     def __init__(self, parent=None):
         super().__init__(parent)
-        self._sim = np.zeros((0, N_PARTS))
-        self._why: list[int] = []
         self._display: list[tuple] = []
         self._bars: list[list[float]] = []
 
-    def set_results(self, results: Sequence[Result], focus: np.ndarray,
-                    scales: np.ndarray, q_presence: np.ndarray | None) -> None:
-        """Replace the rows; everything the view asks for is computed here, once."""
-        rows = list(results)
-        pd = np.array([r.part_distances for r in rows], np.float64).reshape(len(rows), N_PARTS)
-        sim = part_similarity(pd, scales)
+    def set_results(self, results: Sequence[Result]) -> None:
+        """Replace the rows with the engine's results (their meaning is computed there)."""
         self.beginResetModel()
-        self._rows = rows
-        self._sim = sim
-        self._why = [because(s, focus, q_presence, r.track.presence)
-                     for s, r in zip(sim, rows, strict=True)]
-        self._display = [self._display_row(i, r) for i, r in enumerate(rows)]
-        self._bars = [[float(v) for v in s] for s in sim]
+        self._rows = list(results)
+        self._display = [(i + 1, r.track.title or r.track.path.stem, r.track.artist, f"{r.score:.0%}",
+                          None, PART_LABELS[r.because]) for i, r in enumerate(self._rows)]
+        self._bars = [[float(v) for v in r.similarity] for r in self._rows]
         self.endResetModel()
-
-    def _display_row(self, i: int, r: Result) -> tuple:
-        return (i + 1, r.track.title or r.track.path.stem, r.track.artist, f"{r.distance:.3g}",
-                None, PART_LABELS[PARTS[self._why[i]]])
 
     def result(self, r: int) -> Result:
         return self._rows[r]
@@ -261,9 +228,9 @@ class ResultsModel(_TableModel):
             return self._rows[row].track.id
         if role == SORT_ROLE:
             if col == 3:
-                return self._rows[row].distance
+                return self._rows[row].score
             if col == self.BARS_COLUMN:
-                return float(self._sim[row].sum())
+                return float(self._rows[row].similarity.sum())
             return self._display[row][col]
         if role == Qt.ItemDataRole.TextAlignmentRole and col in (0, 3):
             return int(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
@@ -271,7 +238,9 @@ class ResultsModel(_TableModel):
             r = self._rows[row]
             if col == self.BARS_COLUMN:
                 return "\n".join(f"{PART_LABELS[p]}: {s:.0%} similar (distance² {d:.3g})" for p, s, d in
-                                 zip(PARTS, self._sim[row], r.part_distances, strict=True))
+                                 zip(PARTS, r.similarity, r.part_distances, strict=True))
+            if col == 3:
+                return self.MATCH_TIP
             return f"{r.track.path}\nmatch at {r.match_start:.0f} s (query at {r.query_start:.0f} s)"
         return None
 

@@ -1,7 +1,15 @@
 import numpy as np
 import pytest
 
-from app.focus import best_segment_pair, focused_scores, parse_focus
+from app.focus import (
+    because,
+    best_segment_pair,
+    focused_scores,
+    match,
+    parse_focus,
+    part_scales,
+    similarity,
+)
 from app.index import IndexParams, VectorIndex
 from model.parts import EMBED_DIM, N_PARTS, PARTS, SUBSPACE_DIM, part_sq_distances
 
@@ -43,16 +51,22 @@ def test_parse_focus_forms():
 def test_solo_drums_ranks_by_drums_only(small):
     assert ranked(small, {"drums": 1})[:2] == [10, 11]
     res = small.search(np.zeros(EMBED_DIM, np.float32), parse_focus({"drums": 1}), 4)
-    np.testing.assert_allclose(res.scores, [0, 1, 9, 9])
+    np.testing.assert_allclose(res.parts[:, 0], [0, 1, 9, 9])
     np.testing.assert_allclose(res.parts[0], [0, 9, 9, 9, 9])
+    # solo: the match is the drums' similarity, 1 for identical drums
+    np.testing.assert_allclose(res.scores, np.exp(-res.parts[:, 0] / small.scales()[0]), rtol=1e-5)
+    np.testing.assert_allclose(res.similarity[:, 0], res.scores, rtol=1e-5)
+    assert res.scores[0] == pytest.approx(1.0)
 
 
 def test_same_drums_different_everything_else(small):
-    # A: 0 - 0.3*4*9 = -10.8, D: 9 - 10.8 = -1.8, B: 1 - 1.2 = -0.2, C: 9
+    # A: same drums and far elsewhere, D: far everywhere, B: a bit off everywhere, C: other drums
     focus = {"drums": 1, "bass": -0.3, "piano": -0.3, "guitar": -0.3, "others": -0.3}
     assert ranked(small, focus) == [10, 13, 11, 12]
-    s = small.search(np.zeros(EMBED_DIM, np.float32), parse_focus(focus), 4).scores
-    np.testing.assert_allclose(s, [-10.8, -1.8, -0.2, 9.0], rtol=1e-5)
+    res = small.search(np.zeros(EMBED_DIM, np.float32), parse_focus(focus), 4)
+    w = parse_focus(focus)
+    np.testing.assert_allclose(res.scores, match(similarity(res.parts, small.scales()), w), rtol=1e-5)
+    assert ((res.scores >= 0) & (res.scores <= 1)).all()
 
 
 def test_different_drums_same_rest(small):
@@ -61,8 +75,26 @@ def test_different_drums_same_rest(small):
     assert ranked(small, focus) == [12, 11, 13, 10]
 
 
-def test_equal_weights_is_plain_distance(small):
-    assert ranked(small, [1] * 5) == [11, 12, 10, 13]
+def test_equal_weights_count_the_parts_that_are_alike(small):
+    # C, identical in four parts, beats B, a bit off in all five (their summed squared
+    # distances, 9 and 5, ranked them the other way round before similarity was bounded)
+    assert ranked(small, [1] * 5) == [12, 11, 10, 13]
+
+
+def test_a_negative_weight_never_outweighs_the_positive_ones():
+    """others=1, drums=-0.5: the same others must win over a track whose drums are
+    arbitrarily far away but whose others differ; being different in drums earns at most 0.5."""
+    w = parse_focus({"others": 1, "drums": -0.5})
+    scales = np.ones(N_PARTS, np.float32)
+    same_others = match(similarity(np.array([1.0, 0, 0, 0, 0]), scales), w)
+    for far in (1e1, 1e3, 1e6, 1e12):
+        other_others = match(similarity(np.array([far, 0, 0, 0, 4.0]), scales), w)
+        assert other_others < same_others
+        assert 0.0 <= other_others <= 1.0
+    # the bound: a part weighted down moves the match by at most its weight's share
+    best = match(similarity(np.array([np.inf, 0, 0, 0, 0]), scales), w)
+    assert best == pytest.approx(1.0)
+    assert best - same_others <= 0.5 / 1.5 + 1e-6
 
 
 def test_exclusion_and_k(small):
@@ -79,10 +111,13 @@ def test_scores_match_the_definition():
     q = rng.standard_normal(EMBED_DIM).astype(np.float32)
     x = rng.standard_normal((50, EMBED_DIM)).astype(np.float32)
     w = np.array([1, -0.5, 0.25, 0, 0.75], np.float32)
-    ref = np.array([sum(w[c] * np.sum((q[c * 128:(c + 1) * 128] - xi[c * 128:(c + 1) * 128]) ** 2)
-                        for c in range(N_PARTS)) for xi in x])
-    np.testing.assert_allclose(focused_scores(q, w, x), ref, rtol=1e-4, atol=1e-3)
-    np.testing.assert_allclose(part_sq_distances(q, x) @ w, ref, rtol=1e-4, atol=1e-3)
+    d = np.array([[np.sum((q[c * 128:(c + 1) * 128] - xi[c * 128:(c + 1) * 128]) ** 2)
+                   for c in range(N_PARTS)] for xi in x])
+    np.testing.assert_allclose(part_sq_distances(q, x), d, rtol=1e-4, atol=1e-3)
+    scales = part_scales(x)
+    sim = np.exp(-d / scales)
+    ref = (sim @ w + 0.5) / (2.0 + 0.5)  # P = 1 + 0.25 + 0.75, N = 0.5
+    np.testing.assert_allclose(focused_scores(q, w, x, scales), ref, rtol=1e-4, atol=1e-5)
 
 
 def test_best_segment_pair_follows_the_focus():
@@ -91,9 +126,19 @@ def test_best_segment_pair_follows_the_focus():
     qs[:, 0] = [1.0, 5.0, 9.0]  # the drums of each query segment
     xs[:, 0] = [3.0, 7.0, 5.1, 12.0]  # track segment 2 is closest to query segment 1
     xs[3, 200] = 5.0  # and segment 3 alone has different bass
-    assert best_segment_pair(qs, xs, parse_focus({"drums": 1})) == (1, 2)
+    ones = np.ones(N_PARTS, np.float32)
+    assert best_segment_pair(qs, xs, parse_focus({"drums": 1}), ones) == (1, 2)
     # "different bass": segment 3 wins for any query segment
-    assert best_segment_pair(qs, xs, parse_focus({"bass": -1}))[1] == 3
+    assert best_segment_pair(qs, xs, parse_focus({"bass": -1}), ones)[1] == 3
+
+
+def test_because_names_a_weighted_part_both_tracks_have():
+    s = similarity(np.array([0.0, 4.0, 100.0, 1.0, 0.0]), np.full(5, 2.0))
+    present = np.ones(5)
+    # the focus picks among the parts it weighs up
+    assert because(s, np.array([0, 0, 0, 1, 0.0]), present, present) == 3
+    # with no positive weight, any part; a part absent from a track cannot be "the reason"
+    assert because(s, np.array([0, -1, 0, 0, 0.0]), present, np.array([0.05, 1, 1, 1, 1])) == 4
 
 
 def clustered(n: int, seed: int = 0) -> np.ndarray:
@@ -111,7 +156,7 @@ def test_hnsw_equals_brute_force_on_a_small_set():
     x = clustered(1500)
     ids = np.arange(100, 1600)
     # the candidate path even for focuses that default parameters answer by brute force
-    ann = VectorIndex(IndexParams(exact_below=200, negative_dominance=float("inf")))
+    ann = VectorIndex(IndexParams(exact_below=200, negative_dominance=float("inf"), hnsw_cost=1.0))
     exact = VectorIndex(IndexParams(exact_below=10 ** 9))
     default = VectorIndex(IndexParams(exact_below=200))
     for idx in (ann, exact, default):

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
+from app.focus import match, similarity
 from app.library import Library, LibraryError, default_library_dir
 from model.parts import EMBED_DIM, part_norms, presence
 from tests.app.library_helpers import (
@@ -94,11 +95,14 @@ def test_search_by_id_and_by_outside_file(tmp_path, weights):
     res = lib.search(first.id, focus, k=3)
     assert len(res) == 3 and first.id not in [r.track.id for r in res]
     w = np.array([1, 0.5, 0, 0, -0.25], np.float32)
+    scales = lib.index.scales()
     for r in res:
-        assert r.part_distances.shape == (5,)
-        assert r.distance == pytest.approx(float(r.part_distances @ w), rel=1e-4, abs=1e-6)
+        assert r.part_distances.shape == r.similarity.shape == (5,)
+        np.testing.assert_allclose(r.similarity, similarity(r.part_distances, scales), rtol=1e-4)
+        assert r.score == pytest.approx(float(match(r.similarity, w)), rel=1e-4, abs=1e-6)
+        assert 0 <= r.score <= 1 and r.because in ("drums", "bass")  # the parts weighted up
         assert 0 <= r.match_start <= r.track.duration and r.query_start >= 0
-    assert [r.distance for r in res] == sorted(r.distance for r in res)
+    assert [r.score for r in res] == sorted((r.score for r in res), reverse=True)
     # the library file given by path is its track: excluded from its own results
     by_path = lib.search(first.path, focus, k=10)
     assert first.id not in [r.track.id for r in by_path] and len(by_path) == 5
@@ -137,10 +141,10 @@ def test_outside_query_is_embedded_once_per_file_version(tmp_path, weights):
     moved = lib.search(outside, {"drums": 1, "bass": -0.5}, k=4)
     assert len(calls) == 1  # a new focus for the same file: no embedding
     assert [r.track.id for r in again] == [r.track.id for r in first]
-    assert [r.distance for r in again] == [r.distance for r in first]
+    assert [r.score for r in again] == [r.score for r in first]
     assert [r.query_start for r in again] == [r.query_start for r in first]
     w = np.array([1, -0.5, 0, 0, 0], np.float32)
-    assert [r.distance for r in moved] == pytest.approx([float(r.part_distances @ w) for r in moved], abs=1e-5)
+    assert [r.score for r in moved] == pytest.approx([float(match(r.similarity, w)) for r in moved], abs=1e-5)
     # the file changes (new content and mtime): embedded again
     sf.write(outside, music(6.0, 44100, seed=7), 44100)
     os.utime(outside, ns=(time.time_ns(), time.time_ns() + 10 ** 9))

@@ -33,6 +33,15 @@ def test_scan_query_info_export(tmp_path, lib_args, capsys):
     assert doc["focus"]["bass"] == -0.5 and len(doc["results"]) == 3
     assert 1 not in [r["id"] for r in doc["results"]]
     assert set(doc["results"][0]["part_distances"]) == {"drums", "bass", "piano", "guitar", "others"}
+    # the engine's meaning of each hit, the same fields the window and the CSV export show
+    top = doc["results"][0]
+    assert 0 <= top["match"] <= 1 and top["because"] == "drums"
+    assert set(top["similarity"]) == set(top["part_distances"]) and all(0 <= v <= 1 for v in top["similarity"].values())
+    assert export_cmd.main(["1", "--focus", "drums=1,bass=-0.5", "-k", "3", "--format", "csv", *lib_args]) == 0
+    hits = list(csv.DictReader(io.StringIO(capsys.readouterr().out)))
+    assert [int(h["id"]) for h in hits] == [r["id"] for r in doc["results"]]
+    assert [float(h["match"]) for h in hits] == pytest.approx([r["match"] for r in doc["results"]], abs=1e-5)
+    assert [h["because"] for h in hits] == [r["because"] for r in doc["results"]]
 
     assert query_cmd.main([str(tmp_path / "music" / "a" / "song002.wav"), "--focus", "piano", *lib_args]) == 0
     out = capsys.readouterr().out

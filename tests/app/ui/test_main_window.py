@@ -52,7 +52,7 @@ def test_select_track_move_fader_results_and_map_follow(qtbot, library, settings
     query = w.query
     assert isinstance(query, int)
     qtbot.waitUntil(lambda: w.results_model.rowCount() == len(KINDS) - 1, timeout=TIMEOUT)
-    before = [(r.track.id, r.distance) for r in w.results]
+    before = [(r.track.id, r.score) for r in w.results]
     assert query not in [i for i, _ in before]
     hl = w.map_view.highlighted()
     assert hl["query"] == [query] and sorted(hl["results"]) == sorted(i for i, _ in before)
@@ -63,16 +63,18 @@ def test_select_track_move_fader_results_and_map_follow(qtbot, library, settings
         if PARTS[i] != "bass":
             s.setValue(0)
     qtbot.waitUntil(lambda: w.results and np.allclose(
-        [r.distance for r in w.results], [r.part_distances[1] for r in w.results], rtol=1e-3,
+        [r.score for r in w.results], [r.similarity[1] for r in w.results], rtol=1e-3,
         atol=1e-3), timeout=TIMEOUT)
-    after = [(r.track.id, r.distance) for r in w.results]
+    after = [(r.track.id, r.score) for r in w.results]
     assert after != before
     qtbot.waitUntil(lambda: w.map_view.space == "bass", timeout=TIMEOUT)
     assert w.map_view.highlighted()["query"] == [query]
     assert sorted(w.map_view.highlighted()["results"]) == sorted(i for i, _ in after)
-    # results are ordered by the focused distance, best first, with per-part bars
-    dists = [r.distance for r in w.results]
-    assert dists == sorted(dists)
+    # results are ordered by their match, best first, shown as the engine scored them
+    scores = [r.score for r in w.results]
+    assert scores == sorted(scores, reverse=True)
+    assert w.results_model.index(0, 3).data() == f"{scores[0]:.0%}"
+    assert w.results_model.index(0, 5).data().lower() == w.results[0].because == "bass"
     bars = w.results_model.index(0, w.results_model.BARS_COLUMN).data(BARS_ROLE)
     assert bars is not None and len(bars) == len(PARTS)
     close_window(w)
@@ -171,8 +173,8 @@ def test_dropping_an_outside_file_queries_by_it(qtbot, library, settings, tmp_pa
     w.dropEvent(ev)
     qtbot.waitUntil(lambda: w.results_model.rowCount() == len(KINDS), timeout=TIMEOUT)
     assert w.query == path and "not in the library" in w.query_label.text()
-    # the same generated piece is in the library: it comes first, at distance ~0
-    assert w.results[0].track.path.name == path.name and w.results[0].distance < 1e-3
+    # the same generated piece is in the library: it comes first, a full match
+    assert w.results[0].track.path.name == path.name and w.results[0].score > 0.999
     assert w.map_view.highlighted()["query"] == []
     close_window(w)
 

@@ -1,6 +1,5 @@
 from pathlib import Path
 
-import numpy as np
 from PySide6.QtCore import Qt
 
 from app.library import Result
@@ -12,8 +11,6 @@ from app.ui.models import (
     ResultsModel,
     TrackFilter,
     TrackTableModel,
-    because,
-    part_similarity,
 )
 from tests.app.ui.conftest import KINDS
 
@@ -49,12 +46,12 @@ def test_results_and_failures_models_pass_modeltester(qtmodeltester, library):
     tracks = library.tracks()
     results = library.search(tracks[0].id, [1, 1, 1, 1, 1], k=5)
     m = ResultsModel()
-    m.set_results(results, np.ones(5), np.ones(5) * 10, tracks[0].presence)
+    m.set_results(results)
     qtmodeltester.check(m)
     assert m.rowCount() == 5 and m.ids() == [r.track.id for r in results]
     assert m.index(0, 0).data() == 1 and len(m.index(0, m.BARS_COLUMN).data(BARS_ROLE)) == 5
     assert m.index(0, 5).data() in ("Drums", "Bass", "Piano", "Guitar", "Others")
-    m.set_results([], np.ones(5), np.ones(5), None)
+    m.set_results([])
     assert m.rowCount() == 0
     f = FailuresModel()
     f.set_failures([("/music/a/x.mp3", "/music/a/x.mp3: not audio ('/music/a/x.mp3')"),
@@ -65,12 +62,3 @@ def test_results_and_failures_models_pass_modeltester(qtmodeltester, library):
     assert isinstance(results[0], Result)
 
 
-def test_similarity_and_because():
-    sim = part_similarity(np.array([[0.0, 4.0, 100.0, 1.0, 0.0]]), np.array([2.0] * 5))
-    assert np.allclose(sim, [[1.0, 0.0, 0.0, 0.5, 1.0]])
-    s = sim[0]
-    present = np.ones(5)
-    # the focus picks among the parts it weighs up
-    assert because(s, np.array([0, 0, 0, 1, 0.0]), present, present) == 3
-    # with no positive weight, any part; a part absent from a track cannot be "the reason"
-    assert because(s, np.zeros(5), present, np.array([0.05, 1, 1, 1, 1])) == 4
