@@ -91,16 +91,6 @@ _ROW_COLS = ("id, path, folder, size, mtime_ns, status, error, title, artist, al
              "model_sha, policy, rev, presence, segfile")
 
 
-@dataclass(frozen=True)
-class FileState:
-    """What an incremental scan compares: path -> (id, size, mtime, status, model, policy)."""
-
-    id: int
-    size: int
-    mtime_ns: int
-    status: str
-    model_sha: str | None
-    policy: str | None
 
 
 class Store:
@@ -232,12 +222,6 @@ class Store:
         if status is None:
             return self._con().execute("SELECT COUNT(*) FROM tracks").fetchone()[0]
         return self._con().execute("SELECT COUNT(*) FROM tracks WHERE status=?", (status,)).fetchone()[0]
-
-    def file_states(self, folder: Path) -> dict[str, FileState]:
-        cur = self._con().execute(
-            "SELECT path, id, size, mtime_ns, status, model_sha, policy FROM tracks WHERE folder=?",
-            (str(folder),))
-        return {r[0]: FileState(*r[1:]) for r in cur}
 
     def begin_track(self, path: Path, folder: Path, size: int, mtime_ns: int) -> int:
         """Insert or reset a row to ``pending`` before its work starts; returns the id."""

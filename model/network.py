@@ -107,20 +107,3 @@ def calibrate_batch_norm(model: nn.Module, mel: torch.Tensor) -> nn.Module:
     model(mel)
     return model.eval()
 
-
-class AudioCSN(nn.Module):
-    """Waveform in, embedding out: the front end and the network in one module (for export)."""
-
-    def __init__(self, spec: ModelSpec = ModelSpec()):
-        super().__init__()
-        if spec.net.n_mels != spec.audio.n_mels:
-            raise ValueError(f"net.n_mels {spec.net.n_mels} != audio.n_mels {spec.audio.n_mels}")
-        from model.audio import LogMel
-
-        self.spec = spec
-        self.front = LogMel(spec.audio)
-        self.net = CSN(spec.net)
-
-    def forward(self, wave: torch.Tensor) -> torch.Tensor:
-        """(B, samples) at ``spec.audio.sample_rate`` -> (B, out_dim)."""
-        return self.net(self.front(wave))

@@ -14,7 +14,6 @@ PART_LABELS: dict[str, str] = {p: p.capitalize() for p in PARTS}
 QUERY_COLOR = "#d7263d"
 RESULT_COLOR = "#1b998b"
 SELECT_COLOR = "#222222"
-POINT_COLOR = "#9aa5b1"
 
 
 def fmt_time(seconds: float) -> str:

@@ -15,7 +15,7 @@ import json
 import logging
 import math
 import os
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -386,10 +386,3 @@ def check_track(ds: SlakhDataset, i: int, mix_tolerance: float | None = 1e-3) ->
     if not entry["stems"]:
         problems.append(f"{t.path}: no rendered stems")
     return problems
-
-
-def track_info_dict(info: TrackInfo) -> dict:
-    """A JSON-ready dict of a :class:`TrackInfo`."""
-    d = asdict(info)
-    d["path"] = str(info.path)
-    return d
