@@ -80,24 +80,18 @@ def part_sq_distances(q: np.ndarray, x: np.ndarray, x_sq: np.ndarray | None = No
     """Squared distance in each part between q and every row of x.
 
     q: (640,) -> (N, 5), or (n, 640) -> (n, N, 5); x: (N, 640). Expands ||q_c - x_c||^2 =
-    ||q_c||^2 + ||x_c||^2 - 2 q_c.x_c with one matrix product (block-diagonal q); pass
-    ``x_sq`` (N, 5), the rows' :func:`part_sq_norms`, when they are at hand. Clamped at 0.
+    ||q_c||^2 + ||x_c||^2 - 2 q_c.x_c; pass ``x_sq`` (N, 5), the rows' :func:`part_sq_norms`,
+    when they are at hand. Clamped at 0. (einsum, not a matrix product: for these skinny shapes
+    BLAS spends more on its threads than on the arithmetic.)
     """
     q = np.asarray(q, np.float32)
     x = np.asarray(x, np.float32)
-    single = q.ndim == 1
     qs = q.reshape(-1, EMBED_DIM)
-    n = len(qs)
     if x_sq is None:
         x_sq = part_sq_norms(x)
-    block = np.zeros((N_PARTS, SUBSPACE_DIM, n, N_PARTS), np.float32)  # q_c in column (., c)
-    qp = stack_parts(qs)  # (n, 5, 128)
-    for c in range(N_PARTS):
-        block[c, :, :, c] = qp[:, c, :].T
-    cross = (x @ block.reshape(EMBED_DIM, n * N_PARTS)).reshape(len(x), n, N_PARTS)
-    d = part_sq_norms(qs)[None, :, :] + x_sq[:, None, :] - 2.0 * cross  # (N, n, 5)
-    d = np.maximum(d, 0.0).transpose(1, 0, 2)
-    return d[0] if single else d
+    cross = np.einsum("mpd,npd->nmp", stack_parts(x), stack_parts(qs))  # (n, N, 5)
+    d = np.maximum(part_sq_norms(qs)[:, None, :] + x_sq[None, :, :] - 2.0 * cross, 0.0)
+    return d[0] if q.ndim == 1 else d
 
 
 def presence(vectors: np.ndarray, norm_bias: Sequence[float] | None = None) -> np.ndarray:
