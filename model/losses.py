@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -64,12 +66,45 @@ class NormLoss(nn.Module):
         return F.binary_cross_entropy_with_logits(self.logits(emb), present.to(emb.dtype))
 
 
-def pretrain_target(individual: torch.Tensor, present: torch.Tensor) -> torch.Tensor:
+def spread_loss(emb: torch.Tensor, present: torch.Tensor, min_rows: int = 8) -> torch.Tensor:
+    """Mean over parts of 1 - log(PR_c) / log(128): how far each subspace is from spreading its
+    variance over all its directions (0 = even spread, 1 = one direction).
+
+    PR_c is the participation ratio (tr C)^2 / tr(C^2) of the covariance C of subspace c over
+    the rows where part c is present (computed from the Gram matrix, (B x B)); parts present in
+    fewer than ``min_rows`` rows are skipped. Scale-invariant, so it leaves the norms (and the
+    norm loss's presence) alone. emb: (B, 640); present: (B, 5) in {0, 1}.
+    """
+    sub = stack_parts(emb)
+    terms = []
+    for c in range(N_PARTS):
+        x = sub[present[:, c] > 0, c]
+        if len(x) < min_rows:
+            continue
+        x = x - x.mean(dim=0, keepdim=True)
+        gram = x @ x.T
+        pr = torch.diagonal(gram).sum() ** 2 / (gram.pow(2).sum() + _EPS)
+        terms.append(1.0 - torch.log(pr.clamp_min(1.0)) / math.log(x.shape[1]))
+    return torch.stack(terms).mean() if terms else emb.sum() * 0.0
+
+
+def pretrain_target(individual: torch.Tensor, present: torch.Tensor,
+                    center: torch.Tensor | None = None) -> torch.Tensor:
     """Target of eq. 9: concat of g_j(x_ij) with silent parts zeroed, divided by its L2 norm.
 
     individual: (B, 5, 128) outputs of the individual networks on clean stems;
-    present: (B, 5) in {0, 1}. Returns (B, 640); all-silent rows stay zero.
+    present: (B, 5) in {0, 1}; center: optional (5, 128) mean output of each individual network
+    (over audible training stems), subtracted first. Returns (B, 640); all-silent rows stay zero.
+
+    Why ``center``: a triplet-trained network is free to add any constant to its outputs, and
+    small ones do (mean 5-90 times the spread around it). Divided by the norm of the whole
+    concat, whose size depends on which other parts sound, such a block varies mostly in length
+    along its mean: one direction (effective dimension 1), a presence-and-loudness number that
+    pre-training then copies into the CSN. Centred, the block keeps the directions that tell
+    stems apart.
     """
+    if center is not None:
+        individual = individual - center.to(individual.dtype)
     y = (individual * present.to(individual.dtype).unsqueeze(-1)).flatten(1)
     return y / y.norm(dim=1, keepdim=True).clamp_min(_EPS)
 

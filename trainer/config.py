@@ -42,6 +42,7 @@ class TrainConfig:
     use_pretrain: bool = True  # pre-training from individual networks
     margin: float = 0.2
     norm_lambda: float = 0.1
+    spread_lambda: float = 0.0  # weight of the subspace-spread term (model.losses.spread_loss)
     # --- individual networks (one per part, clean stems, plain triplet loss)
     ind_widths: tuple[int, ...] = (32, 64, 128, 256, 512)
     ind_epochs: int = 100
@@ -54,6 +55,7 @@ class TrainConfig:
     pre_batch: int = 32
     pre_lr: float = 1e-3
     pre_pseudo: bool = False  # regress on pseudo pieces with made silences, not only dataset pieces
+    pre_center: bool = False  # subtract each individual net's mean output from its target block
     # --- main training
     epochs: int = 1000
     triplets_per_epoch: int = 5000  # basic triplets drawn anew every epoch

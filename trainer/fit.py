@@ -25,7 +25,14 @@ from tqdm import tqdm
 
 from model.audio import log_mel
 from model.clitools import setup_logging
-from model.losses import NormLoss, masked_triplet_loss, pretrain_loss, pretrain_target, triplet_loss
+from model.losses import (
+    NormLoss,
+    masked_triplet_loss,
+    pretrain_loss,
+    pretrain_target,
+    spread_loss,
+    triplet_loss,
+)
 from model.network import CSN
 from model.parts import N_PARTS, PARTS
 from model.weights import load_weights, save_weights
@@ -234,6 +241,7 @@ class Run:
         if self.env.main:
             cfg.save(out / "config.json")
         self.amp = dev.type == "cuda" and cfg.amp
+        self.target_center: torch.Tensor | None = None  # set by pre-training with pre_center
 
     # --- helpers
     def should_pause(self) -> bool:
@@ -338,6 +346,7 @@ class Run:
         stage = Stage(self, "pretrain", {"net": net}, cfg.pre_lr, cfg.pre_epochs, cfg.pre_steps,
                       self.budget(1))
         pieces_fn = self._pretrain_pieces
+        self.target_center = self._target_center(ind) if cfg.pre_center else None
         val_pieces = pieces_fn(self.val, cfg.val_triplets, np.random.default_rng([cfg.seed, 98]))
         val_clips, val_present = self.val.render(val_pieces, level_db=self.level)
         val_target = self._targets(ind, self.val, val_pieces, val_present)
@@ -385,7 +394,26 @@ class Run:
     def _targets(self, ind: Sequence[nn.Module], bank: StemBank, pieces, present) -> torch.Tensor:
         stems = bank.stems(pieces)  # (M, 5, win)
         outs = torch.stack([self.embed_eval(ind[j], stems[:, j]) for j in range(N_PARTS)], dim=1)
-        return pretrain_target(outs, present)
+        return pretrain_target(outs, present, self.target_center)
+
+    @torch.no_grad()
+    def _target_center(self, ind: Sequence[nn.Module], n: int = 512) -> torch.Tensor:
+        """(5, 128) mean output of each individual network over audible stems of ``n`` fixed
+        training pieces (the same on every resume)."""
+        pieces = self._pretrain_pieces(self.train, n, np.random.default_rng([self.cfg.seed, 96]))
+        _, present = self.train.render(pieces, level_db=self.level)
+        stems = self.train.stems(pieces)
+        rows = []
+        for j in range(N_PARTS):
+            on = present[:, j] > 0
+            out = self.embed_eval(ind[j], stems[on, j]) if on.any() else None
+            rows.append(out.mean(0) if out is not None else torch.zeros(
+                self.ind_spec.net.out_dim, device=self.env.device))
+        center = torch.stack(rows)
+        log.info("pre-training targets centred: |mean output| per part %s",
+                 " ".join(f"{p}={v:.3g}" for p, v in zip(PARTS, center.norm(dim=1).tolist(),
+                                                         strict=True)))
+        return center
 
     def _gains(self, rng: np.random.Generator, m: int) -> np.ndarray:
         return rng.uniform(-self.cfg.gain_db, 0.0, size=(m, N_PARTS))
@@ -451,6 +479,10 @@ class Run:
             ln = norm(emb, present)
             out["norm"] = ln
             loss = loss + cfg.norm_lambda * ln
+        if cfg.spread_lambda:
+            ls = spread_loss(emb, present)
+            out["spread"] = ls
+            loss = loss + cfg.spread_lambda * ls
         out["loss"] = loss
         return out
 

@@ -8,6 +8,7 @@ from model.losses import (
     masked_triplet_loss,
     pretrain_loss,
     pretrain_target,
+    spread_loss,
 )
 
 
@@ -94,3 +95,53 @@ def test_pretrain_target_zeroes_silent_blocks_and_normalizes():
     assert y[1].abs().sum() == 0
     assert math.isclose(pretrain_loss(y, y).item(), 0.0)
     assert math.isclose(pretrain_loss(torch.zeros(1, 640), torch.ones(1, 640)).item(), 1.0)
+
+
+def _participation_ratio(x: torch.Tensor) -> float:
+    ev = torch.linalg.svdvals(x - x.mean(0)) ** 2
+    return float(ev.sum() ** 2 / (ev ** 2).sum())
+
+
+def test_centred_pretrain_targets_keep_their_directions():
+    # individual nets whose outputs sit far from the origin (mean 50x the spread), as small
+    # triplet-trained nets' do; parts fall silent at random, as in pre-training
+    g = torch.Generator().manual_seed(0)
+    mean = torch.randn(5, 128, generator=g) * 5.0
+    outs = mean + 0.1 * torch.randn(2000, 5, 128, generator=g)
+    present = (torch.rand(2000, 5, generator=g) < 0.6).float()
+    present[:, 0] = 1.0
+    plain = pretrain_target(outs, present)[:, :128]
+    centred = pretrain_target(outs, present, center=mean)[:, :128]
+    # the plain target block is one direction scaled by which other parts sound
+    assert _participation_ratio(plain) < 1.1
+    # centred, it spreads over many directions (isotropic spread: close to 128)
+    assert _participation_ratio(centred) > 50.0
+    # still unit length, silent blocks still zero
+    assert torch.allclose(centred.new_tensor(1.0), pretrain_target(outs, present, mean)[0].norm())
+    silent = pretrain_target(outs, present, mean)[present[:, 1] == 0][:, 128:256]
+    assert torch.count_nonzero(silent) == 0
+
+
+def test_spread_loss_is_one_for_a_collapsed_subspace_and_scale_free():
+    g = torch.Generator().manual_seed(0)
+    iso = torch.randn(400, 640, generator=g)
+    present = torch.ones(400, 5)
+    # 400 isotropic rows: PR near 128 * 400 / 528 = 97, loss 1 - log(97) / log(128) = 0.06
+    assert spread_loss(iso, present).item() < 0.1
+    line = torch.rand(400, 1, generator=g) * torch.randn(1, 640, generator=g)
+    assert math.isclose(spread_loss(line, present).item(), 1.0, abs_tol=1e-4)
+    assert math.isclose(spread_loss(3.0 * iso, present).item(), spread_loss(iso, present).item(),
+                        rel_tol=1e-4)
+    # only rows where the part is present count; a part present in too few rows is skipped
+    mixed = iso.clone()
+    mixed[:200, 128:256] = line[:200, 128:256]
+    bass_only = torch.zeros(400, 5)
+    bass_only[:200, 1] = 1
+    assert math.isclose(spread_loss(mixed, bass_only).item(), 1.0, abs_tol=1e-4)
+    bass_only[200:, 1] = 1
+    assert spread_loss(mixed, bass_only).item() < 0.9
+    assert spread_loss(iso, torch.zeros(400, 5)).item() == 0.0
+    # its gradient turns a collapsed subspace's rows, not their length alone
+    x = (line + 0.01 * torch.randn(400, 640, generator=g)).requires_grad_(True)
+    spread_loss(x, present).backward()
+    assert torch.isfinite(x.grad).all() and x.grad.abs().sum() > 0

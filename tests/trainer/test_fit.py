@@ -162,3 +162,14 @@ def test_subspace_dims_see_a_collapse():
     assert dims["val_dim_bass"] == pytest.approx(1.0, abs=1e-4)
     assert dims["val_dim_drums"] > 60.0 and dims["val_dim_piano"] > 40.0
     assert dims["val_norm_drums"] == pytest.approx(emb[:, :128].norm(dim=1).mean().item())
+
+
+def test_centred_pretraining_targets_and_the_spread_term(tiny_data, tmp_path):
+    cfg = _smoke(pre_center=True, spread_lambda=0.2, epochs=1)
+    Run(cfg, tiny_data, tmp_path / "run", progress=False).fit()
+    rows = [json.loads(x) for x in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
+    pre = [r for r in rows if r["stage"] == "pretrain"]
+    assert pre and all(f"target_dim_{p}" in pre[0] for p in PARTS)
+    assert (tmp_path / "run" / "pretrained.safetensors").exists()
+    main_rows = [r for r in rows if r["stage"] == "main"]
+    assert main_rows and 0.0 <= main_rows[0]["spread"] <= 1.0
