@@ -7,8 +7,9 @@ import logging
 import sys
 from pathlib import Path
 
-from app.library import DEFAULT_WEIGHTS, Library, LibraryError, default_library_dir
+from app.library import DEFAULT_WEIGHTS, Library, LibraryError
 from app.store import StoreError
+from app.userdirs import default_library_dir, in_use
 from model.clitools import setup_logging
 
 log = logging.getLogger(__name__)
@@ -31,8 +32,8 @@ def open_library(args: argparse.Namespace) -> Library:
     setup_logging(args.verbose)
     if not args.verbose:
         logging.getLogger("app").setLevel(logging.ERROR)
-    root = args.library or default_library_dir()
-    return Library(root, weights=args.weights, device=args.device)
+    use = in_use(args.library, args.weights)
+    return Library(use.library, weights=use.weights, device=args.device)
 
 
 def fail(message: str, code: int = EXIT_ERROR) -> int:

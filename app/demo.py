@@ -20,7 +20,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from app.library import DEFAULT_WEIGHTS, default_library_dir
+from app.library import DEFAULT_WEIGHTS
+from app.userdirs import demo_cache_dir, demo_library_dir
 from assets import DEMO as DEMO_ASSETS
 from model.weights import file_sha256
 
@@ -39,22 +40,6 @@ class DemoError(RuntimeError):
 
 
 # ---------------------------------------------------------------- folders
-
-def default_cache_dir() -> Path:
-    """Per-user cache folder for the demo audio: $XDG_CACHE_HOME/partwise/demo and the like."""
-    if sys.platform == "win32":
-        base = Path(os.environ.get("LOCALAPPDATA") or Path.home() / "AppData" / "Local") / "partwise" / "cache"
-    elif sys.platform == "darwin":
-        base = Path.home() / "Library" / "Caches" / "partwise"
-    else:
-        base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "partwise"
-    return base / "demo"
-
-
-def demo_library_dir() -> Path:
-    """The demo's own library folder, beside the user's library (never the same one)."""
-    return default_library_dir().parent / "demo-library"
-
 
 # ---------------------------------------------------------------- the collection
 
@@ -159,7 +144,7 @@ def prepare_demo(weights: Path | None = None, library: Path | None = None,
                  report: Report | None = None, progress: bool = False) -> DemoReport:
     """Copy the demo collection into ``folder`` and scan it into ``library``.
 
-    Defaults: the shipped weights, :func:`demo_library_dir`, :func:`default_cache_dir`.
+    Defaults: the shipped weights, :func:`demo_library_dir`, :func:`demo_cache_dir`.
     ``progress``: a progress bar on stderr while scanning.
     """
     from app.library import Library
@@ -167,7 +152,7 @@ def prepare_demo(weights: Path | None = None, library: Path | None = None,
     say = report or (lambda _m: None)
     weights = Path(weights or DEFAULT_WEIGHTS).expanduser()
     check_weights(weights)
-    folder = Path(folder or default_cache_dir()).expanduser()
+    folder = Path(folder or demo_cache_dir()).expanduser()
     library = Path(library or demo_library_dir()).expanduser()
     coll = prepare_collection(folder, limit=limit, report=say)
     out = DemoReport(coll, library, weights)
@@ -206,7 +191,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--library", type=Path, default=None,
                    help=f"demo library folder (default: {demo_library_dir()})")
     p.add_argument("--folder", type=Path, default=None,
-                   help=f"where the demo audio goes (default: {default_cache_dir()})")
+                   help=f"where the demo audio goes (default: {demo_cache_dir()})")
     p.add_argument("--no-gui", action="store_true", help="only prepare the demo library")
     p.add_argument("--limit", type=int, default=None, help="only the first N files of the collection")
     p.add_argument("--device", default=None, help="torch device for the scan (default: CUDA when present)")
@@ -264,28 +249,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _open_window(library: Path, weights: Path, verbose: bool) -> int:
-    """The app on the demo library; the user's own library stays what a plain ``partwise`` opens.
-
-    The window remembers the library and weights it was opened with as the next start's
-    default; for the demo that would replace the user's choice, so it is put back afterwards.
-    """
+    """The app on the demo library; the user's own library stays what a plain ``partwise`` opens
+    (the window does not remember the demo as the next start's default)."""
     from app.ui.main import main as gui_main
 
-    try:
-        from PySide6.QtCore import QSettings
-    except ImportError:  # gui_main explains what is missing
-        return gui_main(["--library", str(library), "--weights", str(weights)])
-    keys = ("library/path", "library/weights")
-    settings = QSettings("Partwise", "Partwise")
-    before = {k: settings.value(k) for k in keys if settings.contains(k)}
-    try:
-        return gui_main(["--library", str(library), "--weights", str(weights)]
-                        + (["--verbose"] if verbose else []))
-    finally:
-        settings = QSettings("Partwise", "Partwise")
-        for k in keys:
-            if k in before:
-                settings.setValue(k, before[k])
-            else:
-                settings.remove(k)
-        settings.sync()
+    return gui_main(["--library", str(library), "--weights", str(weights)] + (["--verbose"] if verbose else []),
+                    remember=False)

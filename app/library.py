@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import logging
 import os
-import sys
 import threading
 from collections import OrderedDict, deque
 from collections.abc import Iterator, Mapping, Sequence
@@ -39,20 +38,6 @@ from model.parts import N_PARTS, PARTS
 from model.weights import WeightsError, file_sha256, read_card
 
 log = logging.getLogger(__name__)
-
-
-def default_library_dir() -> Path:
-    """Per-user library folder: $PARTWISE_LIBRARY, else the platform's data dir / partwise / library."""
-    env = os.environ.get("PARTWISE_LIBRARY")
-    if env:
-        return Path(env).expanduser()
-    if sys.platform == "win32":
-        base = Path(os.environ.get("LOCALAPPDATA") or Path.home() / "AppData" / "Local")
-    elif sys.platform == "darwin":
-        base = Path.home() / "Library" / "Application Support"
-    else:
-        base = Path(os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share")
-    return base / "partwise" / "library"
 
 
 class LibraryError(RuntimeError):

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
 import signal
 import sys
 from collections.abc import Sequence
@@ -17,7 +16,8 @@ log = logging.getLogger(__name__)
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from app.library import DEFAULT_WEIGHTS, default_library_dir
+    from app.library import DEFAULT_WEIGHTS
+    from app.userdirs import default_library_dir
 
     p = argparse.ArgumentParser(prog="partwise gui", description="Open the Partwise window.")
     p.add_argument("--library", type=Path, default=None,
@@ -31,7 +31,9 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def main(argv: Sequence[str] | None = None, remember: bool = True) -> int:
+    """Open the window; with ``remember`` (not for the demo) its library and weights become the
+    next start's default (:mod:`app.userdirs`)."""
     args = build_parser().parse_args(argv)
     setup_logging(args.verbose)
     if (problem := display_problem()) is not None:
@@ -44,20 +46,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"partwise: the desktop app needs PySide6 ({e}); the command line still works "
               "(partwise --help)", file=sys.stderr)
         return 1
-    from app.library import Library, default_library_dir
+    from app.library import Library
     from app.ui.main_window import MainWindow
+    from app.userdirs import LIBRARY_KEY, WEIGHTS_KEY, in_use, to_remember
 
     app = QApplication.instance() or QApplication(sys.argv[:1])
     app.setApplicationName("Partwise")
     app.setOrganizationName("Partwise")
     settings = QSettings("Partwise", "Partwise")
-    if args.library is not None:
-        root = args.library
-    elif "PARTWISE_LIBRARY" in os.environ:
-        root = default_library_dir()
-    else:
-        root = Path(str(settings.value("library/path", default_library_dir())))
-    weights = args.weights or (Path(w) if (w := settings.value("library/weights")) else None)
+    use = in_use(args.library, args.weights,
+                 {k: settings.value(k) for k in (LIBRARY_KEY, WEIGHTS_KEY) if settings.contains(k)})
+    root, weights = use.library, use.weights
     for folder in args.folder:
         if not folder.is_dir():
             print(f"partwise: {folder}: not a folder", file=sys.stderr)
@@ -68,9 +67,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         QMessageBox.critical(None, "Partwise", f"Cannot open the library {root}:\n{e}")
         print(f"partwise: cannot open the library {root}: {e}", file=sys.stderr)
         return 1
-    settings.setValue("library/path", str(library.root))
-    if args.weights:
-        settings.setValue("library/weights", str(args.weights.expanduser().resolve()))
+    if remember:
+        for k, v in to_remember(library.root, args.weights).items():
+            settings.setValue(k, v)
     window = MainWindow(library, settings)
     window.show()
     # Ctrl+C or a polite kill closes the window like the user would (the scan stops cleanly);

@@ -113,8 +113,8 @@ def test_bad_arguments(dirs):
 
 
 def test_window_leaves_the_users_default_library_alone(tmp_path):
-    """The window stores the library it opened as the next start's default; the demo puts the
-    user's own choice back when it closes (checked in a child process with its own settings)."""
+    """The window stores the library it opened as the next start's default; the demo opens it
+    without that, so the user's own choice stays (checked in a child process with its own settings)."""
     code = """
 import sys
 from pathlib import Path
@@ -124,10 +124,11 @@ from app import demo
 
 QSettings("Partwise", "Partwise").setValue("library/path", "/my/music-library")
 
-def fake_gui(argv):
-    s = QSettings("Partwise", "Partwise")
-    s.setValue("library/path", argv[argv.index("--library") + 1])
-    s.setValue("library/weights", argv[argv.index("--weights") + 1])
+def fake_gui(argv, remember=True):
+    if remember:  # what the window stores when it may
+        s = QSettings("Partwise", "Partwise")
+        s.setValue("library/path", argv[argv.index("--library") + 1])
+        s.setValue("library/weights", argv[argv.index("--weights") + 1])
     return 0
 
 app.ui.main.main = fake_gui

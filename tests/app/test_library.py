@@ -12,7 +12,8 @@ import pytest
 import soundfile as sf
 
 from app.focus import match, similarity
-from app.library import Library, LibraryError, default_library_dir
+from app.library import Library, LibraryError
+from app.userdirs import default_library_dir
 from model.parts import EMBED_DIM, part_norms, presence
 from tests.app.library_helpers import (
     music,
