@@ -1,4 +1,5 @@
 import sys
+import threading
 import time
 
 import numpy as np
@@ -66,7 +67,14 @@ def test_player_plays_pauses_seeks_and_ends():
     if not backend.available:
         pytest.skip(backend.reason)
     states = []
-    p = Player(on_state=states.append)
+    stopped = threading.Event()  # set from the audio thread when the track ends by itself
+
+    def on_state(state: str) -> None:
+        states.append(state)
+        if state == STOPPED:
+            stopped.set()
+
+    p = Player(on_state=on_state)
     long = np.zeros((3_000_000, 1), np.float32)
     p.load(Audio(long, 8000), start=10.0)
     assert p.position == pytest.approx(10.0)
@@ -78,10 +86,9 @@ def test_player_plays_pauses_seeks_and_ends():
         time.sleep(0.05)
         assert p.position == held
     p.seek(370.0)
+    stopped.clear()
     p.play()
-    deadline = time.monotonic() + 10
-    while p.state == PLAYING and time.monotonic() < deadline:
-        time.sleep(0.005)
+    assert stopped.wait(timeout=30)  # an event, not a guess at how long the device takes
     assert p.state == STOPPED and p.position == 0.0  # ran to the end and rewound
     assert states[0] == PLAYING and states[-1] == STOPPED
     p.play()  # the same stream again, after it ended by itself

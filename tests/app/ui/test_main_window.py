@@ -92,13 +92,32 @@ def test_click_result_plays_from_the_matched_segment(qtbot, library, settings):
         assert bar.track is not None and bar.track.id == w.results[0].track.id
         close_window(w)
         return
+    # what the real output stream (ALSA's null device under the tests) pulls: each chunk's
+    # first frame and its samples, copied inside the audio callback
+    player, served = bar.player, []
+    real_callback = player._callback
+
+    def spy(out, frames, t, status):
+        at = player._pos
+        real_callback(out, frames, t, status)
+        served.append((at, out[:, 0].copy()))
+
+    player._callback = spy
     states: list[str] = []
     bar.stateChanged.connect(states.append)
-    click_row(qtbot, w.results_view, 1)
-    qtbot.waitUntil(lambda: PLAYING in states, timeout=TIMEOUT)
-    assert bar.track.id == w.results[1].track.id
-    assert bar.player.audio.path == w.results[1].track.path
-    assert w.map_view.highlighted()["selected"] == [w.results[1].track.id]
+    row = max(range(len(w.results)), key=lambda i: w.results[i].match_start)
+    hit = w.results[row]
+    assert hit.match_start > 0  # a match later in the track, so "from the start" would fail
+    with qtbot.waitSignal(bar.stateChanged, check_params_cb=lambda s: s == PLAYING, timeout=TIMEOUT):
+        click_row(qtbot, w.results_view, row)
+    assert bar.track.id == hit.track.id and player.audio.path == hit.track.path
+    qtbot.waitUntil(lambda: len(served) >= 2, timeout=TIMEOUT)
+    rate, samples = player._rate, player._samples[:, 0]
+    first, chunk = served[0]
+    assert first == int(hit.match_start * rate)  # playback began at the matched segment
+    np.testing.assert_array_equal(chunk[:len(samples) - first], samples[first:first + len(chunk)])
+    assert served[1][0] == first + len(chunk)  # and went on from there
+    assert w.map_view.highlighted()["selected"] == [hit.track.id]
     # a point on the map plays too, and the space bar toggles
     states.clear()
     w.map_view.trackClicked.emit(w.results[0].track.id)
@@ -229,7 +248,22 @@ def test_map_hover_and_click_find_the_point_under_the_mouse(qtbot, library, sett
     x, y = mv.position(t.id)
     scene = mv.plot.getViewBox().mapViewToScene(QPointF(x, y))
     assert mv.track_at(scene) == t.id
-    assert mv.track_at(scene + QPointF(40, 40)) in (None, *w.snapshot.ids.tolist())
+    # every track's point in scene pixels: the answer anywhere is the nearest one within the
+    # pick radius, or nothing
+    vb = mv.plot.getViewBox()
+    ids = w.snapshot.ids.tolist()
+    points = [vb.mapViewToScene(QPointF(*mv.position(i))) for i in ids]
+
+    def expected(at: QPointF) -> int | None:
+        d = [np.hypot(p.x() - at.x(), p.y() - at.y()) for p in points]
+        k = int(np.argmin(d))
+        return ids[k] if d[k] <= 7.0 else None
+
+    probes = [scene + QPointF(dx, dy) for dx in (-40, -5, 0, 3, 40) for dy in (-40, 0, 4, 40)]
+    probes += [p + QPointF(2, -2) for p in points]  # beside each point: that point
+    for at in probes:
+        assert mv.track_at(at) == expected(at)
+    assert any(mv.track_at(at) is None for at in probes)  # far from every point: nothing
     mv._mouse_moved(scene)
     assert mv._hovered == t.id and len(mv.hover.data) == 1
     assert mv.describe(t.id).startswith(t.title)
