@@ -153,83 +153,13 @@ class MainWindow(QMainWindow):
 
     # ---------------------------------------------------------------- layout
     def _build(self, player: Player | None) -> None:
-        self.tracks_model = TrackTableModel(self)
-        self.tracks_proxy = TrackFilter(self)
-        self.tracks_proxy.setSourceModel(self.tracks_model)
-        self.filter_edit = QLineEdit()
-        self.filter_edit.setPlaceholderText("Filter by title, artist, album or part…")
-        self.filter_edit.setClearButtonEnabled(True)
-        self._filter_timer = QTimer(self)  # filter once typing pauses (100k rows take a moment)
-        self._filter_timer.setSingleShot(True)
-        self._filter_timer.setInterval(FILTER_SETTLE_MS)
-        self._filter_timer.timeout.connect(lambda: self.tracks_proxy.set_text(self.filter_edit.text()))
-        self.filter_edit.textChanged.connect(lambda _t: self._filter_timer.start())
-        self.tracks_view = _table(self.tracks_proxy, TrackTableModel.PARTS_COLUMN)
-        self.tracks_view.setObjectName("library_table")
-        self.tracks_view.setSortingEnabled(True)
-        self.tracks_view.sortByColumn(0, Qt.SortOrder.AscendingOrder)
-        hh = self.tracks_view.horizontalHeader()
-        hh.setSectionResizeMode(QHeaderView.ResizeMode.Interactive)
-        for col, width in enumerate((220, 140, 140, 64, 62)):
-            hh.resizeSection(col, width)
-        hh.setStretchLastSection(False)
-        hh.setSectionResizeMode(0, QHeaderView.ResizeMode.Stretch)
-        self.tracks_view.selectionModel().currentRowChanged.connect(self._track_selected)
-        self.tracks_view.doubleClicked.connect(self._track_double_clicked)
-        lib_page = QWidget()
-        lay = QVBoxLayout(lib_page)
-        lay.setContentsMargins(0, 4, 0, 0)
-        lay.addWidget(self.filter_edit)
-        lay.addWidget(self.tracks_view)
-
-        self.folder_list = QListWidget()
-        self.folder_list.setObjectName("folder_list")
-        add = QPushButton("Add folder…")
-        add.clicked.connect(self.add_folder_dialog)
-        self.remove_button = QPushButton("Remove folder")
-        self.remove_button.clicked.connect(self.remove_selected_folder)
-        rescan = QPushButton("Rescan all")
-        rescan.clicked.connect(lambda: self.start_scan())
-        buttons = QHBoxLayout()
-        for b in (add, self.remove_button, rescan):
-            buttons.addWidget(b)
-        buttons.addStretch(1)
-        folders_page = QWidget()
-        lay = QVBoxLayout(folders_page)
-        lay.addWidget(QLabel("Music folders in this library (scans are incremental: only new or "
-                             "changed files are analysed)."))
-        lay.addWidget(self.folder_list)
-        lay.addLayout(buttons)
-
-        self.failures_model = FailuresModel(self)
-        self.failures_view = _table(self.failures_model)
-        self.failures_view.setObjectName("failures_table")
-        self.failures_view.horizontalHeader().setStretchLastSection(True)
-        self.failures_view.horizontalHeader().resizeSection(0, 280)
-
+        """The window from its panels: library tabs and results (left), focus and map (right),
+        the player bar below, scan progress in the status bar, and the menu."""
         self.tabs = QTabWidget()
-        self.tabs.addTab(lib_page, "Library")
-        self.tabs.addTab(folders_page, "Folders")
-        self.tabs.addTab(self.failures_view, "Failed")
-
-        self.results_model = ResultsModel(self)
-        self.results_view = _table(self.results_model, ResultsModel.BARS_COLUMN)
-        self.results_view.setObjectName("results_table")
-        rh = self.results_view.horizontalHeader()
-        for col, width in enumerate((30, 200, 130, 70, 62, 80)):
-            rh.resizeSection(col, width)
-        rh.setStretchLastSection(True)
-        self.results_view.clicked.connect(self._result_clicked)
-        self.results_view.activated.connect(self._result_clicked)
-        self.query_label = QLabel("Pick a track (or drop an audio file here) to find similar music.")
-        self.query_label.setObjectName("query_label")
-        self.query_label.setWordWrap(True)
-        results_box = QWidget()
-        lay = QVBoxLayout(results_box)
-        lay.setContentsMargins(0, 4, 0, 0)
-        lay.addWidget(self.query_label)
-        lay.addWidget(self.results_view)
-
+        self.tabs.addTab(self._library_page(), "Library")
+        self.tabs.addTab(self._folders_page(), "Folders")
+        self.tabs.addTab(self._failures_page(), "Failed")
+        results_box = self._results_panel()
         self.focus_panel = FocusPanel()
         self.focus_panel.focusChanged.connect(self._focus_changed)
         self.map_view = MapView(describe=self._describe)
@@ -258,6 +188,90 @@ class MainWindow(QMainWindow):
         lay.addWidget(self.player_bar)
         self.setCentralWidget(central)
 
+        self._status_panel()
+        self._menu()
+
+    def _library_page(self) -> QWidget:
+        self.tracks_model = TrackTableModel(self)
+        self.tracks_proxy = TrackFilter(self)
+        self.tracks_proxy.setSourceModel(self.tracks_model)
+        self.filter_edit = QLineEdit()
+        self.filter_edit.setPlaceholderText("Filter by title, artist, album or part…")
+        self.filter_edit.setClearButtonEnabled(True)
+        self._filter_timer = QTimer(self)  # filter once typing pauses (100k rows take a moment)
+        self._filter_timer.setSingleShot(True)
+        self._filter_timer.setInterval(FILTER_SETTLE_MS)
+        self._filter_timer.timeout.connect(lambda: self.tracks_proxy.set_text(self.filter_edit.text()))
+        self.filter_edit.textChanged.connect(lambda _t: self._filter_timer.start())
+        self.tracks_view = _table(self.tracks_proxy, TrackTableModel.PARTS_COLUMN)
+        self.tracks_view.setObjectName("library_table")
+        self.tracks_view.setSortingEnabled(True)
+        self.tracks_view.sortByColumn(0, Qt.SortOrder.AscendingOrder)
+        hh = self.tracks_view.horizontalHeader()
+        hh.setSectionResizeMode(QHeaderView.ResizeMode.Interactive)
+        for col, width in enumerate((220, 140, 140, 64, 62)):
+            hh.resizeSection(col, width)
+        hh.setStretchLastSection(False)
+        hh.setSectionResizeMode(0, QHeaderView.ResizeMode.Stretch)
+        self.tracks_view.selectionModel().currentRowChanged.connect(self._track_selected)
+        self.tracks_view.doubleClicked.connect(self._track_double_clicked)
+        lib_page = QWidget()
+        lay = QVBoxLayout(lib_page)
+        lay.setContentsMargins(0, 4, 0, 0)
+        lay.addWidget(self.filter_edit)
+        lay.addWidget(self.tracks_view)
+        return lib_page
+
+    def _folders_page(self) -> QWidget:
+        self.folder_list = QListWidget()
+        self.folder_list.setObjectName("folder_list")
+        add = QPushButton("Add folder…")
+        add.clicked.connect(self.add_folder_dialog)
+        self.remove_button = QPushButton("Remove folder")
+        self.remove_button.clicked.connect(self.remove_selected_folder)
+        rescan = QPushButton("Rescan all")
+        rescan.clicked.connect(lambda: self.start_scan())
+        buttons = QHBoxLayout()
+        for b in (add, self.remove_button, rescan):
+            buttons.addWidget(b)
+        buttons.addStretch(1)
+        folders_page = QWidget()
+        lay = QVBoxLayout(folders_page)
+        lay.addWidget(QLabel("Music folders in this library (scans are incremental: only new or "
+                             "changed files are analysed)."))
+        lay.addWidget(self.folder_list)
+        lay.addLayout(buttons)
+        return folders_page
+
+    def _failures_page(self) -> QWidget:
+        self.failures_model = FailuresModel(self)
+        self.failures_view = _table(self.failures_model)
+        self.failures_view.setObjectName("failures_table")
+        self.failures_view.horizontalHeader().setStretchLastSection(True)
+        self.failures_view.horizontalHeader().resizeSection(0, 280)
+        return self.failures_view
+
+    def _results_panel(self) -> QWidget:
+        self.results_model = ResultsModel(self)
+        self.results_view = _table(self.results_model, ResultsModel.BARS_COLUMN)
+        self.results_view.setObjectName("results_table")
+        rh = self.results_view.horizontalHeader()
+        for col, width in enumerate((30, 200, 130, 70, 62, 80)):
+            rh.resizeSection(col, width)
+        rh.setStretchLastSection(True)
+        self.results_view.clicked.connect(self._result_clicked)
+        self.results_view.activated.connect(self._result_clicked)
+        self.query_label = QLabel("Pick a track (or drop an audio file here) to find similar music.")
+        self.query_label.setObjectName("query_label")
+        self.query_label.setWordWrap(True)
+        results_box = QWidget()
+        lay = QVBoxLayout(results_box)
+        lay.setContentsMargins(0, 4, 0, 0)
+        lay.addWidget(self.query_label)
+        lay.addWidget(self.results_view)
+        return results_box
+
+    def _status_panel(self) -> None:
         self.progress = QProgressBar()
         self.progress.setMaximumWidth(220)
         self.progress.setTextVisible(True)
@@ -271,6 +285,7 @@ class MainWindow(QMainWindow):
         self.statusBar().addPermanentWidget(self.progress)
         self.statusBar().addPermanentWidget(self.cancel_button)
 
+    def _menu(self) -> None:
         menu = self.menuBar().addMenu("&Library")
         for text, slot, key in (("&Add folder…", self.add_folder_dialog, "Ctrl+O"),
                                 ("&Rescan", lambda: self.start_scan(), "F5"),
