@@ -51,10 +51,12 @@ check-env: setup
 	$(PY) .ci/lockcheck.py $(LOCK)
 
 # Refresh requirements.lock from pyproject.toml and requirements.in (uv, from the dev extra):
-# exact versions with hashes for every platform and Python >= 3.11
+# exact versions with hashes for every platform and Python >= 3.11, one version of each package
+# for all of them (--fork-strategy fewest), so the lock reads the same whichever Python reads it
 lock: setup
 	$(VENV)/bin/uv pip compile pyproject.toml requirements.in --extra dev --universal \
-	  --python-version 3.11 --generate-hashes --quiet --custom-compile-command "make lock" -o $(LOCK)
+	  --fork-strategy fewest --python-version 3.11 --generate-hashes --quiet \
+	  --custom-compile-command "make lock" -o $(LOCK)
 
 lint: setup
 	$(VENV)/bin/ruff check app model trainer tests bench
