@@ -8,17 +8,17 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from model.parts import N_PARTS, masks, stack_parts
+from model.parts import N_PARTS, part_norms, presence_logits, stack_parts
 
-TRIPLET_MARGIN = 0.2
-NORM_LAMBDA = 0.1
+TRIPLET_MARGIN = 0.2  # the paper's margin; the trainer's default
+NORM_LAMBDA = 0.1  # the paper's weight of the norm loss; the trainer's default
 _EPS = 1e-6
 
 
 def masked_distance(x: torch.Tensor, y: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
-    """d(x, y; m_c) = ||f(x) m_c - f(y) m_c||_2 (eq. 2). x, y: (B, 640); cond: (B,) -> (B,)."""
-    m = masks(x.device, x.dtype)[cond]
-    return ((x - y) * m).norm(dim=1)
+    """d(x, y; m_c) = ||f(x) m_c - f(y) m_c||_2 (eq. 2): the distance in part ``cond`` of each
+    row (:func:`model.parts.part_norms` of the difference). x, y: (B, 640); cond: (B,) -> (B,)."""
+    return part_norms(x - y).gather(1, cond.reshape(-1, 1)).squeeze(1)
 
 
 def masked_triplet_loss(
@@ -57,9 +57,8 @@ class NormLoss(nn.Module):
         self.bias = nn.Parameter(torch.zeros(N_PARTS))
 
     def logits(self, emb: torch.Tensor) -> torch.Tensor:
-        """(B, 640) -> (B, 5) logits of presence."""
-        norms = stack_parts(emb).norm(dim=-1)
-        return torch.log(norms + _EPS) + self.bias
+        """(B, 640) -> (B, 5) logits of presence (:func:`model.parts.presence_logits`)."""
+        return presence_logits(emb, self.bias)
 
     def forward(self, emb: torch.Tensor, present: torch.Tensor) -> torch.Tensor:
         """emb: (B, 640); present: (B, 5) in {0, 1} -> scalar mean BCE."""

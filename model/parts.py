@@ -94,18 +94,45 @@ def part_sq_distances(q: np.ndarray, x: np.ndarray, x_sq: np.ndarray | None = No
     return d[0] if q.ndim == 1 else d
 
 
+PRESENCE_EPS = 1e-6  # keeps log ||v_j|| finite for a silent (all-zero) subspace
+
+
+def presence_logits(embedding: ArrayT, norm_bias: ArrayT | Sequence[float]) -> ArrayT:
+    """The paper's eq. 5 before the sigmoid: log(||v_j|| + eps) + b_j, (..., 640) -> (..., 5).
+
+    The one rule of presence: the norm loss trains ``b`` through it (torch, differentiable),
+    and the app and the evaluation read presence through it (numpy, float64). A part is
+    present when its logit is positive.
+    """
+    norms = part_norms(embedding)
+    if isinstance(norms, torch.Tensor):
+        return torch.log(norms + PRESENCE_EPS) + norm_bias
+    bias = np.asarray(norm_bias, np.float64).reshape(N_PARTS)
+    return np.log(norms.astype(np.float64) + PRESENCE_EPS) + bias
+
+
+def _presence64(vectors: np.ndarray, norm_bias: Sequence[float] | None) -> np.ndarray:
+    if norm_bias is not None:
+        return 1.0 / (1.0 + np.exp(-presence_logits(np.asarray(vectors, np.float32), norm_bias)))
+    norms = part_norms(np.asarray(vectors, np.float32)).astype(np.float64)
+    return norms / np.maximum(norms.max(axis=-1, keepdims=True), 1e-12)
+
+
 def presence(vectors: np.ndarray, norm_bias: Sequence[float] | None = None) -> np.ndarray:
     """(..., 640) track or segment vectors -> (..., 5) float32 presence of each part in [0, 1].
 
     With the trained norm-loss biases b (a weights card's ``norm_bias``), presence_j =
-    sigmoid(log ||v_j|| + b_j), the paper's eq. 5. Without them, each part's norm relative to
-    the largest part norm of that vector: 1 for the strongest part, near 0 for a part whose
+    sigmoid(:func:`presence_logits`), the paper's eq. 5. Without them, each part's norm relative
+    to the largest part norm of that vector: 1 for the strongest part, near 0 for a part whose
     subspace the model pushed to zero.
     """
-    norms = part_norms(np.asarray(vectors, np.float32)).astype(np.float64)
+    return np.clip(_presence64(vectors, norm_bias), 0.0, 1.0).astype(np.float32)
+
+
+def is_present(vectors: np.ndarray, norm_bias: Sequence[float] | None = None) -> np.ndarray:
+    """(..., 640) -> (..., 5) bool: :func:`presence` of at least one half (with the biases:
+    a positive :func:`presence_logits`; without: a norm at least half the row's largest)."""
     if norm_bias is not None:
-        z = np.log(np.maximum(norms, 1e-12)) + np.asarray(norm_bias, np.float64).reshape(N_PARTS)
-        p = 1.0 / (1.0 + np.exp(-z))
-    else:
-        p = norms / np.maximum(norms.max(axis=-1, keepdims=True), 1e-12)
-    return np.clip(p, 0.0, 1.0).astype(np.float32)
+        return presence_logits(np.asarray(vectors, np.float32), norm_bias) > 0.0
+    return _presence64(vectors, None) >= 0.5
+

@@ -5,12 +5,14 @@ import torch
 from model.parts import (
     EMBED_DIM,
     PARTS,
+    is_present,
     mask,
     masks,
     part_norms,
     part_slice,
     part_sq_distances,
     presence,
+    presence_logits,
     split,
     stack_parts,
 )
@@ -73,6 +75,27 @@ def test_presence_with_and_without_the_cards_biases():
     np.testing.assert_allclose(presence(v), [1, 0.5, 0, 0, 0])
     b = np.array([0.5, -1.0, 0.0, 2.0, 1.0])
     got = presence(np.stack([v, 2 * v]), b)
-    expect = 1 / (1 + np.exp(-(np.log(np.maximum(part_norms(v), 1e-12)) + b)))
+    expect = 1 / (1 + np.exp(-(np.log(part_norms(v) + 1e-6) + b)))
     np.testing.assert_allclose(got[0], expect, rtol=1e-5)
     assert (got[1] >= got[0]).all()
+
+
+def test_presence_has_one_rule_for_training_the_app_and_the_evaluation():
+    from model.losses import NormLoss
+
+    rng = np.random.default_rng(1)
+    v = rng.normal(0, 0.05, (6, EMBED_DIM)).astype(np.float32)
+    v[:, 128:256] *= 40  # bass loud, the rest quiet
+    b = np.array([1.0, -0.5, 2.0, 0.0, 3.5])
+    loss = NormLoss()
+    with torch.no_grad():
+        loss.bias.copy_(torch.tensor(b, dtype=torch.float32))
+        trained = loss.logits(torch.from_numpy(v)).numpy()
+    np.testing.assert_allclose(trained, presence_logits(v, b), rtol=1e-5, atol=1e-5)
+    decided = is_present(v, b)
+    assert decided.tolist() == (trained > 0).tolist()
+    assert decided.tolist() == (presence(v, b) > 0.5).tolist()
+    assert decided[:, 1].all() and decided.any(axis=1).all() and not decided.all()
+    # without biases: relative to the loudest part of each row
+    assert is_present(v).tolist() == (presence(v) >= 0.5).tolist()
+    assert is_present(v)[:, 1].all()

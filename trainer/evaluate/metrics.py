@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 from scipy.spatial.distance import pdist
 
-from model.parts import N_PARTS, part_norms
+from model.parts import EMBED_DIM, N_PARTS, is_present, part_norms
 
 
 def knn_predict(x: np.ndarray, labels: np.ndarray, groups: np.ndarray | None = None,
@@ -84,18 +84,13 @@ def largest_norm_predict(embedding: np.ndarray, seed: int = 0) -> np.ndarray:
 
 def presence_predict(embedding: np.ndarray, norm_bias: list[float] | np.ndarray | None = None
                      ) -> np.ndarray:
-    """(N, 640) embeddings -> (N, 5) bool: is each part present?
-
-    With the trained norm-loss biases b (eq. 5): sigmoid(log ||f_j|| + b_j) > 0.5, i.e.
-    ||f_j|| > exp(-b_j). Without them: a norm at least half the largest of its row.
-    """
-    norms = np.asarray(part_norms(np.asarray(embedding, dtype=np.float32)), dtype=np.float64)
-    if norms.ndim != 2 or norms.shape[1] != N_PARTS:
+    """(N, 640) embeddings -> (N, 5) bool: is each part present? (:func:`model.parts.is_present`:
+    with the trained norm-loss biases, the norm loss's own rule; without, a norm at least half
+    the largest of its row.)"""
+    emb = np.asarray(embedding, dtype=np.float32)
+    if emb.ndim != 2 or emb.shape[1] != EMBED_DIM:
         raise ValueError(f"expected (N, 640) embeddings, got {np.shape(embedding)}")
-    if norm_bias is None:
-        return norms >= 0.5 * norms.max(axis=1, keepdims=True).clip(1e-12)
-    b = np.asarray(norm_bias, dtype=np.float64).reshape(N_PARTS)
-    return np.log(np.maximum(norms, 1e-12)) + b > 0.0
+    return is_present(emb, norm_bias)
 
 
 def distances(x: np.ndarray) -> np.ndarray:
