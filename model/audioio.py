@@ -6,6 +6,11 @@ ogg/vorbis, opus, mp3 and aiff quickly and seeks exactly; whatever it cannot ope
 mp3s, ...) goes through FFmpeg via PyAV. Both return the same float32 samples, and every change
 of rate goes through :func:`resample` (band-limited windowed sinc), so features do not depend on
 the decoder. Every failure is a :class:`DecodeError` whose message names the file and the problem.
+
+A file's length comes from its header where the header states it (WAV, FLAC, Ogg, MP4, an MP3
+with a Xing/VBRI table), and a file that ends before it is reported as truncated. Raw streams
+(ADTS AAC, MP3 without a table, AC-3, ...) state no length, so theirs is measured from their
+frames, and being shorter than a bit-rate estimate is no fault.
 """
 
 from __future__ import annotations
@@ -33,6 +38,15 @@ MIN_DURATION = 1.0  # seconds; anything shorter cannot be analysed meaningfully
 # of its samples, or the file is reported as truncated.
 _TRUNCATION_SLACK_S = 1.0
 _MIN_SHARE = 0.5
+# Raw elementary streams (ADTS AAC, MP3, AC-3, DTS, ...) have no header with their total length:
+# FFmpeg and libsndfile's mpg123 estimate it from the bit rate of the first frames, which a quiet
+# intro or a variable bit rate without a Xing/VBRI table puts off by a factor of 100 either way.
+# Their length is measured instead (:func:`_measured_duration`).
+_RAW_STREAM_FORMATS = frozenset({"aac", "mp3", "ac3", "eac3", "dts", "truehd", "mlp"})
+# FFmpeg seeks to a frame boundary; AAC's overlap and MP3's bit reservoir need the frames before
+# it, so windows are decoded from this far ahead of their start.
+_SEEK_PREROLL_S = 0.5
+_MAX_BAD_PACKETS = 8  # rejected packets in a row before a stream counts as broken
 
 
 class DecodeError(ValueError):
@@ -99,6 +113,8 @@ def segment_starts(n_samples: int, sr: int, window: float, hop: float | None = N
 
     Windows of ``window`` s every ``hop`` s (default: no overlap). With ``max_windows``, at most
     that many, spread evenly over the track. A track shorter than one window gets one window at 0.
+    Costs O(windows returned), never O(n_samples): a header that claims years of audio plans
+    ``max_windows`` windows like any other file.
     """
     win = int(round(window * sr))
     step = int(round((hop or window) * sr))
@@ -106,23 +122,35 @@ def segment_starts(n_samples: int, sr: int, window: float, hop: float | None = N
         raise ValueError(f"window and hop must be positive (window={window}, hop={hop})")
     if n_samples <= win:
         return np.zeros(1, dtype=np.int64)
-    starts = np.arange(0, n_samples - win + 1, step, dtype=np.int64)
-    if max_windows is not None and len(starts) > max_windows:
-        idx = np.linspace(0, len(starts) - 1, max_windows).round().astype(np.int64)
-        starts = starts[np.unique(idx)]
-    return starts
+    count = (n_samples - win) // step + 1  # windows that fit
+    if max_windows is not None and count > max_windows:
+        idx = np.unique(np.linspace(0, count - 1, max_windows).round().astype(np.int64))
+        return idx * step
+    return np.arange(count, dtype=np.int64) * step
 
 
 # ---------------------------------------------------------------- probing
 
+def _sf_name(path: Path) -> str | bytes:
+    """A file name for libsndfile: its bytes on POSIX, so that names that are not valid UTF-8
+    (surrogate-escaped by Python) open too."""
+    return str(path) if os.name == "nt" else os.fsencode(path)
+
+
 def _probe_soundfile(path: Path) -> AudioInfo | None:
     try:
-        info = sf.info(str(path))
+        info = sf.info(_sf_name(path))
     except (sf.LibsndfileError, RuntimeError, TypeError):
         return None
     if info.samplerate <= 0 or info.frames <= 0:
         return None
-    return AudioInfo(info.frames / info.samplerate, int(info.samplerate), int(info.channels), "soundfile")
+    duration = info.frames / info.samplerate
+    if info.format == "MP3" and not _mp3_declares_length(path):
+        try:  # mpg123's length is then a bit-rate estimate
+            duration = _measured_duration(path)
+        except DecodeError as e:
+            log.debug("%s; keeping libsndfile's estimate", e)
+    return AudioInfo(duration, int(info.samplerate), int(info.channels), "soundfile")
 
 
 def _open_av(path: Path):
@@ -151,6 +179,8 @@ def _probe_av(path: Path) -> AudioInfo:
         channels = int(stream.codec_context.channels or 0)
         if not rate:
             raise DecodeError(f"{path}: audio stream without a sample rate")
+        if container.format.name in _RAW_STREAM_FORMATS:
+            duration = _stream_end(path, container, stream)
         if duration is None or not math.isfinite(duration):
             # No duration in the headers: decode once to count (rare; raw streams).
             n = 0
@@ -164,6 +194,48 @@ def _probe_av(path: Path) -> AudioInfo:
         raise DecodeError(f"{path}: cannot read the audio stream ({_short(e)})") from e
     finally:
         container.close()
+
+
+def _mp3_declares_length(path: Path) -> bool:
+    """Whether an MP3's first frame is a Xing/Info or VBRI header, which holds the frame count
+    (and so an exact length that a cut file falls short of)."""
+    with open(path, "rb") as f:
+        head = f.read(10)
+        at = 0
+        if len(head) == 10 and head[:3] == b"ID3":  # skip the ID3v2 tag (syncsafe size)
+            at = 10 + sum((b & 0x7F) << (7 * (3 - i)) for i, b in enumerate(head[6:10]))
+            at += 10 if head[5] & 0x10 else 0  # footer
+        f.seek(at)
+        first = f.read(200)
+    return any(tag in first for tag in (b"Xing", b"Info", b"VBRI"))
+
+
+def _stream_end(path: Path, container, stream) -> float | None:
+    """Seconds to the end of the last packet of a raw stream: seeking past the end makes FFmpeg
+    read and index every frame (in C, about 1 s for 2 hours of ADTS); None when nothing is there."""
+    if stream.time_base is None:
+        return None
+    beyond = path.stat().st_size + 3600  # seconds: more than any file could hold at 8 bit/s
+    container.seek(int(beyond / stream.time_base), stream=stream, backward=True, any_frame=False)
+    end = None
+    for packet in container.demux(stream):
+        if packet.pts is not None and packet.duration:
+            end = max(end or 0, packet.pts + packet.duration)
+    return float(end * stream.time_base) if end is not None else None
+
+
+def _measured_duration(path: Path) -> float:
+    """The length of a raw stream that libsndfile opened (MP3), measured by FFmpeg."""
+    container, stream = _open_av(path)
+    try:
+        end = _stream_end(path, container, stream)
+    except Exception as e:  # FFmpeg raises a wide family of errors on damaged files
+        raise DecodeError(f"{path}: cannot read the audio stream ({_short(e)})") from e
+    finally:
+        container.close()
+    if end is None:
+        raise DecodeError(f"{path}: the file holds no audio frames")
+    return end
 
 
 def probe(path: str | os.PathLike) -> AudioInfo:
@@ -261,7 +333,7 @@ def _read_soundfile(path: Path, starts: np.ndarray, length: float, info: AudioIn
     n = int(round(length * sr))
     out = []
     try:
-        with sf.SoundFile(str(path)) as f:
+        with sf.SoundFile(_sf_name(path)) as f:
             for s in starts.tolist():
                 f.seek(min(int(round(s * sr)), max(f.frames - 1, 0)))
                 out.append(f.read(n, dtype="float32", always_2d=True))
@@ -286,22 +358,43 @@ def _frame_samples(frame) -> np.ndarray:
     return a
 
 
+def _frames(container, stream, path: Path):
+    """Decoded frames from the current position. A packet the decoder rejects (a damaged frame,
+    or one whose bit reservoir lies before the seek point) is skipped, as ffmpeg does; more than
+    :data:`_MAX_BAD_PACKETS` in a row means the stream is broken."""
+    import av
+
+    bad = 0
+    for packet in container.demux(stream):
+        try:
+            frames = packet.decode()
+        except av.InvalidDataError as e:
+            bad += 1
+            if bad > _MAX_BAD_PACKETS:
+                raise DecodeError(f"{path}: decoding failed ({_short(e)})") from e
+            continue
+        bad = 0
+        yield from frames
+
+
 def _read_av(path: Path, starts: np.ndarray, length: float, info: AudioInfo) -> list[np.ndarray]:
-    """Seek (container-level) to each window and decode just enough frames for it; returns
-    (n, channels) native-rate arrays."""
+    """Seek (container-level) a little before each window, so that the decoder has the frames a
+    window's first frame builds on, and decode just enough frames for it; returns (n, channels)
+    native-rate arrays."""
     sr = info.sample_rate
     n = int(round(length * sr))
     container, stream = _open_av(path)
     out = []
     try:
         for s in starts.tolist():
-            if s > 0 and stream.time_base is not None:
-                container.seek(int(s / stream.time_base), stream=stream, backward=True, any_frame=False)
+            at = s - _SEEK_PREROLL_S
+            if at > 0 and stream.time_base is not None:
+                container.seek(int(at / stream.time_base), stream=stream, backward=True, any_frame=False)
             else:
                 container.seek(0)
             parts: list[np.ndarray] = []
             have = 0
-            for fr in container.decode(stream):
+            for fr in _frames(container, stream, path):
                 t0 = float(fr.time) if fr.time is not None else 0.0
                 a = _frame_samples(fr)
                 skip = int(round((s - t0) * sr))

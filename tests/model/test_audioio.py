@@ -134,3 +134,90 @@ def test_resampler_is_band_limited():
     mid = slice(1000, -1000)
     assert np.sqrt((high[mid] ** 2).mean()) < 0.01
     assert np.sqrt((low[mid] ** 2).mean()) == pytest.approx(np.sqrt(0.5), rel=0.01)
+
+
+# ---------------------------------------------------------------- streams without a length header
+
+def _tones(seconds: float, sr: int, quiet: float = 0.0) -> np.ndarray:
+    """(samples, 2) float32 chord whose notes change every second, after ``quiet`` s of
+    near-silence; no noise, so AAC decodes it without random (PNS) bands."""
+    t = np.arange(int(seconds * sr)) / sr
+    f = 110.0 * 2 ** (np.floor(t) % 12 / 12)
+    x = 0.3 * np.sin(2 * np.pi * np.cumsum(f) / sr) + 0.2 * np.sin(2 * np.pi * np.cumsum(1.5 * f) / sr)
+    x[t < quiet] *= 1e-4
+    return np.stack([x, 0.8 * x], axis=1).astype(np.float32)
+
+
+def _mp3(x: np.ndarray, sr: int, bit_rate: int) -> bytes:
+    """Raw MP3 frames at a constant bit rate, without a Xing/Info header."""
+    import io
+
+    import av
+
+    buf = io.BytesIO()
+    with av.open(buf, "w", format="mp3", options={"write_xing": "0"}) as c:
+        s = c.add_stream("libmp3lame", rate=sr)
+        s.layout, s.bit_rate = "stereo", bit_rate
+        frame = av.AudioFrame.from_ndarray(np.ascontiguousarray(x.T), format="fltp", layout="stereo")
+        frame.sample_rate = sr
+        for p in [*s.encode(frame), *s.encode(None)]:
+            c.mux(p)
+    return buf.getvalue()
+
+
+@pytest.fixture(scope="module")
+def adts(tmp_path_factory):
+    """A 75-s raw ADTS AAC stream with a quiet 2-s intro: FFmpeg's bit-rate estimate of its
+    length, taken from the intro's tiny frames, is about 2000 s."""
+    from tests.app.library_helpers import write_av
+
+    path = tmp_path_factory.mktemp("adts") / "long.aac"
+    return write_av(path, _tones(75.0, RATE, quiet=2.0), RATE, "aac", "adts")
+
+
+def test_raw_adts_aac_is_measured_and_read(adts):
+    info = probe(adts)
+    assert info.backend == "pyav" and info.duration == pytest.approx(75.0, abs=0.1)
+    c = read_clips(adts, RATE, 3.0, 10)
+    assert c.clips.shape == (10, 3 * RATE) and 70 < c.starts[-1] < 72.1
+    # each window holds the samples a whole decode has there: seeking lands where it should,
+    # and the decoder gets the frame before a window (AAC's overlap) to build on
+    whole = read_all(adts, RATE)
+    assert len(whole) / RATE == pytest.approx(75.0, abs=0.1)
+    for start, clip in zip(c.starts[1:], c.clips[1:], strict=True):
+        s = int(round(start * RATE))
+        np.testing.assert_allclose(clip, whole[s:s + 3 * RATE], atol=1e-4)
+
+
+def test_adts_of_any_length(tmp_path, adts):
+    """ADTS frames stand alone, so eight copies are one valid 10-minute stream."""
+    long = tmp_path / "ten_minutes.aac"
+    long.write_bytes(adts.read_bytes() * 8)
+    one = probe(adts).duration
+    assert probe(long).duration == pytest.approx(8 * one, abs=0.5)
+    c = read_clips(long, RATE, 3.0, 10)
+    assert c.starts[-1] > 8 * one - 6 and (np.abs(c.clips).max(axis=1) > 0.1).all()
+
+
+def test_mp3_without_a_length_header_is_measured(tmp_path):
+    """10 s at 32 kbit/s, then 65 s at 320: without a Xing table libsndfile's length (from the
+    first frames' bit rate) says 660 s."""
+    x = _tones(75.0, 44100)
+    path = tmp_path / "vbr.mp3"
+    path.write_bytes(_mp3(x[:10 * 44100], 44100, 32000) + _mp3(x[10 * 44100:], 44100, 320000))
+    assert sf.info(str(path)).frames / 44100 > 300  # the estimate this guards against
+    info = probe(path)
+    assert info.backend == "soundfile" and info.duration == pytest.approx(75.1, abs=0.2)
+    c = read_clips(path, RATE, 3.0, 10)
+    assert c.starts[-1] > 70 and (np.abs(c.clips).max(axis=1) > 0.1).all()
+    # FFmpeg's decoder rejects the frame where the two streams meet; it is skipped, not fatal
+    c = read_clips(path, RATE, 3.0, 10, info=AudioInfo(info.duration, 44100, 2, "pyav"))
+    assert c.starts[-1] > 70 and (np.abs(c.clips).max(axis=1) > 0.1).all()
+
+
+def test_a_cut_mp3_with_a_length_header_is_still_reported(tmp_path, formats):
+    blob = formats["mp3"].read_bytes()  # PyAV writes a Xing header with the frame count
+    cut = tmp_path / "cut.mp3"
+    cut.write_bytes(blob[: len(blob) // 2])
+    with pytest.raises(DecodeError, match="truncated"):
+        read_clips(cut, RATE, 1.0, 4)
