@@ -11,8 +11,12 @@ import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from model.audio import AudioConfig
+from model.audio import N_MELS, SAMPLE_RATE, AudioConfig
+from model.losses import NORM_LAMBDA, TRIPLET_MARGIN
 from model.network import ModelSpec, NetConfig
+from model.parts import SUBSPACE_DIM
+
+WIDTHS: tuple[int, ...] = NetConfig.widths  # the paper's network (model.network.NetConfig)
 
 
 @dataclass
@@ -32,19 +36,19 @@ class TrainConfig:
     level_db: float = -24.0  # bring each part to this RMS (dBFS) before the gains; 0 = off
     gain_db: float = 8.0  # random gain per part in [-gain_db, 0] dB
     # --- model (the main CSN)
-    widths: tuple[int, ...] = (32, 64, 128, 256, 512)
-    n_mels: int = 128
-    sample_rate: int = 22050
+    widths: tuple[int, ...] = WIDTHS
+    n_mels: int = N_MELS
+    sample_rate: int = SAMPLE_RATE
     # --- method switches (paper Table 2 rows)
     use_norm: bool = True  # norm loss
     use_pseudo: bool = True  # pseudo musical pieces
     use_additional: bool = True  # one additional triplet per basic triplet
     use_pretrain: bool = True  # pre-training from individual networks
-    margin: float = 0.2
-    norm_lambda: float = 0.1
+    margin: float = TRIPLET_MARGIN
+    norm_lambda: float = NORM_LAMBDA
     spread_lambda: float = 0.0  # weight of the subspace-spread term (model.losses.spread_loss)
     # --- individual networks (one per part, clean stems, plain triplet loss)
-    ind_widths: tuple[int, ...] = (32, 64, 128, 256, 512)
+    ind_widths: tuple[int, ...] = WIDTHS
     ind_epochs: int = 100
     ind_steps: int = 50  # steps per epoch
     ind_batch: int = 32
@@ -77,7 +81,7 @@ class TrainConfig:
 
     def individual_spec(self) -> ModelSpec:
         audio = AudioConfig(sample_rate=self.sample_rate, n_mels=self.n_mels)
-        net = NetConfig(widths=tuple(self.ind_widths), n_mels=self.n_mels, out_dim=128)
+        net = NetConfig(widths=tuple(self.ind_widths), n_mels=self.n_mels, out_dim=SUBSPACE_DIM)
         return ModelSpec(net=net, audio=audio)
 
     def to_dict(self) -> dict:

@@ -33,4 +33,3 @@ TABLE2_BASELINE = _row(90.19, 40.00, 41.28, _N, _N)
 TABLE3_PROPOSED = _row(84.48, 96.04, 90.27, 76.85, 92.24)
 # Table 4: stem-input vs masked mix-input distance-matrix correlation, "w/ psd" row.
 TABLE4_PROPOSED = _row(0.6159, 0.4782, 0.3608, 0.4115, 0.3243)
-PAPER_SECONDS = 5.0  # Tables 2-4 are reported for 5 s segments
