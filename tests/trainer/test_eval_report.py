@@ -152,14 +152,20 @@ def test_full_protocol_runs_the_baselines_at_every_length():
     assert set(t["table5"]) == {"proposed", "individual_clean", "individual_mix"}
 
 
-def test_model_embed_fn_restores_training_mode_and_shares_the_front_end(run_dir):
+def test_model_embed_fn_is_the_apps_path_and_restores_training_mode(run_dir):
+    from model.embedder import Embedder
+    from model.network import ModelSpec
+
     net = CSN(NetConfig(widths=(4, 8, 8, 16, 16), n_mels=32)).train()
-    cache = MelCache()
-    fn = model_embed_fn(net, AUDIO, "cpu", batch_size=3, cache=cache)
+    fn = model_embed_fn(net, AUDIO, "cpu", batch_size=3)
     clips = np.random.default_rng(0).normal(size=(5, 16000)).astype(np.float32) * 0.1
     out = fn(clips)
     assert out.shape == (5, 640) and out.dtype == np.float32 and net.training
-    assert np.allclose(out, model_embed_fn(net, AUDIO, "cpu")(clips), atol=1e-5)
+    app = Embedder(net, ModelSpec(net=net.cfg, audio=AUDIO), device="cpu").embed_clips(clips)
+    net.train()
+    np.testing.assert_allclose(out, app, atol=1e-5)
+    assert fn(clips[:0]).shape == (0, 640)
+    cache = MelCache()
     mfcc = MFCCStats(AUDIO, n_mfcc=13, device="cpu", cache=cache)(clips)
     assert mfcc.shape == (5, 26)
     ind = IndividualNets(run_dir, device="cpu", cache=cache)
@@ -173,7 +179,7 @@ def test_cuda_embeddings_match_cpu():
     net = CSN(NetConfig(widths=(4, 8, 8, 16, 16), n_mels=32)).eval()
     clips = np.random.default_rng(1).normal(size=(4, 16000)).astype(np.float32) * 0.1
     cpu = model_embed_fn(net, AUDIO, "cpu")(clips)
-    gpu = model_embed_fn(net.to("cuda"), AUDIO, "cuda", cache=MelCache())(clips)
+    gpu = model_embed_fn(net.to("cuda"), AUDIO, "cuda")(clips)
     assert np.allclose(cpu, gpu, atol=1e-3)
     mfcc = MFCCStats(AUDIO, device="cuda")(clips)
     assert np.allclose(mfcc, MFCCStats(AUDIO, device="cpu")(clips), atol=1e-3)

@@ -16,7 +16,7 @@ import torchaudio
 
 from model.audio import AudioConfig, log_mel
 from model.embedder import Embedder, default_device
-from model.network import CSN
+from model.network import CSN, ModelSpec
 from model.parts import PARTS, SUBSPACE_DIM
 from model.weights import WeightsError, load_weights
 from trainer.evaluate.segments import EmbedFn
@@ -27,8 +27,9 @@ log = logging.getLogger(__name__)
 class MelCache:
     """The log-mel of the latest clip batch, per front-end setting and device.
 
-    The evaluation runs several networks on the very same batch (the CSN, five individual
-    networks, the MFCC baseline); sharing the front end computes it once instead of seven times.
+    The MFCC baseline and the five individual networks run together (:meth:`IndividualNets.concat`)
+    read the very same batch; sharing the front end computes it once for them. (The CSN and
+    each individual network alone embed by the app's path, :func:`model_embed_fn`.)
     The cache holds one batch: a new array object replaces it.
     """
 
@@ -57,27 +58,22 @@ def _mel(clips: np.ndarray, audio: AudioConfig, device: torch.device,
 
 
 def model_embed_fn(model: CSN, audio: AudioConfig, device: str | torch.device | None = None,
-                   batch_size: int = 32, cache: MelCache | None = None) -> EmbedFn:
-    """Wrap a network (e.g. the one being trained) as an EmbedFn.
+                   batch_size: int = 32) -> EmbedFn:
+    """Wrap a network (e.g. the one being trained) as an EmbedFn that embeds by the app's own
+    path, :meth:`model.embedder.Embedder.embed_clips`.
 
     Runs in eval mode without gradients and puts the model back in the mode it was in, so the
-    trainer can call it between steps. ``cache`` shares the front end with other functions.
+    trainer can call it between steps.
     """
     dev = torch.device(device) if device is not None else next(model.parameters()).device
+    spec = ModelSpec(net=model.cfg, audio=audio)
 
-    @torch.inference_mode()
     def embed(clips: np.ndarray) -> np.ndarray:
-        if len(clips) == 0:
-            return np.zeros((0, model.cfg.out_dim), np.float32)
         was_training = model.training
-        model.eval()
         try:
-            mel = _mel(clips, audio, dev, cache)
-            out = [model(mel[i:i + batch_size]).float().cpu()
-                   for i in range(0, len(mel), batch_size)]
+            return Embedder(model, spec, device=dev, batch_size=batch_size).embed_clips(clips)
         finally:
             model.train(was_training)
-        return torch.cat(out).numpy().astype(np.float32, copy=False)
 
     return embed
 
@@ -145,8 +141,7 @@ class IndividualNets:
         self.audio = audio
 
     def part_fn(self, part: str) -> EmbedFn:
-        return model_embed_fn(self.models[part], self.audio, self.device, self.batch_size,
-                              self.cache)
+        return model_embed_fn(self.models[part], self.audio, self.device, self.batch_size)
 
     @torch.inference_mode()
     def concat(self, clips: np.ndarray) -> np.ndarray:
@@ -158,12 +153,6 @@ class IndividualNets:
                          dim=-1).float().cpu()
                for i in range(0, len(mel), self.batch_size)]
         return torch.cat(out).numpy().astype(np.float32, copy=False)
-
-
-def embedder_fn(embedder: Embedder, cache: MelCache | None = None) -> EmbedFn:
-    """An :class:`Embedder` (a weights file) as an EmbedFn."""
-    return model_embed_fn(embedder.model, embedder.audio, embedder.device, embedder.batch_size,
-                          cache)
 
 
 def check_rates(rates: Mapping[str, int]) -> None:

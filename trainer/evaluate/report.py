@@ -29,7 +29,6 @@ from trainer.evaluate.baselines import (
     MelCache,
     MFCCStats,
     check_rates,
-    embedder_fn,
 )
 from trainer.evaluate.metrics import spread
 from trainer.evaluate.segments import (
@@ -438,7 +437,7 @@ def run(data: str | os.PathLike, weights: str | os.PathLike, out: str | os.PathL
                            f"{EMBED_DIM} of a CSN (an individual network goes to --individual)")
     audio = emb.audio
     cache = MelCache()
-    fns: dict[str, EmbedFn] = {"csn": embedder_fn(emb, cache),
+    fns: dict[str, EmbedFn] = {"csn": emb.embed_clips,
                                "mfcc": MFCCStats(audio, config.n_mfcc, emb.device, cache)}
     weights_info: dict[str, Any] = {"name": Path(weights).name, "sha256": emb.sha256,
                                     "spec": emb.spec.to_dict()}
