@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from model.clitools import dispatch
+from app.clitools import dispatch
 
 COMMANDS: dict[str, tuple[str, str]] = {
     "gui": ("app.ui.main", "open the desktop app (default)"),

@@ -7,10 +7,10 @@ import logging
 import sys
 from pathlib import Path
 
+from app.clitools import setup_logging
 from app.library import DEFAULT_WEIGHTS, Library, LibraryError
 from app.store import StoreError
 from app.userdirs import default_library_dir, in_use
-from model.clitools import setup_logging
 
 log = logging.getLogger(__name__)
 

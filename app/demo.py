@@ -200,7 +200,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from model.clitools import setup_logging
+    from app.clitools import setup_logging
 
     args = build_parser().parse_args(argv)
     setup_logging(args.verbose)

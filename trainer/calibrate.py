@@ -21,11 +21,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from model.clitools import setup_logging
 from model.embedder import Embedder
 from model.parts import N_PARTS, PARTS, part_norms
 from model.weights import WeightsError, load_weights, read_card, save_weights
 from trainer.bank import audible, level
+from trainer.clitools import setup_logging
 from trainer.config import TrainConfig
 from trainer.data.dataset import ACTIVITY_THRESHOLD_DB, SlakhDataset
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from model.clitools import dispatch
+from trainer.clitools import dispatch
 
 COMMANDS: dict[str, tuple[str, str]] = {
     "fit": ("trainer.fit", "train: individual networks, pre-training, CSN (presets paper|cpu|smoke)"),

@@ -8,8 +8,8 @@ import logging
 from collections.abc import Sequence
 from pathlib import Path
 
-from model.clitools import setup_logging
 from model.weights import WeightsError, load_weights, read_card, save_weights
+from trainer.clitools import setup_logging
 
 log = logging.getLogger(__name__)
 

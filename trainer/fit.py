@@ -24,7 +24,6 @@ from torch import nn
 from tqdm import tqdm
 
 from model.audio import log_mel
-from model.clitools import setup_logging
 from model.losses import (
     NormLoss,
     masked_triplet_loss,
@@ -37,6 +36,7 @@ from model.network import CSN
 from model.parts import N_PARTS, PARTS
 from model.weights import load_weights, save_weights
 from trainer.bank import StemBank
+from trainer.clitools import setup_logging
 from trainer.config import PRESETS, TrainConfig, apply_overrides, resolve
 from trainer.sampling import Triplet, TripletSampler, flatten, individual_triplets
 

@@ -9,8 +9,8 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from app.clitools import setup_logging
 from app.ui.qtdeps import display_problem
-from model.clitools import setup_logging
 
 log = logging.getLogger(__name__)
 

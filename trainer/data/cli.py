@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from model.audio import SAMPLE_RATE
-from model.clitools import setup_logging
+from trainer.clitools import setup_logging
 from trainer.data.render import FONT_SETS, MAX_RENDER_SECONDS
 
 log = logging.getLogger(__name__)

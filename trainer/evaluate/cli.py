@@ -7,8 +7,8 @@ import logging
 import sys
 from collections.abc import Sequence
 
-from model.clitools import setup_logging
 from model.weights import WeightsError
+from trainer.clitools import setup_logging
 from trainer.evaluate.report import EvalConfig, run
 
 log = logging.getLogger(__name__)
