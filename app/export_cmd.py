@@ -1,11 +1,26 @@
-"""``partwise export``: the results of a query, or the whole library, as M3U or CSV."""
+"""``partwise export``: the results of a query, or the whole library, as M3U or CSV.
+
+Both are written in UTF-8, one entry per track whatever its tags or file name:
+
+- a track's path is written as it is, unless it holds a control character or line break, bytes
+  that are not UTF-8, a leading ``#`` or surrounding spaces; then it is written as a ``file://``
+  URI with each such byte percent-encoded (RFC 8089), which players (VLC, mpv, foobar2000) open
+  and which decodes back to the exact bytes of the name.
+- In the M3U, tags on the ``#EXTINF`` line have control characters and line breaks replaced by
+  spaces, so no tag can start a line of its own.
+- In the CSV, a text cell that begins with ``=``, ``+``, ``-``, ``@``, tab, CR or LF gets a
+  leading ``'`` (OWASP's rule against formula injection in spreadsheets); numbers are written
+  as plain numbers.
+"""
 
 from __future__ import annotations
 
 import argparse
 import csv
 import io
+import os
 import sys
+import unicodedata
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -22,12 +37,40 @@ from app.library import Result, Track
 from model.parts import PARTS
 from model.weights import atomic_write
 
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r", "\n")
+
+
+def _unsafe(ch: str) -> bool:
+    """A character a one-line field cannot carry: control (C0, DEL, C1 incl. NEL), line or
+    paragraph separator, or a lone surrogate (a byte of a non-UTF-8 file name)."""
+    return unicodedata.category(ch) in ("Cc", "Zl", "Zp", "Cs")
+
+
+def one_line(text: str) -> str:
+    """``text`` with every control character and line break replaced by a space."""
+    return "".join(" " if _unsafe(ch) else ch for ch in text)
+
+
+def path_entry(path: str | os.PathLike) -> str:
+    """How a track's path is written: the path, or a ``file://`` URI when a plain line could
+    not carry it exactly (see the module docstring)."""
+    text = os.fspath(path)
+    if text and text == text.strip() and not text.startswith("#") and not any(map(_unsafe, text)):
+        return text
+    return Path(os.path.abspath(text)).as_uri()
+
+
+def csv_text(text: str) -> str:
+    """A text cell a spreadsheet will not run as a formula; lone surrogates become U+FFFD."""
+    text = text.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+    return "'" + text if text.startswith(_FORMULA_START) else text
+
 
 def m3u(tracks: Sequence[Track]) -> str:
     lines = ["#EXTM3U"]
     for t in tracks:
         who = f"{t.artist} - {t.title}" if t.artist else t.title
-        lines += [f"#EXTINF:{int(round(t.duration))},{who}", str(t.path)]
+        lines += [f"#EXTINF:{int(round(t.duration))},{one_line(who).strip()}", path_entry(t.path)]
     return "\n".join(lines) + "\n"
 
 
@@ -39,9 +82,10 @@ def results_csv(results: Sequence[Result]) -> str:
                 "query_start", "match_start"])
     for i, r in enumerate(results, 1):
         t = r.track
-        w.writerow([i, t.id, t.path, t.title, t.artist, t.album, f"{t.duration:.2f}", f"{r.score:.6f}",
-                    *[f"{s:.6f}" for s in r.similarity], r.because,
-                    *[f"{d:.6g}" for d in r.part_distances], f"{r.query_start:.2f}", f"{r.match_start:.2f}"])
+        w.writerow([i, t.id, csv_text(path_entry(t.path)), *map(csv_text, (t.title, t.artist, t.album)),
+                    f"{t.duration:.2f}", f"{r.score:.6f}", *[f"{s:.6f}" for s in r.similarity],
+                    csv_text(r.because), *[f"{d:.6g}" for d in r.part_distances],
+                    f"{r.query_start:.2f}", f"{r.match_start:.2f}"])
     return buf.getvalue()
 
 
@@ -51,7 +95,8 @@ def tracks_csv(tracks: Sequence[Track]) -> str:
     w.writerow(["id", "path", "title", "artist", "album", "duration", "status", "error",
                 *[f"presence_{p}" for p in PARTS]])
     for t in tracks:
-        w.writerow([t.id, t.path, t.title, t.artist, t.album, f"{t.duration:.2f}", t.status, t.error or "",
+        w.writerow([t.id, csv_text(path_entry(t.path)), *map(csv_text, (t.title, t.artist, t.album)),
+                    f"{t.duration:.2f}", csv_text(t.status), csv_text(t.error or ""),
                     *[f"{v:.4f}" for v in t.presence]])
     return buf.getvalue()
 
@@ -83,11 +128,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         return fail(error_text(e))
     finally:
         lib.close()
+    data = text.encode("utf-8")  # every field above is valid Unicode
     if args.output is None:
-        sys.stdout.write(text)
+        sys.stdout.flush()
+        sys.stdout.buffer.write(data)
+        sys.stdout.buffer.flush()
     else:
         try:
-            atomic_write(args.output.expanduser().resolve(), lambda tmp: Path(tmp).write_text(text))
+            atomic_write(args.output.expanduser().resolve(), lambda tmp: Path(tmp).write_bytes(data))
         except OSError as e:
             return fail(f"{args.output}: cannot write ({e.strerror or e})")
         print(f"wrote {args.output} ({fmt})", file=sys.stderr)
