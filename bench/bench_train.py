@@ -18,7 +18,7 @@ from pathlib import Path
 import torch
 
 from trainer.config import resolve
-from trainer.fit import Run
+from trainer.stages import Run
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -8,7 +8,8 @@ from model.embedder import Embedder
 from model.parts import PARTS
 from trainer.config import resolve
 from trainer.export import export
-from trainer.fit import Run, main
+from trainer.fit import main
+from trainer.stages import Run
 
 data_mod = pytest.importorskip("trainer.data.synth")
 
@@ -122,7 +123,7 @@ def test_reopen_a_finished_stage_trains_on(tiny_data, tmp_path):
 
 
 def test_lr_decays_over_the_time_budget_when_it_runs_out_first():
-    from trainer.fit import lr_at
+    from trainer.loop import lr_at
 
     assert lr_at(0, 1000, 1.0, 0) == pytest.approx(1.0)
     assert lr_at(10, 1000, 1.0, 0, time_frac=1.0) == pytest.approx(0.1)
@@ -150,7 +151,7 @@ def test_two_datasets_are_pooled_and_validated_apart(tiny_data, tmp_path):
 
 
 def test_subspace_dims_see_a_collapse():
-    from trainer.fit import subspace_dims
+    from trainer.stages import subspace_dims
 
     g = torch.Generator().manual_seed(0)
     emb = torch.randn(400, 640, generator=g)

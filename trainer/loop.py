@@ -1,0 +1,251 @@
+"""The training loop shared by every stage: devices, the lr schedule, one :class:`Stage`'s epoch
+loop with validation, early stopping, atomic checkpoints and resume, and reopening a finished
+stage.
+
+CUDA when present (DDP when ``torchrun`` sets RANK), CPU otherwise. Only rank 0 logs, validates
+and saves. A stage's checkpoint is ``ckpt-<stage>.pt`` in the run folder (``:`` written as
+``-``): its modules' state dicts, the optimizer, the :class:`StageState` and the config.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from torch import nn
+from tqdm import tqdm
+
+from model.parts import PARTS
+from trainer.config import TrainConfig
+
+log = logging.getLogger(__name__)
+STAGES = ("individual", "pretrain", "main")
+
+
+@dataclass
+class Env:
+    device: torch.device
+    rank: int = 0
+    world: int = 1
+    local_rank: int = 0
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+
+def setup_env(cfg: TrainConfig) -> Env:
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    want_cuda = cfg.device == "cuda" or (cfg.device == "auto" and torch.cuda.is_available())
+    if want_cuda and not torch.cuda.is_available():
+        raise RuntimeError("device=cuda asked for, but CUDA is not available")
+    if "RANK" in os.environ:
+        rank, world = int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"])
+        local = int(os.environ.get("LOCAL_RANK", 0))
+        dist.init_process_group("nccl" if want_cuda else "gloo")
+        device = torch.device(f"cuda:{local}") if want_cuda else torch.device("cpu")
+        if want_cuda:
+            torch.cuda.set_device(device)
+        return Env(device, rank, world, local)
+    return Env(torch.device("cuda" if want_cuda else "cpu"))
+
+
+def lr_at(step: int, total: int, base: float, warmup: int, time_frac: float = 0.0) -> float:
+    """Linear warm-up, then cosine decay to 10 % of ``base``, over the steps or over the time
+    budget (``time_frac``: share of it spent), whichever runs out first."""
+    if warmup and step < warmup:
+        return base * (step + 1) / warmup
+    progress = min(1.0, max((step - warmup) / max(1, total - warmup), time_frac))
+    return base * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * progress)))
+
+
+def atomic_torch_save(obj: dict, path: Path) -> None:
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    torch.save(obj, tmp)
+    os.replace(tmp, path)
+
+
+def unwrap(m: nn.Module) -> nn.Module:
+    """The module inside a DDP wrapper (or the module itself)."""
+    return m.module if isinstance(m, nn.parallel.DistributedDataParallel) else m
+
+
+class Paused(Exception):
+    """This process's epoch cap was reached; the run resumes from its checkpoint."""
+
+
+class RunHost(Protocol):
+    """What a :class:`Stage` needs of the run it belongs to (:class:`trainer.stages.Run`)."""
+
+    cfg: TrainConfig
+    env: Env
+    out: Path
+    progress: bool
+    epochs_this_run: int
+
+    def log(self, row: dict) -> None: ...
+
+    def should_pause(self) -> bool: ...
+
+    def on_best(self, stage: str, modules: dict[str, nn.Module], row: dict) -> None: ...
+
+
+@dataclass
+class StageState:
+    epoch: int = 0
+    step: int = 0
+    best: float = -math.inf
+    bad_epochs: int = 0
+    seconds: float = 0.0
+    done: bool = False
+    history: list = field(default_factory=list)
+
+
+class Stage:
+    """An epoch loop with validation, early stopping, checkpoints and resume."""
+
+    def __init__(self, run: RunHost, name: str, modules: dict[str, nn.Module], lr: float,
+                 epochs: int, steps: int, budget_s: float, warmup: int = 0):
+        self.run, self.name = run, name
+        self.modules = modules
+        params = [p for m in modules.values() for p in m.parameters()]
+        self.opt = torch.optim.Adam(params, lr=lr, weight_decay=run.cfg.weight_decay)
+        self.lr, self.epochs, self.steps, self.budget_s, self.warmup = lr, epochs, steps, budget_s, warmup
+        self.ckpt = run.out / f"ckpt-{name.replace(':', '-')}.pt"
+        self.state = StageState()
+        if self.ckpt.exists():
+            self._load()
+
+    def _load(self) -> None:
+        blob = torch.load(self.ckpt, map_location=self.run.env.device, weights_only=True)
+        for k, m in self.modules.items():
+            unwrap(m).load_state_dict(blob["modules"][k])
+        self.opt.load_state_dict(blob["opt"])
+        self.state = StageState(**blob["state"])
+        log.info("%s: resumed at epoch %d, step %d", self.name, self.state.epoch, self.state.step)
+
+    def save(self) -> None:
+        if not self.run.env.main:
+            return
+        blob = {"modules": {k: unwrap(m).state_dict() for k, m in self.modules.items()},
+                "opt": self.opt.state_dict(), "state": self.state.__dict__,
+                "config": self.run.cfg.to_dict()}
+        atomic_torch_save(blob, self.ckpt)
+
+    def train(self, step_fn: Callable[[np.random.Generator], dict[str, float]],
+              val_fn: Callable[[], dict[str, float]], score_key: str) -> StageState:
+        """Run epochs until done, early stop, time budget, or this process's epoch cap."""
+        st = self.state
+        while not st.done and st.epoch < self.epochs:
+            t0 = time.perf_counter()
+            sums, timing = self._epoch(step_fn, t0)
+            st.epoch += 1
+            st.seconds += time.perf_counter() - t0
+            row = {"stage": self.name, "epoch": st.epoch, "step": st.step,
+                   "lr": self.opt.param_groups[0]["lr"],
+                   **{k: v / self.steps for k, v in sums.items()}, **timing,
+                   "epoch_s": time.perf_counter() - t0}
+            if self.run.env.main:
+                self._validate(row, val_fn, score_key)
+            st.history.append({k: row[k] for k in row if isinstance(row[k], (int, float))})
+            self._end_epoch()
+        return st
+
+    def _epoch(self, step_fn: Callable[[np.random.Generator], dict[str, float]], t0: float
+               ) -> tuple[dict[str, float], dict[str, float]]:
+        """One epoch of ``self.steps`` training steps; the sums of the step rows, and the
+        data and compute seconds."""
+        cfg, env, st = self.run.cfg, self.run.env, self.state
+        total = self.epochs * self.steps
+        stage_id = STAGES.index(self.name.split(":")[0])
+        sub = PARTS.index(self.name.split(":")[1]) if ":" in self.name else 0
+        rng = np.random.default_rng([cfg.seed, stage_id, sub, st.epoch, env.rank])
+        for m in self.modules.values():
+            m.train()
+        sums: dict[str, float] = {}
+        timing = {"data_s": 0.0, "compute_s": 0.0}
+        bar = tqdm(range(self.steps), desc=f"{self.name} {st.epoch + 1}/{self.epochs}",
+                   disable=not env.main or not self.run.progress, leave=False)
+        for _ in bar:
+            spent = (st.seconds + time.perf_counter() - t0) / self.budget_s if self.budget_s else 0.0
+            for g in self.opt.param_groups:
+                g["lr"] = lr_at(st.step, total, self.lr, self.warmup, spent)
+            out = step_fn(rng)
+            for k, v in out.items():
+                if k in timing:
+                    timing[k] += v
+                else:
+                    sums[k] = sums.get(k, 0.0) + v
+            st.step += 1
+            bar.set_postfix(loss=f"{out['loss']:.4f}")
+        return sums, timing
+
+    def _validate(self, row: dict, val_fn: Callable[[], dict[str, float]], score_key: str) -> None:
+        """Rank 0: add the validation figures to ``row``, keep the best, log the row."""
+        st = self.state
+        for m in self.modules.values():
+            m.eval()
+        row.update(val_fn())
+        score = row[score_key]
+        if score > st.best:
+            st.best, st.bad_epochs = score, 0
+            self.run.on_best(self.name, self.modules, row)
+        else:
+            st.bad_epochs += 1
+        self.run.log(row)
+
+    def _end_epoch(self) -> None:
+        """Early stop, time budget and epoch count; checkpoint; pause at this process's cap."""
+        cfg, st = self.run.cfg, self.state
+        if st.bad_epochs >= cfg.patience:
+            log.info("%s: early stop after %d epochs without improvement", self.name, st.bad_epochs)
+            st.done = True
+        if self.budget_s and st.seconds >= self.budget_s:
+            log.info("%s: time budget of %.0f s spent", self.name, self.budget_s)
+            st.done = True
+        if st.epoch >= self.epochs:
+            st.done = True
+        self.run.epochs_this_run += 1
+        if st.done or st.epoch % cfg.ckpt_every == 0 or self.run.should_pause():
+            self.save()
+        if self.run.should_pause() and not st.done:
+            raise Paused(self.name)
+
+
+def reopen(out: Path, stage: str) -> None:
+    """Let a finished stage of a run train on (give it more epochs or a larger time budget
+    with the overrides); the stages after it are discarded and will run again."""
+    order = ["pretrain", "main"]
+    if stage not in order:
+        raise ValueError(f"can only reopen one of {order}, not {stage!r}")
+    later = order[order.index(stage) + 1:]
+    for name in later:
+        for f in (f"{name}.done", f"ckpt-{name}.pt"):
+            (out / f).unlink(missing_ok=True)
+    if "main" in later:
+        for f in ("best.safetensors", "best.json", "metrics.json"):
+            (out / f).unlink(missing_ok=True)
+    (out / f"{stage}.done").unlink(missing_ok=True)
+    ckpt = out / f"ckpt-{stage}.pt"
+    if ckpt.exists():
+        blob = torch.load(ckpt, map_location="cpu", weights_only=True)
+        # the config may change on reopening, so the best score starts afresh
+        blob["state"].update(done=False, bad_epochs=0, best=-math.inf)
+        atomic_torch_save(blob, ckpt)
+    log_path = out / "log.jsonl"
+    if log_path.exists():
+        keep = [x for x in log_path.read_text().splitlines()
+                if x.strip() and json.loads(x)["stage"] not in later]
+        log_path.write_text("".join(k + "\n" for k in keep))
+    log.info("reopened stage %s; discarded %s", stage, ", ".join(later) or "nothing")

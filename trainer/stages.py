@@ -1,0 +1,409 @@
+"""The run and its three stages (paper sec. 3-4.1): individual networks, pre-training (eq. 9),
+then triplet + norm training on pseudo pieces (eq. 8).
+
+:class:`Run` loads the data once and holds what the stages share (device, banks of stems,
+model specs, the log); each stage is an epoch loop of :class:`trainer.loop.Stage` with its own
+training step and validation. Training steps are forward passes with autograd; every
+eval-mode embedding (validation, pre-training targets) goes through the app's
+:class:`model.embedder.Embedder`.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from torch import nn
+
+from model.audio import log_mel
+from model.embedder import Embedder
+from model.losses import (
+    NormLoss,
+    masked_distance,
+    masked_triplet_loss,
+    pretrain_loss,
+    pretrain_target,
+    spread_loss,
+    triplet_loss,
+)
+from model.network import CSN, ModelSpec
+from model.parts import N_PARTS, PARTS
+from model.weights import load_weights, save_weights
+from trainer.bank import StemBank
+from trainer.config import TrainConfig
+from trainer.evaluate.metrics import participation_ratio
+from trainer.loop import Stage, setup_env, unwrap
+from trainer.sampling import Triplet, TripletSampler, dataset_piece, flatten, individual_triplets
+from trainer.summary import finish
+
+log = logging.getLogger(__name__)
+EVAL_BATCH = 64  # clips per forward pass when embedding for validation and targets
+
+
+class Run:
+    """One training run in the folder ``out``: the data, the device, and the three stages."""
+
+    def __init__(self, cfg: TrainConfig, data: Path | Sequence[Path], out: Path, progress: bool = True):
+        self.data = [Path(data)] if isinstance(data, (str, Path)) else [Path(d) for d in data]
+        self.cfg, self.out, self.progress = cfg, out, progress
+        self.env = setup_env(cfg)
+        self.epochs_this_run = 0
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "individual").mkdir(exist_ok=True)
+        torch.manual_seed(cfg.seed + self.env.rank)
+        self._load_data()
+        self.level = cfg.level_db or None
+        self.spec, self.ind_spec = cfg.model_spec(), cfg.individual_spec()
+        self.audio = self.spec.audio
+        if self.env.main:
+            cfg.save(out / "config.json")
+        self.amp = self.env.device.type == "cuda" and cfg.amp
+        self.target_center: torch.Tensor | None = None  # set by pre-training with pre_center
+
+    def _load_data(self) -> None:
+        """The train and validation splits of every dataset, pooled into two stem banks on the
+        device; ``self.summary`` describes them (for the weights card and summary.json)."""
+        from trainer.data.dataset import SlakhDataset
+
+        cfg = self.cfg
+        train = [SlakhDataset(d, "train", sample_rate=cfg.sample_rate) for d in self.data]
+        val = [SlakhDataset(d, "validation", sample_rate=cfg.sample_rate) for d in self.data]
+        for name, split in (("train", train), ("validation", val)):
+            if sum(len(d) for d in split) < 4:
+                roots = ", ".join(str(d) for d in self.data)
+                raise ValueError(f"{roots}: the {name} split has {sum(len(d) for d in split)} "
+                                 "tracks; at least 4 are needed")
+        kw = dict(segment_seconds=cfg.segment_seconds, hop_seconds=cfg.hop_seconds,
+                  device=self.env.device, progress=self.progress and self.env.main)
+        self.train = StemBank.from_datasets(train, max_tracks=cfg.max_tracks, **kw)
+        self.val = StemBank.from_datasets(val, max_tracks=cfg.max_val_tracks, **kw)
+        per_dataset = [{"root": d.root.name, "train_tracks": len(d), "validation_tracks": len(v),
+                        "sources": sorted({t.source for t in d.tracks}),
+                        "fonts": sorted({t.font for t in d.tracks if t.font})}
+                       for d, v in zip(train, val, strict=True)]
+        self.summary = {
+            "root": "+".join(d.name for d in self.data), "datasets": per_dataset,
+            "train_tracks": len(self.train), "validation_tracks": len(self.val),
+            "train_hours": round(sum(a.shape[1] for a in self.train.audio) / cfg.sample_rate / 3600, 3),
+            "sources": sorted(set().union(*(e["sources"] for e in per_dataset))),
+            "fonts": sorted(set().union(*(e["fonts"] for e in per_dataset))),
+        }
+
+    # --- helpers
+    def should_pause(self) -> bool:
+        cap = self.cfg.max_epochs_this_run
+        return bool(cap) and self.epochs_this_run >= cap
+
+    def log(self, row: dict) -> None:
+        log.info("%s", " ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
+                                for k, v in row.items()))
+        with open(self.out / "log.jsonl", "a") as f:
+            f.write(json.dumps(row) + "\n")
+
+    def budget(self, stage: int, parts: int = 1) -> float:
+        if not self.cfg.time_budget_min:
+            return 0.0
+        return self.cfg.time_budget_min * 60 * self.cfg.stage_share[stage] / parts
+
+    def embed(self, net: nn.Module, clips: torch.Tensor) -> torch.Tensor:
+        """Training-mode forward pass with autograd (bf16 autocast on CUDA): (B, samples) ->
+        (B, D)."""
+        mel = log_mel(clips, self.audio)
+        with torch.autocast("cuda", dtype=torch.bfloat16, enabled=self.amp):
+            return net(mel).float()
+
+    def embed_eval(self, net: nn.Module, spec: ModelSpec, clips: torch.Tensor) -> torch.Tensor:
+        """Eval-mode embeddings (B, samples) -> (B, D) on the run's device, computed by the
+        app's own path (:meth:`model.embedder.Embedder.embed_clips`), so validation measures
+        what a scan computes. ``net`` is left in eval mode (each epoch starts with train())."""
+        emb = Embedder(unwrap(net), spec, device=self.env.device, batch_size=EVAL_BATCH)
+        return torch.from_numpy(emb.embed_clips(clips)).to(self.env.device)
+
+    def wrap(self, m: nn.Module) -> nn.Module:
+        m = m.to(self.env.device)
+        if self.env.world > 1:
+            m = nn.SyncBatchNorm.convert_sync_batchnorm(m) if self.env.device.type == "cuda" else m
+            ids = [self.env.local_rank] if self.env.device.type == "cuda" else None
+            m = nn.parallel.DistributedDataParallel(m, device_ids=ids)
+        return m
+
+    def on_best(self, stage: str, modules: dict[str, nn.Module], row: dict) -> None:
+        net = unwrap(modules["net"])
+        if stage.startswith("individual:"):
+            path = self.out / "individual" / f"{stage.split(':')[1]}.safetensors"
+            save_weights(path, net, self.ind_spec, card={"stage": stage, "val": row})
+        elif stage == "pretrain":
+            save_weights(self.out / "pretrained.safetensors", net, self.spec, card={"val": row})
+        else:
+            bias = unwrap(modules["norm"]).bias.detach().cpu().tolist() if "norm" in modules else None
+            card = {"val": row, "norm_bias": bias, "data": self.summary}
+            save_weights(self.out / "best.safetensors", net, self.spec, card=card)
+
+    # --- stage 1: individual networks
+    def individual(self) -> None:
+        cfg = self.cfg
+        for p, part in enumerate(PARTS):
+            done = self.out / "individual" / f"{part}.done"
+            if done.exists():
+                continue
+            net = self.wrap(CSN(self.ind_spec.net))
+            stage = Stage(self, f"individual:{part}", {"net": net}, cfg.ind_lr, cfg.ind_epochs,
+                          cfg.ind_steps, self.budget(0, N_PARTS))
+            val_bank = self.val
+            if self.val.index.has[:, p].sum() < 2:
+                log.warning("%s is audible in fewer than 2 validation tracks; its individual "
+                            "network is validated on fixed training triplets", part)
+                val_bank = self.train
+            val_trip = individual_triplets(val_bank.index, p, cfg.val_triplets // 2,
+                                           np.random.default_rng([cfg.seed, 99, p]))
+
+            def step(rng: np.random.Generator, net=net, p=p, stage=stage) -> dict[str, float]:
+                t0 = time.perf_counter()
+                trip = individual_triplets(self.train.index, p, cfg.ind_batch, rng)
+                clips = self.train.clean([s for t in trip for s in t], p)
+                t1 = time.perf_counter()
+                emb = self.embed(net, clips).reshape(len(trip), 3, -1)
+                loss = triplet_loss(emb[:, 0], emb[:, 1], emb[:, 2], cfg.margin)
+                self._update(stage.opt, loss)
+                return {"loss": loss.item(), "data_s": t1 - t0, "compute_s": time.perf_counter() - t1}
+
+            def val(net=net, p=p, trip=val_trip, bank=val_bank) -> dict[str, float]:
+                emb = self.embed_eval(net, self.ind_spec, bank.clean([s for t in trip for s in t], p))
+                emb = emb.reshape(len(trip), 3, -1)
+                d_ap = (emb[:, 0] - emb[:, 1]).norm(dim=1)
+                d_an = (emb[:, 0] - emb[:, 2]).norm(dim=1)
+                return {"val_acc": (d_ap < d_an).float().mean().item(),
+                        "val_dim": effective_dim(emb.flatten(0, 1))}
+
+            stage.train(step, val, "val_acc")
+            if self.env.main:
+                done.write_text(json.dumps(stage.state.history[-1] if stage.state.history else {}))
+            self._barrier()
+
+    def load_individual(self) -> list[nn.Module]:
+        nets = []
+        for part in PARTS:
+            w = load_weights(self.out / "individual" / f"{part}.safetensors", self.env.device)
+            nets.append(w.model.eval().requires_grad_(False))
+        return nets
+
+    # --- stage 2: pre-training (eq. 9)
+    def pretrain(self) -> None:
+        cfg = self.cfg
+        if (self.out / "pretrain.done").exists():
+            return
+        ind = self.load_individual()
+        net = self.wrap(CSN(self.spec.net))
+        stage = Stage(self, "pretrain", {"net": net}, cfg.pre_lr, cfg.pre_epochs, cfg.pre_steps,
+                      self.budget(1))
+        pieces_fn = self._pretrain_pieces
+        self.target_center = self._target_center(ind) if cfg.pre_center else None
+        val_pieces = pieces_fn(self.val, cfg.val_triplets, np.random.default_rng([cfg.seed, 98]))
+        val_clips, val_present = self.val.render(val_pieces, level_db=self.level)
+        val_target = self._targets(ind, self.val, val_pieces, val_present)
+        target_dims = {f"target_dim_{k[len('val_dim_'):]}": v
+                       for k, v in subspace_dims(val_target, val_present).items()}
+        log.info("pre-training targets, effective dimension per part on validation pieces: %s",
+                 " ".join(f"{k[len('target_dim_'):]}={v:.2f}" for k, v in target_dims.items()))
+
+        def step(rng: np.random.Generator) -> dict[str, float]:
+            t0 = time.perf_counter()
+            pieces = pieces_fn(self.train, cfg.pre_batch, rng)
+            clips, present = self.train.render(pieces, self._gains(rng, len(pieces)), self.level)
+            target = self._targets(ind, self.train, pieces, present)
+            t1 = time.perf_counter()
+            loss = pretrain_loss(self.embed(net, clips), target)
+            self._update(stage.opt, loss)
+            return {"loss": loss.item(), "data_s": t1 - t0, "compute_s": time.perf_counter() - t1}
+
+        def val() -> dict[str, float]:
+            emb = self.embed_eval(net, self.spec, val_clips)
+            mse = pretrain_loss(emb, val_target).item()
+            return {"val_mse": mse, "val_score": -mse,
+                    **subspace_dims(emb, val_present, norms=True), **target_dims}
+
+        stage.train(step, val, "val_score")
+        if self.env.main:
+            (self.out / "pretrain.done").write_text("{}")
+        self._barrier()
+
+    def _pretrain_pieces(self, bank: StemBank, n: int, rng: np.random.Generator):
+        """Dataset pieces (the paper), or pseudo pieces with made silences (``pre_pseudo``)."""
+        if self.cfg.pre_pseudo:
+            sampler = TripletSampler(bank.index, pseudo=True, additional=False,
+                                     same_tempo=self.cfg.same_tempo, keep_prob=self.cfg.keep_prob)
+            return flatten(sampler.draw(max(1, n // 3), rng))[:n]
+        out = []
+        for t in rng.integers(0, len(bank), n):
+            starts = np.concatenate(bank.index.active[t])
+            out.append(dataset_piece(int(t), int(rng.choice(starts)) if len(starts) else 0))
+        return out
+
+    @torch.no_grad()
+    def _targets(self, ind: Sequence[nn.Module], bank: StemBank, pieces, present) -> torch.Tensor:
+        stems = bank.stems(pieces)  # (M, 5, win)
+        outs = torch.stack([self.embed_eval(ind[j], self.ind_spec, stems[:, j]) for j in range(N_PARTS)], dim=1)
+        return pretrain_target(outs, present, self.target_center)
+
+    @torch.no_grad()
+    def _target_center(self, ind: Sequence[nn.Module], n: int = 512) -> torch.Tensor:
+        """(5, 128) mean output of each individual network over audible stems of ``n`` fixed
+        training pieces (the same on every resume)."""
+        pieces = self._pretrain_pieces(self.train, n, np.random.default_rng([self.cfg.seed, 96]))
+        _, present = self.train.render(pieces, level_db=self.level)
+        stems = self.train.stems(pieces)
+        rows = []
+        for j in range(N_PARTS):
+            on = present[:, j] > 0
+            out = self.embed_eval(ind[j], self.ind_spec, stems[on, j]) if on.any() else None
+            rows.append(out.mean(0) if out is not None else torch.zeros(
+                self.ind_spec.net.out_dim, device=self.env.device))
+        center = torch.stack(rows)
+        log.info("pre-training targets centred: |mean output| per part %s",
+                 " ".join(f"{p}={v:.3g}" for p, v in zip(PARTS, center.norm(dim=1).tolist(),
+                                                         strict=True)))
+        return center
+
+    def _gains(self, rng: np.random.Generator, m: int) -> np.ndarray:
+        return rng.uniform(-self.cfg.gain_db, 0.0, size=(m, N_PARTS))
+
+    # --- stage 3: main training (eq. 8)
+    def main_stage(self) -> None:
+        cfg = self.cfg
+        if (self.out / "main.done").exists():
+            return
+        base = CSN(self.spec.net)
+        if cfg.use_pretrain:
+            base.load_state_dict(load_weights(self.out / "pretrained.safetensors").model.state_dict())
+        net, norm = self.wrap(base), NormLoss().to(self.env.device)
+        mods = {"net": net, "norm": norm} if cfg.use_norm else {"net": net}
+        steps = max(1, cfg.triplets_per_epoch // cfg.batch)
+        stage = Stage(self, "main", mods, cfg.lr, cfg.epochs, steps, self.budget(2), cfg.warmup_steps)
+        sampler = TripletSampler(self.train.index, pseudo=cfg.use_pseudo, additional=cfg.use_additional,
+                                 same_tempo=cfg.same_tempo, keep_prob=cfg.keep_prob)
+        val_sampler = TripletSampler(self.val.index, pseudo=cfg.use_pseudo, additional=cfg.use_additional,
+                                     same_tempo=False, keep_prob=cfg.keep_prob)
+        val_trip = val_sampler.draw(cfg.val_triplets, np.random.default_rng([cfg.seed, 97]))
+        val_clips, val_present = self.val.render(flatten(val_trip), level_db=self.level)
+
+        def step(rng: np.random.Generator) -> dict[str, float]:
+            t0 = time.perf_counter()
+            trip = sampler.draw(cfg.batch, rng)
+            clips, present = self.train.render(flatten(trip), self._gains(rng, 3 * len(trip)),
+                                               self.level)
+            t1 = time.perf_counter()
+            emb = self.embed(net, clips)
+            losses = self._main_losses(trip, emb, present, norm)
+            self._update(stage.opt, losses["loss"])
+            return {k: v.item() for k, v in losses.items()} | {
+                "data_s": t1 - t0, "compute_s": time.perf_counter() - t1}
+
+        def val() -> dict[str, float]:
+            emb = self.embed_eval(net, self.spec, val_clips)
+            row = validate_triplets(val_trip, emb, val_present, norm if cfg.use_norm else None)
+            return row | subspace_dims(emb, val_present, norms=True)
+
+        stage.train(step, val, "val_score")
+        if self.env.main:
+            (self.out / "main.done").write_text("{}")
+        self._barrier()
+
+    def _main_losses(self, trip: Sequence[Triplet], emb: torch.Tensor, present: torch.Tensor,
+                     norm: NormLoss) -> dict[str, torch.Tensor]:
+        cfg, dev = self.cfg, emb.device
+        a, p, n = emb[0::3], emb[1::3], emb[2::3]
+        cond = torch.tensor([t.cond for t in trip], device=dev)
+        basic = masked_triplet_loss(a, p, n, cond, cfg.margin)
+        out = {"triplet": basic}
+        loss = basic
+        add_rows = [i for i, t in enumerate(trip) if t.additional is not None]
+        if add_rows:
+            idx = torch.tensor(add_rows, device=dev)
+            c2 = torch.tensor([trip[i].additional for i in add_rows], device=dev)
+            # the additional triplet: anchor (A,B), positive (D,B), negative (A,C) under c'
+            extra = masked_triplet_loss(a[idx], n[idx], p[idx], c2, cfg.margin)
+            out["triplet_add"] = extra
+            loss = (basic * len(trip) + extra * len(add_rows)) / (len(trip) + len(add_rows))
+        if cfg.use_norm:
+            ln = norm(emb, present)
+            out["norm"] = ln
+            loss = loss + cfg.norm_lambda * ln
+        if cfg.spread_lambda:
+            ls = spread_loss(emb, present)
+            out["spread"] = ls
+            loss = loss + cfg.spread_lambda * ls
+        out["loss"] = loss
+        return out
+
+    def _update(self, opt: torch.optim.Optimizer, loss: torch.Tensor) -> None:
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+
+    def _barrier(self) -> None:
+        if self.env.world > 1:
+            dist.barrier()
+
+    # --- all of it
+    def fit(self) -> Path:
+        t0 = time.time()
+        if self.cfg.use_pretrain:
+            self.individual()
+            self.pretrain()
+        self.main_stage()
+        if self.env.main:
+            finish(self, time.time() - t0)
+        return self.out / "best.safetensors"
+
+
+def effective_dim(x: torch.Tensor) -> float:
+    """Participation ratio of the rows of ``x`` (N, D): 1 = collapsed to one direction."""
+    return participation_ratio(x.detach().float().cpu().numpy())
+
+
+def subspace_dims(emb: torch.Tensor, present: torch.Tensor, norms: bool = False
+                  ) -> dict[str, float]:
+    """Per part, the effective dimension of its subspace over the rows where the part is
+    present (``val_dim_<part>``), and with ``norms`` the mean norm of the subspace there
+    (``val_norm_<part>``, the scale the triplet margin is measured against).
+
+    emb: (N, 640); present: (N, 5) in {0, 1}. A collapse shows as val_dim falling towards 1.
+    """
+    out: dict[str, float] = {}
+    sub = emb.detach().float().reshape(len(emb), N_PARTS, -1)
+    on = present.bool()
+    for c, part in enumerate(PARTS):
+        x = sub[on[:, c], c]
+        out[f"val_dim_{part}"] = effective_dim(x) if len(x) > 1 else float("nan")
+        if norms:
+            out[f"val_norm_{part}"] = x.norm(dim=1).mean().item() if len(x) else float("nan")
+    return out
+
+
+def validate_triplets(trip: Sequence[Triplet], emb: torch.Tensor, present: torch.Tensor,
+                      norm: NormLoss | None) -> dict[str, float]:
+    """Per-part share of validation triplets whose positive is nearer than the negative."""
+    a, p, n = emb[0::3], emb[1::3], emb[2::3]
+    cond = torch.tensor([t.cond for t in trip], device=emb.device)
+    ok = (masked_distance(a, p, cond) < masked_distance(a, n, cond)).float()
+    row: dict[str, float] = {}
+    accs = []
+    for c, part in enumerate(PARTS):
+        sel = cond == c
+        if sel.any():
+            row[f"val_acc_{part}"] = ok[sel].mean().item()
+            accs.append(row[f"val_acc_{part}"])
+    row["val_acc"] = float(np.mean(accs))
+    row["val_score"] = row["val_acc"]
+    if norm is not None:
+        pred = norm.logits(emb) > 0
+        row["val_presence_acc"] = (pred == present.bool()).float().mean().item()
+        # a model must rank the parts and tell which are present (Table 3 rests on the norms)
+        row["val_score"] = (row["val_acc"] + row["val_presence_acc"]) / 2
+    return row
