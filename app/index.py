@@ -1,8 +1,8 @@
 """Search indices over the track vectors: exact below a size, HNSW per part above it.
 
 :class:`VectorIndex` keeps every track vector (N, 640) in memory with its part squared norms,
-and, once the library is large enough, six hnswlib indices: one per part subspace (128-d) and
-one over the whole 640-d vector. HNSW labels are row numbers in the arrays; rows are only ever
+and, once the library is large enough, five hnswlib indices, one per part subspace (128-d):
+a focused query asks the indices of the parts it weighs up. HNSW labels are row numbers in the arrays; rows are only ever
 appended, a replaced or removed track's row is marked dead (and ``mark_deleted`` in HNSW).
 Rows added after the last HNSW update form a *tail* that every query scans exactly, so the
 index is always in step with the store even while a scan is adding tracks.
@@ -86,13 +86,9 @@ def _new_hnsw(dim: int, capacity: int, p: IndexParams) -> hnswlib.Index:
     return idx
 
 
-_DIMS = [SUBSPACE_DIM] * N_PARTS + [EMBED_DIM]
-
-
-def _sub(vecs: np.ndarray, which: int) -> np.ndarray:
-    if which == N_PARTS:
-        return vecs
-    return np.ascontiguousarray(vecs[:, part_slice(which)])
+def _sub(vecs: np.ndarray, part: int) -> np.ndarray:
+    """(n, 640) -> the (n, 128) rows of one part, contiguous for hnswlib."""
+    return np.ascontiguousarray(vecs[:, part_slice(part)])
 
 
 class VectorIndex:
@@ -258,8 +254,8 @@ class VectorIndex:
         rows = np.flatnonzero(alive)
         threads = p.threads or (os.cpu_count() or 1)
         built = []
-        for which, dim in enumerate(_DIMS):
-            h = _new_hnsw(dim, int(n0 * 1.25) + 1024, p)
+        for which in range(N_PARTS):
+            h = _new_hnsw(SUBSPACE_DIM, int(n0 * 1.25) + 1024, p)
             for s in range(0, len(rows), 20000):
                 r = rows[s:s + 20000]
                 h.add_items(_sub(vecs[r], which), r, num_threads=threads)
@@ -474,8 +470,8 @@ class VectorIndex:
             n_idx = int(doc.get("n_indexed", 0))
             if n_idx:
                 hs = []
-                for which, dim in enumerate(_DIMS):
-                    h = hnswlib.Index(space="l2", dim=dim)
+                for which in range(N_PARTS):  # an older index's 640-d hnsw-5.bin is not read
+                    h = hnswlib.Index(space="l2", dim=SUBSPACE_DIM)
                     h.load_index(str(gen / f"hnsw-{which}.bin"), max_elements=max(n_idx, n) + 1024,
                                  allow_replace_deleted=False)
                     h.set_ef(self.params.ef_search)
