@@ -134,10 +134,21 @@ def best_segment_pair(qs: np.ndarray, xs: np.ndarray, w: np.ndarray,
 def because(sim: np.ndarray, w: np.ndarray, q_presence: np.ndarray | None,
             r_presence: np.ndarray) -> int:
     """The part that makes a result similar: the most similar of the parts the focus weighs up
-    (all parts when none is), counting only parts that both tracks actually contain."""
-    present = np.minimum(q_presence if q_presence is not None else 1.0, r_presence)
-    score = sim * np.clip(present / ABSENT, 0.0, 1.0)
-    allowed = w > 0 if (w > 0).any() else np.ones(N_PARTS, bool)
+    (all parts when none is, or when every one it weighs up is absent from both tracks),
+    weighed by how present the part is in the less full of the two tracks.
+
+    Never a part absent (presence under :data:`ABSENT`) from both tracks: two silences are
+    alike, which is no reason. Only when every part is absent from both, the most present one.
+    """
+    q = np.asarray(q_presence if q_presence is not None else np.ones(N_PARTS), np.float64)
+    r = np.asarray(r_presence, np.float64)
+    heard = np.maximum(q, r) >= ABSENT  # present in at least one of the two tracks
+    if not heard.any():
+        return int(np.argmax(np.maximum(q, r)))
+    score = sim * np.clip(np.minimum(q, r) / ABSENT, 0.0, 1.0)
+    allowed = heard & (w > 0)
+    if not allowed.any():
+        allowed = heard
     return int(np.argmax(np.where(allowed, score, -1.0)))
 
 

@@ -141,6 +141,23 @@ def test_because_names_a_weighted_part_both_tracks_have():
     assert because(s, np.array([0, -1, 0, 0, 0.0]), present, np.array([0.05, 1, 1, 1, 1])) == 4
 
 
+def test_because_never_names_a_part_absent_from_both_tracks():
+    # both tracks lack drums and piano: those subspaces are near zero in both, so "alike"
+    s = similarity(np.array([0.0, 3.0, 0.0, 5.0, 4.0]), np.full(5, 2.0))
+    q = np.array([0.05, 1.0, 0.1, 0.9, 0.6])
+    r = np.array([0.02, 0.8, 0.0, 1.0, 0.7])
+    for w in ([1, 0, 0, 0, 0.0], [1, 0, 1, 0, 0.0], [1, 1, 1, 1, 1.0], [0, -1, 0, 0, 0.0]):
+        got = because(s, np.array(w), q, r)
+        assert PARTS[got] not in ("drums", "piano"), (w, PARTS[got])
+    # a weighted part both tracks have still wins over a better-matching unweighted one
+    assert PARTS[because(s, np.array([1, 0, 0, 1, 0.0]), q, r)] == "guitar"
+    # present in one track only: may be named (it is what differs or matches)
+    assert because(s, np.array([1, 0, 0, 0, 0.0]), np.array([0.9, 1, 0, 0, 0]), r) == 0
+    # nothing present anywhere: the most present part, not the first
+    quiet = np.array([0.01, 0.02, 0.2, 0.05, 0.0])
+    assert because(s, np.array([1, 0, 0, 0, 0.0]), quiet, quiet) == 2
+
+
 def clustered(n: int, seed: int = 0) -> np.ndarray:
     """Vectors with structure per part (each part drawn from its own set of centres)."""
     rng = np.random.default_rng(seed)
@@ -198,6 +215,8 @@ def test_index_updates_tail_deletes_and_persistence(tmp_path):
     idx.save(tmp_path / "index", {"model_sha": "abc"})
     loaded, meta = VectorIndex.load(tmp_path / "index", IndexParams(exact_below=300))
     assert meta["model_sha"] == "abc" and loaded.has_hnsw
+    gen = tmp_path / "index" / (tmp_path / "index" / "CURRENT").read_text()
+    assert sorted(f.name for f in gen.glob("hnsw-*.bin")) == [f"hnsw-{c}.bin" for c in range(5)]
     assert loaded.revs() == idx.revs() and len(loaded) == 599
     assert loaded.search(q, w, 3).ids.tolist() == idx.search(q, w, 3).ids.tolist()
     ids, vecs = loaded.vectors()
