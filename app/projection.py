@@ -11,7 +11,9 @@ to show at once on a large library:
 3. ``full``: UMAP fitted on every track (up to ``full_limit`` tracks).
 
 The last map is cached on disk under a hash of the track ids, the vectors and the settings, so a
-reopened library shows its map without recomputing. Headless: no Qt; call it from a worker.
+reopened library shows its map without recomputing. :func:`library_map` serves a library's maps
+from its own vectors: the window asks for a space and draws the positions it gets. Headless: no
+Qt; call it from a worker.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ import threading
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 import numpy as np
 
@@ -196,3 +199,22 @@ def project(ids: np.ndarray, vectors: np.ndarray, space: str, cache: MapCache | 
         yield Projection(space, ids, xy, stage, final)
     if cache is not None:
         cache.put(key, xy)
+
+
+class AnalysedTracks(Protocol):
+    """What :func:`library_map` reads of the engine (:class:`app.library.Library`)."""
+
+    root: Path
+
+    def track_vectors(self) -> tuple[np.ndarray, np.ndarray]: ...
+
+
+def library_map(library: AnalysedTracks, space: str, cancel: threading.Event | None = None,
+                method: str = "umap", sample: int = 3000, full_limit: int = 30000,
+                seed: int = 0) -> Iterator[Projection]:
+    """The maps of ``space`` over the library's analysed tracks, quick ones first (see
+    :func:`project`), cached in the library's ``maps`` folder. The vectors stay in the engine;
+    what comes out is ids and 2-D positions."""
+    ids, vectors = library.track_vectors()
+    yield from project(ids, vectors, space, MapCache(Path(library.root) / "maps"), sample,
+                       full_limit, seed, cancel, method)

@@ -32,7 +32,7 @@ from PySide6.QtWidgets import (
 from app.focus import absent_parts
 from app.library import Library, Result, ScanProgress, Track
 from app.playback import Player
-from app.projection import MapCache, Projection, project, space_for_focus
+from app.projection import Projection, library_map, space_for_focus
 from app.ui.delegates import PartBarsDelegate
 from app.ui.focus_panel import FocusPanel
 from app.ui.map_view import AUTO, MapView
@@ -55,15 +55,14 @@ MAP_SETTLE_MS = 150  # a fader must rest this long before the map follows the fo
 class Snapshot:
     """What the window shows of the library, loaded in the background.
 
-    ids: (N,) ids of analysed tracks; vectors: (N, 640); dominant: (N,) index of each track's
-    most present part.
+    ids: (N,) ids of analysed tracks, the rows of a map; dominant: (N,) index of each track's
+    most present part (its colour on the map).
     """
 
     tracks: list[Track]
     failures: list[tuple[Path, str]]
     folders: list[Path]
     ids: np.ndarray
-    vectors: np.ndarray
     dominant: np.ndarray
 
 
@@ -73,11 +72,11 @@ def load_snapshot(library: Library) -> Snapshot:
     ok = [t for t in tracks if t.status == "ok"]
     failures = [(t.path, t.error or "unknown error") for t in tracks if t.status == "failed"]
     failures += [(p.path, p.message) for p in library.scan_problems]
-    ids, vectors = library.track_vectors()
+    ids, _ = library.track_vectors()  # the map's rows; the vectors stay with the engine
     presence = {t.id: t.presence for t in ok}
     dominant = np.array([int(np.argmax(presence[i])) if i in presence else 0 for i in ids.tolist()],
                         dtype=np.int64)
-    return Snapshot(ok, failures, library.folders(), ids, vectors, dominant)
+    return Snapshot(ok, failures, library.folders(), ids, dominant)
 
 
 def _table(model, delegate_column: int | None = None) -> QTableView:
@@ -108,7 +107,6 @@ class MainWindow(QMainWindow):
         self.library = library
         self.settings = settings or QSettings("Partwise", "Partwise")
         self.map_method = map_method
-        self.map_cache = MapCache(library.root / "maps")
         self.snapshot: Snapshot | None = None
         self.query: int | Path | None = None
         self.query_track: Track | None = None
@@ -624,8 +622,7 @@ class MainWindow(QMainWindow):
         # While a scan keeps changing the library, quick linear maps only; UMAP once it is done.
         method = "pca" if self.scanning else self.map_method
         self._provisional_maps |= method != self.map_method
-        task = Task(project, snap.ids, snap.vectors, space, self.map_cache, 3000, 30000, 0, cancel,
-                    method, stream=True)
+        task = Task(library_map, self.library, space, cancel, method, stream=True)
         self.map_runner.start(task, on_item=lambda p: self._map_stage(p, cancel),
                               on_failed=lambda m: self._map_failed(space, m))
 

@@ -109,3 +109,33 @@ def test_too_few_tracks_give_a_final_linear_map_that_says_so(tmp_path):
         assert stage_text(maps[-1]) == f"linear map (PCA); UMAP from {MIN_UMAP} tracks on"
     preview = Projection("drums", ids, maps[0].xy, "pca", False)
     assert "UMAP on its way" in stage_text(preview)
+
+
+def test_the_engine_serves_a_librarys_map_from_its_own_vectors(tmp_path):
+    from app.index import VectorIndex
+    from app.projection import library_map
+
+    v, labels = clustered()
+    ids = np.arange(10, 10 + len(v))
+
+    class Engine:  # the part of app.library.Library that library_map reads
+        root = tmp_path / "lib"
+
+        def __init__(self) -> None:
+            self.index = VectorIndex()
+            self.index.upsert(ids.tolist(), [1] * len(ids), v)
+
+        def track_vectors(self):
+            return self.index.vectors()
+
+    maps = list(library_map(Engine(), "bass", method="pca"))
+    assert len(maps) == 1 and maps[0].final and maps[0].space == "bass"
+    assert maps[0].ids.tolist() == ids.tolist() and maps[0].xy.shape == (len(ids), 2)
+    np.testing.assert_allclose(maps[0].xy, pca_2d(v[:, 128:256]), atol=1e-4)
+    centres = np.stack([maps[0].xy[labels == k].mean(0) for k in range(3)])
+    spread = max(maps[0].xy[labels == k].std(0).max() for k in range(3))
+    assert np.linalg.norm(centres[0] - centres[1]) > 5 * spread
+    # the final map is kept in the library's maps folder and served from there next time
+    again = list(library_map(Engine(), "bass", method="pca"))
+    assert [m.stage for m in again] == ["cached"]
+    assert list((tmp_path / "lib" / "maps").glob("*.npy"))
