@@ -2,18 +2,28 @@
 
 Layout of a library folder::
 
-    library.sqlite        tracks, tags, status, errors, track vectors, presence, file locations
+    library.sqlite        tracks, tags, status, errors, track vectors, presence, file locations,
+                          the warnings of the last walk of each folder
+    scan.lock             held by the one process that writes (scans) the library; holds its pid
     segments/XX/ID.npz    per-segment embeddings (N, 640) float32 and their start times (N,)
     index/                the search indices (see :mod:`app.index`)
 
 Every write is atomic: a segment file is written to a temporary name and renamed, then the row
 that points to it is committed. A process killed at any moment leaves either the old or the new
 state of each track; tracks caught half-way stay ``pending`` and the next scan redoes them.
-Each thread gets its own connection; writes are serialized by a lock.
+Each thread gets its own connection; writes are serialized by a lock. One process writes at a
+time (:class:`WriterLock`); any number read, also during a scan (WAL).
+
+Paths are stored as text when they are valid UTF-8 and as their raw bytes (a BLOB) when they
+are not, so every file name round-trips exactly; free text (tags, errors) is stored as
+:func:`app.walk.shown` writes it. The folder and the database are created readable by their
+owner only. ``schema_version`` in ``meta`` says which layout a database has: an older one is
+migrated on open, a newer or unknown one refused with a message.
 """
 
 from __future__ import annotations
 
+import datetime
 import logging
 import os
 import sqlite3
@@ -25,13 +35,15 @@ from pathlib import Path
 
 import numpy as np
 
+from app.walk import shown
 from model.parts import EMBED_DIM, N_PARTS
 from model.weights import atomic_write
 
 log = logging.getLogger(__name__)
 
 DB_NAME = "library.sqlite"
-SCHEMA_VERSION = 1
+LOCK_NAME = "scan.lock"
+SCHEMA_VERSION = 2  # 2: tracks.retry, the problems table
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -54,11 +66,39 @@ CREATE TABLE IF NOT EXISTS tracks (
     vector BLOB,
     presence BLOB,
     segfile TEXT,
-    updated REAL NOT NULL
+    updated REAL NOT NULL,
+    retry INTEGER NOT NULL DEFAULT 0
 );
+CREATE TABLE IF NOT EXISTS problems (folder TEXT NOT NULL, path TEXT NOT NULL, message TEXT NOT NULL);
+"""
+_INDEXES = """
 CREATE INDEX IF NOT EXISTS tracks_folder ON tracks(folder);
 CREATE INDEX IF NOT EXISTS tracks_status ON tracks(status);
 """
+# columns a library of an older layout may lack, and how to add them (ALTER TABLE ... ADD)
+_ADDABLE = {
+    "error": "TEXT", "title": "TEXT NOT NULL DEFAULT ''", "artist": "TEXT NOT NULL DEFAULT ''",
+    "album": "TEXT NOT NULL DEFAULT ''", "duration": "REAL NOT NULL DEFAULT 0", "model_sha": "TEXT",
+    "policy": "TEXT", "rev": "INTEGER NOT NULL DEFAULT 0", "vector": "BLOB", "presence": "BLOB",
+    "segfile": "TEXT", "updated": "REAL NOT NULL DEFAULT 0", "retry": "INTEGER NOT NULL DEFAULT 0",
+}
+_REQUIRED = ("id", "path", "folder", "size", "mtime_ns", "status")
+
+
+def db_path(p: str | os.PathLike) -> str | bytes:
+    """How a path is stored: text when valid UTF-8, else its raw bytes (lossless)."""
+    s = os.fspath(p)
+    try:
+        s.encode("utf-8")
+    except UnicodeEncodeError:
+        return os.fsencode(s)
+    return s
+
+
+def path_from_db(v: str | bytes) -> str:
+    """The inverse of :func:`db_path`: the path as Python's file functions take it."""
+    return v if isinstance(v, str) else os.fsdecode(v)
+
 
 
 class StoreError(RuntimeError):
@@ -85,11 +125,70 @@ class Row:
     rev: int
     presence: bytes | None
     segfile: str | None
+    retry: bool = False  # the error may be temporary (permission, I/O): retried on every scan
 
 
 _ROW_COLS = ("id, path, folder, size, mtime_ns, status, error, title, artist, album, duration, "
-             "model_sha, policy, rev, presence, segfile")
+             "model_sha, policy, rev, presence, segfile, retry")
 
+
+def _row(r: tuple) -> Row:
+    return Row(r[0], path_from_db(r[1]), path_from_db(r[2]), *r[3:16], bool(r[16]))
+
+
+class WriterLock:
+    """One writer per library: an advisory lock on ``scan.lock`` that names its holder.
+
+    The operating system drops the lock when its process ends, however it ends, so a lock
+    left by a killed scan is taken over by the next one (its stale pid is logged).
+    """
+
+    def __init__(self, root: Path):
+        self.path = root / LOCK_NAME
+        self._fd: int | None = None
+
+    def acquire(self) -> None:
+        """Take the lock or raise StoreError naming the process that holds it."""
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            _lock_fd(fd)
+        except OSError:
+            holder = os.read(fd, 200).decode("utf-8", "replace").strip() or "unknown process"
+            os.close(fd)
+            raise StoreError(f"{self.path.parent}: another scan is writing to this library "
+                             f"({holder}); wait for it to finish, or stop it and scan again") from None
+        old = os.read(fd, 200).decode("utf-8", "replace").strip()
+        if old:
+            log.info("%s: recovered a stale lock (%s)", self.path, old)
+        started = datetime.datetime.now().isoformat(timespec="seconds")
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"pid {os.getpid()}, started {started}\n".encode(), 0)
+        self._fd = fd
+
+    def release(self) -> None:
+        if self._fd is not None:
+            os.ftruncate(self._fd, 0)
+            os.close(self._fd)  # closing drops the lock
+            self._fd = None
+
+    def __enter__(self) -> WriterLock:
+        self.acquire()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.release()
+
+
+def _lock_fd(fd: int) -> None:
+    """Non-blocking exclusive lock on an open file; OSError when another holds it."""
+    try:
+        import fcntl
+    except ImportError:  # Windows
+        import msvcrt
+
+        msvcrt.locking(fd, msvcrt.LK_NBLCK, 1)
+        return
+    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
 
 
 
@@ -98,11 +197,15 @@ class Store:
 
     def __init__(self, root: str | os.PathLike):
         self.root = Path(root).expanduser().resolve()
-        try:
-            self.root.mkdir(parents=True, exist_ok=True)
-        except OSError as e:
-            raise StoreError(f"{self.root}: cannot create the library folder ({e.strerror})") from e
         self.db_path = self.root / DB_NAME
+        try:
+            if not self.root.is_dir():
+                self.root.mkdir(parents=True, mode=0o700)
+                self.root.chmod(0o700)  # the library says what its owner listens to
+            if not self.db_path.exists():
+                os.close(os.open(self.db_path, os.O_RDWR | os.O_CREAT, 0o600))
+        except OSError as e:
+            raise StoreError(f"{self.root}: cannot create the library folder ({e.strerror or e})") from e
         self.seg_dir = self.root / "segments"
         self._local = threading.local()
         self._write_lock = threading.RLock()
@@ -110,18 +213,48 @@ class Store:
         self._conns_lock = threading.Lock()
         self._closed = False
         with self._write_lock:
-            con = self._con()
             try:
-                con.executescript(_SCHEMA)
+                self._open_schema()
             except sqlite3.DatabaseError as e:
+                self.close()
                 raise StoreError(f"{self.db_path}: not a Partwise library database ({e})") from e
-            ver = self.get_meta("schema_version")
-            if ver is None:
-                self.set_meta("schema_version", str(SCHEMA_VERSION))
-            elif int(ver) > SCHEMA_VERSION:
-                raise StoreError(
-                    f"{self.db_path}: written by a newer Partwise (schema {ver} > {SCHEMA_VERSION})"
-                )
+            except StoreError:
+                self.close()
+                raise
+
+    def _open_schema(self) -> None:
+        """Create, check and migrate the layout (see the module docstring)."""
+        con = self._con()
+        con.executescript(_SCHEMA)
+        ver = self.get_meta("schema_version")
+        if ver is not None and not ver.isdigit():
+            raise StoreError(f"{self.db_path}: unknown library schema version {ver!r}; "
+                             "move the folder away and scan again")
+        if ver is not None and int(ver) > SCHEMA_VERSION:
+            raise StoreError(
+                f"{self.db_path}: written by a newer Partwise (schema {ver} > {SCHEMA_VERSION}); "
+                "update Partwise, or use another --library")
+        have = {r[1] for r in con.execute("PRAGMA table_info(tracks)")}
+        lacking = [c for c in _REQUIRED if c not in have]
+        if lacking:
+            raise StoreError(f"{self.db_path}: the tracks table lacks {', '.join(lacking)} and cannot "
+                             "be migrated; move the folder away and scan again")
+        missing = [c for c in _ADDABLE if c not in have]
+        if missing or ver != str(SCHEMA_VERSION):
+            with self.transaction() as tx:
+                for c in missing:
+                    tx.execute(f"ALTER TABLE tracks ADD COLUMN {c} {_ADDABLE[c]}")
+                tx.execute("INSERT INTO meta(key, value) VALUES('schema_version', ?) ON CONFLICT(key) "
+                           "DO UPDATE SET value=excluded.value", (str(SCHEMA_VERSION),))
+            if ver is not None or missing:
+                log.info("%s: library migrated from schema %s to %d (added: %s)", self.db_path,
+                         ver or "unversioned", SCHEMA_VERSION, ", ".join(missing) or "nothing")
+        con.executescript(_INDEXES)
+
+    def writer_lock(self) -> WriterLock:
+        """``with store.writer_lock():`` this process is the library's one writer (see
+        :class:`WriterLock`)."""
+        return WriterLock(self.root)
 
     # ------------------------------------------------------------ connections
     def _con(self) -> sqlite3.Connection:
@@ -187,36 +320,38 @@ class Store:
                     "ON CONFLICT(key) DO UPDATE SET value=excluded.value", (key, value))
 
     def folders(self) -> list[Path]:
-        rows = self._con().execute("SELECT path FROM folders ORDER BY path").fetchall()
-        return [Path(r[0]) for r in rows]
+        rows = self._con().execute("SELECT path FROM folders").fetchall()
+        return sorted(Path(path_from_db(r[0])) for r in rows)
 
     def add_folder(self, folder: Path) -> None:
-        self._write("INSERT OR IGNORE INTO folders(path, added) VALUES(?, ?)", (str(folder), time.time()))
+        self._write("INSERT OR IGNORE INTO folders(path, added) VALUES(?, ?)", (db_path(folder), time.time()))
 
     def remove_folder(self, folder: Path) -> list[int]:
         """Forget a folder and its tracks; returns the removed track ids."""
         with self.transaction() as con:
-            rows = con.execute("SELECT id, segfile FROM tracks WHERE folder=?", (str(folder),)).fetchall()
-            con.execute("DELETE FROM tracks WHERE folder=?", (str(folder),))
-            con.execute("DELETE FROM folders WHERE path=?", (str(folder),))
+            key = db_path(folder)
+            rows = con.execute("SELECT id, segfile FROM tracks WHERE folder=?", (key,)).fetchall()
+            con.execute("DELETE FROM tracks WHERE folder=?", (key,))
+            con.execute("DELETE FROM folders WHERE path=?", (key,))
+            con.execute("DELETE FROM problems WHERE folder=?", (key,))
         self._unlink_segfiles(r[1] for r in rows)
         return [int(r[0]) for r in rows]
 
     # ------------------------------------------------------------ tracks
     def row(self, track_id: int) -> Row | None:
         r = self._con().execute(f"SELECT {_ROW_COLS} FROM tracks WHERE id=?", (int(track_id),)).fetchone()
-        return Row(*r) if r else None
+        return _row(r) if r else None
 
     def row_by_path(self, path: str | os.PathLike) -> Row | None:
-        r = self._con().execute(f"SELECT {_ROW_COLS} FROM tracks WHERE path=?", (str(path),)).fetchone()
-        return Row(*r) if r else None
+        r = self._con().execute(f"SELECT {_ROW_COLS} FROM tracks WHERE path=?", (db_path(path),)).fetchone()
+        return _row(r) if r else None
 
     def rows(self, status: str | None = None) -> list[Row]:
         if status is None:
             cur = self._con().execute(f"SELECT {_ROW_COLS} FROM tracks ORDER BY id")
         else:
             cur = self._con().execute(f"SELECT {_ROW_COLS} FROM tracks WHERE status=? ORDER BY id", (status,))
-        return [Row(*r) for r in cur]
+        return [_row(r) for r in cur]
 
     def count(self, status: str | None = None) -> int:
         if status is None:
@@ -230,9 +365,9 @@ class Store:
                 "INSERT INTO tracks(path, folder, size, mtime_ns, status, title, updated) "
                 "VALUES(?, ?, ?, ?, 'pending', ?, ?) ON CONFLICT(path) DO UPDATE SET "
                 "folder=excluded.folder, size=excluded.size, mtime_ns=excluded.mtime_ns, "
-                "status='pending', error=NULL, updated=excluded.updated",
-                (str(path), str(folder), size, mtime_ns, path.stem, time.time()))
-            return int(con.execute("SELECT id FROM tracks WHERE path=?", (str(path),)).fetchone()[0])
+                "status='pending', error=NULL, retry=0, updated=excluded.updated",
+                (db_path(path), db_path(folder), size, mtime_ns, shown(path.stem), time.time()))
+            return int(con.execute("SELECT id FROM tracks WHERE path=?", (db_path(path),)).fetchone()[0])
 
     def finish_ok(self, track_id: int, *, title: str, artist: str, album: str, duration: float,
                   model_sha: str, policy: str, vector: np.ndarray, presence: np.ndarray,
@@ -255,7 +390,7 @@ class Store:
             con.execute(
                 "UPDATE tracks SET status='ok', error=NULL, title=?, artist=?, album=?, duration=?, "
                 "model_sha=?, policy=?, rev=rev+1, vector=?, presence=?, segfile=?, updated=? WHERE id=?",
-                (title, artist, album, float(duration), model_sha, policy,
+                (shown(title), shown(artist), shown(album), float(duration), model_sha, policy,
                  np.ascontiguousarray(vector, dtype=np.float32).tobytes(),
                  np.ascontiguousarray(presence, dtype=np.float32).tobytes(), rel, time.time(), track_id))
             r = con.execute("SELECT rev FROM tracks WHERE id=?", (track_id,)).fetchone()
@@ -264,15 +399,20 @@ class Store:
         return int(r[0])
 
     def finish_failed(self, track_id: int, error: str, *, title: str = "", artist: str = "",
-                      album: str = "", duration: float = 0.0) -> str | None:
-        """Mark a row failed (keeping no vectors); returns the old segment file to delete."""
+                      album: str = "", duration: float = 0.0, retry: bool = False,
+                      model_sha: str | None = None, policy: str | None = None) -> str | None:
+        """Mark a row failed (keeping no vectors); returns the old segment file to delete.
+
+        retry: the error may be temporary (the next scan tries again); model_sha and policy:
+        the model and analysis that failed (another one tries again)."""
         with self.transaction() as con:
             old = con.execute("SELECT segfile FROM tracks WHERE id=?", (track_id,)).fetchone()
             con.execute(
                 "UPDATE tracks SET status='failed', error=?, title=COALESCE(NULLIF(?, ''), title), "
                 "artist=?, album=?, duration=?, vector=NULL, presence=NULL, segfile=NULL, "
-                "rev=rev+1, updated=? WHERE id=?",
-                (error, title, artist, album, float(duration), time.time(), track_id))
+                "rev=rev+1, retry=?, model_sha=?, policy=?, updated=? WHERE id=?",
+                (shown(error), shown(title), shown(artist), shown(album), float(duration), int(retry),
+                 model_sha, policy, time.time(), track_id))
         seg = old[0] if old else None
         self._unlink_segfiles([seg])
         return seg
@@ -290,6 +430,18 @@ class Store:
                 con.execute(f"DELETE FROM tracks WHERE id IN ({q})", chunk)
         self._unlink_segfiles(segs)
         return len(ids)
+
+    def set_problems(self, folder: Path, problems: Iterable[tuple[Path, str]]) -> None:
+        """Replace the stored walk warnings of ``folder`` with ``(path, message)`` pairs."""
+        with self.transaction() as con:
+            con.execute("DELETE FROM problems WHERE folder=?", (db_path(folder),))
+            con.executemany("INSERT INTO problems(folder, path, message) VALUES(?, ?, ?)",
+                            [(db_path(folder), db_path(p), shown(m)) for p, m in problems])
+
+    def problems(self) -> list[tuple[Path, str]]:
+        """The stored walk warnings of every folder: ``(path, message)``."""
+        cur = self._con().execute("SELECT path, message FROM problems ORDER BY rowid")
+        return [(Path(path_from_db(p)), m) for p, m in cur]
 
     def segfile_for(self, track_id: int) -> str:
         return f"segments/{track_id % 256:02x}/{track_id}.npz"

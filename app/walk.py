@@ -1,7 +1,8 @@
 """Find the audio files under a folder: recursive, follows links, never loops, never raises.
 
 Problems on the way (unreadable folders, symlink loops, broken links) are collected as
-``(path, message)`` pairs and the walk goes on.
+``(path, message)`` pairs and the walk goes on. File names need not be valid UTF-8: Python
+carries such bytes as surrogate escapes, :func:`shown` writes them as ``\\xNN`` for people.
 """
 
 from __future__ import annotations
@@ -29,7 +30,18 @@ class Problem:
     message: str
 
     def __str__(self) -> str:
-        return f"{self.path}: {self.message}"
+        return f"{shown(self.path)}: {self.message}"
+
+
+def shown(text: str | os.PathLike) -> str:
+    """A path (or a message holding one) as people read it: valid UTF-8 as it is, other bytes
+    of a file name as ``\\xNN`` (``latin1_\\xe9t\\xe9.wav``); always encodable as UTF-8."""
+    s = os.fspath(text)
+    try:
+        raw = s.encode("utf-8", "surrogateescape")
+    except UnicodeEncodeError:  # a lone surrogate that stands for no byte
+        return s.encode("utf-8", "backslashreplace").decode("utf-8")
+    return raw.decode("utf-8", "backslashreplace")
 
 
 def walk_audio(root: str | os.PathLike) -> tuple[list[FoundFile], list[Problem]]:
