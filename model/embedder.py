@@ -5,6 +5,10 @@ The library's scan, the tests and :meth:`Embedder.embed` (whole decoded audio) a
 then per track the segment vectors (N, 640), the track vector (their mean) and the presence of
 each part (:func:`model.parts.presence`, with the card's trained norm-loss biases when it has
 them).
+
+A model that answers with NaN or infinity raises :class:`NonFiniteError` naming the tracks it
+failed on; :meth:`Embedder.check` runs the model once on made-up audio so a broken model is
+caught before anything is stored.
 """
 
 from __future__ import annotations
@@ -29,6 +33,14 @@ log = logging.getLogger(__name__)
 
 def default_device() -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+class NonFiniteError(ValueError):
+    """The model produced NaN or infinity; ``tracks`` holds the indices of the tracks affected."""
+
+    def __init__(self, message: str, tracks: Sequence[int]):
+        super().__init__(message)
+        self.tracks = list(tracks)
 
 
 @dataclass
@@ -101,16 +113,20 @@ class Embedder:
         """The analysis windows of several tracks -> one :class:`TrackEmbedding` per track.
 
         clips[t]: (K_t, samples) mono float32 at the model's sample rate; starts[t]: (K_t,)
-        seconds. All clips go through the network together (batches span tracks). ValueError
-        when the model answers with non-finite numbers.
+        seconds. All clips go through the network together (batches span tracks).
+        :class:`NonFiniteError` when the model answers with non-finite numbers.
         """
         counts = [len(c) for c in clips]
         if not counts or min(counts) == 0:
             raise ValueError("every track needs at least one clip to embed")
         seg = self.embed_clips(np.concatenate(clips))
         assert seg.shape == (sum(counts), EMBED_DIM)
-        if not np.isfinite(seg).all():
-            raise ValueError("the model produced non-finite embeddings")
+        finite = np.isfinite(seg).all(axis=1)
+        if not finite.all():
+            ends = np.cumsum(counts)
+            bad = [t for t, (a, b) in enumerate(zip(ends - counts, ends, strict=True)) if not finite[a:b].all()]
+            raise NonFiniteError(f"the model produced non-finite embeddings (NaN or inf) for "
+                                 f"{len(bad)} of {len(counts)} tracks", bad)
         out, at = [], 0
         for k, st in zip(counts, starts, strict=True):
             s = seg[at:at + k]
@@ -119,6 +135,17 @@ class Embedder:
             out.append(TrackEmbedding(segments=s, starts=np.asarray(st, np.float32), track=track,
                                       presence=presence(track, self.norm_bias)))
         return out
+
+    def check(self, window: float = 3.0) -> None:
+        """Run the model on made-up audio (silence, noise, a tone: (3, window * rate)) and raise
+        :class:`NonFiniteError` when it answers with NaN or infinity."""
+        rate = self.audio.sample_rate
+        n = int(round(window * rate))
+        t = np.arange(n, dtype=np.float32) / rate
+        probe = np.stack([np.zeros(n, np.float32),
+                          0.1 * np.random.default_rng(0).standard_normal(n).astype(np.float32),
+                          0.3 * np.sin(2 * np.pi * 220.0 * t)])
+        self.embed_tracks([probe], [np.arange(3, dtype=np.float32) * window])
 
     def embed(self, wave: np.ndarray, sr: int, window: float = 3.0, hop: float | None = None,
               max_windows: int | None = None) -> TrackEmbedding:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 import tempfile
 from dataclasses import dataclass, field
@@ -19,7 +20,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from model.network import CSN, ModelSpec
-from model.parts import PARTS
+from model.parts import EMBED_DIM, N_PARTS, PARTS
 
 FORMAT = "partwise-weights"
 FORMAT_VERSION = 1
@@ -102,6 +103,37 @@ def read_card(path: str | os.PathLike) -> dict:
     return doc
 
 
+def check_spec(spec: ModelSpec, card: dict) -> list[str]:
+    """What is wrong with a spec and card (empty when they validate): settings the audio front
+    end and the network can run with, and a norm_bias of five finite numbers."""
+    a, n = spec.audio, spec.net
+    bad = []
+
+    def whole(name: str, v, lo: int, hi: int) -> None:
+        if isinstance(v, bool) or not isinstance(v, int) or not lo <= v <= hi:
+            bad.append(f"{name} {v!r} (a whole number in [{lo}, {hi}] expected)")
+
+    whole("audio.sample_rate", a.sample_rate, 1000, 384_000)
+    whole("audio.n_fft", a.n_fft, 16, 65_536)
+    whole("audio.hop_length", a.hop_length, 1, 65_536)
+    whole("audio.n_mels", a.n_mels, 32, 1024)
+    if not isinstance(a.f_min, (int, float)) or not math.isfinite(a.f_min) or not (
+            isinstance(a.sample_rate, int) and 0 <= a.f_min < a.sample_rate / 2):
+        bad.append(f"audio.f_min {a.f_min!r} (in [0, sample_rate / 2) expected)")
+    if a.n_mels != n.n_mels:
+        bad.append(f"audio.n_mels {a.n_mels!r} differs from net.n_mels {n.n_mels!r}")
+    for i, w in enumerate(n.widths):
+        whole(f"net.widths[{i}]", w, 1, 8192)
+    whole("net.kernel", n.kernel, 1, 31)
+    if n.out_dim != EMBED_DIM:
+        bad.append(f"net.out_dim {n.out_dim!r} ({EMBED_DIM} expected)")
+    bias = card.get("norm_bias")
+    if bias is not None and not (isinstance(bias, list) and len(bias) == N_PARTS and all(
+            isinstance(b, (int, float)) and math.isfinite(b) for b in bias)):
+        bad.append(f"card.norm_bias {bias!r} ({N_PARTS} finite numbers expected)")
+    return bad
+
+
 def load_weights(path: str | os.PathLike, device: str | torch.device = "cpu") -> Weights:
     """Rebuild the model from the JSON spec and load its tensors; never unpickles."""
     path = Path(path)
@@ -112,6 +144,10 @@ def load_weights(path: str | os.PathLike, device: str | torch.device = "cpu") ->
         spec = ModelSpec.from_dict(doc["spec"])
     except (KeyError, TypeError, ValueError) as e:
         raise WeightsError(f"{sidecar(path)}: invalid model spec ({e})") from e
+    card = doc.get("card", {})
+    problems = check_spec(spec, card if isinstance(card, dict) else {})
+    if problems:
+        raise WeightsError(f"{sidecar(path)}: the card does not validate: {'; '.join(problems)}")
     digest = file_sha256(path)
     if doc.get("sha256") and doc["sha256"] != digest:
         raise WeightsError(
