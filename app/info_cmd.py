@@ -7,12 +7,14 @@ import json
 from collections.abc import Sequence
 
 from app.cmdutil import EXIT_OK, USER_ERRORS, add_library_options, error_text, fail, open_library
+from app.walk import shown
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="partwise info", description=__doc__.replace("`", "").strip())
     p.add_argument("--json", action="store_true", help="print JSON")
-    p.add_argument("--failures", action="store_true", help="list the files that could not be analysed")
+    p.add_argument("--failures", action="store_true",
+                   help="list the files that could not be analysed and the warnings of the last walk")
     add_library_options(p)
     args = p.parse_args(argv)
     try:
@@ -21,11 +23,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         return fail(error_text(e))
     try:
         info = lib.info()
-        failures = [{"id": t.id, "path": str(t.path), "error": t.error} for t in lib.failures()]
+        failures = [{"id": t.id, "path": t.shown_path, "error": t.error} for t in lib.failures()]
+        warnings = [{"path": shown(w.path), "warning": w.message} for w in lib.walk_problems()]
     finally:
         lib.close()
     if args.json:
-        print(json.dumps({**info, "failures": failures if args.failures else len(failures)}, indent=2))
+        print(json.dumps({**info, "failures": failures if args.failures else len(failures),
+                          "warnings": warnings if args.failures else len(warnings)}, indent=2))
         return EXIT_OK
     for key, value in info.items():
         if key == "folders":
@@ -34,4 +38,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.failures:
         for f in failures:
             print(f"failed {f['id']}: {f['error']}")
+        for w in warnings:
+            print(f"warning: {w['path']}: {w['warning']}")
     return EXIT_OK

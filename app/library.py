@@ -11,12 +11,21 @@ them spread evenly over the track (``model.audioio.segment_starts``); only those
 decoded. Segment vectors, the track vector (their mean) and the presence of each part come
 from the one embedding path, :meth:`model.embedder.Embedder.embed_tracks`, fed with the
 windows of several tracks at once.
+
+Scan policy: one process writes a library at a time (:class:`app.store.WriterLock`); others may
+query meanwhile. Every problem with one file (decoding, embedding, storing it) becomes a failed
+track with its reason, and the scan goes on. A failed file is tried again when it changes,
+when the model or the analysis changes, on ``retry_failed``, and on every scan when its error
+may be temporary (permission, I/O). A problem with the model (weights that do not load or
+validate, NaN or infinite answers) stops the scan before anything stored is changed. Decoded
+audio lives only from its decoding to the end of its batch: memory is bounded by the batch.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import sqlite3
 import threading
 from collections import OrderedDict, deque
 from collections.abc import Iterator, Mapping, Sequence
@@ -30,10 +39,10 @@ from app.focus import because, best_segment_pair, parse_focus
 from app.index import IndexParams, VectorIndex
 from app.store import Row, Store, StoreError
 from app.tags import Tags, read_tags
-from app.walk import FoundFile, Problem, walk_audio
+from app.walk import FoundFile, Problem, shown, walk_audio
 from assets import DEFAULT_WEIGHTS
 from model.audioio import Clips, DecodeError, read_clips
-from model.embedder import Embedder, TrackEmbedding
+from model.embedder import Embedder, NonFiniteError, TrackEmbedding
 from model.parts import N_PARTS, PARTS
 from model.weights import WeightsError, file_sha256, read_card
 
@@ -64,8 +73,13 @@ class Track:
     album: str
     duration: float
     status: str  # "ok" | "failed" | "pending"
-    error: str | None
+    error: str | None  # readable text (file names as shown by :func:`app.walk.shown`)
     presence: np.ndarray  # (5,) float32 in [0, 1], PARTS order
+
+    @property
+    def shown_path(self) -> str:
+        """The path for people to read: bytes that are not UTF-8 as ``\\xNN``."""
+        return shown(self.path)
 
 
 @dataclass(frozen=True)
@@ -109,9 +123,14 @@ class _Work:
     is_new: bool
     track_id: int = -1
     tags: Tags | None = None
-    clips: Clips | None = None
+    clips: Clips | None = None  # dropped as soon as its batch is stored
     error: str | None = None
+    temporary: bool = False  # the error may go away by itself (permission, I/O): retry next scan
     vanished: bool = False
+
+
+# what writing one track to the store can raise; any of them fails that track, not the scan
+_STORE_ERRORS = (StoreError, sqlite3.Error, OSError, ValueError)
 
 
 class Library:
@@ -164,10 +183,17 @@ class Library:
                         f"{self.weights_path}: model weights not found. Export a trained model "
                         "there (partwise-train export) or pass --weights FILE.")
                 try:
-                    self._embedder = Embedder.from_file(self.weights_path, device=self.device,
-                                                        batch_size=self.batch_size)
+                    emb = Embedder.from_file(self.weights_path, device=self.device,
+                                             batch_size=self.batch_size)
                 except WeightsError as e:
                     raise LibraryError(str(e)) from e
+                try:
+                    emb.check(self.policy.window)
+                except (RuntimeError, ValueError) as e:
+                    raise LibraryError(
+                        f"{self.weights_path}: the model does not work ({e}); nothing in the library "
+                        "was changed. Use other weights (--weights FILE).") from e
+                self._embedder = emb
                 self.model_sha = self._embedder.sha256
                 self.store.set_meta("model_sha", self.model_sha)
                 log.info("model %s (%s) on %s", self.weights_path.name, self.model_sha[:12],
@@ -175,7 +201,8 @@ class Library:
             return self._embedder
 
     def _embed_tracks(self, clips: list[Clips]) -> list[TrackEmbedding]:
-        """The one embedding path (one forward pass at a time); LibraryError when it fails."""
+        """The one embedding path (one forward pass at a time); LibraryError when it fails (with
+        the :class:`NonFiniteError` as its cause when the model answered NaN or infinity)."""
         emb = self.embedder()
         try:
             with self._embed_lock:
@@ -230,7 +257,11 @@ class Library:
 
     def remove_folder(self, p: str | Path) -> None:
         folder = Path(p).expanduser().resolve()
-        ids = self.store.remove_folder(folder)
+        try:
+            with self.store.writer_lock():
+                ids = self.store.remove_folder(folder)
+        except StoreError as e:
+            raise LibraryError(str(e)) from e
         self.index.remove(ids)
         self._save_index()
 
@@ -259,39 +290,72 @@ class Library:
 
     # ------------------------------------------------------------ scan
     def scan(self, folders: Sequence[str | Path] | None = None,
-             cancel: threading.Event | None = None) -> Iterator[ScanProgress]:
+             cancel: threading.Event | None = None, *, retry_failed: bool = False) -> Iterator[ScanProgress]:
         """Incremental scan of ``folders`` (registered on the way; default: all registered).
 
         New files are added, changed ones (size or mtime, or another model or policy) re-embedded,
-        deleted ones removed; problems are reported in ``scan_problems`` and as failed tracks.
-        Yields progress after the walk and after each file. Stops early when ``cancel`` is set;
-        what was finished is kept.
+        deleted ones removed; failed ones retried as the module docstring says (all of them with
+        ``retry_failed``). Problems of the walk are in ``scan_problems`` and stored (see
+        :meth:`walk_problems`); problems of a file make it a failed track. Yields progress after
+        the walk and after each file. Stops early when ``cancel`` is set; what was finished is
+        kept. LibraryError, with nothing stored changed, when another process is scanning this
+        library or the model is unusable.
         """
         if not self._scan_lock.acquire(blocking=False):
             raise LibraryError(f"{self.root}: a scan is already running")
         try:
-            yield from self._scan(folders, cancel)
+            try:
+                lock = self.store.writer_lock()
+                lock.acquire()
+            except StoreError as e:
+                raise LibraryError(str(e)) from e
+            except OSError as e:
+                raise LibraryError(f"{lock.path}: cannot take the library's lock ({e.strerror or e})") from e
+            try:
+                yield from self._scan(folders, cancel, retry_failed)
+            finally:
+                lock.release()
         finally:
             self._scan_lock.release()
 
-    def _scan(self, folders, cancel) -> Iterator[ScanProgress]:
+    def walk_problems(self) -> list[Problem]:
+        """The warnings of the last walk of every folder (unreadable folders, loops, broken links)."""
+        return [Problem(p, m) for p, m in self.store.problems()]
+
+    def _roots(self, folders: Sequence[str | Path] | None) -> list[Path]:
         if folders is None:
-            roots = self.folders()
-        else:
-            roots = []
-            for f in folders:
-                self.add_folder(f)
-                roots.append(Path(f).expanduser().resolve())
+            return self.folders()
+        roots = []
+        for f in folders:
+            folder = Path(f).expanduser().resolve()
+            if not folder.is_dir():
+                raise LibraryError(f"{folder}: not a folder")
+            roots.append(folder)
+        return roots
+
+    def _wants(self, old: Row | None, f: FoundFile, retry_failed: bool) -> bool:
+        """Whether a found file needs (re)analysis, given its stored row."""
+        if old is None or (old.size, old.mtime_ns) != (f.size, f.mtime_ns) or old.status == "pending":
+            return True
+        other_model = self.model_sha is not None and (
+            old.model_sha != self.model_sha or old.policy != self.policy.key())
+        if old.status == "ok":
+            return other_model
+        return retry_failed or old.retry or other_model
+
+    def _scan(self, folders, cancel, retry_failed) -> Iterator[ScanProgress]:
+        roots = self._roots(folders)
         self._clean_temp_files()
         self.scan_problems = []
         states = {r.path: r for r in self.store.rows()}
         seen: set[str] = set()
         todo: list[_Work] = []
         gone: list[int] = []
-        policy = self.policy.key()
+        walked: list[tuple[Path, list[Problem]]] = []
         for root in roots:
             found, problems = walk_audio(root)
             self.scan_problems += problems
+            walked.append((root, problems))
             bad_dirs = [p.path for p in problems]
             for f in found:
                 key = str(f.path)
@@ -299,17 +363,18 @@ class Library:
                     continue
                 seen.add(key)
                 old = states.get(key)
-                if old is None:
-                    todo.append(_Work(f, root, is_new=True))
-                elif (old.size, old.mtime_ns) != (f.size, f.mtime_ns) or old.status == "pending":
-                    todo.append(_Work(f, root, is_new=False))
-                elif old.status == "ok" and self.model_sha is not None and (
-                        old.model_sha != self.model_sha or old.policy != policy):
-                    todo.append(_Work(f, root, is_new=False))
+                if self._wants(old, f, retry_failed):
+                    todo.append(_Work(f, root, is_new=old is None))
             for key, row in states.items():
                 if (key not in seen and Path(row.folder) == root
                         and not any(Path(key).is_relative_to(b) for b in bad_dirs)):
                     gone.append(row.id)
+        del states, seen
+        if todo:
+            self.embedder()  # a missing or broken model stops here, before anything is changed
+        for root, problems in walked:
+            self.store.add_folder(root)
+            self.store.set_problems(root, [(p.path, p.message) for p in problems])
         removed = self.store.delete_tracks(gone)
         self.index.remove(gone)
         prog = dict(done=0, total=len(todo), current=None, added=0, updated=0, removed=removed, failed=0)
@@ -344,24 +409,31 @@ class Library:
         """Runs in a pool thread: tags and the analysis windows of one file."""
         path = w.found.path
         try:
+            with open(path, "rb") as fh:  # permission and I/O errors: temporary ones
+                fh.read(1)
             w.tags = read_tags(path)
             w.clips = read_clips(path, rate, self.policy.window, self.policy.max_windows)
         except FileNotFoundError:
             w.vanished = True
+        except OSError as e:  # permission, I/O: may be gone by the next scan
+            w.error, w.temporary = f"{shown(path)}: cannot read the file ({e.strerror or e})", True
         except DecodeError as e:
-            w.error = str(e)
+            w.error = shown(str(e))
+            w.temporary = isinstance(e.__cause__, OSError)
         except MemoryError:
-            w.error = f"{path}: out of memory while decoding"
+            w.error, w.temporary = f"{shown(path)}: out of memory while decoding", True
         except Exception as e:  # a damaged file must never stop the scan
             log.debug("unexpected decode failure", exc_info=True)
-            w.error = f"{path}: decoding failed ({type(e).__name__}: {e})"
+            w.error = f"{shown(path)}: decoding failed ({type(e).__name__}: {shown(str(e))})"
         return w
 
     def _rate(self) -> int:
         return self.embedder().audio.sample_rate
 
     def _process(self, todo: list[_Work], cancel: threading.Event | None) -> Iterator[_Work]:
-        """Decode in a thread pool (ahead of the embedder), embed in batches across tracks."""
+        """Decode in a thread pool (ahead of the embedder), embed in batches across tracks.
+
+        Decoded audio is held by at most ``lookahead`` queued files and one batch."""
         if not todo:
             return
         rate = self._rate()  # fails early (LibraryError) when there is no model
@@ -386,8 +458,9 @@ class Library:
                 elif w.error is not None:
                     self._record_failure(w)
                     yield w
+                elif not self._reserve(w):
+                    yield w
                 else:
-                    w.track_id = self.store.begin_track(w.found.path, w.folder, w.found.size, w.found.mtime_ns)
                     batch.append(w)
                     if sum(len(b.clips.clips) for b in batch) >= self.batch_size:
                         yield from self._flush(batch)
@@ -399,42 +472,97 @@ class Library:
                 f.cancel()
             pool.shutdown(wait=True, cancel_futures=True)
 
+    def _reserve(self, w: _Work) -> bool:
+        """Give a new file its id (walk order) as a ``pending`` row; False when even that
+        cannot be stored (then it is a failure). Stored files keep their row untouched until
+        their new analysis is stored."""
+        if not w.is_new:
+            return True
+        try:
+            w.track_id = self.store.begin_track(w.found.path, w.folder, w.found.size, w.found.mtime_ns)
+            return True
+        except _STORE_ERRORS as e:
+            w.error = f"{shown(w.found.path)}: could not be stored in the library ({e})"
+            w.temporary = True
+            self._record_failure(w)
+            return False
+
     def _drop_vanished(self, w: _Work) -> None:
-        row = self.store.row_by_path(w.found.path)
-        if row is not None:
-            self.store.delete_tracks([row.id])
-            self.index.remove([row.id])
-        log.info("%s: disappeared during the scan; skipped", w.found.path)
+        try:
+            row = self.store.row_by_path(w.found.path)
+            if row is not None:
+                self.store.delete_tracks([row.id])
+                self.index.remove([row.id])
+        except _STORE_ERRORS as e:
+            log.warning("%s: could not forget a vanished file (%s)", shown(w.found.path), e)
+        log.info("%s: disappeared during the scan; skipped", shown(w.found.path))
 
     def _record_failure(self, w: _Work) -> None:
-        tid = self.store.begin_track(w.found.path, w.folder, w.found.size, w.found.mtime_ns)
+        """Store ``w.error`` as the file's failure; when even that cannot be stored, the
+        problem goes to ``scan_problems`` and the scan goes on."""
+        w.clips = None
         t = w.tags
-        self.store.finish_failed(tid, w.error or "unknown error", title=t.title if t else w.found.path.stem,
-                                 artist=t.artist if t else "", album=t.album if t else "",
-                                 duration=(t.duration or 0.0) if t else 0.0)
-        self.index.remove([tid])
+        try:
+            tid = self.store.begin_track(w.found.path, w.folder, w.found.size, w.found.mtime_ns)
+            self.store.finish_failed(
+                tid, w.error or "unknown error", title=t.title if t else w.found.path.stem,
+                artist=t.artist if t else "", album=t.album if t else "",
+                duration=(t.duration or 0.0) if t else 0.0, retry=w.temporary,
+                model_sha=self.model_sha, policy=self.policy.key())
+            self.index.remove([tid])
+        except _STORE_ERRORS as e:
+            self.scan_problems.append(Problem(w.found.path, f"could not record its failure ({e}): {w.error}"))
         log.warning("%s", w.error)
 
     def _flush(self, batch: list[_Work]) -> Iterator[_Work]:
+        """Embed a batch and store each track; the batch's audio is dropped on the way out."""
         try:
-            embedded = self._embed_tracks([w.clips for w in batch])
-        except LibraryError as e:
+            self._store_batch(batch, self._embed_batch(batch))
+        finally:
             for w in batch:
-                w.error = f"{w.found.path}: embedding failed ({e.__cause__ or e})"
-                self._record_failure(w)
-                yield w
-            return
-        ids, revs = [], []
+                w.clips = None
+        yield from batch
+
+    def _embed_batch(self, batch: list[_Work]) -> list[TrackEmbedding | None]:
+        """Embeddings of a batch; None for a track the model answered NaN or infinity for.
+        LibraryError (the scan stops, nothing stored) when the model fails the whole batch."""
+        try:
+            return list(self._embed_tracks([w.clips for w in batch]))
+        except LibraryError as e:
+            bad = e.__cause__.tracks if isinstance(e.__cause__, NonFiniteError) else []
+            if not bad or len(bad) == len(batch):
+                self.store.delete_tracks([w.track_id for w in batch if w.is_new and w.track_id >= 0])
+                raise LibraryError(f"{e}; the scan stopped and nothing in the library was changed. "
+                                   "Check the weights (--weights FILE).") from e.__cause__
+        keep = [i for i in range(len(batch)) if i not in bad]
+        good = iter(self._embed_tracks([batch[i].clips for i in keep]))
+        return [None if i in bad else next(good) for i in range(len(batch))]
+
+    def _store_batch(self, batch: list[_Work], embedded: list[TrackEmbedding | None]) -> None:
+        ids, revs, vecs = [], [], []
         for w, e in zip(batch, embedded, strict=True):
-            rev = self.store.finish_ok(
-                w.track_id, title=w.tags.title, artist=w.tags.artist, album=w.tags.album,
-                duration=w.clips.info.duration, model_sha=self.model_sha, policy=self.policy.key(),
-                vector=e.track, presence=e.presence, segments=e.segments, starts=e.starts)
+            if e is None:
+                w.error = (f"{shown(w.found.path)}: the model answered NaN or infinity for this file; "
+                           "it is tried again with other weights")
+                self._record_failure(w)
+                continue
+            try:
+                w.track_id = self.store.begin_track(w.found.path, w.folder, w.found.size, w.found.mtime_ns)
+                rev = self.store.finish_ok(
+                    w.track_id, title=w.tags.title, artist=w.tags.artist, album=w.tags.album,
+                    duration=w.clips.info.duration, model_sha=self.model_sha, policy=self.policy.key(),
+                    vector=e.track, presence=e.presence, segments=e.segments, starts=e.starts)
+            except _STORE_ERRORS as err:
+                w.error = f"{shown(w.found.path)}: could not be stored in the library ({err})"
+                w.temporary = True
+                self._record_failure(w)
+                continue
             ids.append(w.track_id)
             revs.append(rev)
-        self.index.upsert(ids, revs, np.stack([e.track for e in embedded]))
-        self.index.maintain()
-        yield from batch
+            vecs.append(e.track)
+        if ids:
+            self.index.upsert(ids, revs, np.stack(vecs))
+            self.index.maintain()
 
     # ------------------------------------------------------------ search
     def search(self, query: int | str | Path, focus: Mapping[str, float] | Sequence[float],
@@ -533,10 +661,10 @@ class Library:
         """Counts and locations for ``partwise info``."""
         counts = {s: self.store.count(s) for s in ("ok", "failed", "pending")}
         stale = len(self.store.ok_revs(None)) - len(self.store.ok_revs(self.model_sha)) if self.model_sha else 0
-        return {"library": str(self.root), "folders": [str(f) for f in self.folders()],
+        return {"library": shown(self.root), "folders": [shown(f) for f in self.folders()],
                 "tracks": sum(counts.values()), **counts, "stale_model": stale,
                 "indexed": len(self.index), "hnsw": self.index.has_hnsw,
-                "weights": str(self.weights_path), "weights_present": self.weights_path.is_file(),
+                "weights": shown(self.weights_path), "weights_present": self.weights_path.is_file(),
                 "model_sha": self.model_sha, "policy": self.policy.key()}
 
     def close(self) -> None:

@@ -1,4 +1,8 @@
-"""``partwise scan DIR...``: add folders to the library and scan them incrementally."""
+"""``partwise scan DIR...``: add folders to the library and scan them incrementally.
+
+One scan writes a library at a time: a second one exits with a message naming the first. Failed
+files are tried again when they change, when the model changes, with --retry-failed, and on
+every scan when the error may be temporary (permission, I/O)."""
 
 from __future__ import annotations
 
@@ -19,13 +23,17 @@ from app.cmdutil import (
     fail,
     open_library,
 )
+from app.walk import shown
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="partwise scan", description=__doc__.replace("`", "").strip())
+    p = argparse.ArgumentParser(prog="partwise scan", description=__doc__.replace("`", "").strip(),
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("folders", nargs="*", type=Path,
                    help="music folders (default: rescan every folder already in the library)")
     p.add_argument("--remove", action="store_true", help="remove the given folders and their tracks instead")
+    p.add_argument("--retry-failed", action="store_true",
+                   help="analyse the files that failed before again, even if they did not change")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     add_library_options(p)
     args = p.parse_args(argv)
@@ -45,13 +53,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         last = None
         bar = None
         try:
-            for prog in lib.scan(args.folders or None, cancel=cancel):
+            for prog in lib.scan(args.folders or None, cancel=cancel, retry_failed=args.retry_failed):
                 if bar is None:
                     bar = tqdm(total=prog.total, unit="track", disable=args.no_progress or None,
                                file=sys.stderr, dynamic_ncols=True)
                 bar.n = prog.done
                 if prog.current is not None:
-                    bar.set_postfix_str(prog.current.name[:40], refresh=False)
+                    bar.set_postfix_str(shown(prog.current.name)[:40], refresh=False)
                 bar.refresh()
                 last = prog
         except KeyboardInterrupt:
