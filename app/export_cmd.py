@@ -20,18 +20,23 @@ import csv
 import io
 import os
 import sys
-import unicodedata
 from collections.abc import Sequence
 from pathlib import Path
 
 from app.cmdutil import (
     EXIT_OK,
-    USER_ERRORS,
+    ArgumentParser,
     add_library_options,
-    error_text,
+    check_focus,
+    check_results,
+    command,
+    count_arg,
     fail,
+    focus_arg,
+    one_line,
     open_library,
     parse_query,
+    unsafe_char,
 )
 from app.library import Result, Track
 from model.parts import PARTS
@@ -40,22 +45,11 @@ from model.weights import atomic_write
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r", "\n")
 
 
-def _unsafe(ch: str) -> bool:
-    """A character a one-line field cannot carry: control (C0, DEL, C1 incl. NEL), line or
-    paragraph separator, or a lone surrogate (a byte of a non-UTF-8 file name)."""
-    return unicodedata.category(ch) in ("Cc", "Zl", "Zp", "Cs")
-
-
-def one_line(text: str) -> str:
-    """``text`` with every control character and line break replaced by a space."""
-    return "".join(" " if _unsafe(ch) else ch for ch in text)
-
-
 def path_entry(path: str | os.PathLike) -> str:
     """How a track's path is written: the path, or a ``file://`` URI when a plain line could
     not carry it exactly (see the module docstring)."""
     text = os.fspath(path)
-    if text and text == text.strip() and not text.startswith("#") and not any(map(_unsafe, text)):
+    if text and text == text.strip() and not text.startswith("#") and not any(map(unsafe_char, text)):
         return text
     return Path(os.path.abspath(text)).as_uri()
 
@@ -101,31 +95,33 @@ def tracks_csv(tracks: Sequence[Track]) -> str:
     return buf.getvalue()
 
 
+@command("partwise export")
 def main(argv: Sequence[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="partwise export", description=__doc__.replace("`", "").strip())
+    p = ArgumentParser(prog="partwise export", description=__doc__.replace("`", "").strip(),
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("query", nargs="?", help="a track id or audio file; without it, the whole library")
-    p.add_argument("--focus", default="drums=1,bass=1,piano=1,guitar=1,others=1",
+    p.add_argument("--focus", type=focus_arg, default=None,
                    help="weights per part in [-1, 1], as for 'partwise query'")
-    p.add_argument("-k", type=int, default=25, help="number of results (default 25)")
+    p.add_argument("-k", type=count_arg, default=25, help="number of results (default 25)")
     p.add_argument("-o", "--output", type=Path, default=None, help="output file (default: standard output)")
     p.add_argument("--format", choices=("m3u", "csv"), default=None,
                    help="m3u playlist or csv table (default: from the output suffix, else m3u)")
     add_library_options(p)
     args = p.parse_args(argv)
     fmt = args.format or ("csv" if args.output is not None and args.output.suffix.lower() == ".csv" else "m3u")
-    try:
-        lib = open_library(args)
-    except USER_ERRORS as e:
-        return fail(error_text(e))
+    lib = open_library(args, existing=True)
     try:
         if args.query is not None:
-            results = lib.search(parse_query(args.query), args.focus, k=args.k)
+            query = parse_query(args.query)
+            w, warnings = check_focus(lib, query, args.focus)
+            for warning in warnings:
+                print(f"warning: {warning}", file=sys.stderr)
+            results = lib.search(query, w, k=args.k)
+            check_results(lib, len(results))
             text = results_csv(results) if fmt == "csv" else m3u([r.track for r in results])
         else:
             tracks = lib.tracks()
             text = tracks_csv(tracks) if fmt == "csv" else m3u([t for t in tracks if t.status == "ok"])
-    except USER_ERRORS as e:
-        return fail(error_text(e))
     finally:
         lib.close()
     data = text.encode("utf-8")  # every field above is valid Unicode
@@ -137,6 +133,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         try:
             atomic_write(args.output.expanduser().resolve(), lambda tmp: Path(tmp).write_bytes(data))
         except OSError as e:
-            return fail(f"{args.output}: cannot write ({e.strerror or e})")
+            return fail(f"{args.output}: cannot write ({e.strerror or e})", prog="partwise export")
         print(f"wrote {args.output} ({fmt})", file=sys.stderr)
     return EXIT_OK

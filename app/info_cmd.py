@@ -2,25 +2,22 @@
 
 from __future__ import annotations
 
-import argparse
 import json
 from collections.abc import Sequence
 
-from app.cmdutil import EXIT_OK, USER_ERRORS, add_library_options, error_text, fail, open_library
+from app.cmdutil import EXIT_OK, ArgumentParser, add_library_options, command, open_library
 from app.walk import shown
 
 
+@command("partwise info")
 def main(argv: Sequence[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="partwise info", description=__doc__.replace("`", "").strip())
+    p = ArgumentParser(prog="partwise info", description=__doc__.replace("`", "").strip())
     p.add_argument("--json", action="store_true", help="print JSON")
     p.add_argument("--failures", action="store_true",
                    help="list the files that could not be analysed and the warnings of the last walk")
     add_library_options(p)
     args = p.parse_args(argv)
-    try:
-        lib = open_library(args)
-    except USER_ERRORS as e:
-        return fail(error_text(e))
+    lib = open_library(args, existing=True)
     try:
         info = lib.info()
         failures = [{"id": t.id, "path": t.shown_path, "error": t.error} for t in lib.failures()]

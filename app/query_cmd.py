@@ -2,20 +2,24 @@
 
 from __future__ import annotations
 
-import argparse
 import json
+import sys
 from collections.abc import Sequence
 
 from app.cmdutil import (
     EXIT_OK,
-    USER_ERRORS,
+    ArgumentParser,
     add_library_options,
-    error_text,
-    fail,
+    check_focus,
+    check_results,
+    command,
+    count_arg,
+    focus_arg,
+    one_line,
     open_library,
     parse_query,
 )
-from app.focus import format_focus, parse_focus
+from app.focus import format_focus
 from app.library import Result
 from model.parts import PARTS
 
@@ -36,28 +40,25 @@ def _mmss(s: float) -> str:
     return f"{int(s) // 60}:{int(s) % 60:02d}"
 
 
+@command("partwise query")
 def main(argv: Sequence[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="partwise query", description=__doc__.replace("`", "").strip())
+    p = ArgumentParser(prog="partwise query", description=__doc__.replace("`", "").strip())
     p.add_argument("query", help="a track id in the library, or an audio file")
-    p.add_argument("--focus", default="drums=1,bass=1,piano=1,guitar=1,others=1",
+    p.add_argument("--focus", type=focus_arg, default=None,
                    help="weights per part in [-1, 1], e.g. drums=1,bass=0.5 or drums=1,others=-0.5 "
                         "(negative: different in that part); default: all parts equally")
-    p.add_argument("-k", type=int, default=10, help="number of results (default 10)")
+    p.add_argument("-k", type=count_arg, default=10, help="number of results (default 10)")
     p.add_argument("--json", action="store_true", help="print JSON")
     add_library_options(p)
     args = p.parse_args(argv)
+    query = parse_query(args.query)
+    lib = open_library(args, existing=True)
     try:
-        w = parse_focus(args.focus)
-    except ValueError as e:
-        return fail(str(e), 2)
-    try:
-        lib = open_library(args)
-    except USER_ERRORS as e:
-        return fail(error_text(e))
-    try:
-        results = lib.search(parse_query(args.query), w, k=args.k)
-    except USER_ERRORS as e:
-        return fail(error_text(e))
+        w, warnings = check_focus(lib, query, args.focus)
+        for warning in warnings:
+            print(f"warning: {warning}", file=sys.stderr)
+        results = lib.search(query, w, k=args.k)
+        check_results(lib, len(results))
     finally:
         lib.close()
     if args.json:
@@ -70,7 +71,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f"{'#':>3} {'match':>6}  {head}  {'because':>7}  {'at':>5} {'from':>5}  title - artist")
     for i, r in enumerate(results, 1):
         parts = "  ".join(f"{s:6.0%}" for s in r.similarity)
-        who = f"{r.track.title} - {r.track.artist}" if r.track.artist else r.track.title
+        who = one_line(f"{r.track.title} - {r.track.artist}" if r.track.artist else r.track.title)
         print(f"{i:>3} {r.score:6.1%}  {parts}  {r.because:>7}  {_mmss(r.match_start):>5} "
               f"{_mmss(r.query_start):>5}  {who}")
     return EXIT_OK

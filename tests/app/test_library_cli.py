@@ -77,6 +77,6 @@ def test_errors_and_exit_codes(tmp_path, lib_args, capsys):
     import soundfile as sf
 
     sf.write(outside, music(4.0), 22050)
-    missing = ["--library", str(tmp_path / "lib2"), "--weights", str(tmp_path / "none.safetensors")]
+    missing = ["--library", str(tmp_path / "lib"), "--weights", str(tmp_path / "none.safetensors")]
     assert query_cmd.main([str(outside), *missing]) == 1
     assert "model weights not found" in capsys.readouterr().err
