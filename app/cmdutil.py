@@ -95,7 +95,8 @@ def count_arg(text: str) -> int:
 def focus_arg(text: str) -> np.ndarray:
     """``--focus``: part=weight pairs (see :func:`app.focus.parse_focus`) -> (5,) float32."""
     try:
-        return parse_focus(text)
+        with np.errstate(all="ignore"):  # 1e40 is reported as not finite, without a numpy warning
+            return parse_focus(text)
     except (ValueError, KeyError) as e:
         raise argparse.ArgumentTypeError(error_text(e)) from None
 
@@ -157,6 +158,8 @@ def command(prog: str) -> Callable[[Callable[[Sequence[str] | None], int]], Call
 
 def parse_query(text: str) -> int | Path:
     """A track id (digits, when no such file exists) or a file path."""
+    if not text.strip():
+        raise UsageError("the query is empty: give a track id or an audio file")
     p = Path(text).expanduser()
     if text.isascii() and text.isdigit() and not p.exists():
         if int(text) > SQLITE_MAX_ID:
@@ -189,10 +192,18 @@ def check_focus(lib: Library, query: int | Path, w: np.ndarray | None) -> tuple[
 
 
 def check_results(lib: Library, n: int) -> None:
-    """LibraryError when a search found nothing: the library holds no other analysed track."""
-    if n == 0:
-        raise LibraryError(f"nothing to compare with: the library {lib.root} holds no other analysed "
-                           "track; scan a music folder into it first")
+    """LibraryError when a search found nothing, saying why: the library holds no other track
+    analysed by the model in use (none at all, or only by another model)."""
+    if n:
+        return
+    stale = lib.info().get("stale_model", 0)
+    if stale:
+        raise LibraryError(f"nothing to compare with: the library's {stale} analysed tracks were made "
+                           f"with another model than {lib.weights_path.name}; rescan with this one "
+                           "('partwise scan' with the same --library and --weights) or pass the "
+                           "--weights they were made with")
+    raise LibraryError(f"nothing to compare with: the library {lib.root} holds no other analysed "
+                       "track; scan a music folder into it first")
 
 
 def unsafe_char(ch: str) -> bool:

@@ -61,6 +61,8 @@ BAD_DEVICE = "cuda" if CPU_ONLY else f"cuda:{torch.cuda.device_count()}"
     (["1", "--focus", "banjo=1"], "--focus: unknown part 'banjo'"),
     (["1", "--focus", "drums=loud"], "'loud' is not a number"),
     (["1", "--focus", "drums=nan"], "not finite"),
+    (["1", "--focus", "drums=1e40"], "must be finite"),
+    ([" "], "the query is empty"),
     (["1", "--focus", "drums=0,bass=0"], "focus is all zero"),
     (["1", "--focus", ","], "names no part"),
     (["1", "--loud"], "unrecognized arguments: --loud"),
@@ -113,7 +115,11 @@ def test_a_library_with_nothing_to_compare_says_so(tmp_path, capsys):
     for main in (query_cmd.main, export_cmd.main):
         code, out, err = run(main, ["1", *args], capsys)
         assert code == 1 and out == ""
-        assert "nothing to compare with" in one_error_line(err)
+        assert "holds no other analysed track" in one_error_line(err)
+    # tracks analysed by another model than the one given are not compared: say which
+    other = tiny_weights(tmp_path / "other.safetensors", seed=1)
+    code, _, err = run(query_cmd.main, ["1", *args[:2], "--weights", str(other)], capsys)
+    assert code == 1 and "1 analysed tracks were made with another model than other.safetensors" in err
 
 
 def test_query_prints_one_line_per_result_whatever_the_tags(lib_args, capsys):
