@@ -162,7 +162,8 @@ class WriterLock:
             log.info("%s: recovered a stale lock (%s)", self.path, old)
         started = datetime.datetime.now().isoformat(timespec="seconds")
         os.ftruncate(fd, 0)
-        os.pwrite(fd, f"pid {os.getpid()}, started {started}\n".encode(), 0)
+        os.lseek(fd, 0, os.SEEK_SET)
+        os.write(fd, f"pid {os.getpid()}, started {started}\n".encode())
         self._fd = fd
 
     def release(self) -> None:
