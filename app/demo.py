@@ -20,6 +20,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from app.cmdutil import device_arg
 from app.library import DEFAULT_WEIGHTS
 from app.userdirs import demo_cache_dir, demo_library_dir
 from assets import DEMO as DEMO_ASSETS
@@ -194,7 +195,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help=f"where the demo audio goes (default: {demo_cache_dir()})")
     p.add_argument("--no-gui", action="store_true", help="only prepare the demo library")
     p.add_argument("--limit", type=int, default=None, help="only the first N files of the collection")
-    p.add_argument("--device", default=None, help="torch device for the scan (default: CUDA when present)")
+    p.add_argument("--device", default=None, type=device_arg,
+                   help="torch device for the scan: cpu, cuda, cuda:N or mps (default: CUDA when present)")
     p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     return p
 

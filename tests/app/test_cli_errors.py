@@ -154,3 +154,12 @@ def test_an_unexpected_error_is_one_line_not_a_traceback(lib_args, capsys, monke
     monkeypatch.setattr(Library, "search", broken)
     code, _, err = run(query_cmd.main, ["1", *lib_args], capsys)
     assert code == 1 and "unexpected ZeroDivisionError: division by zero" in one_error_line(err)
+
+
+def test_demo_refuses_a_device_before_preparing_anything(tmp_path, capsys):
+    from app import demo
+
+    with pytest.raises(SystemExit) as e:
+        demo.main(["--no-gui", "--device", "nonsense", "--library", str(tmp_path / "lib")])
+    assert e.value.code == 2 and "'nonsense' is not a device" in capsys.readouterr().err
+    assert not (tmp_path / "lib").exists()
