@@ -163,3 +163,12 @@ def test_demo_refuses_a_device_before_preparing_anything(tmp_path, capsys):
         demo.main(["--no-gui", "--device", "nonsense", "--library", str(tmp_path / "lib")])
     assert e.value.code == 2 and "'nonsense' is not a device" in capsys.readouterr().err
     assert not (tmp_path / "lib").exists()
+
+
+@pytest.mark.gpu
+def test_cuda_is_accepted_where_there_is_one(lib_args, tmp_path, capsys):
+    outside = tmp_path / "outside.wav"
+    sf.write(outside, music(4.0, seed=9), 22050)
+    for device in ("cuda", "cuda:0"):
+        code, out, _ = run(query_cmd.main, [str(outside), "-k", "2", *lib_args, "--device", device], capsys)
+        assert code == 0 and "2 results" in out
