@@ -140,12 +140,18 @@ class VectorIndex:
             return {i: int(self._revs[r]) for i, r in self._pos.items()}
 
     def vectors(self) -> tuple[np.ndarray, np.ndarray]:
-        """Copies of the live ids (N,) int64 and vectors (N, 640) float32, ordered by id."""
+        """Copies of the live ids (N,) int64 and vectors (N, 640) float32, ordered by id.
+
+        The lock is held only to pick the rows: a row below ``_n`` is never written again (new
+        rows are appended; growth and compaction make new arrays), so the N x 640 gather runs
+        beside the searches rather than in their way.
+        """
         with self._lock:
+            vecs = self._vecs
             rows = np.flatnonzero(self._alive[: self._n])
-            ids = self._ids[rows].copy()
-            order = np.argsort(ids, kind="stable")
-            return ids[order], self._vecs[rows[order]].copy()
+            ids = self._ids[rows]
+        order = np.argsort(ids, kind="stable")
+        return ids[order], vecs[rows[order]]
 
     def vector(self, track_id: int) -> np.ndarray | None:
         with self._lock:
