@@ -43,7 +43,7 @@ from app.walk import FoundFile, Problem, shown, walk_audio
 from assets import DEFAULT_WEIGHTS
 from model.audioio import Clips, DecodeError, read_clips
 from model.embedder import Embedder, NonFiniteError, TrackEmbedding
-from model.parts import N_PARTS, PARTS
+from model.parts import EMBED_DIM, N_PARTS, PARTS
 from model.weights import WeightsError, file_sha256, read_card
 
 log = logging.getLogger(__name__)
@@ -187,6 +187,10 @@ class Library:
                                              batch_size=self.batch_size)
                 except WeightsError as e:
                     raise LibraryError(str(e)) from e
+                if emb.spec.net.out_dim != EMBED_DIM:
+                    raise LibraryError(
+                        f"{self.weights_path}: gives {emb.spec.net.out_dim}-d embeddings, not the "
+                        f"{EMBED_DIM}-d of a whole model (an individual net?); pass --weights FILE")
                 try:
                     emb.check(self.policy.window)
                 except (RuntimeError, ValueError) as e:

@@ -24,8 +24,10 @@ import model.audioio
 from app import info_cmd, scan_cmd
 from app.library import Library, LibraryError
 from app.store import SCHEMA_VERSION, Store, StoreError
+from model.audio import AudioConfig
 from model.audioio import read_clips, segment_starts
 from model.embedder import Embedder
+from model.network import CSN, ModelSpec, NetConfig
 from model.weights import WeightsError, load_weights, read_card, save_weights, sidecar
 from tests.app.library_helpers import music, tiny_weights, write_bad_files
 from tests.app.test_library import ROOT, run_scan, songs
@@ -191,7 +193,15 @@ def bad_card_weights(path: Path) -> Path:
     return path
 
 
-@pytest.mark.parametrize("make", [nan_weights, bad_card_weights], ids=["nan-model", "card-rate-minus-5"])
+def individual_net_weights(path: Path) -> Path:
+    """A trainer's individual net (128-d out): a valid weights file, but not an app model."""
+    net = NetConfig(widths=(4, 8, 8, 16, 16), n_mels=64, out_dim=128)
+    save_weights(path, CSN(net), ModelSpec(net=net, audio=AudioConfig(n_mels=64)))
+    return path
+
+
+@pytest.mark.parametrize("make", [nan_weights, bad_card_weights, individual_net_weights],
+                         ids=["nan-model", "card-rate-minus-5", "individual-net"])
 def test_a_broken_model_stops_the_scan_and_changes_nothing(tmp_path, weights, make, capsys):
     files = songs(tmp_path / "music", 5)
     write_bad_files(tmp_path / "music" / "bad")
@@ -203,7 +213,8 @@ def test_a_broken_model_stops_the_scan_and_changes_nothing(tmp_path, weights, ma
     assert scan_cmd.main(["--no-progress", *lib_args(tmp_path, broken)]) == 1
     err = capsys.readouterr().err
     assert "broken.json" in err or "broken.safetensors" in err
-    assert ("non-finite" in err) if make is nan_weights else ("sample_rate -5" in err), err
+    says = {nan_weights: "non-finite", bad_card_weights: "sample_rate -5", individual_net_weights: "128-d"}
+    assert says[make] in err, err
     assert "Traceback" not in err
     assert snapshot(tmp_path / "lib") == before
     with Library(tmp_path / "lib", weights=broken, device="cpu") as lib:
