@@ -614,7 +614,7 @@ class Library:
             if row is None:
                 return self._embed_file(Path(query))
         if row.status != "ok":
-            raise LibraryError(f"track {row.id} ({row.path}) has no embedding: "
+            raise LibraryError(f"track {row.id} ({shown(row.path)}) has no embedding: "
                                f"{row.error or 'not analysed yet'}")
         vec = self.index.vector(row.id)
         if vec is None:

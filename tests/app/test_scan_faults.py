@@ -70,6 +70,8 @@ def test_non_utf8_names_are_stored_and_shown_losslessly(tmp_path, weights, capsy
         assert t.shown_path.endswith("latin1_\\xe9t\\xe9.wav") and t.title == "latin1_\\xe9t\\xe9"
         f = lib.find(broken)
         assert f.status == "failed" and "broken_\\xff.wav" in f.error
+        with pytest.raises(LibraryError, match=r"broken_\\xff\.wav\) has no embedding"):
+            lib.search(f.id, {"bass": 1})
         assert len(lib.search(t.id, {"bass": 1}, k=5)) == 2
         assert run_scan(lib)[0].total == 0  # stored exactly: found again as the same file
     capsys.readouterr()
