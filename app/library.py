@@ -23,6 +23,7 @@ audio lives only from its decoding to the end of its batch: memory is bounded by
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import sqlite3
@@ -42,11 +43,13 @@ from app.tags import Tags, read_tags
 from app.walk import FoundFile, Problem, shown, walk_audio
 from assets import DEFAULT_WEIGHTS
 from model.audioio import Clips, DecodeError, read_clips
-from model.embedder import Embedder, NonFiniteError, TrackEmbedding
+from model.embedder import Embedder, NonFiniteError, TrackEmbedding, track_presence
 from model.parts import EMBED_DIM, N_PARTS, PARTS
 from model.weights import WeightsError, file_sha256, read_card
 
 log = logging.getLogger(__name__)
+
+PRESENCE_RULE = "windows-mean"  # see model.embedder.track_presence; bump when the rule changes
 
 
 class LibraryError(RuntimeError):
@@ -347,9 +350,45 @@ class Library:
             return other_model
         return retry_failed or old.retry or other_model
 
+    def presence_key(self) -> str:
+        """What the stored presence depends on besides the model's tensors: the rule
+        (:func:`model.embedder.track_presence`) and the card's biases, which a calibration may
+        change without touching the tensors."""
+        return json.dumps({"rule": PRESENCE_RULE, "norm_bias": self.card.get("norm_bias")})
+
+    def refresh_presence(self) -> int:
+        """Recompute the presence of the current model's ok tracks from their stored windows
+        when the rule or the biases changed since it was stored; returns how many tracks were
+        updated. Needs the writer lock (the scan holds it); a track whose windows cannot be
+        read keeps its presence and is logged."""
+        key = self.presence_key()
+        if self.model_sha is None or self.store.get_meta("presence_key") == key:
+            return 0
+        bias = self.card.get("norm_bias")
+        done = 0
+        batch: list[tuple[int, np.ndarray]] = []
+        for row in self.store.rows("ok"):
+            if row.model_sha != self.model_sha:
+                continue
+            try:
+                segs, _ = self.store.load_segments(row)
+            except StoreError as e:
+                log.warning("%s", e)
+                continue
+            batch.append((row.id, track_presence(segs, bias)))
+            if len(batch) >= 500:
+                done += self.store.set_presence(batch)
+                batch = []
+        done += self.store.set_presence(batch)
+        self.store.set_meta("presence_key", key)
+        if done:
+            log.info("presence of %d tracks recomputed from their windows", done)
+        return done
+
     def _scan(self, folders, cancel, retry_failed) -> Iterator[ScanProgress]:
         roots = self._roots(folders)
         self._clean_temp_files()
+        self.refresh_presence()
         self.scan_problems = []
         states = {r.path: r for r in self.store.rows()}
         seen: set[str] = set()

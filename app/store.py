@@ -466,6 +466,17 @@ class Store:
         except (OSError, ValueError, KeyError) as e:
             raise StoreError(f"{p}: segment file missing or damaged ({e})") from e
 
+    def set_presence(self, items: Iterable[tuple[int, np.ndarray]]) -> int:
+        """Replace the stored presence (5,) of ok tracks, in one transaction; returns how many
+        rows changed. Vectors, segments and revs stay as they are."""
+        rows = [(np.ascontiguousarray(p, dtype=np.float32).tobytes(), int(i)) for i, p in items]
+        for blob, _ in rows:
+            if len(blob) != 4 * N_PARTS:
+                raise ValueError(f"presence must hold {N_PARTS} values")
+        with self.transaction() as con:
+            cur = con.executemany("UPDATE tracks SET presence=? WHERE id=? AND status='ok'", rows)
+            return cur.rowcount
+
     def ok_revs(self, model_sha: str | None) -> dict[int, int]:
         """id -> rev of the ok tracks (of ``model_sha`` when given)."""
         if model_sha is None:

@@ -3,8 +3,8 @@
 The library's scan, the tests and :meth:`Embedder.embed` (whole decoded audio) all go through
 :meth:`Embedder.embed_tracks`: one batched forward pass over the clips of one or many tracks,
 then per track the segment vectors (N, 640), the track vector (their mean) and the presence of
-each part (:func:`model.parts.presence`, with the card's trained norm-loss biases when it has
-them).
+each part (:func:`track_presence`: the mean over the track's windows of each window's presence,
+:func:`model.parts.presence` with the card's norm-loss biases when it has them).
 
 A model that answers with NaN or infinity raises :class:`NonFiniteError` naming the tracks it
 failed on; :meth:`Embedder.check` runs the model once on made-up audio so a broken model is
@@ -43,10 +43,23 @@ class NonFiniteError(ValueError):
         self.tracks = list(tracks)
 
 
+def track_presence(segments: np.ndarray, norm_bias: Sequence[float] | None) -> np.ndarray:
+    """(N, 640) window vectors -> (5,) float32: each part's presence averaged over the windows.
+
+    Read window by window, not from the track vector: the mean of windows that point different
+    ways is shorter than any of them, so a part that plays throughout would read as faint, and
+    a part that plays in half the windows reads as about half present.
+    """
+    segs = np.asarray(segments, np.float32).reshape(-1, EMBED_DIM)
+    if not len(segs):
+        raise ValueError("no windows: presence needs at least one")
+    return presence(segs, norm_bias).mean(axis=0).astype(np.float32)
+
+
 @dataclass
 class TrackEmbedding:
     """segments: (N, 640) float32; starts: (N,) seconds; track: (640,) mean of the segments;
-    presence: (5,) float32 in [0, 1]."""
+    presence: (5,) float32 in [0, 1] (:func:`track_presence`)."""
 
     segments: np.ndarray
     starts: np.ndarray
@@ -133,7 +146,7 @@ class Embedder:
             at += k
             track = s.mean(axis=0).astype(np.float32)
             out.append(TrackEmbedding(segments=s, starts=np.asarray(st, np.float32), track=track,
-                                      presence=presence(track, self.norm_bias)))
+                                      presence=track_presence(s, self.norm_bias)))
         return out
 
     def check(self, window: float = 3.0) -> None:

@@ -1,3 +1,4 @@
+import json
 import os
 import shutil
 import signal
@@ -257,16 +258,43 @@ def test_missing_weights_give_a_clear_error(tmp_path):
 def test_presence_uses_the_cards_norm_bias(tmp_path):
     bias = [0.5, -1.0, 0.0, 2.0, 1.0]
     w = tiny_weights(tmp_path / "w.safetensors", card={"norm_bias": bias})
-    songs(tmp_path / "music", 2)
+    songs(tmp_path / "music", 2, seconds=7.0)
     with Library(tmp_path / "lib", weights=w, device="cpu") as lib:
         run_scan(lib, [tmp_path / "music"])
         ids, vecs = lib.track_vectors()
-        for tid, v in zip(ids, vecs, strict=True):
-            expect = 1 / (1 + np.exp(-(np.log(part_norms(v)) + np.array(bias))))
+        for tid in ids:
+            segs, _ = lib.store.load_segments(lib.store.row(int(tid)))
+            assert len(segs) > 1
+            # each window's presence (eq. 5 with the card's biases), averaged over the windows
+            expect = (1 / (1 + np.exp(-(np.log(part_norms(segs)) + np.array(bias))))).mean(0)
             np.testing.assert_allclose(lib.track(int(tid)).presence, expect, rtol=1e-5)
     v = np.zeros(EMBED_DIM, np.float32)
     v[0], v[128] = 2.0, 1.0
     np.testing.assert_allclose(presence(v), [1, 0.5, 0, 0, 0])
+
+
+def test_new_biases_in_the_card_refresh_presence_without_reembedding(tmp_path):
+    """A calibration changes a card's biases, not its tensors: the next scan recomputes every
+    track's presence from its stored windows and re-embeds nothing."""
+    w = tiny_weights(tmp_path / "w.safetensors", card={"norm_bias": [0.0] * 5})
+    songs(tmp_path / "music", 3, seconds=7.0)
+    with Library(tmp_path / "lib", weights=w, device="cpu") as lib:
+        run_scan(lib, [tmp_path / "music"])
+        before = {t.id: t.presence for t in lib.tracks()}
+        revs = lib.store.ok_revs(None)
+    card = json.loads(w.with_suffix(".json").read_text())
+    new_bias = [3.0, -3.0, 1.0, 0.0, -1.0]
+    card["card"]["norm_bias"] = new_bias
+    w.with_suffix(".json").write_text(json.dumps(card))
+    with Library(tmp_path / "lib", weights=w, device="cpu") as lib:
+        last, _ = run_scan(lib, [tmp_path / "music"])
+        assert (last.added, last.updated) == (0, 0) and lib.store.ok_revs(None) == revs
+        for t in lib.tracks():
+            segs, _ = lib.store.load_segments(lib.store.row(t.id))
+            expect = (1 / (1 + np.exp(-(np.log(part_norms(segs)) + np.array(new_bias))))).mean(0)
+            np.testing.assert_allclose(t.presence, expect, rtol=1e-5)
+            assert not np.allclose(t.presence, before[t.id])
+        assert lib.refresh_presence() == 0  # done once
 
 
 def test_file_deleted_mid_scan(tmp_path, weights):
