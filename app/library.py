@@ -40,6 +40,7 @@ from app.focus import because, best_segment_pair, parse_focus
 from app.index import IndexParams, VectorIndex
 from app.store import Row, Store, StoreError
 from app.tags import Tags, read_tags
+from app.timeline import moment
 from app.walk import FoundFile, Problem, shown, walk_audio
 from assets import DEFAULT_WEIGHTS
 from model.audioio import Clips, DecodeError, read_clips
@@ -609,16 +610,22 @@ class Library:
 
     # ------------------------------------------------------------ search
     def search(self, query: int | str | Path, focus: Mapping[str, float] | Sequence[float],
-               k: int = 10) -> list[Result]:
+               k: int = 10, at: tuple[float, float] | None = None) -> list[Result]:
         """The k tracks closest to ``query`` under ``focus`` (see :mod:`app.focus`).
 
         query: a track id in the library, or an audio file (a library file is used as its
         track; any other is embedded on the fly and not added). The query track never comes back.
+        at: a stretch (start, end) in seconds of the query track: only its analysed windows make
+        the query (:func:`app.timeline.moment`), "tracks whose bass sounds like this bit".
         """
         w = parse_focus(focus)
         if k <= 0:
             return []
         q, q_segs, q_starts, q_presence, exclude = self._query(query)
+        if at is not None:
+            m = moment(q_segs, q_starts, self.policy.window, float(at[0]), float(at[1]))
+            q, q_segs, q_starts = m.vector, m.segments, m.starts
+            q_presence = track_presence(m.segments, self.card.get("norm_bias"))
         hits = self.index.search(q, w, k, exclude=exclude)
         scales = self.index.scales()
         out = []

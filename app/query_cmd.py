@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import sys
 from collections.abc import Sequence
@@ -21,6 +22,7 @@ from app.cmdutil import (
 )
 from app.focus import format_focus
 from app.library import Result
+from app.timeline import format_time, parse_span
 from model.parts import PARTS
 
 
@@ -36,6 +38,14 @@ def result_dict(rank: int, r: Result) -> dict:
             "presence": dict(zip(PARTS, map(float, t.presence), strict=True))}
 
 
+def span_arg(text: str) -> tuple[float, float]:
+    """``--at``: START-END in seconds or minutes:seconds."""
+    try:
+        return parse_span(text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+
+
 def _mmss(s: float) -> str:
     return f"{int(s) // 60}:{int(s) % 60:02d}"
 
@@ -48,6 +58,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                    help="weights per part in [-1, 1], e.g. drums=1,bass=0.5 or drums=1,others=-0.5 "
                         "(negative: different in that part); default: all parts equally")
     p.add_argument("-k", type=count_arg, default=10, help="number of results (default 10)")
+    p.add_argument("--at", type=span_arg, default=None, metavar="START-END",
+                   help="search from this stretch of the query track only, e.g. 1:10-1:25")
     p.add_argument("--json", action="store_true", help="print JSON")
     add_library_options(p)
     args = p.parse_args(argv)
@@ -57,15 +69,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         w, warnings = check_focus(lib, query, args.focus)
         for warning in warnings:
             print(f"warning: {warning}", file=sys.stderr)
-        results = lib.search(query, w, k=args.k)
+        results = lib.search(query, w, k=args.k, at=args.at)
         check_results(lib, len(results))
     finally:
         lib.close()
     if args.json:
-        print(json.dumps({"query": args.query, "focus": dict(zip(PARTS, map(float, w), strict=True)),
+        print(json.dumps({"query": args.query, "at": list(args.at) if args.at else None, "focus": dict(zip(PARTS, map(float, w), strict=True)),
                           "results": [result_dict(i + 1, r) for i, r in enumerate(results)]}, indent=2))
         return EXIT_OK
-    print(f"focus {format_focus(w)}: {len(results)} results; match 100% = the same in every part "
+    where = f" from {format_time(args.at[0])}-{format_time(args.at[1])}" if args.at else ""
+    print(f"focus {format_focus(w)}{where}: {len(results)} results; match 100% = the same in every part "
           "weighted up, nothing alike in every part weighted down; similar in: per part, 100% = identical")
     head = "  ".join(p[:6].rjust(6) for p in PARTS)
     print(f"{'#':>3} {'match':>6}  {head}  {'because':>7}  {'at':>5} {'from':>5}  title - artist")

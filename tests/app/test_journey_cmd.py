@@ -15,7 +15,7 @@ def lib_args(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("journey")
     w = tiny_weights(tmp / "w.safetensors")
     args = ["--library", str(tmp / "lib"), "--weights", str(w), "--device", "cpu"]
-    songs(tmp / "music", 12)
+    songs(tmp / "music", 12, seconds=10.0)
     assert scan_cmd.main([str(tmp / "music"), "--no-progress", *args]) == 0
     return args
 
@@ -65,3 +65,19 @@ def test_errors_name_the_problem(lib_args, capsys, argv, code, message):
     capsys.readouterr()
     assert journey_cmd.main([*argv, *lib_args]) == code
     assert message in capsys.readouterr().err
+
+
+def test_query_at_a_moment(lib_args, capsys):
+    from app import query_cmd
+
+    capsys.readouterr()
+    assert query_cmd.main(["2", "--at", "0:03-0:06", "-k", "3", "--json", *lib_args]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["at"] == [3.0, 6.0] and len(doc["results"]) == 3
+    assert all(3.0 <= r["query_start"] < 6.0 for r in doc["results"])
+    assert query_cmd.main(["2", "--at", "0:03-0:06", *lib_args]) == 0
+    assert "from 0:03-0:06" in capsys.readouterr().out
+    assert query_cmd.main(["2", "--at", "1:10", *lib_args]) == 2
+    assert "argument --at" in capsys.readouterr().err
+    assert query_cmd.main(["2", "--at", "9:00-9:10", *lib_args]) == 1
+    assert "outside the analysed audio" in capsys.readouterr().err

@@ -432,3 +432,30 @@ def test_permission_errors_simulated(tmp_path, weights, monkeypatch):
         assert any("permission denied" in str(p) for p in lib.scan_problems)
         assert lib.find(locked[0]) is None
         assert len([t for t in lib.tracks() if t.status == "ok"]) == 2
+
+
+def test_search_from_a_moment_finds_the_tracks_made_of_it(tmp_path):
+    """Track A is stretch X then stretch Y; B is X twice, C is Y twice. With the shipped model,
+    searching from A's first half finds B first, from its second half C first, and the matched
+    windows lie in the stretch asked for."""
+    from assets import DEFAULT_WEIGHTS as weights
+
+    sr = 22050
+    x, y = music(9.0, sr, seed=11), music(9.0, sr, seed=12)
+    folder = tmp_path / "music"
+    folder.mkdir()
+    for name, wave in {"a": np.r_[x, y], "b": np.r_[x, x], "c": np.r_[y, y],
+                       "d": music(18.0, sr, seed=13), "e": music(18.0, sr, seed=14)}.items():
+        sf.write(folder / f"{name}.wav", wave, sr)
+    with Library(tmp_path / "lib", weights=weights, device="cpu") as lib:
+        run_scan(lib, [folder])
+        a = lib.find(folder / "a.wav").id
+        first = lib.search(a, [1, 1, 1, 1, 1], k=4, at=(0.0, 9.0))
+        second = lib.search(a, [1, 1, 1, 1, 1], k=4, at=(9.0, 18.0))
+        whole = lib.search(a, [1, 1, 1, 1, 1], k=4)
+        assert first[0].track.path.name == "b.wav" and first[0].score > 0.99
+        assert second[0].track.path.name == "c.wav" and second[0].score > 0.99
+        assert all(r.query_start < 9.0 for r in first) and all(r.query_start >= 9.0 for r in second)
+        assert whole[0].score < first[0].score
+        with pytest.raises(ValueError, match="outside the analysed audio"):
+            lib.search(a, [1, 1, 1, 1, 1], at=(60.0, 70.0))
