@@ -18,7 +18,6 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from app.clitools import setup_logging
 from app.focus import absent_parts, format_focus, parse_focus
@@ -60,7 +59,12 @@ def add_library_options(p: argparse.ArgumentParser) -> None:
 
 
 def device_arg(text: str) -> str:
-    """``--device``: a torch device that this machine has."""
+    """``--device``: a torch device that this machine has (``cpu`` is checked without loading
+    torch, so commands that never run the model stay quick)."""
+    if text.strip() == "cpu":
+        return "cpu"
+    import torch
+
     try:
         dev = torch.device(text)
     except (RuntimeError, ValueError):

@@ -33,6 +33,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -44,13 +45,15 @@ from app.timeline import moment
 from app.walk import FoundFile, Problem, shown, walk_audio
 from assets import DEFAULT_WEIGHTS
 from model.audioio import Clips, DecodeError, read_clips
-from model.embedder import Embedder, NonFiniteError, TrackEmbedding, track_presence
-from model.parts import EMBED_DIM, N_PARTS, PARTS
+from model.parts import EMBED_DIM, N_PARTS, PARTS, track_presence
 from model.weights import WeightsError, file_sha256, read_card
+
+if TYPE_CHECKING:  # the model (and torch) load on first use: reading a library needs neither
+    from model.embedder import Embedder, TrackEmbedding
 
 log = logging.getLogger(__name__)
 
-PRESENCE_RULE = "windows-mean"  # see model.embedder.track_presence; bump when the rule changes
+PRESENCE_RULE = "windows-mean"  # see model.parts.track_presence; bump when the rule changes
 
 
 class LibraryError(RuntimeError):
@@ -186,6 +189,8 @@ class Library:
                     raise LibraryError(
                         f"{self.weights_path}: model weights not found. Export a trained model "
                         "there (partwise-train export) or pass --weights FILE.")
+                from model.embedder import Embedder
+
                 try:
                     emb = Embedder.from_file(self.weights_path, device=self.device,
                                              batch_size=self.batch_size)
@@ -353,7 +358,7 @@ class Library:
 
     def presence_key(self) -> str:
         """What the stored presence depends on besides the model's tensors: the rule
-        (:func:`model.embedder.track_presence`) and the card's biases, which a calibration may
+        (:func:`model.parts.track_presence`) and the card's biases, which a calibration may
         change without touching the tensors."""
         return json.dumps({"rule": PRESENCE_RULE, "norm_bias": self.card.get("norm_bias")})
 
@@ -573,6 +578,8 @@ class Library:
         try:
             return list(self._embed_tracks([w.clips for w in batch]))
         except LibraryError as e:
+            from model.embedder import NonFiniteError
+
             bad = e.__cause__.tracks if isinstance(e.__cause__, NonFiniteError) else []
             if not bad or len(bad) == len(batch):
                 self.store.delete_tracks([w.track_id for w in batch if w.is_new and w.track_id >= 0])

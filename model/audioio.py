@@ -21,11 +21,13 @@ import os
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import soundfile as sf
-import torch
-import torchaudio
+
+if TYPE_CHECKING:
+    import torch
 
 log = logging.getLogger(__name__)
 
@@ -90,7 +92,9 @@ def to_mono(wave: np.ndarray) -> np.ndarray:
 
 
 @lru_cache(maxsize=16)
-def _resampler(orig: int, new: int) -> torchaudio.transforms.Resample:
+def _resampler(orig: int, new: int):
+    import torchaudio  # only decoding needs torch: listing and tagging files do not
+
     return torchaudio.transforms.Resample(orig, new)
 
 
@@ -100,6 +104,8 @@ def resample(x: np.ndarray | torch.Tensor, orig: int, new: int) -> np.ndarray:
     built once per rate pair. A no-op when the rates match."""
     if orig <= 0 or new <= 0:
         raise ValueError(f"invalid sample rates {orig} -> {new}")
+    import torch
+
     t = torch.as_tensor(x, dtype=torch.float32)
     if orig == new:
         return t.numpy()

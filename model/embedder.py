@@ -3,7 +3,7 @@
 The library's scan, the tests and :meth:`Embedder.embed` (whole decoded audio) all go through
 :meth:`Embedder.embed_tracks`: one batched forward pass over the clips of one or many tracks,
 then per track the segment vectors (N, 640), the track vector (their mean) and the presence of
-each part (:func:`track_presence`: the mean over the track's windows of each window's presence,
+each part (:func:`model.parts.track_presence`: the mean over the track's windows of each window's presence,
 :func:`model.parts.presence` with the card's norm-loss biases when it has them).
 
 A model that answers with NaN or infinity raises :class:`NonFiniteError` naming the tracks it
@@ -25,7 +25,7 @@ import torch
 from model.audio import AudioConfig, log_mel, prepare
 from model.audioio import segment_starts
 from model.network import CSN, ModelSpec
-from model.parts import EMBED_DIM, N_PARTS, presence
+from model.parts import EMBED_DIM, N_PARTS, track_presence
 from model.weights import Weights, load_weights
 
 log = logging.getLogger(__name__)
@@ -43,23 +43,10 @@ class NonFiniteError(ValueError):
         self.tracks = list(tracks)
 
 
-def track_presence(segments: np.ndarray, norm_bias: Sequence[float] | None) -> np.ndarray:
-    """(N, 640) window vectors -> (5,) float32: each part's presence averaged over the windows.
-
-    Read window by window, not from the track vector: the mean of windows that point different
-    ways is shorter than any of them, so a part that plays throughout would read as faint, and
-    a part that plays in half the windows reads as about half present.
-    """
-    segs = np.asarray(segments, np.float32).reshape(-1, EMBED_DIM)
-    if not len(segs):
-        raise ValueError("no windows: presence needs at least one")
-    return presence(segs, norm_bias).mean(axis=0).astype(np.float32)
-
-
 @dataclass
 class TrackEmbedding:
     """segments: (N, 640) float32; starts: (N,) seconds; track: (640,) mean of the segments;
-    presence: (5,) float32 in [0, 1] (:func:`track_presence`)."""
+    presence: (5,) float32 in [0, 1] (:func:`model.parts.track_presence`)."""
 
     segments: np.ndarray
     starts: np.ndarray

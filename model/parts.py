@@ -6,18 +6,27 @@ guitar [384:512) | others [512:640)``. Everything else in Partwise imports it fr
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Sequence
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 import numpy as np
-import torch
+
+if TYPE_CHECKING:  # torch is imported by whoever hands in tensors, not by this module
+    import torch
 
 PARTS: tuple[str, ...] = ("drums", "bass", "piano", "guitar", "others")
 N_PARTS = len(PARTS)
 SUBSPACE_DIM = 128
 EMBED_DIM = N_PARTS * SUBSPACE_DIM
 
-ArrayT = TypeVar("ArrayT", np.ndarray, torch.Tensor)
+ArrayT = TypeVar("ArrayT", bound=object)  # numpy arrays, or torch tensors for the losses
+
+
+def _is_tensor(x: object) -> bool:
+    """A torch tensor (torch need not be imported: a tensor can only exist once it is)."""
+    torch = sys.modules.get("torch")
+    return torch is not None and isinstance(x, torch.Tensor)
 
 
 def part_index(part: str) -> int:
@@ -50,8 +59,12 @@ def stack_parts(embedding: ArrayT) -> ArrayT:
     return embedding.reshape(*embedding.shape[:-1], N_PARTS, SUBSPACE_DIM)
 
 
-def masks(device: torch.device | str | None = None, dtype: torch.dtype = torch.float32) -> torch.Tensor:
-    """All five masks m_c (eq. 4) as a (5, 640) tensor: row c is 1 on subspace c, 0 elsewhere."""
+def masks(device: torch.device | str | None = None, dtype: torch.dtype | None = None) -> torch.Tensor:
+    """All five masks m_c (eq. 4) as a (5, 640) tensor: row c is 1 on subspace c, 0 elsewhere
+    (float32 unless ``dtype`` says otherwise)."""
+    import torch
+
+    dtype = dtype or torch.float32
     eye = torch.eye(N_PARTS, device=device, dtype=dtype)
     return eye.repeat_interleave(SUBSPACE_DIM, dim=1)
 
@@ -65,7 +78,7 @@ def mask(part: str | int, device: torch.device | str | None = None) -> torch.Ten
 def part_norms(embedding: ArrayT) -> ArrayT:
     """L2 norm of each subspace: (..., 640) -> (..., 5). Small norm = part absent (Table 3)."""
     stacked = stack_parts(embedding)
-    if isinstance(stacked, torch.Tensor):
+    if _is_tensor(stacked):
         return stacked.norm(dim=-1)
     return np.linalg.norm(stacked, axis=-1)
 
@@ -105,8 +118,8 @@ def presence_logits(embedding: ArrayT, norm_bias: ArrayT | Sequence[float]) -> A
     present when its logit is positive.
     """
     norms = part_norms(embedding)
-    if isinstance(norms, torch.Tensor):
-        return torch.log(norms + PRESENCE_EPS) + norm_bias
+    if _is_tensor(norms):
+        return (norms + PRESENCE_EPS).log() + norm_bias
     bias = np.asarray(norm_bias, np.float64).reshape(N_PARTS)
     return np.log(norms.astype(np.float64) + PRESENCE_EPS) + bias
 
@@ -136,3 +149,15 @@ def is_present(vectors: np.ndarray, norm_bias: Sequence[float] | None = None) ->
         return presence_logits(np.asarray(vectors, np.float32), norm_bias) > 0.0
     return _presence64(vectors, None) >= 0.5
 
+
+def track_presence(segments: np.ndarray, norm_bias: Sequence[float] | None) -> np.ndarray:
+    """(N, 640) window vectors -> (5,) float32: each part's presence averaged over the windows.
+
+    Read window by window, not from the track vector: the mean of windows that point different
+    ways is shorter than any of them, so a part that plays throughout would read as faint, and
+    a part that plays in half the windows reads as about half present.
+    """
+    segs = np.asarray(segments, np.float32).reshape(-1, EMBED_DIM)
+    if not len(segs):
+        raise ValueError("no windows: presence needs at least one")
+    return presence(segs, norm_bias).mean(axis=0).astype(np.float32)

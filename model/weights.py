@@ -14,13 +14,14 @@ import os
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import torch
-from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
-
-from model.network import CSN, ModelSpec
 from model.parts import N_PARTS, PARTS
+
+if TYPE_CHECKING:  # torch, safetensors and the network load only when tensors are read or written
+    import torch
+
+    from model.network import CSN, ModelSpec
 
 FORMAT = "partwise-weights"
 FORMAT_VERSION = 1
@@ -69,6 +70,7 @@ def atomic_write(path: Path, write) -> None:
 
 def save_weights(path: str | os.PathLike, model: CSN, spec: ModelSpec, card: dict | None = None) -> str:
     """Write tensors and JSON atomically; returns the tensor file's sha256."""
+    from safetensors.torch import save_file
     path = Path(path)
     if path.suffix != ".safetensors":
         raise WeightsError(f"{path}: weights file must end in .safetensors")
@@ -135,6 +137,11 @@ def check_spec(spec: ModelSpec, card: dict) -> list[str]:
 
 def load_weights(path: str | os.PathLike, device: str | torch.device = "cpu") -> Weights:
     """Rebuild the model from the JSON spec and load its tensors; never unpickles."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    from model.network import CSN, ModelSpec
+
     path = Path(path)
     if not path.is_file():
         raise WeightsError(f"{path}: weights file not found")
