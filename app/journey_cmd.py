@@ -18,7 +18,7 @@ from app.cmdutil import (
     one_line,
     open_library,
 )
-from app.journey import DEFAULT_FLOOR, Journey, JourneyError, build, parse_lock
+from app.journey import DEFAULT_FLOOR, Journey, JourneyError, parse_lock
 from app.library import Library
 from model.parts import PARTS
 from model.weights import atomic_write
@@ -88,8 +88,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         for tid in (start, end):
             if tid is not None:
                 lib.track(tid)  # KeyError naming the id when there is no such track
-        j = build(lib.index, start, end, steps=args.steps, lock=lock, follow=follow,
-                  floor=args.floor, presence=lambda i: lib.track(i).presence)
+        j = lib.journey(start, end, steps=args.steps, lock=lock, follow=follow, floor=args.floor)
         doc = journey_dict(lib, j)
         tracks = [lib.track(i) for i in j.ids]
     finally:

@@ -39,9 +39,11 @@ import numpy as np
 
 from app.focus import because, best_segment_pair, parse_focus
 from app.index import IndexParams, VectorIndex
+from app.journey import Journey
+from app.journey import build as build_journey
 from app.store import Row, Store, StoreError
 from app.tags import Tags, read_tags
-from app.timeline import moment
+from app.timeline import Timeline, moment, part_timeline
 from app.walk import FoundFile, Problem, shown, walk_audio
 from assets import DEFAULT_WEIGHTS
 from model.audioio import Clips, DecodeError, read_clips
@@ -293,6 +295,27 @@ class Library:
     def track_vectors(self) -> tuple[np.ndarray, np.ndarray]:
         """ids (N,) int64 and vectors (N, 640) float32 of the ok tracks (current model)."""
         return self.index.vectors()
+
+    def timeline(self, track_id: int) -> Timeline:
+        """How present each part is along an analysed track, window by window (the part bars'
+        rule, :func:`app.timeline.part_timeline`); LibraryError when it has no stored windows."""
+        row = self.store.row(int(track_id))
+        if row is None:
+            raise KeyError(f"no track with id {track_id} in the library {self.root}")
+        if row.status != "ok":
+            raise LibraryError(f"track {row.id} ({shown(row.path)}) has no embedding: "
+                               f"{row.error or 'not analysed yet'}")
+        try:
+            segs, starts = self.store.load_segments(row)
+        except StoreError as e:
+            raise LibraryError(str(e)) from e
+        return part_timeline(segs, starts, self.policy.window, self.card.get("norm_bias"))
+
+    def journey(self, start: int, end: int | None = None, **options) -> Journey:
+        """A part-locked journey over this library (:func:`app.journey.build`; options: steps,
+        lock, follow, floor, avoid); the locked parts must be present in the start track."""
+        return build_journey(self.index, start, end, presence=lambda i: self.track(i).presence,
+                             **options)
 
     def find(self, path: str | Path) -> Track | None:
         """The library track at ``path``, if any."""
