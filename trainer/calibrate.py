@@ -22,7 +22,7 @@ import numpy as np
 import torch
 
 from model.embedder import Embedder
-from model.parts import N_PARTS, PARTS, part_norms
+from model.parts import N_PARTS, PARTS, presence_logits
 from model.weights import WeightsError, load_weights, read_card, save_weights
 from trainer.bank import audible, level
 from trainer.clitools import setup_logging
@@ -36,7 +36,8 @@ KINDS = ("mix", "solo", "subset")
 
 @dataclass
 class CalibrationSet:
-    """Embedded calibration inputs: log part norms (M, 5), truth (M, 5) bool, kind (M,) str."""
+    """Embedded calibration inputs: log part norms (M, 5) as the presence rule reads them
+    (:func:`model.parts.presence_logits` without biases), truth (M, 5) bool, kind (M,) str."""
 
     log_norms: np.ndarray
     truth: np.ndarray
@@ -153,7 +154,7 @@ def collect(weights: Path, data: Sequence[Path], split: str, seconds: float, per
             e = emb.embed_clips(clips)
             if not np.isfinite(e).all():
                 raise ValueError(f"{weights}: the model produced non-finite embeddings")
-            norms.append(np.log(np.maximum(part_norms(e).astype(np.float64), 1e-12)))
+            norms.append(presence_logits(e, np.zeros(N_PARTS)))  # log ||f_j||, the presence rule's
             truth.append(t)
             kind.append(k)
     return CalibrationSet(np.concatenate(norms), np.concatenate(truth), np.concatenate(kind))
