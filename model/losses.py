@@ -88,7 +88,7 @@ def spread_loss(emb: torch.Tensor, present: torch.Tensor, min_rows: int = 8) -> 
 
 
 def pretrain_target(individual: torch.Tensor, present: torch.Tensor,
-                    center: torch.Tensor | None = None) -> torch.Tensor:
+                    center: torch.Tensor | None = None, block_norm: bool = False) -> torch.Tensor:
     """Target of eq. 9: concat of g_j(x_ij) with silent parts zeroed, divided by its L2 norm.
 
     individual: (B, 5, 128) outputs of the individual networks on clean stems;
@@ -101,9 +101,18 @@ def pretrain_target(individual: torch.Tensor, present: torch.Tensor,
     along its mean: one direction (effective dimension 1), a presence-and-loudness number that
     pre-training then copies into the CSN. Centred, the block keeps the directions that tell
     stems apart.
+
+    Why ``block_norm``: centred blocks vary in length (a stem near its net's mean output gets a
+    short block), so a block's norm no longer says whether its part sounds, and the norm loss
+    must learn presence from nothing (measured: presence accuracy stays at the base rate for
+    epochs). With ``block_norm`` each sounding block is scaled to unit length before the whole
+    concat is: every sounding part's block then has norm 1/sqrt(k) (k parts sound), every silent
+    one 0, and the directions within a block are the centred ones.
     """
     if center is not None:
         individual = individual - center.to(individual.dtype)
+    if block_norm:
+        individual = individual / individual.norm(dim=-1, keepdim=True).clamp_min(_EPS)
     y = (individual * present.to(individual.dtype).unsqueeze(-1)).flatten(1)
     return y / y.norm(dim=1, keepdim=True).clamp_min(_EPS)
 

@@ -60,6 +60,7 @@ class TrainConfig:
     pre_lr: float = 1e-3
     pre_pseudo: bool = False  # regress on pseudo pieces with made silences, not only dataset pieces
     pre_center: bool = False  # subtract each individual net's mean output from its target block
+    pre_block_norm: bool = False  # scale each sounding target block to unit length (norm = presence)
     # --- main training
     epochs: int = 1000
     triplets_per_epoch: int = 5000  # basic triplets drawn anew every epoch

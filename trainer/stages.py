@@ -249,7 +249,7 @@ class Run:
     def _targets(self, ind: Sequence[nn.Module], bank: StemBank, pieces, present) -> torch.Tensor:
         stems = bank.stems(pieces)  # (M, 5, win)
         outs = torch.stack([self.embed_eval(ind[j], self.ind_spec, stems[:, j]) for j in range(N_PARTS)], dim=1)
-        return pretrain_target(outs, present, self.target_center)
+        return pretrain_target(outs, present, self.target_center, self.cfg.pre_block_norm)
 
     @torch.no_grad()
     def _target_center(self, ind: Sequence[nn.Module], n: int = 512) -> torch.Tensor:

@@ -122,6 +122,29 @@ def test_centred_pretrain_targets_keep_their_directions():
     assert torch.count_nonzero(silent) == 0
 
 
+def test_block_normalised_targets_say_presence_by_their_norms():
+    """Centred blocks vary in length, so their norms stop telling sounding parts from silent
+    ones; block-normalised, every sounding block has norm 1/sqrt(k) and keeps its directions."""
+    g = torch.Generator().manual_seed(1)
+    mean = torch.randn(5, 128, generator=g) * 5.0
+    # spreads differ per stem: some stems sit near their net's mean output
+    outs = mean + (0.05 + torch.rand(3000, 5, 1, generator=g)) ** 2 * torch.randn(3000, 5, 128, generator=g)
+    present = (torch.rand(3000, 5, generator=g) < 0.6).float()
+    present[present.sum(1) == 0, 0] = 1.0
+    centred = pretrain_target(outs, present, center=mean)
+    blocked = pretrain_target(outs, present, center=mean, block_norm=True)
+    k = present.sum(1)
+    norms_c = centred.reshape(-1, 5, 128).norm(dim=-1)
+    norms_b = blocked.reshape(-1, 5, 128).norm(dim=-1)
+    sounding = present > 0
+    # centred: some sounding blocks are 2 % of the target's length, nearly as short as silence
+    assert norms_c[sounding].min() < 0.02
+    # block-normalised: exactly 1/sqrt(k) for sounding parts, 0 for silent ones
+    assert torch.allclose(norms_b[sounding], (1 / k.sqrt()).unsqueeze(1).expand_as(norms_b)[sounding], atol=1e-5)
+    assert torch.count_nonzero(norms_b[~sounding]) == 0
+    assert _participation_ratio(blocked[present[:, 0] > 0][:, :128]) > 50.0
+
+
 def test_spread_loss_is_one_for_a_collapsed_subspace_and_scale_free():
     g = torch.Generator().manual_seed(0)
     iso = torch.randn(400, 640, generator=g)
