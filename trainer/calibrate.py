@@ -189,6 +189,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--per-track", type=int, default=6, help="windows per track (default 6)")
     ap.add_argument("--max-tracks", type=int, help="at most this many tracks per dataset")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--score-split", choices=("train", "validation", "test"),
+                    help="also score the trained and the calibrated biases on this split "
+                         "(held out from the fit), into the card and the printout")
     ap.add_argument("--device")
     args = ap.parse_args(argv)
     setup_logging()
@@ -209,6 +212,17 @@ def main(argv: Sequence[str] | None = None) -> int:
             "seconds": args.seconds, "inputs": {k: int((cal.kind == k).sum()) for k in KINDS},
             "balanced_accuracy_trained_bias": before, "balanced_accuracy_calibrated": after,
         }
+        held = None
+        if args.score_split:
+            if args.score_split == args.split:
+                raise ValueError("--score-split must differ from --split (it is the held-out check)")
+            test = collect(args.weights, args.data, args.score_split, args.seconds, args.per_track,
+                           args.seed + 1, args.device, args.max_tracks)
+            held = (presence_scores(test, trained), presence_scores(test, bias))
+            card["presence_calibration"]["held_out"] = {
+                "data": [f"{Path(d).name}/{args.score_split}" for d in args.data],
+                "inputs": {k: int((test.kind == k).sum()) for k in KINDS},
+                "balanced_accuracy_trained_bias": held[0], "balanced_accuracy_calibrated": held[1]}
         save_weights(args.out, w.model, w.spec, card=card)
     except (WeightsError, OSError, ValueError) as e:
         log.error("%s", e)
@@ -217,5 +231,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"{p:7s} bias {float(trained[PARTS.index(p)]):+.3f} -> {float(bias[PARTS.index(p)]):+.3f}"
               f"  balanced accuracy (all inputs) {before[p]['all']:.1f} -> {after[p]['all']:.1f} %"
               f"  solo {before[p]['solo']:.1f} -> {after[p]['solo']:.1f} %")
+    if held is not None:
+        print(f"held out ({args.score_split}), balanced accuracy trained -> calibrated biases:")
+        for p in PARTS:
+            print(f"{p:7s} all inputs {held[0][p]['all']:.1f} -> {held[1][p]['all']:.1f} %"
+                  f"  mix {held[0][p]['mix']:.1f} -> {held[1][p]['mix']:.1f} %"
+                  f"  solo {held[0][p]['solo']:.1f} -> {held[1][p]['solo']:.1f} %")
     print(f"{args.out}")
     return 0

@@ -88,7 +88,7 @@ def dataset_root(tmp_path_factory):
     from trainer.data.synth import build_dataset
 
     root = tmp_path_factory.mktemp("calset")
-    build_dataset(root, 6, seed=5, song_seconds=8, splits=(0, 1, 0), workers=1,
+    build_dataset(root, 8, seed=5, song_seconds=8, splits=(0, 0.5, 0.5), workers=1,
                   sample_rate=AUDIO.sample_rate)
     return root
 
@@ -99,14 +99,19 @@ def test_command_writes_a_calibrated_copy(dataset_root, tmp_path, capsys):
     src = tmp_path / "m.safetensors"
     save_weights(src, CSN(spec.net).eval(), spec, card={"norm_bias": [0.0] * N_PARTS})
     out = tmp_path / "cal.safetensors"
-    assert main([str(src), "--data", str(dataset_root), "--out", str(out), "--per-track", "2"]) == 0
+    assert main([str(src), "--data", str(dataset_root), "--out", str(out), "--per-track", "2",
+                 "--score-split", "test"]) == 0
     w = load_weights(out)
     card = json.loads(out.with_suffix(".json").read_text())["card"]
     assert card["norm_bias_trained"] == [0.0] * N_PARTS
     assert len(card["norm_bias"]) == N_PARTS and card["norm_bias"] != [0.0] * N_PARTS
     assert card["presence_calibration"]["inputs"]["mix"] > 0
+    held = card["presence_calibration"]["held_out"]
+    assert held["data"] == [f"{dataset_root.name}/test"] and held["inputs"]["solo"] > 0
+    assert set(held["balanced_accuracy_calibrated"]) >= {"drums", "bass"}
     for a, b in zip(w.model.state_dict().values(), load_weights(src).model.state_dict().values(),
                     strict=True):
         assert torch.equal(a, b)
-    assert "balanced accuracy" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "balanced accuracy" in printed and "held out (test)" in printed
     assert main([str(src), "--data", str(dataset_root), "--out", str(src)]) == 1
