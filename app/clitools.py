@@ -1,4 +1,4 @@
-"""Small helpers of the ``partwise`` command line (the trainer keeps its own, trainer/clitools.py).
+"""Small helpers of the ``partwise`` command line.
 
 Each subcommand lives in its own module exposing ``main(argv=None) -> int``; the top-level
 command only dispatches, importing a subcommand's module when it is used.

@@ -115,3 +115,16 @@ def test_command_writes_a_calibrated_copy(dataset_root, tmp_path, capsys):
     printed = capsys.readouterr().out
     assert "balanced accuracy" in printed and "held out (test)" in printed
     assert main([str(src), "--data", str(dataset_root), "--out", str(src)]) == 1
+
+
+def test_partwise_train_dispatches_and_says_what_it_has(capsys):
+    from trainer.cli import main as train_main
+
+    assert train_main(["--help"]) == 0
+    out = capsys.readouterr().out
+    assert "calibrate" in out and "arrange-pop909" in out
+    assert train_main([]) == 2
+    assert train_main(["nonsense"]) == 2
+    assert "invalid choice: 'nonsense'" in capsys.readouterr().err
+    assert train_main(["calibrate", "/nonexistent.safetensors", "--data", "/nowhere", "--out",
+                       "/tmp/never.safetensors"]) == 1
