@@ -317,6 +317,19 @@ class Library:
         return build_journey(self.index, start, end, presence=lambda i: self.track(i).presence,
                              **options)
 
+    def matched_starts(self, a: int, b: int, focus: Mapping[str, float] | Sequence[float]) -> tuple[float, float]:
+        """Starts (seconds) of the windows of tracks ``a`` and ``b`` that match best under
+        ``focus`` (a journey step's "matched segment", where play-through starts it)."""
+        rows = [self.store.row(int(i)) for i in (a, b)]
+        if any(r is None or r.status != "ok" for r in rows):
+            raise KeyError(f"tracks {a} and {b} must both be analysed tracks of the library {self.root}")
+        try:
+            (sa, ta), (sb, tb) = (self.store.load_segments(r) for r in rows)
+        except StoreError as e:
+            raise LibraryError(str(e)) from e
+        i, j = best_segment_pair(sa, sb, parse_focus(focus), self.index.scales())
+        return float(ta[i]), float(tb[j])
+
     def find(self, path: str | Path) -> Track | None:
         """The library track at ``path``, if any."""
         row = self.store.row_by_path(Path(path).expanduser().resolve())
