@@ -1,4 +1,5 @@
-"""The main window: library, focus faders, results, map, player and scan progress."""
+"""The main window: library, focus faders, results, map, player, part timeline, journeys and
+scan progress."""
 
 from __future__ import annotations
 
@@ -31,14 +32,17 @@ from PySide6.QtWidgets import (
 
 from app.focus import absent_parts
 from app.library import Library, Result, ScanProgress, Track
-from app.playback import Player
+from app.playback import PLAYING, Player
 from app.projection import Projection, library_map, space_for_focus
+from app.timeline import Timeline
 from app.ui.delegates import PartBarsDelegate
 from app.ui.focus_panel import FocusPanel
+from app.ui.journey_panel import JourneyPanel
 from app.ui.map_view import AUTO, MapView
 from app.ui.models import FailuresModel, ResultsModel, TrackFilter, TrackTableModel
 from app.ui.player_bar import PlayerBar
-from app.ui.theme import PART_LABELS
+from app.ui.theme import PART_LABELS, fmt_time
+from app.ui.timeline_view import TimelineView
 from app.ui.workers import DaemonRunner, LatestOnly, Runner, ScanThread, Task
 from model.audioio import is_audio_file
 from model.parts import PARTS
@@ -49,6 +53,7 @@ RESULTS_K = 15
 RELOAD_EVERY_S = 3.0  # refresh the table this often while a scan adds tracks
 FILTER_SETTLE_MS = 120  # typing in the filter box must pause this long before it applies
 MAP_SETTLE_MS = 150  # a fader must rest this long before the map follows the focus
+MOMENT_S = 10.0  # the M key searches from this many seconds around the play position
 
 
 @dataclass
@@ -111,6 +116,7 @@ class MainWindow(QMainWindow):
         self.query: int | Path | None = None
         self.query_track: Track | None = None
         self.results: list[Result] = []
+        self.moment: tuple[float, float] | None = None  # search from this stretch of the query
         self.selected: int | None = None
         self.maps: dict[str, Projection] = {}  # final maps of the current snapshot
         self.map_space: str | None = None  # the map the window wants on screen
@@ -147,6 +153,7 @@ class MainWindow(QMainWindow):
         self._build(player)
         self._restore()
         QShortcut(QKeySequence(Qt.Key.Key_Space), self, self.player_bar.toggle)
+        QShortcut(QKeySequence(Qt.Key.Key_M), self, self.search_playing_moment)
         self.reload()
 
     # ---------------------------------------------------------------- layout
@@ -179,11 +186,18 @@ class MainWindow(QMainWindow):
 
         self.player_bar = PlayerBar(self.runner, player)
         self.player_bar.message.connect(lambda m: self.statusBar().showMessage(m, 8000))
+        self.player_bar.positionChanged.connect(self._play_position)
+        self.player_bar.stateChanged.connect(self._play_state)
+        self.journey_panel = JourneyPanel(self.library, self.runner, self.player_bar)
+        self.journey_panel.message.connect(lambda m: self.statusBar().showMessage(m, 8000))
+        self.journey_panel.from_result_button.clicked.connect(self._journey_to_selected)
+        self.tabs.insertTab(1, self.journey_panel, "Journey")
         central = QWidget()
         lay = QVBoxLayout(central)
         lay.setContentsMargins(6, 6, 6, 0)
         lay.addWidget(self.split, 1)
         lay.addWidget(self.player_bar)
+        lay.addWidget(self._timeline_panel())
         self.setCentralWidget(central)
 
         self._status_panel()
@@ -262,12 +276,30 @@ class MainWindow(QMainWindow):
         self.query_label = QLabel("Pick a track (or drop an audio file here) to find similar music.")
         self.query_label.setObjectName("query_label")
         self.query_label.setWordWrap(True)
+        self.query_label.linkActivated.connect(lambda _link: self.search_whole_track())
         results_box = QWidget()
         lay = QVBoxLayout(results_box)
         lay.setContentsMargins(0, 4, 0, 0)
         lay.addWidget(self.query_label)
         lay.addWidget(self.results_view)
         return results_box
+
+    def _timeline_panel(self) -> QWidget:
+        self.timeline_view = TimelineView()
+        self.timeline_view.seekRequested.connect(self._timeline_seek)
+        self.timeline_view.stretchSelected.connect(self._timeline_stretch)
+        self.timeline_label = QLabel()
+        self.timeline_label.setObjectName("timeline_label")
+        self.timeline_track: Track | None = None
+        self._timeline_request = 0
+        box = QWidget()
+        lay = QVBoxLayout(box)
+        lay.setContentsMargins(6, 0, 6, 2)
+        lay.setSpacing(0)
+        lay.addWidget(self.timeline_label)
+        lay.addWidget(self.timeline_view)
+        self._timeline_caption()
+        return box
 
     def _status_panel(self) -> None:
         self.progress = QProgressBar()
@@ -348,7 +380,8 @@ class MainWindow(QMainWindow):
         current = self.query if isinstance(self.query, int) else None
         self.tracks_model.set_tracks(snap.tracks)
         self.failures_model.set_failures(snap.failures, snap.folders)
-        self.tabs.setTabText(2, f"Failed ({len(snap.failures)})" if snap.failures else "Failed")
+        self.journey_panel.set_tracks(snap.tracks)
+        self.tabs.setTabText(self.tabs.indexOf(self.failures_view), f"Failed ({len(snap.failures)})" if snap.failures else "Failed")
         self.folder_list.clear()
         self.folder_list.addItems([str(f) for f in snap.folders])
         self._update_status()
@@ -466,38 +499,86 @@ class MainWindow(QMainWindow):
         """Search around a library track id or an audio file (None clears)."""
         self.query = query
         self.query_track = None
+        self.moment = None
         if isinstance(query, Path):
             self.query_track = self.library.find(query)
             if self.query_track is not None and self.query_track.status == "ok":
                 self.query = self.query_track.id
         elif query is not None:
             self.query_track = self.tracks_model.by_id(query)
+        in_library = self.query_track is not None and isinstance(self.query, int)
+        self.journey_panel.set_start(self.query_track if in_library else None)
         if query is None:
             self.query_label.setText("Pick a track (or drop an audio file here) to find similar music.")
             self.results = []
             self.results_model.set_results([])
             self._highlight()
+            self._update_marks()
             return
+        if in_library:
+            self.show_timeline(self.query_track)
         if self.query_track is not None:
-            t = self.query_track
-            self.query_label.setText(f"Like <b>{t.title or t.path.stem}</b> — {t.artist or 'unknown artist'}")
+            self._describe_query()
         else:
             self.query_label.setText(f"Like the file <b>{Path(query).name}</b> (not in the library; "
                                      "analysing it…)")
         self._warn_absent()
         self.search()
 
+    def _describe_query(self) -> None:
+        t = self.query_track
+        name = f"<b>{t.title or t.path.stem}</b> — {t.artist or 'unknown artist'}"
+        if self.moment is None:
+            self.query_label.setText(f"Like {name}")
+            return
+        t0, t1 = self.moment
+        self.query_label.setText(
+            f"Moment search: like {fmt_time(t0)}–{fmt_time(t1)} of {name} (only the windows "
+            f"of that stretch) · <a href='whole'>search with the whole track</a>")
+
     def search(self) -> None:
         if self.query is None:
             return
         focus = self.focus_panel.focus()
         self._search_started = time.perf_counter()
-        self.search_runner.request((self.query, tuple(focus)), self.library.search, self.query,
-                                   focus, RESULTS_K)
+        self.search_runner.request((self.query, tuple(focus), self.moment), self.library.search,
+                                   self.query, focus, RESULTS_K, self.moment)
+
+    def search_moment(self, track_id: int, t0: float, t1: float) -> None:
+        """Search with only the windows of ``[t0, t1]`` (seconds) of track ``track_id``, under
+        the current focus; the track becomes the query."""
+        if track_id != self.query:
+            self.select_track(track_id)
+        self.moment = (float(t0), float(t1))
+        if self.timeline_view.track_id == track_id:
+            self.timeline_view.set_selection(self.moment)
+        self._describe_query()
+        self.search()
+
+    def search_whole_track(self) -> None:
+        """Back from a moment search to the whole query track."""
+        if self.moment is None:
+            return
+        self.moment = None
+        self.timeline_view.set_selection(None)
+        if self.query_track is not None:
+            self._describe_query()
+        self.search()
+
+    def search_playing_moment(self) -> None:
+        """The M key: search from the MOMENT_S seconds around the play position."""
+        bar = self.player_bar
+        if bar.track is None or bar.player.audio is None or bar.track.status != "ok":
+            self.statusBar().showMessage("Play a library track first: M searches from the moment "
+                                         "you hear", 5000)
+            return
+        dur, pos = bar.player.duration, bar.player.position
+        t0 = max(0.0, min(pos - MOMENT_S / 2, dur - MOMENT_S))
+        self.search_moment(bar.track.id, t0, min(dur, t0 + MOMENT_S))
 
     def _searched(self, tag: tuple, results: list[Result]) -> None:
-        query, focus = tag
-        if query != self.query or self._closing:
+        query, focus, at = tag
+        if query != self.query or at != self.moment or self._closing:
             return
         self.last_search_ms = (time.perf_counter() - self._search_started) * 1000
         self.results = results
@@ -505,9 +586,10 @@ class MainWindow(QMainWindow):
         if isinstance(query, Path) and self.query_track is None:
             self.query_label.setText(f"Like the file <b>{query.name}</b> (not in the library)")
         self._highlight()
+        self._update_marks()
 
     def _search_failed(self, tag: tuple, message: str) -> None:
-        if tag[0] == self.query:
+        if tag[0] == self.query and tag[2] == self.moment:
             self.results = []
             self.results_model.set_results([])
             self.query_label.setText(f"Could not search: {message}")
@@ -569,6 +651,7 @@ class MainWindow(QMainWindow):
         r = self.results_model.result(index.row())
         self.selected = r.track.id
         self._highlight()
+        self._update_marks()
         self.player_bar.play_track(r.track, r.match_start)
 
     def _track_double_clicked(self, index: QModelIndex) -> None:
@@ -594,6 +677,90 @@ class MainWindow(QMainWindow):
         if t is None:
             return f"track {track_id}"
         return f"{t.title or t.path.stem}\n{t.artist or 'unknown artist'}"
+
+    # -------------------------------------------------------------- timeline
+    def show_timeline(self, track: Track) -> None:
+        """Show ``track``'s part timeline under the player (loaded in the background)."""
+        if self.timeline_track is not None and self.timeline_track.id == track.id:
+            return
+        self.timeline_track = track
+        self._timeline_request += 1
+        req = self._timeline_request
+        self.timeline_view.clear("Loading the timeline…")
+        self._timeline_caption()
+        self.runner.start(Task(self.library.timeline, track.id),
+                          on_done=lambda tl: self._timeline_loaded(req, track, tl),
+                          on_failed=lambda m: self._timeline_failed(req, m))
+
+    def _timeline_loaded(self, req: int, track: Track, tl: Timeline) -> None:
+        if req != self._timeline_request or self._closing:
+            return
+        self.timeline_view.set_timeline(track.id, track.duration, tl)
+        if track.id == self.query and self.moment is not None:
+            self.timeline_view.set_selection(self.moment)
+        self._update_marks()
+        if self.player_bar.track is not None and self.player_bar.track.id == track.id:
+            self.timeline_view.set_position(self.player_bar.player.position)
+
+    def _timeline_failed(self, req: int, message: str) -> None:
+        if req == self._timeline_request:
+            self.timeline_view.clear(f"No timeline: {message}")
+
+    def _timeline_caption(self) -> None:
+        t = self.timeline_track
+        if t is None:
+            self.timeline_label.setText("<small>Part timeline</small>")
+            return
+        self.timeline_label.setText(
+            f"<small>Part timeline of <b>{t.title or t.path.stem}</b> · click: play from there · "
+            f"drag: search from that stretch · M: search from the {MOMENT_S:g} s you hear · "
+            "hatched: not analysed</small>")
+
+    def _update_marks(self) -> None:
+        """Outline the windows of the timeline's track that matched the current query: the query
+        track's window behind the picked (or best) result, or a result's matched window."""
+        tid = self.timeline_view.track_id
+        win = self.library.policy.window
+        marks: list[tuple[float, float]] = []
+        if tid is not None and self.results:
+            if tid == self.query:
+                picked = [r for r in self.results if r.track.id == self.selected] or self.results[:1]
+                marks = [(picked[0].query_start, picked[0].query_start + win)]
+            else:
+                marks = [(r.match_start, r.match_start + win) for r in self.results if r.track.id == tid]
+        self.timeline_view.set_marks(marks)
+
+    def _timeline_seek(self, seconds: float) -> None:
+        track = self.timeline_track
+        if track is None:
+            return
+        bar = self.player_bar
+        if bar.is_loaded(track.id):
+            bar.seek_to(seconds)
+            if bar.player.state != PLAYING:
+                bar.toggle()
+        else:
+            bar.play_track(track, seconds)
+
+    def _timeline_stretch(self, t0: float, t1: float) -> None:
+        if self.timeline_track is not None and self.timeline_track.status == "ok":
+            self.search_moment(self.timeline_track.id, t0, t1)
+
+    def _play_position(self, seconds: float) -> None:
+        t = self.player_bar.track
+        if t is not None and t.id == self.timeline_view.track_id:
+            self.timeline_view.set_position(seconds)
+
+    def _play_state(self, state: str) -> None:
+        t = self.player_bar.track
+        if state == PLAYING and t is not None and t.status == "ok":
+            self.show_timeline(t)
+
+    def _journey_to_selected(self) -> None:
+        if self.selected is None or self.selected == self.query:
+            self.statusBar().showMessage("Click a result (or a point on the map) first: it becomes B", 5000)
+            return
+        self.journey_panel.set_end(self.selected)
 
     # ------------------------------------------------------------------- map
     def wanted_space(self) -> str:

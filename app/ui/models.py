@@ -1,4 +1,5 @@
-"""Qt item models over the engine's dataclasses: library tracks, failures, search results."""
+"""Qt item models over the engine's dataclasses: library tracks, failures, search results,
+journey steps."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from PySide6.QtCore import (
     QSortFilterProxyModel,
     Qt,
 )
+from PySide6.QtGui import QColor, QFont
 
 from app.library import Result, Track
 from app.ui.theme import PART_LABELS, fmt_time
@@ -283,3 +285,81 @@ class TrackFilter(QSortFilterProxyModel):
             src.sort(column, order)
         else:
             super().sort(column, order)
+
+
+class JourneyModel(_TableModel):
+    """The steps of a journey (:class:`app.ui.journey_panel.JourneyPlan`), in order.
+
+    Each row: the track, its per-part similarity to the previous step (bars), the smallest
+    similarity of the locked parts to their reference, and the engine's "why". A step that did
+    not hold the bound is marked with ⚠."""
+
+    HEADERS = ("#", "Title", "Artist", "To previous", "Locked", "Why")
+    BARS_COLUMN = 3
+    NOT_HELD = "No track kept the locked parts within the bound here: this is the closest one"
+
+    def __init__(self, parent=None):
+        super().__init__(parent)
+        self.plan = None
+        self.playing: int | None = None  # the row being played through
+
+    def set_plan(self, plan) -> None:
+        self.beginResetModel()
+        self.plan = plan
+        self._rows = list(plan.journey.steps) if plan is not None else []
+        self.playing = None
+        self.endResetModel()
+
+    def set_playing(self, row: int | None) -> None:
+        old, self.playing = self.playing, row
+        for r in (old, row):
+            if r is not None and 0 <= r < len(self._rows):
+                self.dataChanged.emit(self.index(r, 0), self.index(r, len(self.HEADERS) - 1))
+
+    def locked(self, r: int) -> float | None:
+        s = self._rows[r]
+        if s.to_reference is None:
+            return None
+        li = [PARTS.index(p) for p in self.plan.journey.lock]
+        return float(min(s.to_reference[li]))
+
+    def data(self, index: Index, role: int = Qt.ItemDataRole.DisplayRole):
+        row, col = index.row(), index.column()
+        if not index.isValid() or not 0 <= row < len(self._rows):
+            return None
+        step, track = self._rows[row], self.plan.tracks[row]
+        if role == Qt.ItemDataRole.DisplayRole:
+            if col == 0:
+                return f"{'▶ ' if row == self.playing else ''}{'⚠ ' if not step.held else ''}{row + 1}"
+            if col == 1:
+                return track.title or track.path.stem
+            if col == 2:
+                return track.artist
+            if col == 4:
+                v = self.locked(row)
+                return "" if v is None else f"{v:.0%}"
+            if col == 5:
+                return step.why
+            return None
+        if role == BARS_ROLE:
+            if col == self.BARS_COLUMN and step.to_previous is not None:
+                return [float(v) for v in step.to_previous]
+            return None
+        if role == ID_ROLE:
+            return step.track_id
+        if role == Qt.ItemDataRole.TextAlignmentRole and col in (0, 4):
+            return int(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
+        if role == Qt.ItemDataRole.ForegroundRole and not step.held and col in (0, 4):
+            return QColor("#b23a00")
+        if role == Qt.ItemDataRole.FontRole and row == self.playing:
+            f = QFont()
+            f.setBold(True)
+            return f
+        if role == Qt.ItemDataRole.ToolTipRole:
+            if not step.held:
+                return self.NOT_HELD
+            if col == self.BARS_COLUMN and step.to_previous is not None:
+                return "\n".join(f"{PART_LABELS[p]}: {s:.0%} similar to the previous step"
+                                 for p, s in zip(PARTS, step.to_previous, strict=True))
+            return f"{track.path}\nplays from {fmt_time(self.plan.starts[row])}"
+        return None

@@ -8,7 +8,7 @@ from PySide6.QtCore import Qt, QTimer, Signal
 from PySide6.QtWidgets import QHBoxLayout, QLabel, QPushButton, QSlider, QStyle, QWidget
 
 from app.library import Track
-from app.playback import PLAYING, Audio, PlaybackError, PlaybackUnavailable, Player, decode
+from app.playback import PLAYING, STOPPED, Audio, PlaybackError, PlaybackUnavailable, Player, decode
 from app.ui.theme import fmt_time
 from app.ui.workers import Runner, Task
 
@@ -20,11 +20,15 @@ class PlayerBar(QWidget):
     """Plays tracks with a :class:`app.playback.Player`; decoding runs on ``runner``'s pool.
 
     ``stateChanged(str)`` re-emits the player's state on the GUI thread; ``message(str)``
-    carries one line for the status bar (errors, "playback off").
+    carries one line for the status bar (errors, "playback off"); ``positionChanged(float)``
+    the play position (seconds) as it moves; ``ended(Track)`` when that track plays to its end
+    (not when the user stops it or another track replaces it).
     """
 
     stateChanged = Signal(str)
     message = Signal(str)
+    positionChanged = Signal(float)
+    ended = Signal(object)
     _state_from_any_thread = Signal(str)
 
     def __init__(self, runner: Runner, player: Player | None = None, parent: QWidget | None = None):
@@ -35,6 +39,8 @@ class PlayerBar(QWidget):
         self.player.on_state = self._state_from_any_thread.emit
         self.track: Track | None = None
         self._request = 0
+        self._state = STOPPED
+        self._stop_asked = False  # the next "stopped" comes from the user, not the track's end
         style = self.style()
         self.play_button = QPushButton()
         self.play_button.setObjectName("play_button")
@@ -102,8 +108,19 @@ class PlayerBar(QWidget):
 
     def stop(self) -> None:
         if self.available:
+            self._stop_asked = True
             self.player.stop()
             self._tick()
+
+    def seek_to(self, seconds: float) -> None:
+        """Move the play position of the loaded track to ``seconds``."""
+        self.player.seek(seconds)
+        self._tick()
+
+    def is_loaded(self, track_id: int) -> bool:
+        """Whether ``track_id`` is the track in the player (decoded, ready to seek)."""
+        return (self.track is not None and self.track.id == track_id and self.player.audio is not None
+                and self.player.audio.path == self.track.path)
 
     def close_player(self) -> None:
         self.timer.stop()
@@ -136,8 +153,14 @@ class PlayerBar(QWidget):
             self.timer.start()
         else:
             self.timer.stop()
+        ended = state == STOPPED and self._state == PLAYING and not self._stop_asked
+        self._state = state
+        if state != STOPPED or self._stop_asked:
+            self._stop_asked = False
         self._tick()
         self.stateChanged.emit(state)
+        if ended and self.track is not None:
+            self.ended.emit(self.track)
 
     def _tick(self) -> None:
         dur = self.player.duration
@@ -145,6 +168,7 @@ class PlayerBar(QWidget):
         if not self.seek.isSliderDown():
             self.seek.setValue(int(SEEK_STEPS * pos / dur) if dur > 0 else 0)
         self.time.setText(f"{fmt_time(pos)} / {fmt_time(dur)}")
+        self.positionChanged.emit(pos)
 
     def _seek_released(self) -> None:
         self.player.seek(self.seek.value() / SEEK_STEPS * self.player.duration)

@@ -1,0 +1,184 @@
+"""The part timeline, search from a moment and the Journey tab, on the real window and a real
+(small, generated) library, offscreen. Tracks are 7 s: windows at 0 s and 3 s, 6-7 s not analysed."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from PySide6.QtCore import QPoint, Qt
+from PySide6.QtGui import QColor
+
+from app.export_cmd import m3u
+from app.playback import PLAYING
+from app.ui.models import BARS_ROLE
+from app.ui.theme import PART_COLORS
+from app.ui.timeline_view import LANE_H
+from model.parts import N_PARTS, PARTS
+from tests.app.ui.test_main_window import TIMEOUT, close_window, open_window
+
+
+def show_track(qtbot, w, row: int = 4):
+    track = w.tracks_model.track(row)
+    w.select_track(track.id)
+    qtbot.waitUntil(lambda: w.timeline_view.track_id == track.id, timeout=TIMEOUT)
+    return track
+
+
+def lane_fill(image, view, k: int, c: int) -> int:
+    """Pixels of part c's colour in the column through the middle of window k, lane c."""
+    tl = view.timeline
+    x = round((view.x_of(tl.starts[k]) + view.x_of(tl.ends[k])) / 2)
+    lane = view.lane_rect(c)
+    colour = QColor(PART_COLORS[c]).rgb()
+    return sum(image.pixel(x, y) == colour for y in range(int(lane.top()), int(lane.bottom()) + 1))
+
+
+def test_timeline_shows_the_library_values_and_a_click_seeks(qtbot, library, settings):
+    w = open_window(qtbot, library, settings)
+    track = show_track(qtbot, w)
+    view = w.timeline_view
+    expected = library.timeline(track.id)
+    np.testing.assert_array_equal(view.timeline.starts, expected.starts)
+    np.testing.assert_array_equal(view.timeline.presence, expected.presence)
+    assert len(expected.starts) == 2 and expected.ends.max() < track.duration  # a tail not analysed
+
+    # what is painted: each window's lane filled to its presence, the gap left unfilled
+    image = view.grab().toImage()
+    for k in range(len(expected.starts)):
+        for c in range(N_PARTS):
+            assert abs(lane_fill(image, view, k, c) - expected.presence[k, c] * LANE_H) <= 1, (k, PARTS[c])
+    gap_x = round(view.x_of((expected.ends.max() + track.duration) / 2))
+    for c in range(N_PARTS):
+        lane = view.lane_rect(c)
+        column = [image.pixel(gap_x, y) for y in range(int(lane.top()), int(lane.bottom()) + 1)]
+        assert QColor(PART_COLORS[c]).rgb() not in column
+    assert "not analysed" in view.describe((expected.ends.max() + track.duration) / 2)
+
+    bar = w.player_bar
+    if not bar.available:
+        pytest.skip(bar.player.reason)
+    served = spy_output(bar.player)
+    positions: list[float] = []
+    bar.positionChanged.connect(positions.append)
+    # a click plays the track from the clicked time (ALSA's null device under the tests plays
+    # faster than real time: what matters is the first frame the output stream pulled)
+    y = int(view.lane_rect(2).center().y())
+    with qtbot.waitSignal(bar.stateChanged, check_params_cb=lambda s: s == PLAYING, timeout=TIMEOUT):
+        qtbot.mouseClick(view, Qt.MouseButton.LeftButton, pos=QPoint(round(view.x_of(4.0)), y))
+    qtbot.waitUntil(lambda: bool(served), timeout=TIMEOUT)
+    assert bar.track.id == track.id and served[0][0] == track.path
+    assert abs(served[0][1] / bar.player._rate - 4.0) < 0.1
+    # a second click seeks within the loaded track and plays from there
+    served.clear()
+    qtbot.mouseClick(view, Qt.MouseButton.LeftButton, pos=QPoint(round(view.x_of(1.5)), y))
+    qtbot.waitUntil(lambda: bool(served), timeout=TIMEOUT)
+    assert abs(served[0][1] / bar.player._rate - 1.5) < 0.1
+    # the play position went over the strip
+    assert any(abs(p - 1.5) < 0.1 for p in positions) and view.position is not None
+    close_window(w)
+
+
+def spy_output(player) -> list:
+    """(path, first frame) of every chunk the output stream pulls, recorded in its callback."""
+    served: list = []
+    real = player._callback
+
+    def spy(out, frames, t, status):
+        served.append((player.audio.path if player.audio else None, player._pos))
+        real(out, frames, t, status)
+
+    player._callback = spy
+    return served
+
+
+def drag(qtbot, view, t0: float, t1: float) -> None:
+    y = int(view.lane_rect(1).center().y())
+    qtbot.mousePress(view, Qt.MouseButton.LeftButton, pos=QPoint(round(view.x_of(t0)), y))
+    qtbot.mouseMove(view, QPoint(round(view.x_of((t0 + t1) / 2)), y))
+    qtbot.mouseRelease(view, Qt.MouseButton.LeftButton, pos=QPoint(round(view.x_of(t1)), y))
+
+
+@pytest.mark.parametrize("span", [(0.3, 2.7), (3.3, 5.7)])
+def test_dragging_a_stretch_searches_from_that_moment(qtbot, library, settings, span):
+    w = open_window(qtbot, library, settings)
+    track = show_track(qtbot, w)
+    qtbot.waitUntil(lambda: len(w.results) > 0 and w.moment is None, timeout=TIMEOUT)
+    view = w.timeline_view
+    drag(qtbot, view, *span)
+    t0, t1 = w.moment
+    assert abs(t0 - span[0]) < 0.1 and abs(t1 - span[1]) < 0.1
+    assert "Moment search" in w.query_label.text()
+    qtbot.waitUntil(lambda: w.results_model.rowCount() > 0 and w.results_model.ids() == [
+        r.track.id for r in library.search(track.id, w.focus_panel.focus(), 15, at=(t0, t1))],
+        timeout=TIMEOUT)
+    # only the window inside the stretch made the query
+    assert all(t0 - 0.5 <= r.query_start <= t1 for r in w.results), [r.query_start for r in w.results]
+    assert view.selection == w.moment
+    # and back to the whole track
+    w.query_label.linkActivated.emit("whole")
+    qtbot.waitUntil(lambda: w.moment is None and w.results_model.ids() == [
+        r.track.id for r in library.search(track.id, w.focus_panel.focus(), 15)], timeout=TIMEOUT)
+    assert "Moment search" not in w.query_label.text() and view.selection is None
+    close_window(w)
+
+
+def test_journey_tab_builds_saves_and_plays_through(qtbot, library, settings, tmp_path):
+    w = open_window(qtbot, library, settings)
+    a = show_track(qtbot, w, row=7)  # drums+bass+chord
+    panel = w.journey_panel
+    w.tabs.setCurrentWidget(panel)
+    b = w.tracks_model.track(2)
+    lock = PARTS[int(np.argmax(a.presence))]
+    panel.set_end(b.id)
+    panel.set_lock([lock])
+    panel.steps.setValue(4)
+    panel.follow.setCurrentIndex(panel.follow.findData("neighbour"))
+    with qtbot.waitSignal(panel.built, timeout=TIMEOUT):
+        qtbot.mouseClick(panel.build_button, Qt.MouseButton.LeftButton)
+    expected = library.journey(a.id, b.id, steps=4, lock=(lock,), follow="neighbour")
+    assert panel.plan.journey.ids == expected.ids
+    assert panel.model.rowCount() == len(expected.ids) == 5
+    for r, step in enumerate(expected.steps):
+        assert panel.model.index(r, 5).data() == step.why
+        bars = panel.model.index(r, panel.model.BARS_COLUMN).data(BARS_ROLE)
+        assert (bars is None) == (r == 0)
+        if r:
+            np.testing.assert_allclose(bars, step.to_previous, rtol=1e-6)
+        assert ("⚠" in panel.model.index(r, 0).data()) == (not step.held)
+
+    out = tmp_path / "journey.m3u"
+    panel.save_m3u(out)
+    assert out.read_text(encoding="utf-8") == m3u([library.track(i) for i in expected.ids])
+
+    # a radio (no B) from the same start
+    panel.set_end(None)
+    with qtbot.waitSignal(panel.built, timeout=TIMEOUT):
+        panel.build()
+    radio = library.journey(a.id, None, steps=4, lock=(lock,), follow="neighbour")
+    assert panel.plan.journey.ids == radio.ids and len(set(radio.ids)) == len(radio.ids)
+
+    bar = w.player_bar
+    if not bar.available:
+        pytest.skip(bar.player.reason)
+    plan = panel.plan
+    served = spy_output(bar.player)
+    ended: list[int] = []
+    bar.ended.connect(lambda t: ended.append(t.id))
+    # the null device plays faster than real time: each track ends at once and the next follows
+    qtbot.mouseClick(panel.play_button, Qt.MouseButton.LeftButton)
+    qtbot.waitUntil(lambda: len(ended) == len(plan.tracks), timeout=TIMEOUT)
+    assert ended == [t.id for t in plan.tracks]
+    firsts: list = []  # the first chunk pulled from each track, in order
+    for path, frame in served:
+        if not firsts or firsts[-1][0] != path:
+            firsts.append((path, frame))
+    assert [f[0] for f in firsts] == [t.path for t in plan.tracks]
+    rate = bar.player._rate
+    for (_path, frame), start in zip(firsts, plan.starts, strict=True):
+        assert abs(frame / rate - start) < 0.05  # each from its matched window
+    assert sum(plan.starts) > 0  # (not all from 0 s, or the check above would prove little)
+    for t, start in zip(plan.tracks, plan.starts, strict=True):  # a start is an analysed window's
+        assert start in library.timeline(t.id).starts.tolist()
+    qtbot.waitUntil(lambda: panel.playing is None, timeout=TIMEOUT)  # the end of the journey
+    assert panel.model.playing is None
+    close_window(w)
