@@ -532,9 +532,13 @@ class MainWindow(QMainWindow):
             self.query_label.setText(f"Like {name}")
             return
         t0, t1 = self.moment
+        tl = self.timeline_view.timeline if self.timeline_view.track_id == t.id else None
+        n = None if tl is None else int(((tl.starts < t1) & (tl.ends > t0)).sum()) or 1
+        used = ("its analysed windows there" if n is None
+                else f"its {n} analysed window{'s' if n > 1 else ''} there")
         self.query_label.setText(
-            f"Moment search: like {fmt_time(t0)}–{fmt_time(t1)} of {name} (only the windows "
-            f"of that stretch) · <a href='whole'>search with the whole track</a>")
+            f"Moment search: like {fmt_time(t0)}–{fmt_time(t1)} of {name} (only {used}) · "
+            "<a href='whole'>search with the whole track</a>")
 
     def search(self) -> None:
         if self.query is None:

@@ -25,13 +25,13 @@ from model.parts import N_PARTS, PARTS
 LABEL_W = 58  # left margin with the part names
 LANE_H = 12
 LANE_GAP = 2
-TOP = 3
+TOP = 4
 AXIS_H = 15
 DRAG_PX = 4  # a press that moves less than this is a click
 
 GAP_BRUSH = QBrush(QColor(0, 0, 0, 40), Qt.BrushStyle.BDiagPattern)
 WINDOW_BG = QColor(0, 0, 0, 22)
-SELECTION = QColor(33, 118, 174, 70)
+SELECTION = QColor(33, 118, 174, 38)
 SELECTION_EDGE = QColor(33, 118, 174)
 
 
@@ -161,6 +161,7 @@ class TimelineView(QWidget):
         if sel is not None:
             x0, x1 = sorted((self.x_of(sel[0]), self.x_of(sel[1])))
             p.fillRect(QRectF(x0, r.top() - 2, x1 - x0, r.height() + 4), SELECTION)
+            p.fillRect(QRectF(x0, r.top() - 3, x1 - x0, 3), SELECTION_EDGE)
             p.setPen(QPen(SELECTION_EDGE, 1))
             p.drawLine(QPointF(x0, r.top() - 2), QPointF(x0, r.bottom() + 2))
             p.drawLine(QPointF(x1, r.top() - 2), QPointF(x1, r.bottom() + 2))
