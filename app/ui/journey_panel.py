@@ -95,6 +95,7 @@ class JourneyPanel(QWidget):
         self.plan: JourneyPlan | None = None
         self.playing: int | None = None  # the step being played through
         self._request = 0
+        self._radio: bool | None = None
         self._build()
         player_bar.ended.connect(self._track_ended)
 
@@ -106,7 +107,7 @@ class JourneyPanel(QWidget):
         self.to_combo.setObjectName("journey_to")
         self.to_combo.setMinimumContentsLength(24)
         self.to_combo.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
-        self.to_combo.currentIndexChanged.connect(lambda _i: self._update_buttons())
+        self.to_combo.currentIndexChanged.connect(self._to_changed)
         self.from_result_button = QPushButton("B = selected result")
         self.from_result_button.setToolTip("Take the result (or map point) you picked last as B")
         self.steps = QSpinBox()
@@ -213,7 +214,7 @@ class JourneyPanel(QWidget):
         i = self.to_combo.findData(keep)
         self.to_combo.setCurrentIndex(max(i, 0))
         self.to_combo.blockSignals(False)
-        self._update_buttons()
+        self._to_changed(self.to_combo.currentIndex())
 
     def set_end(self, track_id: int | None) -> None:
         """B: a library track (None: radio)."""
@@ -234,6 +235,15 @@ class JourneyPanel(QWidget):
                               steps=self.steps.value(),
                               lock=tuple(p for p, b in self.locks.items() if b.isChecked()),
                               follow=self.follow.currentData())
+
+    def _to_changed(self, _index: int) -> None:
+        """A radio keeps the locked parts close to each previous step by default, a journey to B
+        close to A (the command line's defaults); a choice made by hand for the same kind stays."""
+        radio = self.to_combo.currentData() in (RADIO, None)
+        if radio != self._radio:
+            self._radio = radio
+            self.follow.setCurrentIndex(self.follow.findData("neighbour" if radio else "start"))
+        self._update_buttons()
 
     def _update_buttons(self) -> None:
         o = self.options()

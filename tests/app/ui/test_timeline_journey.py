@@ -129,7 +129,9 @@ def test_journey_tab_builds_saves_and_plays_through(qtbot, library, settings, tm
     w.tabs.setCurrentWidget(panel)
     b = w.tracks_model.track(2)
     lock = PARTS[int(np.argmax(a.presence))]
+    assert panel.follow.currentData() == "neighbour"  # a radio follows each step by default
     panel.set_end(b.id)
+    assert panel.follow.currentData() == "start"  # a journey to B keeps close to A by default
     panel.set_lock([lock])
     panel.steps.setValue(4)
     panel.follow.setCurrentIndex(panel.follow.findData("neighbour"))
