@@ -517,6 +517,10 @@ class MainWindow(QMainWindow):
             return
         if in_library:
             self.show_timeline(self.query_track)
+        else:
+            self.timeline_track = None  # a file outside the library has no stored windows
+            self.timeline_view.clear("No part timeline for a file outside the library")
+            self._timeline_caption()
         if self.query_track is not None:
             self._describe_query()
         else:
@@ -674,6 +678,7 @@ class MainWindow(QMainWindow):
             start = self.results[0].query_start
         self.selected = track_id
         self._highlight()
+        self._update_marks()
         self.player_bar.play_track(track, start)
 
     def _describe(self, track_id: int) -> str:

@@ -165,6 +165,11 @@ class PlayerBar(QWidget):
     def _tick(self) -> None:
         dur = self.player.duration
         pos = self.player.position
+        if self.player.state == PLAYING and dur > 0 and pos >= dur:
+            # every frame was played but the player missed the stream's end (it can finish
+            # before play() records PLAYING, at a track's very end): end it here
+            self.player.stop()
+            return
         if not self.seek.isSliderDown():
             self.seek.setValue(int(SEEK_STEPS * pos / dur) if dur > 0 else 0)
         self.time.setText(f"{fmt_time(pos)} / {fmt_time(dur)}")

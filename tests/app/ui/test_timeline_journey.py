@@ -184,3 +184,11 @@ def test_journey_tab_builds_saves_and_plays_through(qtbot, library, settings, tm
     qtbot.waitUntil(lambda: panel.playing is None, timeout=TIMEOUT)  # the end of the journey
     assert panel.model.playing is None
     close_window(w)
+
+
+def test_the_m_key_does_not_steal_typing_in_the_filter(qtbot, library, settings):
+    w = open_window(qtbot, library, settings)
+    w.filter_edit.setFocus()
+    qtbot.keyClicks(w.filter_edit, "drum")
+    assert w.filter_edit.text() == "drum" and w.moment is None
+    close_window(w)
