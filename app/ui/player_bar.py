@@ -123,6 +123,7 @@ class PlayerBar(QWidget):
                 and self.player.audio.path == self.track.path)
 
     def close_player(self) -> None:
+        self._request += 1  # a decoding still under way must not open a stream after this
         self.timer.stop()
         self.player.close()
 
