@@ -168,8 +168,15 @@ class Player:
                 self._pos = 0
         if not self._stream.stopped:  # ended by itself: PortAudio wants a stop before a start
             self._stream.stop()
-        self._stream.start()
+        # PLAYING before start(): a stream with little left may finish (and call _finished from
+        # PortAudio's thread) before start() returns; _finished only ends a PLAYING track
+        was = self._state
         self._set_state(PLAYING)
+        try:
+            self._stream.start()
+        except Exception:
+            self._set_state(was)
+            raise
 
     def pause(self) -> None:
         if self._state != PLAYING:
