@@ -305,7 +305,7 @@ class VectorIndex:
             exact = True
             found = None
             if self._hnsw is not None and (w > 0).any():
-                found = self._candidates(q, w, k + len(excl), scales)
+                found = self._candidates(q, w, k + len(excl), scales, self._own_row(q, excl))
                 exact = found is None
             if found is None:  # exact: score every row in place (no copies), mask the dead
                 scores = focused_scores(q, w, self._vecs[:n], scales, self._sq[:n])
@@ -332,6 +332,16 @@ class VectorIndex:
             return Hits(ids=self._ids[best_rows[order]].copy(), scores=final[order], parts=pd[order],
                         exact=exact, similarity=sim[order])
 
+    def _own_row(self, q: np.ndarray, excl: set[int]) -> int:
+        """The indexed row of the query itself (an excluded track whose vector is ``q``), or -1.
+        Its distance to ``q`` is 0 in every part, so every list must hold it: a list without it
+        means HNSW lost its way for this query."""
+        for i in excl:
+            r = self._pos.get(i)
+            if r is not None and r < self._n_indexed and np.array_equal(self._vecs[r], q):
+                return r
+        return -1
+
     def _start_kk(self, key: tuple, kk0: int) -> int:
         """Where a query of this kind starts: a high quantile of what recent ones needed."""
         seen = self._kk_seen.get(key)
@@ -343,8 +353,8 @@ class VectorIndex:
         seen = self._kk_seen.setdefault(key, deque(maxlen=64))
         seen.append(int(kk))
 
-    def _candidates(self, q: np.ndarray, w: np.ndarray, k: int,
-                    scales: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+    def _candidates(self, q: np.ndarray, w: np.ndarray, k: int, scales: np.ndarray,
+                    own: int = -1) -> tuple[np.ndarray, np.ndarray] | None:
         """Rows to answer from and their exact match, or None when brute force is the answer.
 
         Each positively weighted part's HNSW index lists its kk nearest rows; their union, plus
@@ -363,6 +373,11 @@ class VectorIndex:
         not) could have stopped: each answered query works out from its sorted lists the
         smallest kk at which its bound held, and the next one starts at a high quantile of
         those, so most queries take one HNSW pass per part instead of a growing series.
+
+        ``own``: the query's own row when the query is a library track (see :meth:`_own_row`).
+        A list that lacks it came from a search that lost its way (HNSW on clustered data can
+        end in the wrong cluster, and then every row of the answer is wrong): the lists are
+        asked again with a 4x wider beam, and when that fails too, brute force answers.
         """
         p = self.params
         n_live_indexed = int(self._alive[: self._n_indexed].sum())
@@ -381,12 +396,12 @@ class VectorIndex:
         if len(negs) and -float(w[negs].sum()) >= p.negative_dominance * float(w[w > 0].sum()):
             return None
         key = (tuple(which), bool(len(negs)))
-        kk, grown = min(self._start_kk(key, kk0), limit), 0
+        kk, grown, widen = min(self._start_kk(key, kk0), limit), 0, 1
         while True:
             labels, dists = [], []
             for c in which:
                 h = self._hnsw[c]
-                h.set_ef(max(p.ef_search, kk))
+                h.set_ef(max(p.ef_search, kk) * widen)
                 try:
                     lab, dist = h.knn_query(q[part_slice(c)][None, :], k=kk, num_threads=1)
                 except RuntimeError as e:  # too many deleted neighbours to return kk
@@ -394,6 +409,12 @@ class VectorIndex:
                     return None
                 labels.append(lab[0].astype(np.int64))
                 dists.append(dist[0].astype(np.float32))
+            if own >= 0 and not all((lab == own).any() for lab in labels):
+                if widen > 1:
+                    log.debug("HNSW lost its way twice for one query: exact search")
+                    return None
+                widen = 4
+                continue
             rows = np.unique(np.concatenate([*labels, tail]))
             rows = rows[self._alive[rows]]
             if len(rows) < k:

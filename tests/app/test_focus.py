@@ -263,3 +263,37 @@ def test_candidates_grow_until_the_top_k_is_certain():
             # with the default cost model, lists this long lose to a scan of 3000 rows
             c = costly.search(x[qi], w, 10, exclude=[qi])
             assert c.ids.tolist() == e.ids.tolist(), f
+
+
+class _Lost:
+    """An HNSW index that ends its search in the wrong place: the rows farthest from the query."""
+
+    def __init__(self, h, x: np.ndarray, part: int):
+        self.h, self.x, self.part = h, x, part
+
+    def set_ef(self, ef: int) -> None:
+        self.h.set_ef(ef)
+
+    def knn_query(self, q, k: int, num_threads: int = 1):
+        d = ((self.x[:, self.part * SUBSPACE_DIM:(self.part + 1) * SUBSPACE_DIM] - q) ** 2).sum(1)
+        far = np.argsort(-d)[:k]
+        return far[None, :].astype(np.uint64), d[far][None, :].astype(np.float32)
+
+
+def test_a_search_that_lost_its_way_is_noticed_and_answered_exactly():
+    """A library track's own row is at distance 0 in every part: a candidate list without it
+    came from a lost HNSW search, and the answer comes from a wider beam or brute force."""
+    x = clustered(1500, seed=5)
+    ids = np.arange(100, 1600)
+    ann = VectorIndex(IndexParams(exact_below=200))
+    exact = VectorIndex(IndexParams(exact_below=10 ** 9))
+    for idx in (ann, exact):
+        idx.upsert(ids, np.ones(len(ids)), x)
+        idx.maintain(force=True)
+    ann._hnsw[0] = _Lost(ann._hnsw[0], x, 0)
+    w = parse_focus({"drums": 1})
+    for qi in (3, 700, 1400):
+        a = ann.search(x[qi], w, 10, exclude=[ids[qi]])
+        e = exact.search(x[qi], w, 10, exclude=[ids[qi]])
+        assert a.ids.tolist() == e.ids.tolist()
+        assert a.exact  # still lost with a wider beam: brute force answered
