@@ -118,7 +118,10 @@ def bench_faders(app, n: int, moves: int, work: Path) -> dict:
     _pump_until(app, lambda: w.map_view.space == w.wanted_space() and not w.search_runner.busy)
     rng = np.random.default_rng(1)
     kinds = [k for k, _ in MOVE_KINDS]
-    share = np.array([p for _, p in MOVE_KINDS])
+    # the kinds in their shares exactly (rounded), in a random order
+    plan = [k for k, p in MOVE_KINDS for _ in range(int(round(p * moves)))][:moves]
+    plan += [kinds[0]] * (moves - len(plan))
+    plan = [plan[i] for i in rng.permutation(moves)]
     ids = rng.choice(np.arange(1, n + 1), max(1, moves // MOVES_PER_QUERY + 1), replace=False)
     times: dict[str, list[float]] = {k: [] for k in kinds}
     engine: list[float] = []
@@ -128,7 +131,7 @@ def bench_faders(app, n: int, moves: int, work: Path) -> dict:
             before = resets[0]
             w.select_track(query)
             _pump_until(app, lambda b=before: resets[0] > b and not w.search_runner.busy)
-        kind = kinds[int(rng.choice(len(kinds), p=share))]
+        kind = plan[m]
         start, fader, value = plan_move(rng, kind)
         w.focus_panel.set_focus(start, emit=False)
         focus = start.copy()
