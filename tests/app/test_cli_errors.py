@@ -105,13 +105,19 @@ def test_a_focus_on_parts_the_query_lacks_says_so(lib_args, capsys):
     assert code == 0 and "2 results" in out
 
 
-def test_a_library_with_nothing_to_compare_says_so(tmp_path, capsys):
-    (tmp_path / "one").mkdir()
-    sf.write(tmp_path / "one" / "only.wav", music(4.0), 22050)
+def _one_track_library(tmp_path, capsys, folder: str, name: str) -> list[str]:
+    """A library of one scanned 4-s file; its command-line options."""
+    (tmp_path / folder).mkdir()
+    sf.write(tmp_path / folder / name, music(4.0), 22050)
     w = tiny_weights(tmp_path / "w.safetensors")
     args = ["--library", str(tmp_path / "lib"), "--weights", str(w), "--device", "cpu"]
-    assert scan_cmd.main([str(tmp_path / "one"), "--no-progress", *args]) == 0
+    assert scan_cmd.main([str(tmp_path / folder), "--no-progress", *args]) == 0
     capsys.readouterr()
+    return args
+
+
+def test_a_library_with_nothing_to_compare_says_so(tmp_path, capsys):
+    args = _one_track_library(tmp_path, capsys, "one", "only.wav")
     for main in (query_cmd.main, export_cmd.main):
         code, out, err = run(main, ["1", *args], capsys)
         assert code == 1 and out == ""
@@ -131,12 +137,7 @@ def test_query_prints_one_line_per_result_whatever_the_tags(lib_args, capsys):
 
 
 def test_a_library_the_program_cannot_read_is_one_line(tmp_path, capsys):
-    (tmp_path / "m").mkdir()
-    sf.write(tmp_path / "m" / "a.wav", music(4.0), 22050)
-    w = tiny_weights(tmp_path / "w.safetensors")
-    args = ["--library", str(tmp_path / "lib"), "--weights", str(w), "--device", "cpu"]
-    assert scan_cmd.main([str(tmp_path / "m"), "--no-progress", *args]) == 0
-    capsys.readouterr()
+    args = _one_track_library(tmp_path, capsys, "m", "a.wav")
     con = sqlite3.connect(tmp_path / "lib" / DB_NAME)
     con.execute("DROP TABLE tracks")
     con.execute("CREATE TABLE tracks (id INTEGER PRIMARY KEY, nonsense TEXT)")
