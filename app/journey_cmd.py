@@ -19,7 +19,7 @@ from app.cmdutil import (
     open_library,
 )
 from app.journey import DEFAULT_FLOOR, Journey, JourneyError, parse_lock
-from app.library import Library
+from app.library import Track
 from model.parts import PARTS
 from model.weights import atomic_write
 
@@ -30,13 +30,14 @@ def _track_id(text: str, what: str) -> int:
     return int(text)
 
 
-def journey_dict(lib: Library, j: Journey) -> dict:
+def journey_dict(j: Journey, tracks: Sequence[Track]) -> dict:
+    """The journey as ``--json`` prints it; ``tracks``: its steps' tracks, in order."""
+
     def sim(v) -> dict | None:
         return None if v is None else dict(zip(PARTS, (round(float(x), 4) for x in v), strict=True))
 
     steps = []
-    for k, s in enumerate(j.steps):
-        t = lib.track(s.track_id)
+    for k, (s, t) in enumerate(zip(j.steps, tracks, strict=True)):
         steps.append({"step": k, "id": t.id, "path": str(t.path), "title": t.title,
                       "artist": t.artist, "duration": round(t.duration, 2),
                       "to_previous": sim(s.to_previous), "to_next": sim(s.to_next),
@@ -89,8 +90,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             if tid is not None:
                 lib.track(tid)  # KeyError naming the id when there is no such track
         j = lib.journey(start, end, steps=args.steps, lock=lock, follow=follow, floor=args.floor)
-        doc = journey_dict(lib, j)
         tracks = [lib.track(i) for i in j.ids]
+        doc = journey_dict(j, tracks)
     finally:
         lib.close()
     if args.m3u:

@@ -299,12 +299,7 @@ class Library:
     def timeline(self, track_id: int) -> Timeline:
         """How present each part is along an analysed track, window by window (the part bars'
         rule, :func:`app.timeline.part_timeline`); LibraryError when it has no stored windows."""
-        row = self.store.row(int(track_id))
-        if row is None:
-            raise KeyError(f"no track with id {track_id} in the library {self.root}")
-        if row.status != "ok":
-            raise LibraryError(f"track {row.id} ({shown(row.path)}) has no embedding: "
-                               f"{row.error or 'not analysed yet'}")
+        row = self._analysed_row(track_id)
         try:
             segs, starts = self.store.load_segments(row)
         except StoreError as e:
@@ -690,21 +685,27 @@ class Library:
                               part_distances=parts, query_start=qs, match_start=ms))
         return out
 
+    def _analysed_row(self, track_id: int) -> Row:
+        """The stored row of an analysed track; KeyError for an unknown id, LibraryError for a
+        track without an embedding (failed or not analysed yet)."""
+        row = self.store.row(int(track_id))
+        if row is None:
+            raise KeyError(f"no track with id {track_id} in the library {self.root}")
+        if row.status != "ok":
+            raise LibraryError(f"track {row.id} ({shown(row.path)}) has no embedding: "
+                               f"{row.error or 'not analysed yet'}")
+        return row
+
     def _query(self, query: int | str | Path) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, set[int]]:
         """Query vector (640,), its segments (n, 640), starts (n,) and presence (5,), and ids to
         leave out."""
         if isinstance(query, (int, np.integer)) and not isinstance(query, bool):
-            row = self.store.row(int(query))
-            if row is None:
-                raise KeyError(f"no track with id {query} in the library {self.root}")
+            row = self._analysed_row(int(query))
         else:
             t = self.find(query)
             row = self.store.row(t.id) if t is not None and t.status == "ok" else None
             if row is None:
                 return self._embed_file(Path(query))
-        if row.status != "ok":
-            raise LibraryError(f"track {row.id} ({shown(row.path)}) has no embedding: "
-                               f"{row.error or 'not analysed yet'}")
         vec = self.index.vector(row.id)
         if vec is None:
             got = list(self.store.vectors([row.id]))
