@@ -23,7 +23,7 @@ import torch
 
 from model.embedder import Embedder
 from model.parts import N_PARTS, PARTS, presence_logits
-from model.weights import WeightsError, load_weights, read_card, save_weights
+from model.weights import WeightsError, read_card, save_weights
 from trainer.bank import audible, level
 from trainer.clitools import setup_logging
 from trainer.config import TrainConfig
@@ -137,9 +137,9 @@ def presence_scores(cal: CalibrationSet, bias: np.ndarray) -> dict[str, dict[str
     return out
 
 
-def collect(weights: Path, data: Sequence[Path], split: str, seconds: float, per_track: int,
-            seed: int, device: str | None = None, max_tracks: int | None = None) -> CalibrationSet:
-    emb = Embedder.from_file(weights, device=device)
+def collect(emb: Embedder, data: Sequence[Path], split: str, seconds: float, per_track: int,
+            seed: int, max_tracks: int | None = None) -> CalibrationSet:
+    """The calibration inputs of ``split`` of each dataset, embedded by ``emb``."""
     sr = emb.audio.sample_rate
     cfg = TrainConfig()
     rng = np.random.default_rng(seed)
@@ -153,7 +153,7 @@ def collect(weights: Path, data: Sequence[Path], split: str, seconds: float, per
                                        cfg.level_db, cfg.gain_db, ACTIVITY_THRESHOLD_DB)
             e = emb.embed_clips(clips)
             if not np.isfinite(e).all():
-                raise ValueError(f"{weights}: the model produced non-finite embeddings")
+                raise ValueError("the model produced non-finite embeddings")
             norms.append(presence_logits(e, np.zeros(N_PARTS)))  # log ||f_j||, the presence rule's
             truth.append(t)
             kind.append(k)
@@ -198,10 +198,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.out.resolve() == args.weights.resolve():
             raise ValueError(f"{args.out}: write the calibrated model to a new file")
-        w = load_weights(args.weights)
-        cal = collect(args.weights, args.data, args.split, args.seconds, args.per_track,
-                      args.seed, args.device, args.max_tracks)
-        trained = np.asarray(w.card.get("norm_bias", [0.0] * N_PARTS), np.float64)
+        emb = Embedder.from_file(args.weights, device=args.device)
+        cal = collect(emb, args.data, args.split, args.seconds, args.per_track, args.seed,
+                      args.max_tracks)
+        trained = np.asarray(emb.norm_bias if emb.norm_bias is not None else [0.0] * N_PARTS,
+                             np.float64)
         bias = calibrate(cal, trained)
         before, after = presence_scores(cal, trained), presence_scores(cal, bias)
         card = dict(read_card(args.weights).get("card", {}))
@@ -216,14 +217,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.score_split:
             if args.score_split == args.split:
                 raise ValueError("--score-split must differ from --split (it is the held-out check)")
-            test = collect(args.weights, args.data, args.score_split, args.seconds, args.per_track,
-                           args.seed + 1, args.device, args.max_tracks)
+            test = collect(emb, args.data, args.score_split, args.seconds, args.per_track,
+                           args.seed + 1, args.max_tracks)
             held = (presence_scores(test, trained), presence_scores(test, bias))
             card["presence_calibration"]["held_out"] = {
                 "data": [f"{Path(d).name}/{args.score_split}" for d in args.data],
                 "inputs": {k: int((test.kind == k).sum()) for k in KINDS},
                 "balanced_accuracy_trained_bias": held[0], "balanced_accuracy_calibrated": held[1]}
-        save_weights(args.out, w.model, w.spec, card=card)
+        save_weights(args.out, emb.model, emb.spec, card=card)
     except (WeightsError, OSError, ValueError) as e:
         log.error("%s", e)
         return 1
