@@ -131,6 +131,22 @@ def best_segment_pair(qs: np.ndarray, xs: np.ndarray, w: np.ndarray,
     return int(i), int(j)
 
 
+def best_segment_pairs(qs: np.ndarray, xss: Sequence[np.ndarray], w: np.ndarray,
+                       scales: np.ndarray) -> list[tuple[int, int]]:
+    """:func:`best_segment_pair` for several tracks at once (one distance computation over all
+    their windows): ``xss`` holds each track's (m_t, 640) windows."""
+    if not len(xss):
+        return []
+    sizes = [len(x) for x in xss]
+    score = match(similarity(part_sq_distances(qs, np.concatenate(xss)), scales), w)  # (n, sum m_t)
+    out, a = [], 0
+    for m in sizes:
+        i, j = np.unravel_index(int(np.argmax(score[:, a:a + m])), (score.shape[0], m))
+        out.append((int(i), int(j)))
+        a += m
+    return out
+
+
 def because(sim: np.ndarray, w: np.ndarray, q_presence: np.ndarray | None,
             r_presence: np.ndarray) -> int:
     """The part that makes a result similar: the most similar of the parts the focus weighs up

@@ -37,7 +37,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from app.focus import because, best_segment_pair, parse_focus
+from app.focus import because, best_segment_pair, best_segment_pairs, parse_focus
 from app.index import IndexParams, VectorIndex
 from app.journey import Journey
 from app.journey import build as build_journey
@@ -403,20 +403,15 @@ class Library:
             return 0
         bias = self.card.get("norm_bias")
         done = 0
-        batch: list[tuple[int, np.ndarray]] = []
-        for row in self.store.rows("ok"):
-            if row.model_sha != self.model_sha:
-                continue
-            try:
-                segs, _ = self.store.load_segments(row)
-            except StoreError as e:
-                log.warning("%s", e)
-                continue
-            batch.append((row.id, track_presence(segs, bias)))
-            if len(batch) >= 500:
-                done += self.store.set_presence(batch)
-                batch = []
-        done += self.store.set_presence(batch)
+        rows = [r for r in self.store.rows("ok") if r.model_sha == self.model_sha]
+        for s in range(0, len(rows), 500):
+            batch: list[tuple[int, np.ndarray]] = []
+            for tid, got in self.store.load_segments_many(rows[s:s + 500]).items():
+                if isinstance(got, StoreError):
+                    log.warning("%s", got)
+                    continue
+                batch.append((tid, track_presence(got[0], bias)))
+            done += self.store.set_presence(batch)
         self.store.set_meta("presence_key", key)
         if done:
             log.info("presence of %d tracks recomputed from their windows", done)
@@ -425,6 +420,7 @@ class Library:
     def _scan(self, folders, cancel, retry_failed) -> Iterator[ScanProgress]:
         roots = self._roots(folders)
         self._clean_temp_files()
+        self.store.migrate_segment_files()
         self.refresh_presence()
         self.scan_problems = []
         states = {r.path: r for r in self.store.rows()}
@@ -482,6 +478,7 @@ class Library:
                  prog["added"], prog["updated"], prog["removed"], prog["failed"], len(self.scan_problems))
 
     def _clean_temp_files(self) -> None:
+        """Temporary window files a schema-2 scan left when it was killed."""
         for tmp in self.store.seg_dir.glob("*/*.tmp"):
             tmp.unlink(missing_ok=True)
 
@@ -666,19 +663,28 @@ class Library:
             q_presence = track_presence(m.segments, self.card.get("norm_bias"))
         hits = self.index.search(q, w, k, exclude=exclude)
         scales = self.index.scales()
+        rows = self.store.rows_for(hits.ids.tolist())  # one read for every hit's row and windows
+        windows = self.store.load_segments_many(rows.values())
+        readable = {}
+        for tid, got in windows.items():
+            if isinstance(got, StoreError):
+                log.warning("%s", got)
+            else:
+                readable[tid] = got
+        pairs = dict(zip(readable, best_segment_pairs(q_segs, [g[0] for g in readable.values()], w, scales),
+                         strict=True))
         out = []
         for tid, score, parts, sim in zip(hits.ids.tolist(), hits.scores, hits.parts, hits.similarity,
                                           strict=True):
-            row = self.store.row(tid)
+            row = rows.get(tid)
             if row is None:  # removed since the index answered
                 continue
             qs = ms = 0.0
-            try:
-                segs, starts = self.store.load_segments(row)
-                i, j = best_segment_pair(q_segs, segs, w, scales)
-                qs, ms = float(q_starts[i]), float(starts[j])
-            except StoreError as e:
-                log.warning("%s", e)
+            if tid in pairs:
+                i, j = pairs[tid]
+                qs, ms = float(q_starts[i]), float(readable[tid][1][j])
+            elif tid not in windows:
+                log.warning("track %d (%s) has no stored segments", tid, shown(row.path))
             track = _track(row)
             out.append(Result(track=track, score=float(score), similarity=sim,
                               because=PARTS[because(sim, w, q_presence, track.presence)],

@@ -1,16 +1,21 @@
-"""The library's store: one SQLite database (WAL) plus per-track segment files beside it.
+"""The library's store: one SQLite database (WAL) beside the search index.
 
 Layout of a library folder::
 
     library.sqlite        tracks, tags, status, errors, track vectors, presence, file locations,
-                          the warnings of the last walk of each folder
+                          the warnings of the last walk of each folder, and (table ``segments``)
+                          each analysed track's window embeddings (N, 640) float32 with their
+                          start times (N,)
     scan.lock             held by the one process that writes (scans) the library; holds its pid
-    segments/XX/ID.npz    per-segment embeddings (N, 640) float32 and their start times (N,)
+    segments/XX/ID.npz    the window embeddings as libraries of schema 2 kept them, one file a
+                          track: still read, moved into the table by the next scan
     index/                the search indices (see :mod:`app.index`)
 
-Every write is atomic: a segment file is written to a temporary name and renamed, then the row
-that points to it is committed. A process killed at any moment leaves either the old or the new
-state of each track; tracks caught half-way stay ``pending`` and the next scan redoes them.
+Every write is atomic: a track's row and its windows are committed in one transaction. A
+process killed at any moment leaves either the old or the new state of each track; tracks
+caught half-way stay ``pending`` and the next scan redoes them. The windows of a track live in
+the database rather than in a file of their own because a query reads them for every hit: one
+indexed read of all hits' windows costs a small fraction of opening ten files.
 Each thread gets its own connection; writes are serialized by a lock. One process writes at a
 time (:class:`WriterLock`); any number read, also during a scan (WAL).
 
@@ -37,13 +42,12 @@ import numpy as np
 
 from app.walk import shown
 from model.parts import EMBED_DIM, N_PARTS
-from model.weights import atomic_write
 
 log = logging.getLogger(__name__)
 
 DB_NAME = "library.sqlite"
 LOCK_NAME = "scan.lock"
-SCHEMA_VERSION = 2  # 2: tracks.retry, the problems table
+SCHEMA_VERSION = 3  # 2: tracks.retry, the problems table; 3: the segments table
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -70,6 +74,11 @@ CREATE TABLE IF NOT EXISTS tracks (
     retry INTEGER NOT NULL DEFAULT 0
 );
 CREATE TABLE IF NOT EXISTS problems (folder TEXT NOT NULL, path TEXT NOT NULL, message TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS segments (
+    id INTEGER PRIMARY KEY,  -- tracks.id
+    starts BLOB NOT NULL,    -- (N,) float32 start seconds
+    vecs BLOB NOT NULL       -- (N, 640) float32 window embeddings
+);
 """
 _INDEXES = """
 CREATE INDEX IF NOT EXISTS tracks_folder ON tracks(folder);
@@ -99,6 +108,15 @@ def path_from_db(v: str | bytes) -> str:
     """The inverse of :func:`db_path`: the path as Python's file functions take it."""
     return v if isinstance(v, str) else os.fsdecode(v)
 
+
+
+SEGMENTS_INSERT = "INSERT OR REPLACE INTO segments(id, starts, vecs) VALUES(?, ?, ?)"
+
+
+def segment_params(track_id: int, segments: np.ndarray, starts: np.ndarray) -> tuple[int, bytes, bytes]:
+    """The parameters of :data:`SEGMENTS_INSERT` for one track's windows."""
+    return (int(track_id), np.ascontiguousarray(starts, dtype=np.float32).tobytes(),
+            np.ascontiguousarray(segments, dtype=np.float32).tobytes())
 
 
 class StoreError(RuntimeError):
@@ -332,6 +350,7 @@ class Store:
         with self.transaction() as con:
             key = db_path(folder)
             rows = con.execute("SELECT id, segfile FROM tracks WHERE folder=?", (key,)).fetchall()
+            con.execute("DELETE FROM segments WHERE id IN (SELECT id FROM tracks WHERE folder=?)", (key,))
             con.execute("DELETE FROM tracks WHERE folder=?", (key,))
             con.execute("DELETE FROM folders WHERE path=?", (key,))
             con.execute("DELETE FROM problems WHERE folder=?", (key,))
@@ -342,6 +361,17 @@ class Store:
     def row(self, track_id: int) -> Row | None:
         r = self._con().execute(f"SELECT {_ROW_COLS} FROM tracks WHERE id=?", (int(track_id),)).fetchone()
         return _row(r) if r else None
+
+    def rows_for(self, ids: Iterable[int]) -> dict[int, Row]:
+        """id -> row of each given id that exists, in one read."""
+        ids = [int(i) for i in ids]
+        out: dict[int, Row] = {}
+        for i in range(0, len(ids), 900):
+            chunk = ids[i:i + 900]
+            q = ",".join("?" * len(chunk))
+            for r in self._con().execute(f"SELECT {_ROW_COLS} FROM tracks WHERE id IN ({q})", chunk):
+                out[int(r[0])] = _row(r)
+        return out
 
     def row_by_path(self, path: str | os.PathLike) -> Row | None:
         r = self._con().execute(f"SELECT {_ROW_COLS} FROM tracks WHERE path=?", (db_path(path),)).fetchone()
@@ -373,30 +403,25 @@ class Store:
     def finish_ok(self, track_id: int, *, title: str, artist: str, album: str, duration: float,
                   model_sha: str, policy: str, vector: np.ndarray, presence: np.ndarray,
                   segments: np.ndarray, starts: np.ndarray) -> int:
-        """Write the segment file atomically, then commit the row as ``ok``; returns its rev.
+        """Commit the row as ``ok`` with its windows, in one transaction; returns its rev.
 
         vector: (640,) float32; presence: (5,) float32; segments: (N, 640); starts: (N,).
         """
         assert vector.shape == (EMBED_DIM,) and presence.shape == (N_PARTS,)
         assert segments.ndim == 2 and segments.shape[1] == EMBED_DIM and starts.shape == (len(segments),)
-        rel = self.segfile_for(track_id)
-        target = self.root / rel
-
-        def write(tmp: str) -> None:
-            with open(tmp, "wb") as f:
-                np.savez(f, segments=segments.astype(np.float32), starts=starts.astype(np.float32))
-
-        atomic_write(target, write)
         with self.transaction() as con:
+            old = con.execute("SELECT segfile FROM tracks WHERE id=?", (track_id,)).fetchone()
             con.execute(
                 "UPDATE tracks SET status='ok', error=NULL, title=?, artist=?, album=?, duration=?, "
-                "model_sha=?, policy=?, rev=rev+1, vector=?, presence=?, segfile=?, updated=? WHERE id=?",
+                "model_sha=?, policy=?, rev=rev+1, vector=?, presence=?, segfile=NULL, updated=? WHERE id=?",
                 (shown(title), shown(artist), shown(album), float(duration), model_sha, policy,
                  np.ascontiguousarray(vector, dtype=np.float32).tobytes(),
-                 np.ascontiguousarray(presence, dtype=np.float32).tobytes(), rel, time.time(), track_id))
+                 np.ascontiguousarray(presence, dtype=np.float32).tobytes(), time.time(), track_id))
+            con.execute(SEGMENTS_INSERT, segment_params(track_id, segments, starts))
             r = con.execute("SELECT rev FROM tracks WHERE id=?", (track_id,)).fetchone()
         if r is None:
             raise StoreError(f"{self.db_path}: track {track_id} vanished while being stored")
+        self._unlink_segfiles([old[0] if old else None])
         return int(r[0])
 
     def finish_failed(self, track_id: int, error: str, *, title: str = "", artist: str = "",
@@ -408,6 +433,7 @@ class Store:
         the model and analysis that failed (another one tries again)."""
         with self.transaction() as con:
             old = con.execute("SELECT segfile FROM tracks WHERE id=?", (track_id,)).fetchone()
+            con.execute("DELETE FROM segments WHERE id=?", (track_id,))
             con.execute(
                 "UPDATE tracks SET status='failed', error=?, title=COALESCE(NULLIF(?, ''), title), "
                 "artist=?, album=?, duration=?, vector=NULL, presence=NULL, segfile=NULL, "
@@ -429,6 +455,7 @@ class Store:
                 q = ",".join("?" * len(chunk))
                 segs += [r[0] for r in con.execute(f"SELECT segfile FROM tracks WHERE id IN ({q})", chunk)]
                 con.execute(f"DELETE FROM tracks WHERE id IN ({q})", chunk)
+                con.execute(f"DELETE FROM segments WHERE id IN ({q})", chunk)
         self._unlink_segfiles(segs)
         return len(ids)
 
@@ -445,6 +472,7 @@ class Store:
         return [(Path(path_from_db(p)), m) for p, m in cur]
 
     def segfile_for(self, track_id: int) -> str:
+        """Where a schema-2 library kept a track's window file (relative to the root)."""
         return f"segments/{track_id % 256:02x}/{track_id}.npz"
 
     def _unlink_segfiles(self, rels: Iterable[str | None]) -> None:
@@ -456,15 +484,87 @@ class Store:
                     log.warning("%s: could not delete a stale segment file (%s)", self.root / rel, e)
 
     def load_segments(self, row: Row) -> tuple[np.ndarray, np.ndarray]:
-        """(N, 640) float32 segment embeddings and (N,) start seconds of an ok track."""
-        if not row.segfile:
+        """(N, 640) float32 window embeddings and (N,) start seconds of an ok track."""
+        got = self.load_segments_many([row]).get(row.id)
+        if isinstance(got, StoreError):
+            raise got
+        if got is None:
             raise StoreError(f"track {row.id} ({row.path}) has no stored segments")
-        p = self.root / row.segfile
+        return got
+
+    def load_segments_many(self, rows: Iterable[Row]) -> dict[int, tuple[np.ndarray, np.ndarray] | StoreError]:
+        """The windows of several tracks in one read: id -> (segments, starts), or the
+        StoreError that says why that track's are unreadable; ids without stored windows are
+        left out. Windows of a library of schema 2 are read from their file."""
+        rows = list(rows)
+        out: dict[int, tuple[np.ndarray, np.ndarray] | StoreError] = {}
+        if not rows:
+            return out
+        con = self._con()
+        ids = [r.id for r in rows]
+        for i in range(0, len(ids), 900):
+            chunk = ids[i:i + 900]
+            q = ",".join("?" * len(chunk))
+            for tid, starts, vecs in con.execute(f"SELECT id, starts, vecs FROM segments WHERE id IN ({q})", chunk):
+                out[int(tid)] = self._decode_segments(int(tid), starts, vecs)
+        for row in rows:
+            if row.id not in out and row.segfile:
+                out[row.id] = self._read_segfile(row)
+        return out
+
+    def _decode_segments(self, tid: int, starts: bytes, vecs: bytes) -> tuple[np.ndarray, np.ndarray] | StoreError:
+        n = len(starts) // 4
+        if len(starts) % 4 or len(vecs) != 4 * n * EMBED_DIM or n == 0:
+            return StoreError(f"{self.db_path}: the stored windows of track {tid} are damaged "
+                              f"({len(starts)} bytes of starts, {len(vecs)} of vectors); scan again "
+                              "with --retry-failed or touch the file to redo it")
+        return (np.frombuffer(vecs, np.float32).reshape(n, EMBED_DIM),
+                np.frombuffer(starts, np.float32))
+
+    def _read_segfile(self, row: Row) -> tuple[np.ndarray, np.ndarray] | StoreError:
+        p = self.root / str(row.segfile)
         try:
             with np.load(p) as z:
                 return z["segments"].astype(np.float32, copy=False), z["starts"].astype(np.float32, copy=False)
+        except FileNotFoundError:
+            # moved into the table by a scan since the row was read
+            got = self._con().execute("SELECT starts, vecs FROM segments WHERE id=?", (row.id,)).fetchone()
+            if got is not None:
+                return self._decode_segments(row.id, *got)
+            return StoreError(f"{p}: segment file missing")
         except (OSError, ValueError, KeyError) as e:
-            raise StoreError(f"{p}: segment file missing or damaged ({e})") from e
+            return StoreError(f"{p}: segment file missing or damaged ({e})")
+
+    def migrate_segment_files(self, batch: int = 500) -> int:
+        """Move the window files of a schema-2 library into the segments table (the writer
+        does this at the start of a scan); returns how many moved. A damaged file stays where it
+        is, its track untouched (a query then says so), and is logged."""
+        moved, last = 0, -1
+        while True:
+            cur = self._con().execute(f"SELECT {_ROW_COLS} FROM tracks WHERE segfile IS NOT NULL "
+                                      "AND status='ok' AND id > ? ORDER BY id LIMIT ?", (last, batch))
+            rows = [_row(r) for r in cur]
+            if not rows:
+                break
+            last = rows[-1].id
+            done, params = [], []
+            for row in rows:
+                got = self._read_segfile(row)
+                if isinstance(got, StoreError):
+                    log.warning("%s", got)
+                    continue
+                done.append(row)
+                params.append(segment_params(row.id, *got))
+            with self.transaction() as con:
+                con.executemany(SEGMENTS_INSERT, params)
+                con.executemany("UPDATE tracks SET segfile=NULL WHERE id=? AND segfile=?",
+                                [(r.id, r.segfile) for r in done])
+            self._unlink_segfiles(r.segfile for r in done)
+            moved += len(done)
+        if moved:
+            log.info("%s: moved the windows of %d tracks from their files into the database",
+                     self.db_path, moved)
+        return moved
 
     def set_presence(self, items: Iterable[tuple[int, np.ndarray]]) -> int:
         """Replace the stored presence (5,) of ok tracks, in one transaction; returns how many

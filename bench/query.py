@@ -3,19 +3,19 @@
     python bench/query.py [--sizes 10000,100000] [--queries 300] [--memory-at 100000] [--workdir DIR]
 
 Each size is a real library folder: SQLite rows as a scan leaves them (ok, track vector,
-presence) and one segment file per track (10 windows, written as ``Store.finish_ok`` writes
-them, at ``Store.segfile_for``), opened with :class:`app.library.Library`, which builds and
+presence, and each track's 10 windows in the segments table, written as ``Store.finish_ok``
+writes them), opened with :class:`app.library.Library`, which builds and
 saves the index as it does for a user. Vectors are synthetic and clustered per part, like a
 real collection's embeddings; a track vector is the mean of its windows.
 
 Timed per query, back to back: ``whole_query`` is ``Library.search(track_id, focus, k=10)``,
-everything a user waits for (index search, the hits' rows, each hit's segment file read for
-its best-matching window pair); ``index_only`` is ``VectorIndex.search`` alone, for reference.
+everything a user waits for (index search, the hits' rows, each hit's windows read for its
+best-matching window pair); ``index_only`` is ``VectorIndex.search`` alone, for reference.
 Recall@10 compares the whole query's tracks with brute force over every track. Focus kinds:
 one part, several positive parts, the all-equal focus, and focuses with negative weights.
-Segment files are read from the page cache (just written): a cold disk adds its seek time.
-``--index-only`` skips the store and the segment files (sizes they would take too long to
-write for): the index's time is then a lower bound of the whole query's.
+The database is read from the page cache (just written): a cold disk adds its seek time.
+``--index-only`` skips the store and the windows (sizes they would take too long to write
+for): the index's time is then a lower bound of the whole query's.
 Prints one JSON; the targets are in it.
 """
 
@@ -38,7 +38,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from app.focus import focused_scores, parse_focus  # noqa: E402
 from app.index import IndexParams, VectorIndex  # noqa: E402
 from app.library import AnalysisPolicy, Library  # noqa: E402
-from app.store import DB_NAME, Store  # noqa: E402
+from app.store import DB_NAME, SEGMENTS_INSERT, Store, segment_params  # noqa: E402
 from bench.common import clustered_vectors  # noqa: E402
 from model.parts import EMBED_DIM, part_sq_norms  # noqa: E402
 
@@ -60,8 +60,8 @@ WINDOWS = 10  # analysis windows per track (AnalysisPolicy.max_windows)
 
 
 def fill_library(root: Path, vecs: np.ndarray, seed: int = 0) -> None:
-    """Rows and segment files as a scan leaves them (ok, vector, presence, segfile), without
-    audio behind them. Each track's windows scatter around its vector and average to it."""
+    """Rows and windows as a scan leaves them (ok, vector, presence, windows), without audio
+    behind them. Each track's windows scatter around its vector and average to it."""
     store = Store(root)
     store.set_meta("model_sha", SHA)
     pres = np.full(5, 0.5, np.float32).tobytes()
@@ -71,20 +71,18 @@ def fill_library(root: Path, vecs: np.ndarray, seed: int = 0) -> None:
     now = time.time()
     for s in range(0, len(vecs), 5000):
         chunk = range(s, min(len(vecs), s + 5000))
+        windows = []
         for i in chunk:
             noise = 0.3 * rng.standard_normal((WINDOWS, EMBED_DIM)).astype(np.float32)
-            segs = vecs[i] + noise - noise.mean(axis=0)
-            target = root / store.segfile_for(i + 1)
-            target.parent.mkdir(parents=True, exist_ok=True)
-            with open(target, "wb") as f:  # the format of Store.finish_ok
-                np.savez(f, segments=segs, starts=starts)
+            windows.append(segment_params(i + 1, vecs[i] + noise - noise.mean(axis=0), starts))
         with store.transaction() as con:
             con.executemany(
                 "INSERT INTO tracks(id, path, folder, size, mtime_ns, status, title, duration, model_sha, "
-                "policy, rev, vector, presence, segfile, updated) VALUES(?, ?, '/music', 1, 1, 'ok', ?, 200, ?, "
-                "?, 1, ?, ?, ?, ?)",
-                ((i + 1, f"/music/{i:07d}.mp3", f"t{i}", SHA, policy, vecs[i].tobytes(), pres,
-                  store.segfile_for(i + 1), now) for i in chunk))
+                "policy, rev, vector, presence, updated) VALUES(?, ?, '/music', 1, 1, 'ok', ?, 200, ?, "
+                "?, 1, ?, ?, ?)",
+                ((i + 1, f"/music/{i:07d}.mp3", f"t{i}", SHA, policy, vecs[i].tobytes(), pres, now)
+                 for i in chunk))
+            con.executemany(SEGMENTS_INSERT, windows)
     store.close()
 
 

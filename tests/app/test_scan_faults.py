@@ -2,6 +2,7 @@
 
 import gc
 import json
+import logging
 import os
 import random
 import signal
@@ -45,9 +46,10 @@ def lib_args(tmp_path, weights):
 
 
 def snapshot(root: Path) -> list[tuple]:
-    """What a library stores, row by row, and its segment files."""
+    """What a library stores, row by row, with each track's windows (and any window files)."""
     con = sqlite3.connect(root / "library.sqlite")
     rows = con.execute("SELECT id, path, status, error, rev, vector, segfile FROM tracks ORDER BY id").fetchall()
+    rows += con.execute("SELECT id, starts, vecs FROM segments ORDER BY id").fetchall()
     con.close()
     segs = sorted(str(p.relative_to(root)) for p in (root / "segments").glob("*/*.npz"))
     return rows + [tuple(segs)]
@@ -415,6 +417,75 @@ def test_old_schema_is_migrated_and_newer_refused(tmp_path, weights, capsys):
     con.close()
     with pytest.raises(StoreError, match="lacks path, folder, size, mtime_ns, status"):
         Store(broken)
+
+
+def as_schema_2(root: Path) -> None:
+    """Turn a library into the layout of schema 2: each track's windows in a file of its own."""
+    store = Store(root)
+    con = sqlite3.connect(root / "library.sqlite")
+    for tid, starts, vecs in con.execute("SELECT id, starts, vecs FROM segments").fetchall():
+        rel = store.segfile_for(tid)
+        (root / rel).parent.mkdir(parents=True, exist_ok=True)
+        np.savez(root / rel, segments=np.frombuffer(vecs, np.float32).reshape(-1, 640),
+                 starts=np.frombuffer(starts, np.float32))
+        con.execute("UPDATE tracks SET segfile=? WHERE id=?", (rel, tid))
+    con.execute("DELETE FROM segments")
+    con.execute("UPDATE meta SET value='2' WHERE key='schema_version'")
+    con.commit()
+    con.close()
+    store.close()
+
+
+def test_schema_2_window_files_are_read_then_moved_into_the_database(tmp_path, weights, caplog):
+    caplog.set_level(logging.WARNING, logger="app.store")
+    folder = tmp_path / "music"
+    songs(folder, 4, seconds=8.0)
+    root = tmp_path / "lib"
+    with Library(root, weights=weights, device="cpu") as lib:
+        run_scan(lib, [folder])
+        ids = sorted(t.id for t in lib.tracks())
+        want = {i: lib.timeline(i).presence.tolist() for i in ids}
+        hits = [(r.track.id, r.match_start) for r in lib.search(ids[0], {"bass": 1}, k=3)]
+    as_schema_2(root)
+    files = sorted((root / "segments").glob("*/*.npz"))
+    assert len(files) == 4
+    damaged = root / Store(root).segfile_for(ids[3])
+    damaged.write_bytes(b"not a zip")
+    with Library(root, weights=weights, device="cpu") as lib:  # read from the files
+        assert lib.store.get_meta("schema_version") == str(SCHEMA_VERSION)
+        assert {i: lib.timeline(i).presence.tolist() for i in ids[:3]} == {i: want[i] for i in ids[:3]}
+        with pytest.raises(LibraryError, match=f"{damaged.name}.*damaged"):
+            lib.timeline(ids[3])
+        got = [(r.track.id, r.match_start) for r in lib.search(ids[0], {"bass": 1}, k=3)]
+        assert [g for g in got if g[0] != ids[3]] == [h for h in hits if h[0] != ids[3]]
+        run_scan(lib, [folder])  # the writer moves them into the table; the damaged one stays
+        assert sorted((root / "segments").glob("*/*.npz")) == [damaged]
+        assert {i: lib.timeline(i).presence.tolist() for i in ids[:3]} == {i: want[i] for i in ids[:3]}
+        assert lib.store.row(ids[3]).segfile and lib.store.row(ids[0]).segfile is None
+    assert "damaged" in caplog.text
+
+
+def test_damaged_windows_in_the_database_are_named(tmp_path, weights):
+    folder = tmp_path / "music"
+    songs(folder, 2)
+    root = tmp_path / "lib"
+    with Library(root, weights=weights, device="cpu") as lib:
+        run_scan(lib, [folder])
+        a, b = sorted(t.id for t in lib.tracks())
+    con = sqlite3.connect(root / "library.sqlite")
+    con.execute("UPDATE segments SET vecs=x'00010203' WHERE id=?", (b,))
+    con.commit()
+    con.close()
+    with Library(root, weights=weights, device="cpu") as lib:
+        with pytest.raises(LibraryError, match=f"windows of track {b} are damaged"):
+            lib.timeline(b)
+        (hit,) = lib.search(a, {"drums": 1}, k=1)  # the hit is still listed, at its start
+        assert (hit.track.id, hit.match_start) == (b, 0.0)
+        lib.store.delete_tracks([b])
+        assert lib.store.load_segments_many([lib.store.row(a)]).keys() == {a}
+    con = sqlite3.connect(root / "library.sqlite")
+    assert con.execute("SELECT id FROM segments").fetchall() == [(a,)]
+    con.close()
 
 
 # ---------------------------------------------------------------- kill -9 at random moments
