@@ -1,23 +1,26 @@
 """The map: every track as a point in 2-D (UMAP of the focused space), query and results on top.
 
-Each map (whole mix, or one part) is a :class:`_Layer`: the library's points as arrays in
-scatter items that stay in the scene, so switching maps when the focus moves is a visibility
-toggle, not a 100k-point ``setData`` (about half a second in pyqtgraph). A layer holds one
-scatter item per part colour (each track coloured by its most present part) because pyqtgraph's
-per-point brush path builds a style key per point in Python, which costs more than the points
-themselves. A small scatter item and a line item on top show the query, its results, the
-selection and the links from the query to its results, so the user sees where the 2-D layout
-tears real neighbours apart. Hover and click look points up in a k-d tree.
+Each map (whole mix, or one part) is a :class:`_Layer`: the library's points as arrays in an
+item that stays in the scene, so switching maps when the focus moves is a visibility toggle.
+The points (each track coloured by its most present part) are drawn as pyqtgraph draws a
+scatter item per colour, but once, into an image that a pan moves (:class:`_PointCloud`): at
+100k tracks drawing them takes tens of milliseconds, more than a frame. A small scatter item
+and a line item on top show the query, its results, the selection and the links from the query
+to its results, so the user sees where the 2-D layout tears real neighbours apart. Hover and
+click look points up in a k-d tree.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
 import numpy as np
 import pyqtgraph as pg
-from PySide6.QtCore import QPointF, Qt, Signal
-from PySide6.QtGui import QColor
+from pyqtgraph.graphicsItems.ScatterPlotItem import renderSymbol
+from pyqtgraph.Qt import internals
+from PySide6.QtCore import QPointF, QRect, QRectF, Qt, QTimer, Signal
+from PySide6.QtGui import QColor, QImage, QPainter, QPixmap, QTransform
 from PySide6.QtWidgets import (
     QComboBox,
     QGraphicsItem,
@@ -275,18 +278,183 @@ class MapView(QWidget):
             self.trackClicked.emit(tid)
 
 
+@dataclass(frozen=True)
+class _Drawn:
+    """Points drawn into ``image``: it covers ``rect`` (device pixels) under the item-to-device
+    transform of scale ``key`` (x, y, device pixel ratio) and translation (dx, dy)."""
+
+    image: QImage
+    key: tuple[float, float, float]
+    rect: QRect
+    dx: float
+    dy: float
+    margin: float  # views drawn around the view on each side
+
+
+class _PointCloud(pg.GraphicsObject):
+    """A map's library points, drawn once into an image that covers the view and a margin of
+    one view around it; a pan moves that image, and only a zoom, a resize or new points draw
+    the points again. A new map, or each frame while the zoom changes, draws the view alone (as
+    much work as drawing the points straight); the margin is added once the view has rested.
+
+    Each point is a disc of ``size`` pixels in its part's colour (``colour`` (N,) indexes
+    ``brushes``), drawn colour after colour in row order, with the symbol and fragment drawing
+    of pyqtgraph's :class:`ScatterPlotItem`, so the map looks as one scatter item per colour.
+    """
+
+    MARGIN = 1.0  # views of margin kept drawn on each side
+    WIDEN_MS = 150  # a zoom must rest this long before the margin is drawn
+
+    def __init__(self, brushes: Sequence, size: int = 6):
+        super().__init__()
+        self.setFlag(QGraphicsItem.GraphicsItemFlag.ItemUsesExtendedStyleOption)
+        self.brushes, self.size = list(brushes), size
+        self.xy = np.zeros((0, 2))
+        self.groups: list[np.ndarray] = []  # rows of each colour, drawn in this order
+        self._bounds = QRectF()
+        self._sprites: dict[float, list[QPixmap]] = {}  # by device pixel ratio
+        self._frags = internals.PrimitiveArray(QPainter.PixmapFragment, 10)
+        self._cache: _Drawn | None = None
+        self.draws = 0  # how often the points were drawn (tests, benchmarks)
+        self._widen = QTimer(self)
+        self._widen.setSingleShot(True)
+        self._widen.setInterval(self.WIDEN_MS)
+        self._widen.timeout.connect(self._draw_margin)
+
+    def set(self, xy: np.ndarray, colour: np.ndarray) -> None:
+        """xy (N, 2) positions; colour (N,) index of each point's brush."""
+        self.prepareGeometryChange()
+        self.xy = np.asarray(xy, np.float64).reshape(-1, 2)
+        self.groups = [np.flatnonzero(colour == k) for k in range(len(self.brushes))]
+        if len(self.xy):
+            lo, hi = self.xy.min(axis=0), self.xy.max(axis=0)
+            self._bounds = QRectF(lo[0], lo[1], hi[0] - lo[0], hi[1] - lo[1])
+        else:
+            self._bounds = QRectF()
+        self.forget()
+
+    def forget(self) -> None:
+        """Drop the drawn image (it is drawn again when next shown)."""
+        self._cache = None
+        self.update()
+
+    def viewTransformChanged(self) -> None:
+        self.prepareGeometryChange()  # the padding below is in pixels
+        super().viewTransformChanged()
+
+    def boundingRect(self) -> QRectF:
+        px, py = self.pixelVectors()
+        pad = self.size  # a disc reaches size/2 pixels past its centre; keep a margin
+        dx = 0.0 if px is None else px.length() * pad
+        dy = 0.0 if py is None else py.length() * pad
+        return self._bounds.adjusted(-dx, -dy, dx, dy)
+
+    def itemChange(self, change, value):
+        if change == QGraphicsItem.GraphicsItemChange.ItemVisibleHasChanged and not value:
+            self._cache = None  # a hidden map keeps no image
+        return super().itemChange(change, value)
+
+    def paint(self, p: QPainter, option, widget=None) -> None:
+        if not len(self.xy):
+            return
+        t = p.transform()
+        if t.m12() or t.m21():  # never in a map; draw straight, without the image
+            self._draw(p, t, None)
+            return
+        dpr = p.device().devicePixelRatioF()
+        key = (t.m11(), t.m22(), dpr)
+        need = t.mapRect(option.exposedRect).toAlignedRect()
+        c = self._cache
+        if c is None or not self._same_scale(c.key, key) or not self._placed(c, t).contains(need):
+            # a new map or a new zoom: the view alone now, the margin once it rests; a pan
+            # past the margin: the margin at once
+            first = c is None or not self._same_scale(c.key, key)
+            self._cache = c = self._render(t, dpr, key, QRectF(need), 0.0 if first else self.MARGIN)
+            if first:
+                self._widen.start()
+        at = self._placed(c, t)
+        p.resetTransform()
+        src = need.translated(-at.topLeft())  # in the image, whose pixels are 1/dpr wide
+        p.drawImage(need.topLeft(), c.image, QRect(round(src.x() * dpr), round(src.y() * dpr),
+                                               round(src.width() * dpr), round(src.height() * dpr)))
+
+    @staticmethod
+    def _same_scale(a: tuple, b: tuple) -> bool:
+        """a, b: (x scale, y scale, device pixel ratio)."""
+        # the same zoom (a pan recomputes the scale with rounding noise) and pixel ratio
+        return a[2] == b[2] and all(abs(u - v) <= 1e-7 * abs(v) for u, v in zip(a[:2], b[:2], strict=True))
+
+    @staticmethod
+    def _placed(c: _Drawn, t: QTransform) -> QRect:
+        """Where the drawn image lies in device pixels under ``t`` (whole pixels)."""
+        return c.rect.translated(round(t.dx() - c.dx), round(t.dy() - c.dy))
+
+    def _draw_margin(self) -> None:
+        """The zoom has rested: draw the view and its margin, for the pans to come."""
+        c, t = self._cache, self.deviceTransform_()
+        if c is None or t is None or not self.isVisible() or c.margin:
+            return
+        if self._same_scale(c.key, (t.m11(), t.m22(), c.key[2])):
+            self._cache = self._render(t, c.key[2], c.key, QRectF(self._placed(c, t)), self.MARGIN)
+
+    def _render(self, t: QTransform, dpr: float, key: tuple, need: QRectF, margin: float) -> _Drawn:
+        """Draw the points into an image over the view (or ``need``) and ``margin`` views around."""
+        view = self.viewRect()
+        shown = t.mapRect(view) if view is not None else need
+        shown = shown.united(need)
+        mw, mh = shown.width() * margin, shown.height() * margin
+        area = QRectF(shown.left() - mw, shown.top() - mh, shown.width() + 2 * mw,
+                      shown.height() + 2 * mh).toAlignedRect()
+        image = QImage(int(area.width() * dpr), int(area.height() * dpr),
+                       QImage.Format.Format_ARGB32_Premultiplied)
+        image.setDevicePixelRatio(dpr)
+        image.fill(Qt.GlobalColor.transparent)
+        q = QPainter(image)
+        try:
+            self._draw(q, QTransform(t.m11(), 0, 0, t.m22(), t.dx() - area.left(), t.dy() - area.top()),
+                       QRectF(0, 0, area.width(), area.height()))
+        finally:
+            q.end()
+        return _Drawn(image, key, area, t.dx(), t.dy(), margin)
+
+    def _draw(self, p: QPainter, t: QTransform, clip: QRectF | None) -> None:
+        """Every point through ``t`` to device pixels, colour by colour (those within ``clip``)."""
+        dpr = p.device().devicePixelRatioF()
+        sprites = self._sprites.get(dpr)
+        if sprites is None:
+            pen = pg.mkPen(None)
+            sprites = self._sprites[dpr] = [
+                QPixmap.fromImage(renderSymbol("o", self.size, pen, b, dpr=dpr)) for b in self.brushes]
+        x = self.xy[:, 0] * t.m11() + self.xy[:, 1] * t.m21() + t.dx()
+        y = self.xy[:, 0] * t.m12() + self.xy[:, 1] * t.m22() + t.dy()
+        p.resetTransform()
+        self.draws += 1
+        for rows, sprite in zip(self.groups, sprites, strict=True):
+            px, py = x[rows], y[rows]
+            if clip is not None:
+                r = self.size
+                keep = ((px > clip.left() - r) & (px < clip.right() + r)
+                        & (py > clip.top() - r) & (py < clip.bottom() + r))
+                px, py = px[keep], py[keep]
+            if not len(px):
+                continue
+            self._frags.resize(len(px))
+            f = self._frags.ndarray()
+            f[:, 0] = px
+            f[:, 1] = py
+            f[:, 2:6] = (0, 0, sprite.width(), sprite.height())  # the whole sprite
+            f[:, 6:10] = (1 / dpr, 1 / dpr, 0.0, 1.0)  # scale x, y, rotation, opacity
+            p.drawPixmapFragments(*self._frags.drawargs(), sprite)
+
+
 class _Layer:
-    """One map's points: a scatter item per part colour, arrays only, plus lookups by id and
-    position. Items stay in the scene; panning blits a device-space cache."""
+    """One map's points (a :class:`_PointCloud`, each track in its part's colour), plus lookups
+    by id and position."""
 
     def __init__(self, plot: pg.PlotWidget, brushes: list):
         self.plot = plot
-        self.items = []
-        for brush in brushes:
-            item = pg.ScatterPlotItem(size=6, pen=None, brush=brush)
-            item.setCacheMode(QGraphicsItem.CacheMode.DeviceCoordinateCache)
-            plot.addItem(item, ignoreBounds=True)
-            self.items.append(item)
+        self.cloud = _PointCloud(brushes)
+        plot.addItem(self.cloud, ignoreBounds=True)
         self.proj: Projection | None = None
         self._sorted = np.zeros(0, np.int64)
         self._order = np.zeros(0, np.int64)
@@ -300,18 +468,13 @@ class _Layer:
         self._tree = None  # built on the first hover
         colour = np.asarray(dominant, np.int64) if len(dominant) == len(proj.ids) else \
             np.zeros(len(proj.ids), np.int64)
-        for k, item in enumerate(self.items):
-            rows = np.flatnonzero(colour == k)
-            item.setData(x=proj.xy[rows, 0], y=proj.xy[rows, 1])
+        self.cloud.set(proj.xy, colour)
 
     def set_visible(self, on: bool) -> None:
-        for item in self.items:
-            item.setVisible(on)
+        self.cloud.setVisible(on)
 
     def remove(self) -> None:
-        for item in self.items:
-            self.plot.removeItem(item)
-        self.items = []
+        self.plot.removeItem(self.cloud)
 
     def position(self, track_id: int) -> tuple[float, float] | None:
         i = int(np.searchsorted(self._sorted, track_id))
