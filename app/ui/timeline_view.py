@@ -15,7 +15,7 @@ from collections.abc import Sequence
 
 import numpy as np
 from PySide6.QtCore import QPointF, QRectF, Qt, Signal
-from PySide6.QtGui import QBrush, QColor, QFont, QMouseEvent, QPainter, QPaintEvent, QPen
+from PySide6.QtGui import QBrush, QColor, QFont, QMouseEvent, QPainter, QPaintEvent, QPen, QPixmap
 from PySide6.QtWidgets import QToolTip, QWidget
 
 from app.timeline import Timeline
@@ -53,6 +53,7 @@ class TimelineView(QWidget):
         self.placeholder = "Pick or play a track to see where its parts play"
         self._press_x: float | None = None
         self._drag_x: float | None = None
+        self._lanes: tuple[tuple, QPixmap] | None = None  # the drawn lanes and what they show
         self.setMouseTracking(True)
         self.setMinimumHeight(self.sizeHint().height())
         self.setCursor(Qt.CursorShape.IBeamCursor)
@@ -82,8 +83,10 @@ class TimelineView(QWidget):
 
     def set_marks(self, spans: Sequence[tuple[float, float]]) -> None:
         """Outline these stretches (seconds): the windows that matched the query."""
-        self.marks = [(float(a), float(b)) for a, b in spans]
-        self.update()
+        marks = [(float(a), float(b)) for a, b in spans]
+        if marks != self.marks:
+            self.marks = marks
+            self.update()
 
     def set_selection(self, span: tuple[float, float] | None) -> None:
         self.selection = None if span is None else (float(span[0]), float(span[1]))
@@ -134,9 +137,28 @@ class TimelineView(QWidget):
             p.setPen(self.palette().placeholderText().color())
             p.drawText(self.plot_rect(), Qt.AlignmentFlag.AlignCenter, self.placeholder)
             return
-        self._draw_lanes(p)
+        p.drawPixmap(0, 0, self._lanes_pixmap())
         self._draw_overlays(p)
         self._draw_axis(p, font)
+
+    def _lanes_pixmap(self) -> QPixmap:
+        """The lanes, drawn once per timeline and size: marks and the play position change
+        far more often (each fader move, each tick of playback) and are drawn over them."""
+        dpr = self.devicePixelRatioF()
+        key = (self.duration, self.width(), self.height(), dpr)
+        drawn = self._lanes
+        if drawn is None or drawn[0][0] is not self.timeline or drawn[0][1:] != key:
+            pm = QPixmap(round(self.width() * dpr), round(self.height() * dpr))
+            pm.setDevicePixelRatio(dpr)
+            pm.fill(Qt.GlobalColor.transparent)
+            q = QPainter(pm)
+            try:
+                q.setRenderHint(QPainter.RenderHint.Antialiasing, False)
+                self._draw_lanes(q)
+            finally:
+                q.end()
+            self._lanes = (self.timeline, *key), pm
+        return self._lanes[1]
 
     def _draw_lanes(self, p: QPainter) -> None:
         tl = self.timeline

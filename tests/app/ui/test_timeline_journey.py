@@ -192,3 +192,38 @@ def test_the_m_key_does_not_steal_typing_in_the_filter(qtbot, library, settings)
     qtbot.keyClicks(w.filter_edit, "drum")
     assert w.filter_edit.text() == "drum" and w.moment is None
     close_window(w)
+
+
+def test_the_timeline_draws_its_lanes_once_and_marks_over_them(qtbot):
+    from PySide6.QtGui import QImage
+
+    from app.timeline import Timeline
+    from app.ui.timeline_view import TimelineView
+
+    rng = np.random.default_rng(0)
+    starts = np.arange(0, 60, 3, dtype=np.float32)
+    tl = Timeline(starts, starts + 3, rng.uniform(0, 1, (len(starts), N_PARTS)).astype(np.float32))
+    view = TimelineView()
+    qtbot.addWidget(view)
+    view.resize(500, view.sizeHint().height())
+    view.show()
+    view.set_timeline(7, 60.0, tl)
+
+    def picture() -> np.ndarray:
+        img = view.grab().toImage().convertToFormat(QImage.Format.Format_RGB32)
+        return np.frombuffer(img.constBits(), np.uint8).reshape(img.height(), -1).copy()
+
+    plain = picture()
+    lanes = view._lanes[1]
+    view.set_marks([(6.0, 9.0)])
+    view.set_position(20.0)
+    marked = picture()
+    assert view._lanes[1] is lanes  # the marks and the position are drawn over the same lanes
+    assert (marked != plain).any()
+    view.set_marks([])
+    view.set_position(None)
+    assert (picture() == plain).all()
+    view._lanes = None  # drawn afresh: the same picture
+    assert (picture() == plain).all()
+    view.resize(400, view.height())
+    assert view.grab().width() == 400 and view._lanes[1] is not lanes  # a new size: drawn again
