@@ -14,8 +14,13 @@ several positive parts, some a single part, some with a part wanted different (a
 weight). Statistics are per kind and over all moves.
 
 Map: a :class:`app.ui.map_view.MapView` with 100k points; time to load them (``setData``), and
-the time of one repaint while panning, with the query, results and links drawn on top.
-Prints one JSON object with the targets of issue 17.
+the time of one repaint while panning, with the query, results and links drawn on top: with the
+whole map in view (as it opens), and zoomed in 4x, dragged a long way in one direction.
+
+Each move is also split in two: the engine's share (the time of the ``Library.search`` calls the
+move ran, timed inside the move) and the window's own share (the rest: fader, worker round trip,
+results model, map overlay, repaint). Prints one JSON object with the targets of issue 17 beside
+the figures they judge.
 """
 
 from __future__ import annotations
@@ -125,6 +130,18 @@ def bench_faders(app, n: int, moves: int, work: Path) -> dict:
     ids = rng.choice(np.arange(1, n + 1), max(1, moves // MOVES_PER_QUERY + 1), replace=False)
     times: dict[str, list[float]] = {k: [] for k in kinds}
     engine: list[float] = []
+    in_move: list[float] = []  # engine time of the searches the window ran
+    search = lib.search
+
+    def timed_search(*a, **kw):
+        t0 = time.perf_counter()
+        try:
+            return search(*a, **kw)
+        finally:
+            in_move.append((time.perf_counter() - t0) * 1000)
+
+    lib.search = timed_search  # the window calls library.search on its worker
+    ui_share: list[float] = []
     for m in range(moves):
         query = int(ids[m // MOVES_PER_QUERY])
         if m % MOVES_PER_QUERY == 0:  # a click on another track in the table (not timed)
@@ -137,14 +154,17 @@ def bench_faders(app, n: int, moves: int, work: Path) -> dict:
         focus = start.copy()
         focus[fader] = value
         t = time.perf_counter()
-        lib.search(query, focus, 15)  # the engine alone: same query, same focus
+        search(query, focus, 15)  # the engine alone: same query, same focus
         engine.append((time.perf_counter() - t) * 1000)
         before = resets[0]
+        in_move.clear()
         t = time.perf_counter()
         w.focus_panel.sliders[fader].setValue(int(round(value * 100)))  # valueChanged -> search
         _pump_until(app, lambda b=before: resets[0] > b and not w.search_runner.busy)
         w.results_view.viewport().repaint()
-        times[kind].append((time.perf_counter() - t) * 1000)
+        took_ms = (time.perf_counter() - t) * 1000
+        times[kind].append(took_ms)
+        ui_share.append(took_ms - sum(in_move))
         # let the map follow the focus (after its settle delay), outside the timing
         _pump_until(app, lambda: w.map_view.space == w.wanted_space())
     # a drag: 20 positions in a row without waiting; time until the last one is shown
@@ -162,11 +182,15 @@ def bench_faders(app, n: int, moves: int, work: Path) -> dict:
         drags.append((time.perf_counter() - t) * 1000)
     w.shutdown()
     w.close()
+    lib.search = search
     lib.close()
     every = [t for k in kinds for t in times[k]]
     out = {"tracks": n, **took, "window_load_s": round(load_s, 2), "hnsw": lib.index.has_hnsw,
            "queries": len(set(ids[: (moves + MOVES_PER_QUERY - 1) // MOVES_PER_QUERY].tolist())),
-           "engine_search_alone": _stats(engine), "fader_move_to_results": _stats(every),
+           "target_fader_move_p95_ms": TARGETS["fader_move_p95_ms"],
+           "fader_move_to_results": _stats(every),
+           "engine_search_alone": _stats(engine),
+           "window_share_of_move": _stats(ui_share),
            "by_kind": {k: _stats(v) for k, v in times.items() if v},
            "drag_20_positions_to_final_results": _stats(drags)}
     out["meets_target"] = out["fader_move_to_results"]["p95_ms"] < TARGETS["fader_move_p95_ms"]
@@ -205,6 +229,21 @@ def bench_map(app, n: int, frames: int) -> dict:
         t = time.perf_counter()
         viewport.repaint()
         times.append((time.perf_counter() - t) * 1000)
+    # zoomed in 4x, the view at rest, then dragged right 15 pixels a frame (events run between
+    # frames, as in a drag); the drag leaves the part of the map drawn so far, again and again
+    vb.scaleBy(s=(0.25, 0.25))
+    viewport.repaint()
+    rest = time.perf_counter() + 0.5
+    _pump_until(app, lambda: time.perf_counter() > rest)
+    step = 15 * vb.viewPixelSize()[0]
+    zoomed = []
+    for _ in range(frames * 2):
+        vb.translateBy(x=step)
+        t = time.perf_counter()
+        viewport.repaint()
+        zoomed.append((time.perf_counter() - t) * 1000)
+        app.processEvents()
+    view.show_space("all")  # framed again, for the hover test
     from PySide6.QtCore import QPointF
 
     scene = [vb.mapViewToScene(QPointF(float(x), float(y))) for x, y in xy[:50]]
@@ -214,7 +253,9 @@ def bench_map(app, n: int, frames: int) -> dict:
     hover_ms = (time.perf_counter() - t) * 1000 / len(scene)
     view.close()
     return {"points": n, "first_load_ms": round(load_ms, 1), "switch_map_and_repaint": _stats(switch),
-            "pan_frame": _stats(times), "hover_hit_test_ms": round(hover_ms, 3),
+            "target_pan_frame_p95_ms": TARGETS["map_pan_frame_p95_ms"],
+            "pan_frame": _stats(times), "pan_frame_zoomed_in": _stats(zoomed),
+            "hover_hit_test_ms": round(hover_ms, 3),
             "hover_hits": f"{hits}/{len(scene)}"}
 
 
@@ -237,7 +278,8 @@ def main() -> int:
         for n in args.sizes:
             out["faders"].append(bench_faders(app, n, args.moves, args.workdir or Path(tmp)))
     out["map"] = bench_map(app, args.map_points, args.frames)
-    out["map"]["meets_target"] = out["map"]["pan_frame"]["p95_ms"] < TARGETS["map_pan_frame_p95_ms"]
+    out["map"]["meets_target"] = max(out["map"][k]["p95_ms"] for k in ("pan_frame", "pan_frame_zoomed_in")) \
+        < TARGETS["map_pan_frame_p95_ms"]
     out["target"] = TARGET_TEXT
     print(json.dumps(out, indent=2), flush=True)
     return 0
