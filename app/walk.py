@@ -12,8 +12,6 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from model.audioio import is_audio_file
-
 log = logging.getLogger(__name__)
 
 
@@ -46,6 +44,8 @@ def shown(text: str | os.PathLike) -> str:
 
 def walk_audio(root: str | os.PathLike) -> tuple[list[FoundFile], list[Problem]]:
     """All audio files under ``root`` (sorted by path) and the problems met on the way."""
+    from model.audioio import is_audio_file  # with soundfile: only a scan needs it
+
     root = Path(root)
     files: list[FoundFile] = []
     problems: list[Problem] = []
