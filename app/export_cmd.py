@@ -33,10 +33,10 @@ from app.cmdutil import (
     count_arg,
     fail,
     focus_arg,
+    has_unsafe,
     one_line,
     open_library,
     parse_query,
-    unsafe_char,
 )
 from app.library import Result, Track
 from model.parts import PARTS
@@ -49,7 +49,7 @@ def path_entry(path: str | os.PathLike) -> str:
     """How a track's path is written: the path, or a ``file://`` URI when a plain line could
     not carry it exactly (see the module docstring)."""
     text = os.fspath(path)
-    if text and text == text.strip() and not text.startswith("#") and not any(map(unsafe_char, text)):
+    if text and text == text.strip() and not text.startswith("#") and not has_unsafe(text):
         return text
     return Path(os.path.abspath(text)).as_uri()
 
