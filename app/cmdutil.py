@@ -105,19 +105,21 @@ def focus_arg(text: str) -> np.ndarray:
         raise argparse.ArgumentTypeError(error_text(e)) from None
 
 
-def open_library(args: argparse.Namespace, existing: bool = False) -> Library:
-    """The library the options name; with ``existing``, UsageError when there is none yet
-    (reading commands must not create an empty library at a mistyped path)."""
+def open_library(args: argparse.Namespace, reader: bool = False) -> Library:
+    """The library the options name. A ``reader`` (a command that reads the library and exits)
+    gets UsageError when there is none yet (it must not create an empty library at a mistyped
+    path), and its index without the HNSW graphs: it searches a few times, each search exact,
+    sooner than it could load them (``Library(graphs=False)``, bench/commands.py)."""
     setup_logging(args.verbose)
     if not args.verbose:
         logging.getLogger("app").setLevel(logging.ERROR)
     use = in_use(args.library, args.weights)
-    if existing and not (use.library / DB_NAME).is_file():
+    if reader and not (use.library / DB_NAME).is_file():
         if args.library is not None:
             raise UsageError(f"--library {args.library}: no Partwise library there; create it with "
                              f"'partwise scan --library {args.library} MUSIC_FOLDER'")
         raise UsageError(f"no library yet at {use.library}: scan a folder first, e.g. 'partwise scan ~/Music'")
-    return Library(use.library, weights=use.weights, device=args.device)
+    return Library(use.library, weights=use.weights, device=args.device, graphs=not reader)
 
 
 def fail(message: str, code: int = EXIT_ERROR, prog: str = "partwise") -> int:

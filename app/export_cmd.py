@@ -109,7 +109,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     add_library_options(p)
     args = p.parse_args(argv)
     fmt = args.format or ("csv" if args.output is not None and args.output.suffix.lower() == ".csv" else "m3u")
-    lib = open_library(args, existing=True)
+    lib = open_library(args, reader=True)
     try:
         if args.query is not None:
             query = parse_query(args.query)

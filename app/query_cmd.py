@@ -64,7 +64,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     add_library_options(p)
     args = p.parse_args(argv)
     query = parse_query(args.query)
-    lib = open_library(args, existing=True)
+    lib = open_library(args, reader=True)
     try:
         w, warnings = check_focus(lib, query, args.focus)
         for warning in warnings:

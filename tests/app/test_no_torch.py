@@ -30,6 +30,7 @@ def lib_args(tmp_path_factory):
     ["query", "1", "--focus", "drums=1,bass=-0.5", "--json"],
     ["query", "2", "--at", "0:03-0:06", "--device", "cpu"],
     ["export", "1", "-k", "3", "--format", "csv"],
+    ["export"],
     ["journey", "1", "4", "--steps", "3", "--floor", "0"],
     ["journey", "1", "--radio", "--steps", "3", "--floor", "0"],
 ])
@@ -40,7 +41,8 @@ def test_reading_commands_leave_torch_unloaded(lib_args, argv):
     assert "LOADED []" in r.stdout, r.stdout[-500:]
 
 
-@pytest.mark.parametrize("argv", [["--help"], ["query", "--help"], ["journey", "--help"]])
+@pytest.mark.parametrize("argv", [["--help"], ["info", "--help"], ["query", "--help"], ["export", "--help"],
+                                  ["journey", "--help"]])
 def test_help_leaves_torch_unloaded(argv):
     probe = ("import sys\nfrom app.cli import main\ntry:\n    main(sys.argv[1:])\nexcept SystemExit:\n"
              "    pass\nprint('LOADED', [m for m in ('torch',) if m in sys.modules])")

@@ -1,0 +1,61 @@
+"""A reading command opens the index without its HNSW graphs: exact answers, nothing saved."""
+
+import json
+
+import pytest
+
+from app import query_cmd, scan_cmd
+from app.index import IndexParams
+from app.library import Library
+from tests.app.library_helpers import tiny_weights
+from tests.app.test_library import songs
+
+SMALL = IndexParams(exact_below=4)  # graphs from 4 tracks on, so a tiny library has them
+
+
+@pytest.fixture(scope="module")
+def lib_dir(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("reader")
+    w = tiny_weights(tmp / "w.safetensors")
+    songs(tmp / "music", 8, seconds=7.0)
+    with Library(tmp / "lib", weights=w, device="cpu", index_params=SMALL) as lib:
+        for _ in lib.scan([tmp / "music"]):
+            pass
+        assert lib.index.has_hnsw
+    return tmp / "lib", w
+
+
+def test_without_graphs_every_search_is_exact_and_the_same(lib_dir):
+    root, w = lib_dir
+    saved = (root / "index" / "CURRENT").read_text()
+    with Library(root, weights=w, index_params=SMALL) as full, \
+            Library(root, weights=w, index_params=SMALL, graphs=False) as reader:
+        assert full.index.has_hnsw and not reader.index.has_hnsw
+        assert reader.info()["hnsw"] and reader.info()["indexed"] == full.info()["indexed"] == 8
+        for focus in ({"drums": 1}, [1, 1, 1, 1, 1], {"bass": 1, "piano": -0.5}):
+            a = [(r.track.id, round(r.score, 5)) for r in full.search(1, focus, k=5)]
+            b = [(r.track.id, round(r.score, 5)) for r in reader.search(1, focus, k=5)]
+            assert a == b
+        assert len(reader.journey(1, 5, steps=3, floor=0).ids) == 4
+    assert (root / "index" / "CURRENT").read_text() == saved  # the saved graphs are left alone
+
+
+def test_a_reader_never_saves_an_index_without_graphs(lib_dir, capsys):
+    root, w = lib_dir
+    saved = (root / "index" / "CURRENT").read_text()
+    with Library(root, weights=w, index_params=SMALL, graphs=False) as reader:
+        reader.index.remove([2])  # the index changed (as a rescan elsewhere would make it)
+        reader._save_index()
+    assert (root / "index" / "CURRENT").read_text() == saved
+    assert query_cmd.main(["1", "--json", "--library", str(root), "--weights", str(w)]) == 0
+    assert len(json.loads(capsys.readouterr().out)["results"]) == 7
+    assert (root / "index" / "CURRENT").read_text() == saved
+
+
+def test_the_scan_still_saves_the_graphs(lib_dir, tmp_path):
+    root, w = lib_dir
+    songs(tmp_path, 1, seconds=7.0, start=50)
+    assert scan_cmd.main([str(tmp_path), "--no-progress", "--device", "cpu", "--library", str(root),
+                          "--weights", str(w)]) == 0
+    with Library(root, weights=w, index_params=SMALL, graphs=False) as reader:
+        assert reader.info()["indexed"] == 9
