@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import sys
 from collections.abc import Sequence
 
 from app.clitools import dispatch
@@ -15,7 +17,13 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "export": ("app.export_cmd", "write query results or the library as an M3U playlist or CSV"),
     "demo": ("app.demo", "open the app on the demo collection that ships with Partwise"),
 }
+# commands that read the library and exit: their numpy work is a few matrix-vector products,
+# which gain less from OpenBLAS's threads than starting one per core costs at numpy's import
+READERS = ("query", "info", "journey", "export")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    return dispatch("partwise", __doc__.replace("`", "").strip(), COMMANDS, argv, default="gui")
+    args = list(sys.argv[1:] if argv is None else argv)
+    if args and args[0] in READERS and "numpy" not in sys.modules:
+        os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+    return dispatch("partwise", __doc__.replace("`", "").strip(), COMMANDS, args, default="gui")
