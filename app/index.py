@@ -1,7 +1,8 @@
 """Search indices over the track vectors: exact below a size, HNSW per part above it.
 
-:class:`VectorIndex` keeps every track vector (N, 640) in memory with its part squared norms,
-and, once the library is large enough, five hnswlib indices, one per part subspace (128-d):
+:class:`VectorIndex` keeps every track vector (N, 640) as float16 with its part squared norms
+(float32), memory-mapped from the saved index until the first change, and, once the library is
+large enough, five hnswlib indices, one per part subspace (128-d):
 a focused query asks the indices of the parts it weighs up. HNSW labels are row numbers in the arrays; rows are only ever
 appended, a replaced or removed track's row is marked dead (and ``mark_deleted`` in HNSW).
 Rows added after the last HNSW update form a *tail* that every query scans exactly, so the
@@ -43,7 +44,9 @@ from model.parts import (
 
 log = logging.getLogger(__name__)
 
-INDEX_FORMAT = 1
+INDEX_FORMAT = 2  # 2: vectors.npy holds float16 (1: float32, still read)
+VEC_DTYPE = np.float16  # what a track vector costs: 1.25 KB (exact re-rank in float32)
+CHUNK = 16384  # rows scored at a time by a brute-force search (bounds its float32 copies)
 
 
 @dataclass(frozen=True)
@@ -86,9 +89,17 @@ def _new_hnsw(dim: int, capacity: int, p: IndexParams) -> hnswlib.Index:
     return idx
 
 
+def _sq_norms(vecs: np.ndarray) -> np.ndarray:
+    """(n, 5) float32 part squared norms of (n, 640) vectors, a chunk at a time."""
+    out = np.zeros((len(vecs), N_PARTS), np.float32)
+    for a in range(0, len(vecs), CHUNK):
+        out[a:a + CHUNK] = part_sq_norms(vecs[a:a + CHUNK])
+    return out
+
+
 def _sub(vecs: np.ndarray, part: int) -> np.ndarray:
-    """(n, 640) -> the (n, 128) rows of one part, contiguous for hnswlib."""
-    return np.ascontiguousarray(vecs[:, part_slice(part)])
+    """(n, 640) -> the (n, 128) float32 rows of one part, contiguous for hnswlib."""
+    return np.ascontiguousarray(vecs[:, part_slice(part)], dtype=np.float32)
 
 
 class VectorIndex:
@@ -97,7 +108,7 @@ class VectorIndex:
     def __init__(self, params: IndexParams | None = None):
         self.params = params or IndexParams()
         self._lock = threading.RLock()
-        self._vecs = np.zeros((0, EMBED_DIM), np.float32)
+        self._vecs = np.zeros((0, EMBED_DIM), VEC_DTYPE)
         self._sq = np.zeros((0, N_PARTS), np.float32)
         self._ids = np.zeros(0, np.int64)
         self._revs = np.zeros(0, np.int64)
@@ -151,12 +162,12 @@ class VectorIndex:
             rows = np.flatnonzero(self._alive[: self._n])
             ids = self._ids[rows]
         order = np.argsort(ids, kind="stable")
-        return ids[order], vecs[rows[order]]
+        return ids[order], vecs[rows[order]].astype(np.float32)
 
     def vector(self, track_id: int) -> np.ndarray | None:
         with self._lock:
             r = self._pos.get(int(track_id))
-            return None if r is None else self._vecs[r].copy()
+            return None if r is None else self._vecs[r].astype(np.float32)
 
     # ------------------------------------------------------------ updates
     def _grow(self, need: int) -> None:
@@ -172,6 +183,11 @@ class VectorIndex:
 
         self._vecs, self._sq = grow(self._vecs), grow(self._sq)
         self._ids, self._revs, self._alive = grow(self._ids), grow(self._revs), grow(self._alive)
+
+    def _writable(self) -> None:
+        """The first change after a load copies the memory-mapped vectors into memory."""
+        if isinstance(self._vecs, np.memmap):
+            self._vecs = np.array(self._vecs)
 
     def _kill(self, row: int) -> None:
         self._alive[row] = False
@@ -196,8 +212,9 @@ class VectorIndex:
                     self._kill(r)
             n0 = self._n
             self._grow(n0 + len(ids))
+            self._writable()
             self._vecs[n0:n0 + len(ids)] = vecs
-            self._sq[n0:n0 + len(ids)] = part_sq_norms(vecs)
+            self._sq[n0:n0 + len(ids)] = part_sq_norms(self._vecs[n0:n0 + len(ids)])
             self._ids[n0:n0 + len(ids)] = ids
             self._revs[n0:n0 + len(ids)] = revs
             self._alive[n0:n0 + len(ids)] = True
@@ -244,6 +261,7 @@ class VectorIndex:
 
     def _compact(self) -> None:
         rows = np.flatnonzero(self._alive[: self._n])
+        self._writable()
         log.info("compacting the index: %d live of %d rows", len(rows), self._n)
         self._vecs, self._sq = self._vecs[rows].copy(), self._sq[rows].copy()
         self._ids, self._revs = self._ids[rows].copy(), self._revs[rows].copy()
@@ -307,8 +325,10 @@ class VectorIndex:
             if self._hnsw is not None and (w > 0).any():
                 found = self._candidates(q, w, k + len(excl), scales, self._own_row(q, excl))
                 exact = found is None
-            if found is None:  # exact: score every row in place (no copies), mask the dead
-                scores = focused_scores(q, w, self._vecs[:n], scales, self._sq[:n])
+            if found is None:  # exact: score every row, a chunk at a time; mask the dead
+                scores = np.concatenate([
+                    focused_scores(q, w, self._vecs[a:min(n, a + CHUNK)], scales, self._sq[a:min(n, a + CHUNK)])
+                    for a in range(0, n, CHUNK)]) if n else np.zeros(0, np.float32)
                 scores[~self._alive[:n]] = -np.inf
                 rows = np.arange(n)
                 for i in excl:
@@ -451,6 +471,7 @@ class VectorIndex:
             with self._lock:
                 n = self._n
                 np.save(gen / "vectors.npy", self._vecs[:n])
+                np.save(gen / "sq.npy", self._sq[:n])
                 np.save(gen / "ids.npy", self._ids[:n])
                 np.save(gen / "revs.npy", self._revs[:n])
                 np.save(gen / "alive.npy", self._alive[:n])
@@ -480,10 +501,17 @@ class VectorIndex:
         gen = folder / cur.read_text().strip()
         try:
             doc = json.loads((gen / "meta.json").read_text())
-            if doc.get("format") != INDEX_FORMAT:
+            if doc.get("format") not in (1, INDEX_FORMAT):
                 return None
             self = cls(params)
-            vecs = np.load(gen / "vectors.npy")
+            if doc["format"] == 1:  # float32 vectors: quantised now, saved as format 2 on the next save
+                vecs = np.load(gen / "vectors.npy").astype(VEC_DTYPE)
+                sq = _sq_norms(vecs)
+            else:  # read where they lie: a query touches only the rows it re-ranks
+                vecs = np.load(gen / "vectors.npy", mmap_mode="r")
+                sq = np.load(gen / "sq.npy")
+                if vecs.dtype != VEC_DTYPE or sq.shape != (len(vecs), N_PARTS):
+                    raise ValueError("vectors.npy and sq.npy do not match")
             ids = np.load(gen / "ids.npy")
             revs = np.load(gen / "revs.npy")
             alive = np.load(gen / "alive.npy")
@@ -491,7 +519,7 @@ class VectorIndex:
             if not (vecs.shape == (n, EMBED_DIM) and ids.shape == revs.shape == alive.shape == (n,)):
                 raise ValueError("array shapes do not match meta.json")
             self._vecs, self._ids, self._revs, self._alive = vecs, ids, revs, alive.astype(bool)
-            self._sq = part_sq_norms(vecs) if n else np.zeros((0, N_PARTS), np.float32)
+            self._sq = sq
             self._n = n
             self._pos = {int(ids[r]): int(r) for r in np.flatnonzero(self._alive)}
             n_idx = int(doc.get("n_indexed", 0))

@@ -1,0 +1,74 @@
+"""The vector index's storage: float16 vectors, memory-mapped after a load, chunked brute force."""
+
+import json
+
+import numpy as np
+import pytest
+
+import app.index
+from app.focus import focused_scores, parse_focus
+from app.index import IndexParams, VectorIndex
+from model.parts import part_sq_norms
+
+
+def vectors(n: int, seed: int = 0) -> np.ndarray:
+    return np.random.default_rng(seed).standard_normal((n, 640)).astype(np.float32)
+
+
+@pytest.fixture
+def saved(tmp_path):
+    v = vectors(300)
+    idx = VectorIndex(IndexParams(exact_below=100))
+    idx.upsert(range(1, 301), [1] * 300, v)
+    idx.maintain(force=True)
+    idx.save(tmp_path / "index", {"model_sha": "x"})
+    return idx, v, tmp_path / "index"
+
+
+def test_a_loaded_index_reads_its_vectors_in_place_and_answers_the_same(saved):
+    idx, v, folder = saved
+    w = parse_focus({"bass": 1, "drums": 0.5})
+    before = idx.search(v[3], w, 10, exclude=[4])
+    loaded, doc = VectorIndex.load(folder, IndexParams(exact_below=100))
+    assert doc["format"] == app.index.INDEX_FORMAT
+    assert isinstance(loaded._vecs, np.memmap) and loaded._vecs.dtype == np.float16
+    after = loaded.search(v[3], w, 10, exclude=[4])
+    assert after.ids.tolist() == before.ids.tolist()
+    np.testing.assert_allclose(loaded.vector(5), v[4], rtol=1e-3, atol=1e-3)
+    on_disk = np.load(next(folder.glob("gen-*")) / "vectors.npy")
+    loaded.upsert([999], [1], v[:1] * 2)  # the first change copies; the saved file is untouched
+    assert not isinstance(loaded._vecs, np.memmap)
+    np.testing.assert_array_equal(np.load(next(folder.glob("gen-*")) / "vectors.npy"), on_disk)
+    assert loaded.search(v[0] * 2, parse_focus({"piano": 1}), 1).ids.tolist() == [999]
+
+
+def test_an_index_of_float32_vectors_is_still_read(saved, tmp_path):
+    _, v, folder = saved
+    gen = next(folder.glob("gen-*"))
+    np.save(gen / "vectors.npy", v)  # what format 1 kept: float32, no sq.npy
+    (gen / "sq.npy").unlink()
+    doc = json.loads((gen / "meta.json").read_text())
+    (gen / "meta.json").write_text(json.dumps({**doc, "format": 1}))
+    loaded, _ = VectorIndex.load(folder, IndexParams(exact_below=100))
+    assert loaded._vecs.dtype == np.float16 and len(loaded) == 300
+    np.testing.assert_allclose(loaded._sq[:300], part_sq_norms(v.astype(np.float16)), rtol=1e-5)
+
+
+def test_a_damaged_norms_file_means_a_rebuild(saved):
+    _, _, folder = saved
+    np.save(next(folder.glob("gen-*")) / "sq.npy", np.zeros((3, 5), np.float32))
+    assert VectorIndex.load(folder) is None
+
+
+def test_brute_force_a_chunk_at_a_time_is_exact(monkeypatch):
+    monkeypatch.setattr(app.index, "CHUNK", 7)
+    v = vectors(50, seed=1)
+    idx = VectorIndex()  # under exact_below: brute force
+    idx.upsert(range(50), [1] * 50, v)
+    idx.remove([7, 8])
+    w = parse_focus([1, -0.5, 0.3, 0, 1])
+    got = idx.search(v[0], w, 5, exclude=[0])
+    stored = v.astype(np.float16).astype(np.float32)
+    s = focused_scores(stored[0], w, stored, idx.scales())
+    s[[0, 7, 8]] = -np.inf
+    assert got.exact and got.ids.tolist() == np.argsort(-s, kind="stable")[:5].tolist()
