@@ -105,11 +105,12 @@ def focus_arg(text: str) -> np.ndarray:
         raise argparse.ArgumentTypeError(error_text(e)) from None
 
 
-def open_library(args: argparse.Namespace, reader: bool = False) -> Library:
+def open_library(args: argparse.Namespace, reader: bool = False, graphs: bool | None = None) -> Library:
     """The library the options name. A ``reader`` (a command that reads the library and exits)
     gets UsageError when there is none yet (it must not create an empty library at a mistyped
-    path), and its index without the HNSW graphs: it searches a few times, each search exact,
-    sooner than it could load them (``Library(graphs=False)``, bench/commands.py)."""
+    path), and by default its index without the HNSW graphs: a search or two, each exact, take
+    less time than loading them (``Library(graphs=False)``); a command that searches a dozen
+    times (a journey) asks for ``graphs`` (bench/commands.py times both)."""
     setup_logging(args.verbose)
     if not args.verbose:
         logging.getLogger("app").setLevel(logging.ERROR)
@@ -119,7 +120,7 @@ def open_library(args: argparse.Namespace, reader: bool = False) -> Library:
             raise UsageError(f"--library {args.library}: no Partwise library there; create it with "
                              f"'partwise scan --library {args.library} MUSIC_FOLDER'")
         raise UsageError(f"no library yet at {use.library}: scan a folder first, e.g. 'partwise scan ~/Music'")
-    return Library(use.library, weights=use.weights, device=args.device, graphs=not reader)
+    return Library(use.library, weights=use.weights, device=args.device, graphs=not reader if graphs is None else graphs)
 
 
 def fail(message: str, code: int = EXIT_ERROR, prog: str = "partwise") -> int:

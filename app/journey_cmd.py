@@ -84,7 +84,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except JourneyError as e:
         raise UsageError(f"--lock: {e}") from None
     follow = args.follow or ("neighbour" if args.radio else "start")
-    lib = open_library(args, reader=True)
+    lib = open_library(args, reader=True, graphs=True)  # a search per step
     try:
         for tid in (start, end):
             if tid is not None:
