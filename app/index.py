@@ -492,8 +492,10 @@ class VectorIndex:
                 shutil.rmtree(old, ignore_errors=True)
 
     @classmethod
-    def load(cls, folder: str | os.PathLike, params: IndexParams | None = None) -> tuple[VectorIndex, dict] | None:
-        """The saved index and its meta, or None when absent or damaged (then rebuild)."""
+    def load(cls, folder: str | os.PathLike, params: IndexParams | None = None,
+             graphs: bool = True) -> tuple[VectorIndex, dict] | None:
+        """The saved index and its meta, or None when absent or damaged (then rebuild).
+        ``graphs=False`` leaves the HNSW graphs on disk: every search is then exact."""
         folder = Path(folder)
         cur = folder / "CURRENT"
         if not cur.is_file():
@@ -523,7 +525,7 @@ class VectorIndex:
             self._n = n
             self._pos = {int(ids[r]): int(r) for r in np.flatnonzero(self._alive)}
             n_idx = int(doc.get("n_indexed", 0))
-            if n_idx:
+            if n_idx and graphs:
                 hs = []
                 for which in range(N_PARTS):  # an older index's 640-d hnsw-5.bin is not read
                     h = hnswlib.Index(space="l2", dim=SUBSPACE_DIM)

@@ -46,11 +46,11 @@ from app.tags import Tags, read_tags
 from app.timeline import Timeline, moment, part_timeline
 from app.walk import FoundFile, Problem, shown, walk_audio
 from assets import DEFAULT_WEIGHTS
-from model.audioio import Clips, DecodeError, read_clips
 from model.parts import EMBED_DIM, N_PARTS, PARTS, track_presence
 from model.weights import WeightsError, file_sha256, read_card
 
 if TYPE_CHECKING:  # the model (and torch) load on first use: reading a library needs neither
+    from model.audioio import Clips
     from model.embedder import Embedder, TrackEmbedding
 
 log = logging.getLogger(__name__)
@@ -149,7 +149,7 @@ class Library:
 
     def __init__(self, root: str | Path, weights: str | Path | None = None, device: str | None = None,
                  *, policy: AnalysisPolicy | None = None, index_params: IndexParams | None = None,
-                 workers: int | None = None, batch_size: int = 64):
+                 workers: int | None = None, batch_size: int = 64, graphs: bool = True):
         self.root = Path(root).expanduser().resolve()
         self.store = Store(self.root)
         self.weights_path = Path(weights).expanduser() if weights is not None else DEFAULT_WEIGHTS
@@ -168,6 +168,8 @@ class Library:
         self._outside_lock = threading.Lock()
         self.card: dict = {}
         self.model_sha = self._model_sha()
+        self.graphs = graphs  # False: a command that searches a few times and exits (_open_index)
+        self._saved_graphs = False
         self.index = self._open_index(index_params)
 
     # ------------------------------------------------------------ model
@@ -227,12 +229,18 @@ class Library:
 
     # ------------------------------------------------------------ index
     def _open_index(self, params: IndexParams | None) -> VectorIndex:
-        loaded = VectorIndex.load(self.root / "index", params)
+        """The saved index brought in step with the store. Without ``graphs`` its HNSW graphs
+        stay on disk and are neither built nor saved: every search is exact, which costs a
+        command's few searches less than loading the graphs (bench/commands.py)."""
+        loaded = VectorIndex.load(self.root / "index", params, graphs=self.graphs)
         if loaded is not None and loaded[1].get("model_sha") == self.model_sha:
             index = loaded[0]
+            self._saved_graphs = bool(loaded[1].get("n_indexed"))
         else:
             index = VectorIndex(params)
         changed = self._reconcile(index)
+        if not self.graphs:
+            return index
         index.maintain()
         if changed and index.has_hnsw:
             self._save_index(index)
@@ -254,6 +262,8 @@ class Library:
         return bool(stale or missing)
 
     def _save_index(self, index: VectorIndex | None = None) -> None:
+        if not self.graphs:
+            return  # it would replace the saved graphs with none
         index = index or self.index
         try:
             index.save(self.root / "index", {"model_sha": self.model_sha})
@@ -484,6 +494,8 @@ class Library:
 
     def _decode(self, w: _Work, rate: int) -> _Work:
         """Runs in a pool thread: tags and the analysis windows of one file."""
+        from model.audioio import DecodeError, read_clips
+
         path = w.found.path
         try:
             with open(path, "rb") as fh:  # permission and I/O errors: temporary ones
@@ -733,6 +745,8 @@ class Library:
             raise LibraryError(f"{path}: no such file, and not a track id in the library") from None
         except OSError as e:
             raise LibraryError(f"{path}: cannot read the file ({e.strerror or e})") from e
+        from model.audioio import DecodeError, read_clips
+
         where = str(path.expanduser().absolute())
         with self._outside_lock:
             key = (where, st.st_size, st.st_mtime_ns, self.model_sha, self.policy.key())
@@ -760,10 +774,10 @@ class Library:
     def info(self) -> dict:
         """Counts and locations for ``partwise info``."""
         counts = {s: self.store.count(s) for s in ("ok", "failed", "pending")}
-        stale = len(self.store.ok_revs(None)) - len(self.store.ok_revs(self.model_sha)) if self.model_sha else 0
+        stale = counts["ok"] - len(self.index) if self.model_sha else 0  # the index holds the rest
         return {"library": shown(self.root), "folders": [shown(f) for f in self.folders()],
                 "tracks": sum(counts.values()), **counts, "stale_model": stale,
-                "indexed": len(self.index), "hnsw": self.index.has_hnsw,
+                "indexed": len(self.index), "hnsw": self.index.has_hnsw if self.graphs else self._saved_graphs,
                 "weights": shown(self.weights_path), "weights_present": self.weights_path.is_file(),
                 "model_sha": self.model_sha, "policy": self.policy.key()}
 

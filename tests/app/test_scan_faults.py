@@ -112,14 +112,14 @@ def test_a_database_write_that_fails_fails_that_file_only(tmp_path, weights, mon
 def test_decoded_audio_is_let_go_batch_by_batch(tmp_path, weights, monkeypatch):
     songs(tmp_path / "music", 30, seconds=4.0)
     alive: list[weakref.ref] = []
-    real = app.library.read_clips
+    real = model.audioio.read_clips
 
     def tracked(*a, **kw):
         c = real(*a, **kw)
         alive.append(weakref.ref(c))
         return c
 
-    monkeypatch.setattr(app.library, "read_clips", tracked)
+    monkeypatch.setattr(model.audioio, "read_clips", tracked)  # the scan imports it when it runs
     lib = Library(tmp_path / "lib", weights=weights, device="cpu", workers=1, batch_size=4)
     most = 0
     for _ in lib.scan([tmp_path / "music"]):
