@@ -373,6 +373,19 @@ class VectorIndex:
         seen = self._kk_seen.setdefault(key, deque(maxlen=64))
         seen.append(int(kk))
 
+    def _weighed_sq_distances(self, q: np.ndarray, rows: np.ndarray, w: np.ndarray) -> np.ndarray:
+        """(m, 5) squared part distances from q to ``rows``, 0 in the parts w leaves out: only
+        the weighed parts' columns are widened from float16, the costly step of a re-rank."""
+        xs = self._vecs[rows]
+        sq = self._sq[rows]
+        out = np.zeros((len(rows), N_PARTS), np.float32)
+        for c in np.flatnonzero(w).tolist():
+            sl = part_slice(c)
+            qc = q[sl]
+            cross = np.einsum("md,d->m", xs[:, sl].astype(np.float32), qc)
+            out[:, c] = np.maximum(float(qc @ qc) + sq[:, c] - 2.0 * cross, 0.0)
+        return out
+
     def _candidates(self, q: np.ndarray, w: np.ndarray, k: int, scales: np.ndarray,
                     own: int = -1) -> tuple[np.ndarray, np.ndarray] | None:
         """Rows to answer from and their exact match, or None when brute force is the answer.
@@ -439,7 +452,7 @@ class VectorIndex:
             rows = rows[self._alive[rows]]
             if len(rows) < k:
                 return None
-            pd = part_sq_distances(q, self._vecs[rows], self._sq[rows])  # (m, 5)
+            pd = self._weighed_sq_distances(q, rows, w)  # (m, 5)
             raw = similarity(pd, scales) @ w
             kth = float(-np.partition(-raw, k - 1)[k - 1])
             ends = np.stack(dists)  # (lists, kk) rising distances
