@@ -32,7 +32,7 @@ from pathlib import Path
 import hnswlib
 import numpy as np
 
-from app.focus import focused_scores, match, match_from_raw, part_scales, similarity
+from app.focus import match, match_from_raw, part_scales, similarity
 from model.parts import (
     EMBED_DIM,
     N_PARTS,
@@ -327,7 +327,7 @@ class VectorIndex:
                 exact = found is None
             if found is None:  # exact: score every row, a chunk at a time; mask the dead
                 scores = np.concatenate([
-                    focused_scores(q, w, self._vecs[a:min(n, a + CHUNK)], scales, self._sq[a:min(n, a + CHUNK)])
+                    match(similarity(self._weighed_sq_distances(q, slice(a, min(n, a + CHUNK)), w), scales), w)
                     for a in range(0, n, CHUNK)]) if n else np.zeros(0, np.float32)
                 scores[~self._alive[:n]] = -np.inf
                 rows = np.arange(n)
@@ -373,12 +373,13 @@ class VectorIndex:
         seen = self._kk_seen.setdefault(key, deque(maxlen=64))
         seen.append(int(kk))
 
-    def _weighed_sq_distances(self, q: np.ndarray, rows: np.ndarray, w: np.ndarray) -> np.ndarray:
-        """(m, 5) squared part distances from q to ``rows``, 0 in the parts w leaves out: only
-        the weighed parts' columns are widened from float16, the costly step of a re-rank."""
+    def _weighed_sq_distances(self, q: np.ndarray, rows: np.ndarray | slice, w: np.ndarray) -> np.ndarray:
+        """(m, 5) squared part distances from q to ``rows`` (row numbers or a slice), 0 in the
+        parts w leaves out: only the weighed parts' columns are widened from float16, the
+        costly step of a re-rank or a brute-force scan."""
         xs = self._vecs[rows]
         sq = self._sq[rows]
-        out = np.zeros((len(rows), N_PARTS), np.float32)
+        out = np.zeros((len(xs), N_PARTS), np.float32)
         for c in np.flatnonzero(w).tolist():
             sl = part_slice(c)
             qc = q[sl]
