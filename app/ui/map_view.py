@@ -304,6 +304,7 @@ class _PointCloud(pg.GraphicsObject):
 
     MARGIN = 1.0  # views of margin kept drawn on each side
     WIDEN_MS = 150  # a zoom must rest this long before the margin is drawn
+    MAX_SIDE = 4096  # device pixels
 
     def __init__(self, brushes: Sequence, size: int = 6):
         super().__init__()
@@ -364,6 +365,8 @@ class _PointCloud(pg.GraphicsObject):
         dpr = p.device().devicePixelRatioF()
         key = (t.m11(), t.m22(), dpr)
         need = t.mapRect(option.exposedRect).toAlignedRect()
+        if need.isEmpty():
+            return
         c = self._cache
         if c is None or not self._same_scale(c.key, key) or not self._placed(c, t).contains(need):
             # a new map or a new zoom: the view alone now, the margin once it rests; a pan
@@ -402,7 +405,11 @@ class _PointCloud(pg.GraphicsObject):
         view = self.viewRect()
         shown = t.mapRect(view) if view is not None else need
         shown = shown.united(need)
-        mw, mh = shown.width() * margin, shown.height() * margin
+        # the margin, within MAX_SIDE device pixels a side (a full-screen map at a pixel ratio of
+        # 2 would otherwise ask for hundreds of megabytes)
+        side = self.MAX_SIDE / dpr
+        mw = min(shown.width() * margin, max(0.0, (side - shown.width()) / 2))
+        mh = min(shown.height() * margin, max(0.0, (side - shown.height()) / 2))
         area = QRectF(shown.left() - mw, shown.top() - mh, shown.width() + 2 * mw,
                       shown.height() + 2 * mh).toAlignedRect()
         image = QImage(int(area.width() * dpr), int(area.height() * dpr),
