@@ -24,11 +24,10 @@ class PartBarsDelegate(QStyledItemDelegate):
             super().paint(painter, option, index)
             return
         style = option.widget.style() if option.widget else None
-        if style is not None:  # selection / hover background, no text
-            opt = QStyleOptionViewItem(option)
-            self.initStyleOption(opt, index)
-            opt.text = ""
-            style.drawControl(QStyle.ControlElement.CE_ItemViewItem, opt, painter, option.widget)
+        if style is not None:  # selection / hover / focus background as the view set it, no text
+            # (the option as the view made it: initStyleOption would ask the model for roles
+            # this cell leaves empty, a Python call each)
+            style.drawControl(QStyle.ControlElement.CE_ItemViewItem, option, painter, option.widget)
         r = option.rect.adjusted(4, 3, -4, -3)
         painter.save()
         painter.setRenderHint(QPainter.RenderHint.Antialiasing, False)

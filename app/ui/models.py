@@ -24,6 +24,9 @@ SORT_ROLE = Qt.ItemDataRole.UserRole + 2  # a sortable value (numbers stay numbe
 ID_ROLE = Qt.ItemDataRole.UserRole + 3  # the track id of the row
 
 Index = QModelIndex | QPersistentModelIndex
+_RESULT_ROLES = frozenset(int(r) for r in (
+    Qt.ItemDataRole.DisplayRole, Qt.ItemDataRole.TextAlignmentRole, Qt.ItemDataRole.ToolTipRole,
+    BARS_ROLE, SORT_ROLE, ID_ROLE))  # the roles ResultsModel.data answers
 
 
 class _TableModel(QAbstractTableModel):
@@ -219,6 +222,8 @@ class ResultsModel(_TableModel):
         return [r.track.id for r in self._rows]
 
     def data(self, index: Index, role: int = Qt.ItemDataRole.DisplayRole):
+        if role not in _RESULT_ROLES:  # a paint asks ~8 roles a cell, most of them unused
+            return None
         row, col = index.row(), index.column()
         if not index.isValid() or not 0 <= row < len(self._rows):
             return None
