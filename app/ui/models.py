@@ -27,6 +27,7 @@ Index = QModelIndex | QPersistentModelIndex
 _RESULT_ROLES = frozenset(int(r) for r in (
     Qt.ItemDataRole.DisplayRole, Qt.ItemDataRole.TextAlignmentRole, Qt.ItemDataRole.ToolTipRole,
     BARS_ROLE, SORT_ROLE, ID_ROLE))  # the roles ResultsModel.data answers
+_ROW_FLAGS = Qt.ItemFlag.ItemIsEnabled | Qt.ItemFlag.ItemIsSelectable  # made once: a paint asks each cell
 
 
 class _TableModel(QAbstractTableModel):
@@ -54,7 +55,7 @@ class _TableModel(QAbstractTableModel):
     def flags(self, index: Index) -> Qt.ItemFlag:
         if not index.isValid():
             return Qt.ItemFlag.NoItemFlags
-        return Qt.ItemFlag.ItemIsEnabled | Qt.ItemFlag.ItemIsSelectable
+        return _ROW_FLAGS
 
     def row(self, r: int):
         return self._rows[r]
