@@ -181,6 +181,7 @@ def bench_faders(app, n: int, moves: int, work: Path) -> dict:
 
     lib.search = timed_search  # the window calls library.search on its worker
     ui_share: list[float] = []
+    engine_in_move: list[float] = []
     for m in range(moves):
         query = int(ids[m // MOVES_PER_QUERY])
         if m % MOVES_PER_QUERY == 0:  # a click on another track in the table (not timed)
@@ -205,6 +206,7 @@ def bench_faders(app, n: int, moves: int, work: Path) -> dict:
         took_ms = (time.perf_counter() - t) * 1000
         times[kind].append(took_ms)
         ui_share.append(took_ms - sum(in_move))
+        engine_in_move.append(sum(in_move))
         # let the map follow the focus (after its settle delay), outside the timing
         _pump_until(app, lambda: w.map_view.space == w.wanted_space())
     # a drag: 20 positions in a row without waiting; time until the last one is shown
@@ -231,6 +233,7 @@ def bench_faders(app, n: int, moves: int, work: Path) -> dict:
            "target_fader_move_p95_ms": TARGETS["fader_move_p95_ms"],
            "fader_move_to_results": _stats(every),
            "engine_search_alone": _stats(engine),
+           "engine_share_of_move": _stats(engine_in_move),
            "window_share_of_move": _stats(ui_share),
            "by_kind": {k: _stats(v) for k, v in times.items() if v},
            "drag_20_positions_to_final_results": _stats(drags)}
