@@ -3,9 +3,9 @@
     QT_QPA_PLATFORM=offscreen .venv/bin/python bench/bench_ui.py [--sizes 10000 100000] [--workdir DIR]
 
 Fader latency runs the real :class:`app.ui.main_window.MainWindow` on a real
-:class:`app.library.Library` of synthetic, clustered track vectors with a segment file per track
+:class:`app.library.Library` of synthetic, clustered track vectors with stored windows per track
 (the library of ``bench/query.py``, shared through ``--workdir``), so a move pays for everything
-a user's does: the whole query (index, rows, each hit's segment file), the worker round trip,
+a user's does: the whole query (index, rows, each hit's windows), the worker round trip,
 the results model and the painting of what the results changed (the results table, the map's
 overlay, the timeline's marks), as the event loop does it next.
 

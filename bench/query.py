@@ -141,7 +141,7 @@ def open_library(n: int, root: Path, params: IndexParams) -> tuple[Library, np.n
 
 def open_index(n: int, root: Path, params: IndexParams) -> tuple[VectorIndex, np.ndarray, dict]:
     """Only the index of ``n`` synthetic tracks (built and saved at ``root`` on first use), for
-    sizes whose store and segment files would take too long to write here."""
+    sizes whose store and windows would take too long to write here."""
     vecs = clustered_vectors(n, seed=n)
     took = {}
     loaded = VectorIndex.load(root / "index", params)
@@ -217,10 +217,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--queries", type=int, default=300)
     ap.add_argument("--memory-at", type=int, default=100000, help="size whose memory is measured (0: none)")
     ap.add_argument("--workdir", "--index-cache", type=Path, default=None,
-                    help="keep the libraries (store, segment files, saved index) here and reuse them on "
+                    help="keep the libraries (store with windows, saved index) here and reuse them on "
                          "the next run (default: a temp dir)")
     ap.add_argument("--index-only", action="store_true",
-                    help="no store or segment files: time and check the index alone (large sizes)")
+                    help="no store or windows: time and check the index alone (large sizes)")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
     params = IndexParams()
