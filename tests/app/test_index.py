@@ -72,3 +72,16 @@ def test_brute_force_a_chunk_at_a_time_is_exact(monkeypatch):
     s = focused_scores(stored[0], w, stored, idx.scales())
     s[[0, 7, 8]] = -np.inf
     assert got.exact and got.ids.tolist() == np.argsort(-s, kind="stable")[:5].tolist()
+
+
+def test_a_loaded_index_uses_the_scales_its_writer_measured(saved, monkeypatch):
+    idx, v, folder = saved
+    want = idx.scales().copy()
+
+    def measure(*a, **kw):
+        raise AssertionError("a reader measured the scales again")
+
+    monkeypatch.setattr(app.index, "part_scales", measure)
+    loaded, _ = VectorIndex.load(folder, IndexParams(exact_below=100))
+    np.testing.assert_array_equal(loaded.scales(), want)
+    loaded.search(v[0], parse_focus({"drums": 1}), 5)
