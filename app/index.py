@@ -47,6 +47,9 @@ log = logging.getLogger(__name__)
 INDEX_FORMAT = 2  # 2: vectors.npy holds float16 (1: float32, still read)
 VEC_DTYPE = np.float16  # what a track vector costs: 1.25 KB (exact re-rank in float32)
 CHUNK = 16384  # rows scored at a time by a brute-force search (bounds its float32 copies)
+# up to this many rows, the first brute-force search keeps a float32 copy for the next ones
+# (10k tracks: 26 MB; a journey's dozen exact searches then skip widening every row each time)
+WIDE_ROWS = 32768
 
 
 @dataclass(frozen=True)
@@ -122,6 +125,7 @@ class VectorIndex:
         self._kk_seen: dict[tuple, deque] = {}  # candidate list lengths recent queries needed
         self._scales: np.ndarray | None = None
         self._scales_n = 0  # live tracks when the scales were measured
+        self._wide: np.ndarray | None = None  # float32 copy of the rows, small libraries only
 
     # ------------------------------------------------------------ state
     def __len__(self) -> int:
@@ -213,6 +217,7 @@ class VectorIndex:
             n0 = self._n
             self._grow(n0 + len(ids))
             self._writable()
+            self._wide = None
             self._vecs[n0:n0 + len(ids)] = vecs
             self._sq[n0:n0 + len(ids)] = part_sq_norms(self._vecs[n0:n0 + len(ids)])
             self._ids[n0:n0 + len(ids)] = ids
@@ -262,6 +267,7 @@ class VectorIndex:
     def _compact(self) -> None:
         rows = np.flatnonzero(self._alive[: self._n])
         self._writable()
+        self._wide = None
         log.info("compacting the index: %d live of %d rows", len(rows), self._n)
         self._vecs, self._sq = self._vecs[rows].copy(), self._sq[rows].copy()
         self._ids, self._revs = self._ids[rows].copy(), self._revs[rows].copy()
@@ -326,8 +332,12 @@ class VectorIndex:
                 found = self._candidates(q, w, k + len(excl), scales, self._own_row(q, excl))
                 exact = found is None
             if found is None:  # exact: score every row, a chunk at a time; mask the dead
+                if n <= WIDE_ROWS and (self._wide is None or len(self._wide) != n):
+                    self._wide = self._vecs[:n].astype(np.float32)
+                src = self._wide if n <= WIDE_ROWS else None
                 scores = np.concatenate([
-                    match(similarity(self._weighed_sq_distances(q, slice(a, min(n, a + CHUNK)), w), scales), w)
+                    match(similarity(self._weighed_sq_distances(q, slice(a, min(n, a + CHUNK)), w, src),
+                                     scales), w)
                     for a in range(0, n, CHUNK)]) if n else np.zeros(0, np.float32)
                 scores[~self._alive[:n]] = -np.inf
                 rows = np.arange(n)
@@ -373,11 +383,12 @@ class VectorIndex:
         seen = self._kk_seen.setdefault(key, deque(maxlen=64))
         seen.append(int(kk))
 
-    def _weighed_sq_distances(self, q: np.ndarray, rows: np.ndarray | slice, w: np.ndarray) -> np.ndarray:
+    def _weighed_sq_distances(self, q: np.ndarray, rows: np.ndarray | slice, w: np.ndarray,
+                              wide: np.ndarray | None = None) -> np.ndarray:
         """(m, 5) squared part distances from q to ``rows`` (row numbers or a slice), 0 in the
         parts w leaves out: only the weighed parts' columns are widened from float16, the
         costly step of a re-rank or a brute-force scan."""
-        xs = self._vecs[rows]
+        xs = (self._vecs if wide is None else wide)[rows]
         sq = self._sq[rows]
         out = np.zeros((len(xs), N_PARTS), np.float32)
         for c in np.flatnonzero(w).tolist():

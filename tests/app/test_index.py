@@ -85,3 +85,19 @@ def test_a_loaded_index_uses_the_scales_its_writer_measured(saved, monkeypatch):
     loaded, _ = VectorIndex.load(folder, IndexParams(exact_below=100))
     np.testing.assert_array_equal(loaded.scales(), want)
     loaded.search(v[0], parse_focus({"drums": 1}), 5)
+
+
+def test_the_float32_copy_of_a_small_library_follows_every_change():
+    v = vectors(60, seed=2)
+    idx = VectorIndex()
+    idx.upsert(range(60), [1] * 60, v)
+    w = parse_focus([1, 1, 1, 1, 1])
+    assert idx.search(v[5], w, 1, exclude=[5]).ids.tolist() != [100]
+    idx.upsert([100], [1], v[5:6] + 1e-3)  # a near copy of track 5 arrives after the first search
+    assert idx.search(v[5], w, 1, exclude=[5]).ids.tolist() == [100]
+    idx.upsert([100], [2], v[7:8])  # replaced: its old row is dead, the new one is searched
+    assert idx.search(v[7], w, 2, exclude=[7]).ids.tolist()[0] == 100
+    idx.remove(list(range(30)))
+    idx.maintain()  # compacts (half the rows are dead)
+    assert idx.search(v[40], w, 1, exclude=[40]).ids.tolist() != [40]
+    assert idx.search(v[7], w, 1).ids.tolist() == [100]
