@@ -120,3 +120,29 @@ def pretrain_target(individual: torch.Tensor, present: torch.Tensor,
 def pretrain_loss(emb: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     """MSE between f(x_i) and y_i / ||y_i|| (eq. 9)."""
     return F.mse_loss(emb, target)
+
+
+def pretrain_block_loss(emb: torch.Tensor, target: torch.Tensor, present: torch.Tensor) -> torch.Tensor:
+    """Pre-training by direction and length, part by part (``pre_loss="blocks"``): for each
+    sounding part, 1 - cos between its output block and its target block; for every part, the
+    squared difference of the two blocks' lengths (so silence and presence are learned too).
+
+    Why not eq. 9's MSE: against unit-length targets, MSE is lowered most by shrinking every
+    output towards zero, and from there it teaches directions slowly (measured: the cpu-preset
+    network fits 64 random unit targets to MSE x 640 = 0.97 in 200 Adam steps; with the cosine
+    it fits them exactly in 100). emb, target: (B, 640); present: (B, 5) in {0, 1}.
+    """
+    e, t = stack_parts(emb), stack_parts(target)
+    on = present.to(emb.dtype)
+    cos = F.cosine_similarity(e, t, dim=-1, eps=_EPS)  # (B, 5)
+    direction = ((1.0 - cos) * on).sum() / on.sum().clamp_min(1.0)
+    length = (e.norm(dim=-1) - t.norm(dim=-1)).pow(2).mean()
+    return direction + length
+
+
+def block_cosine(emb: torch.Tensor, target: torch.Tensor, present: torch.Tensor) -> float:
+    """Mean cos between output and target blocks over the sounding parts (a pre-training
+    validation figure that does not depend on the loss)."""
+    cos = F.cosine_similarity(stack_parts(emb), stack_parts(target), dim=-1, eps=_EPS)
+    on = present.to(emb.dtype)
+    return float((cos * on).sum() / on.sum().clamp_min(1.0))

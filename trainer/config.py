@@ -61,6 +61,7 @@ class TrainConfig:
     pre_pseudo: bool = False  # regress on pseudo pieces with made silences, not only dataset pieces
     pre_center: bool = False  # subtract each individual net's mean output from its target block
     pre_block_norm: bool = False  # scale each sounding target block to unit length (norm = presence)
+    pre_loss: str = "mse"  # "mse": eq. 9; "blocks": direction and length part by part (losses.pretrain_block_loss)
     # --- main training
     epochs: int = 1000
     triplets_per_epoch: int = 5000  # basic triplets drawn anew every epoch

@@ -25,8 +25,10 @@ from model.audio import log_mel
 from model.embedder import Embedder
 from model.losses import (
     NormLoss,
+    block_cosine,
     masked_distance,
     masked_triplet_loss,
+    pretrain_block_loss,
     pretrain_loss,
     pretrain_target,
     spread_loss,
@@ -218,20 +220,28 @@ class Run:
             clips, present = self.train.render(pieces, self._gains(rng, len(pieces)), self.level)
             target = self._targets(ind, self.train, pieces, present)
             t1 = time.perf_counter()
-            loss = pretrain_loss(self.embed(net, clips), target)
+            loss = self._pretrain_loss(self.embed(net, clips), target, present)
             self._update(stage.opt, loss)
             return {"loss": loss.item(), "data_s": t1 - t0, "compute_s": time.perf_counter() - t1}
 
         def val() -> dict[str, float]:
             emb = self.embed_eval(net, self.spec, val_clips)
             mse = pretrain_loss(emb, val_target).item()
-            return {"val_mse": mse, "val_score": -mse,
+            score = -mse if cfg.pre_loss == "mse" else -self._pretrain_loss(emb, val_target, val_present).item()
+            return {"val_mse": mse, "val_cos": block_cosine(emb, val_target, val_present), "val_score": score,
                     **subspace_dims(emb, val_present, norms=True), **target_dims}
 
         stage.train(step, val, "val_score")
         if self.env.main:
             (self.out / "pretrain.done").write_text("{}")
         self._barrier()
+
+    def _pretrain_loss(self, emb: torch.Tensor, target: torch.Tensor, present: torch.Tensor) -> torch.Tensor:
+        if self.cfg.pre_loss == "blocks":
+            return pretrain_block_loss(emb, target, present.to(emb.device))
+        if self.cfg.pre_loss != "mse":
+            raise ValueError(f"pre_loss must be 'mse' or 'blocks', not {self.cfg.pre_loss!r}")
+        return pretrain_loss(emb, target)
 
     def _pretrain_pieces(self, bank: StemBank, n: int, rng: np.random.Generator):
         """Dataset pieces (the paper), or pseudo pieces with made silences (``pre_pseudo``)."""

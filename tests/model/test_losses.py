@@ -168,3 +168,24 @@ def test_spread_loss_is_one_for_a_collapsed_subspace_and_scale_free():
     x = (line + 0.01 * torch.randn(400, 640, generator=g)).requires_grad_(True)
     spread_loss(x, present).backward()
     assert torch.isfinite(x.grad).all() and x.grad.abs().sum() > 0
+
+
+def test_pretrain_block_loss_learns_direction_and_length_part_by_part():
+    from model.losses import block_cosine, pretrain_block_loss
+
+    torch.manual_seed(0)
+    target = torch.randn(4, 640)
+    present = torch.tensor([[1, 1, 0, 1, 0], [1, 0, 0, 0, 0], [0, 1, 1, 1, 1], [1, 1, 1, 1, 1]])
+    target = target * present.repeat_interleave(128, dim=1)  # silent parts: zero blocks
+    assert math.isclose(pretrain_block_loss(target, target, present).item(), 0.0, abs_tol=1e-6)
+    assert math.isclose(block_cosine(target, target, present), 1.0, abs_tol=1e-6)
+    # a longer copy in the right directions costs only its lengths
+    assert pretrain_block_loss(2 * target, target, present).item() > 0.1
+    assert math.isclose(block_cosine(2 * target, target, present), 1.0, abs_tol=1e-6)
+    # a silent part that answers is penalised by its length, not its direction
+    loud = target.clone()
+    loud[1, 128:256] = 1.0
+    assert pretrain_block_loss(loud, target, present).item() > 0.0
+    assert math.isclose(block_cosine(loud, target, present), 1.0, abs_tol=1e-6)
+    # the opposite direction costs 2 a sounding part
+    assert math.isclose(pretrain_block_loss(-target, target, present).item(), 2.0, rel_tol=1e-5)

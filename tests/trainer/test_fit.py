@@ -174,3 +174,14 @@ def test_centred_pretraining_targets_and_the_spread_term(tiny_data, tmp_path):
     assert (tmp_path / "run" / "pretrained.safetensors").exists()
     main_rows = [r for r in rows if r["stage"] == "main"]
     assert main_rows and 0.0 <= main_rows[0]["spread"] <= 1.0
+
+
+def test_pretraining_by_blocks_logs_its_score_and_the_block_cosine(tiny_data, tmp_path):
+    cfg = _smoke(pre_block_norm=True, pre_loss="blocks", epochs=1)
+    Run(cfg, tiny_data, tmp_path / "run", progress=False).fit()
+    rows = [json.loads(x) for x in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
+    pre = [r for r in rows if r["stage"] == "pretrain"]
+    assert pre and -1.0 <= pre[0]["val_cos"] <= 1.0 and pre[0]["val_score"] <= 0.0
+    assert pre[0]["val_score"] != -pre[0]["val_mse"]  # scored by its own loss
+    with pytest.raises(ValueError, match="pre_loss"):
+        Run(_smoke(pre_loss="cosine", epochs=1), tiny_data, tmp_path / "run2", progress=False).fit()
