@@ -126,9 +126,7 @@ def best_segment_pair(qs: np.ndarray, xs: np.ndarray, w: np.ndarray,
 
     qs: (n, 640), xs: (m, 640) segment embeddings.
     """
-    score = match(similarity(part_sq_distances(qs, xs), scales), w)  # (n, m)
-    i, j = np.unravel_index(int(np.argmax(score)), score.shape)
-    return int(i), int(j)
+    return best_segment_pairs(qs, [xs], w, scales)[0]
 
 
 def best_segment_pairs(qs: np.ndarray, xss: Sequence[np.ndarray], w: np.ndarray,

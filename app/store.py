@@ -120,6 +120,14 @@ def segment_params(track_id: int, segments: np.ndarray, starts: np.ndarray) -> t
             np.ascontiguousarray(segments, dtype=np.float32).tobytes())
 
 
+def _in_chunks(ids: list[int], size: int = 900) -> Iterator[tuple[list[int], str]]:
+    """``ids`` a chunk at a time with the ``?, ?, ...`` of an ``IN (...)`` for it (SQLite caps
+    the parameters of one statement)."""
+    for i in range(0, len(ids), size):
+        chunk = ids[i:i + size]
+        yield chunk, ",".join("?" * len(chunk))
+
+
 class StoreError(RuntimeError):
     """The library database is unusable; the message names the file."""
 
@@ -370,9 +378,7 @@ class Store:
         """id -> row of each given id that exists, in one read."""
         ids = [int(i) for i in ids]
         out: dict[int, Row] = {}
-        for i in range(0, len(ids), 900):
-            chunk = ids[i:i + 900]
-            q = ",".join("?" * len(chunk))
+        for chunk, q in _in_chunks(ids):
             for r in self._con().execute(f"SELECT {_ROW_COLS} FROM tracks WHERE id IN ({q})", chunk):
                 out[int(r[0])] = _row(r)
         return out
@@ -454,9 +460,7 @@ class Store:
             return 0
         segs: list[str | None] = []
         with self.transaction() as con:
-            for i in range(0, len(ids), 500):
-                chunk = ids[i:i + 500]
-                q = ",".join("?" * len(chunk))
+            for chunk, q in _in_chunks(ids, 500):
                 segs += [r[0] for r in con.execute(f"SELECT segfile FROM tracks WHERE id IN ({q})", chunk)]
                 con.execute(f"DELETE FROM tracks WHERE id IN ({q})", chunk)
                 con.execute(f"DELETE FROM segments WHERE id IN ({q})", chunk)
@@ -505,10 +509,7 @@ class Store:
         if not rows:
             return out
         con = self._con()
-        ids = [r.id for r in rows]
-        for i in range(0, len(ids), 900):
-            chunk = ids[i:i + 900]
-            q = ",".join("?" * len(chunk))
+        for chunk, q in _in_chunks([r.id for r in rows]):
             for tid, starts, vecs in con.execute(f"SELECT id, starts, vecs FROM segments WHERE id IN ({q})", chunk):
                 out[int(tid)] = self._decode_segments(int(tid), starts, vecs)
         for row in rows:
@@ -543,6 +544,8 @@ class Store:
         """Move the window files of a schema-2 library into the segments table (the writer
         does this at the start of a scan); returns how many moved. A damaged file stays where it
         is, its track untouched (a query then says so), and is logged."""
+        if not any(self.seg_dir.glob("*/*.npz")):  # a library of schema 3 has none: no table scan
+            return 0
         moved, last = 0, -1
         while True:
             cur = self._con().execute(f"SELECT {_ROW_COLS} FROM tracks WHERE segfile IS NOT NULL "
@@ -594,9 +597,7 @@ class Store:
         """(id, rev, (640,) float32 vector) for each given id that is ok."""
         ids = [int(i) for i in ids]
         con = self._con()
-        for i in range(0, len(ids), 900):
-            chunk = ids[i:i + 900]
-            q = ",".join("?" * len(chunk))
+        for chunk, q in _in_chunks(ids):
             for tid, rev, blob in con.execute(
                     f"SELECT id, rev, vector FROM tracks WHERE status='ok' AND id IN ({q})", chunk):
                 yield int(tid), int(rev), np.frombuffer(blob, dtype=np.float32)
