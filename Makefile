@@ -31,11 +31,14 @@ sysdeps:
 	else echo "sysdeps: optional packages missing:$$missing (install them with apt-get as root)"; fi
 
 # Every package at the version and hash the lock gives, nothing resolved afresh (--no-deps: the
-# lock holds the whole closure); then Partwise itself, editable, from this tree.
+# lock holds the whole closure); then Partwise itself, editable, from this tree, its modules
+# compiled as pip compiles an installed package's (a command then starts without compiling them,
+# also where PYTHONDONTWRITEBYTECODE is set).
 $(STAMP): $(LOCK) pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --no-deps --require-hashes -r $(LOCK)
 	$(PY) -m pip install -q --no-deps --no-build-isolation -e .
+	$(PY) -m compileall -q app model trainer assets bench >/dev/null
 	touch $@
 
 # make run ARGS="--weights FILE" passes options on to partwise demo

@@ -105,12 +105,14 @@ def focus_arg(text: str) -> np.ndarray:
         raise argparse.ArgumentTypeError(error_text(e)) from None
 
 
-def open_library(args: argparse.Namespace, reader: bool = False, graphs: bool | None = None) -> Library:
+def open_library(args: argparse.Namespace, reader: bool = False, graphs: bool | None = None,
+                 graphs_above: int = 0) -> Library:
     """The library the options name. A ``reader`` (a command that reads the library and exits)
     gets UsageError when there is none yet (it must not create an empty library at a mistyped
     path), and by default its index without the HNSW graphs: a search or two, each exact, take
     less time than loading them (``Library(graphs=False)``); a command that searches a dozen
-    times (a journey) asks for ``graphs`` (bench/commands.py times both)."""
+    times (a journey) asks for ``graphs``, loaded only for an index of more than
+    ``graphs_above`` rows (bench/commands.py times both)."""
     setup_logging(args.verbose)
     if not args.verbose:
         logging.getLogger("app").setLevel(logging.ERROR)
@@ -120,7 +122,8 @@ def open_library(args: argparse.Namespace, reader: bool = False, graphs: bool | 
             raise UsageError(f"--library {args.library}: no Partwise library there; create it with "
                              f"'partwise scan --library {args.library} MUSIC_FOLDER'")
         raise UsageError(f"no library yet at {use.library}: scan a folder first, e.g. 'partwise scan ~/Music'")
-    return Library(use.library, weights=use.weights, device=args.device, graphs=not reader if graphs is None else graphs)
+    return Library(use.library, weights=use.weights, device=args.device,
+                   graphs=not reader if graphs is None else graphs, graphs_above=graphs_above)
 
 
 def fail(message: str, code: int = EXIT_ERROR, prog: str = "partwise") -> int:

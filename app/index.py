@@ -21,15 +21,14 @@ from __future__ import annotations
 import json
 import logging
 import os
-import shutil
 import threading
 import time
 from collections import deque
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import hnswlib
 import numpy as np
 
 from app.focus import match, match_from_raw, part_scales, similarity
@@ -41,6 +40,9 @@ from model.parts import (
     part_sq_distances,
     part_sq_norms,
 )
+
+if TYPE_CHECKING:
+    import hnswlib
 
 log = logging.getLogger(__name__)
 
@@ -85,8 +87,16 @@ class Hits:
     similarity: np.ndarray
 
 
+def _hnswlib():
+    """hnswlib, imported where graphs are built or loaded: a command that searches without
+    them (``graphs=False``) does not pay for its import."""
+    import hnswlib
+
+    return hnswlib
+
+
 def _new_hnsw(dim: int, capacity: int, p: IndexParams) -> hnswlib.Index:
-    idx = hnswlib.Index(space="l2", dim=dim)
+    idx = _hnswlib().Index(space="l2", dim=dim)
     idx.init_index(max_elements=max(capacity, 16), ef_construction=p.ef_construction, M=p.m)
     idx.set_ef(p.ef_search)
     return idx
@@ -149,10 +159,13 @@ class VectorIndex:
                 self._scales, self._scales_n = part_scales(self._vecs[rows]), live
             return self._scales
 
-    def revs(self) -> dict[int, int]:
-        """id -> rev of every live track."""
+    def revs(self) -> tuple[np.ndarray, np.ndarray]:
+        """(ids, revs), int64 and ordered by id, of every live track."""
         with self._lock:
-            return {i: int(self._revs[r]) for i, r in self._pos.items()}
+            rows = np.flatnonzero(self._alive[: self._n])
+            ids, revs = self._ids[rows], self._revs[rows].astype(np.int64)
+        order = np.argsort(ids, kind="stable")
+        return ids[order].astype(np.int64), revs[order]
 
     def vectors(self) -> tuple[np.ndarray, np.ndarray]:
         """Copies of the live ids (N,) int64 and vectors (N, 640) float32, ordered by id.
@@ -394,7 +407,7 @@ class VectorIndex:
         for c in np.flatnonzero(w).tolist():
             sl = part_slice(c)
             qc = q[sl]
-            cross = np.einsum("md,d->m", xs[:, sl].astype(np.float32), qc)
+            cross = xs[:, sl].astype(np.float32, copy=False) @ qc  # no copy when ``wide``
             out[:, c] = np.maximum(float(qc @ qc) + sq[:, c] - 2.0 * cross, 0.0)
         return out
 
@@ -512,17 +525,22 @@ class VectorIndex:
             tmp.write_text(gen.name)
             os.replace(tmp, folder / "CURRENT")
         except BaseException:
+            import shutil
+
             shutil.rmtree(gen, ignore_errors=True)
             raise
+        import shutil  # here: its import (bz2, lzma) costs a reading command ~5 ms
+
         for old in folder.glob("gen-*"):
             if old.name != gen.name:
                 shutil.rmtree(old, ignore_errors=True)
 
     @classmethod
     def load(cls, folder: str | os.PathLike, params: IndexParams | None = None,
-             graphs: bool = True) -> tuple[VectorIndex, dict] | None:
+             graphs: bool = True, graphs_above: int = 0) -> tuple[VectorIndex, dict] | None:
         """The saved index and its meta, or None when absent or damaged (then rebuild).
-        ``graphs=False`` leaves the HNSW graphs on disk: every search is then exact."""
+        ``graphs=False``, or an index of at most ``graphs_above`` rows, leaves the HNSW graphs
+        on disk: every search is then exact."""
         folder = Path(folder)
         cur = folder / "CURRENT"
         if not cur.is_file():
@@ -553,12 +571,13 @@ class VectorIndex:
                 self._scales = np.asarray(doc["scales"], np.float32)
                 self._scales_n = int(doc["scales_n"])
             self._n = n
-            self._pos = {int(ids[r]): int(r) for r in np.flatnonzero(self._alive)}
+            live = np.flatnonzero(self._alive)
+            self._pos = dict(zip(ids[live].tolist(), live.tolist(), strict=True))
             n_idx = int(doc.get("n_indexed", 0))
-            if n_idx and graphs:
+            if n_idx and graphs and n > graphs_above:
                 hs = []
                 for which in range(N_PARTS):  # an older index's 640-d hnsw-5.bin is not read
-                    h = hnswlib.Index(space="l2", dim=SUBSPACE_DIM)
+                    h = _hnswlib().Index(space="l2", dim=SUBSPACE_DIM)
                     h.load_index(str(gen / f"hnsw-{which}.bin"), max_elements=max(n_idx, n) + 1024,
                                  allow_replace_deleted=False)
                     h.set_ef(self.params.ef_search)

@@ -18,6 +18,7 @@ from app.cmdutil import (
     one_line,
     open_library,
 )
+from app.index import WIDE_ROWS
 from app.journey import DEFAULT_FLOOR, Journey, JourneyError, parse_lock
 from app.library import Track
 from model.parts import PARTS
@@ -84,7 +85,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except JourneyError as e:
         raise UsageError(f"--lock: {e}") from None
     follow = args.follow or ("neighbour" if args.radio else "start")
-    lib = open_library(args, reader=True, graphs=True)  # a search per step
+    # a search per step: the graphs pay for their loading beyond the size where exact search
+    # works from a float32 copy of the vectors
+    lib = open_library(args, reader=True, graphs=True, graphs_above=WIDE_ROWS)
     try:
         for tid in (start, end):
             if tid is not None:

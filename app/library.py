@@ -149,7 +149,8 @@ class Library:
 
     def __init__(self, root: str | Path, weights: str | Path | None = None, device: str | None = None,
                  *, policy: AnalysisPolicy | None = None, index_params: IndexParams | None = None,
-                 workers: int | None = None, batch_size: int = 64, graphs: bool = True):
+                 workers: int | None = None, batch_size: int = 64, graphs: bool = True,
+                 graphs_above: int = 0):
         self.root = Path(root).expanduser().resolve()
         self.store = Store(self.root)
         self.weights_path = Path(weights).expanduser() if weights is not None else DEFAULT_WEIGHTS
@@ -170,7 +171,7 @@ class Library:
         self.model_sha = self._model_sha()
         self.graphs = graphs  # False: a command that searches a few times and exits (_open_index)
         self._saved_graphs = False
-        self.index = self._open_index(index_params)
+        self.index = self._open_index(index_params, graphs_above)
 
     # ------------------------------------------------------------ model
     def _model_sha(self) -> str | None:
@@ -228,14 +229,19 @@ class Library:
             raise LibraryError(f"{self.weights_path}: embedding failed ({e})") from e
 
     # ------------------------------------------------------------ index
-    def _open_index(self, params: IndexParams | None) -> VectorIndex:
+    def _open_index(self, params: IndexParams | None, graphs_above: int = 0) -> VectorIndex:
         """The saved index brought in step with the store. Without ``graphs`` its HNSW graphs
         stay on disk and are neither built nor saved: every search is exact, which costs a
-        command's few searches less than loading the graphs (bench/commands.py)."""
-        loaded = VectorIndex.load(self.root / "index", params, graphs=self.graphs)
+        command's few searches less than loading the graphs (bench/commands.py). The same holds
+        for a saved index of at most ``graphs_above`` rows (a command that searches a dozen
+        times, where exact searches of a small library cost less than loading its graphs)."""
+        loaded = VectorIndex.load(self.root / "index", params, graphs=self.graphs,
+                                  graphs_above=graphs_above)
         if loaded is not None and loaded[1].get("model_sha") == self.model_sha:
             index = loaded[0]
             self._saved_graphs = bool(loaded[1].get("n_indexed"))
+            if self.graphs and self._saved_graphs and not index.has_hnsw:
+                self.graphs = False  # left on disk for its size: never saved over without them
         else:
             index = VectorIndex(params)
         changed = self._reconcile(index)
@@ -248,8 +254,12 @@ class Library:
 
     def _reconcile(self, index: VectorIndex) -> bool:
         """Make ``index`` hold exactly the store's ok tracks (of the current model)."""
-        db = self.store.ok_revs(self.model_sha)
-        have = index.revs()
+        db_ids, db_revs = self.store.ok_revs(self.model_sha)
+        have_ids, have_revs = index.revs()
+        if np.array_equal(db_ids, have_ids) and np.array_equal(db_revs, have_revs):
+            return False  # the common case, answered without a dict of every track
+        db = dict(zip(db_ids.tolist(), db_revs.tolist(), strict=True))
+        have = dict(zip(have_ids.tolist(), have_revs.tolist(), strict=True))
         stale = [i for i, r in have.items() if db.get(i) != r]
         missing = [i for i, r in db.items() if have.get(i) != r]
         index.remove(stale)

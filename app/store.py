@@ -82,7 +82,8 @@ CREATE TABLE IF NOT EXISTS segments (
 """
 _INDEXES = """
 CREATE INDEX IF NOT EXISTS tracks_folder ON tracks(folder);
-CREATE INDEX IF NOT EXISTS tracks_status ON tracks(status);
+CREATE INDEX IF NOT EXISTS tracks_ok ON tracks(status, model_sha, rev);
+DROP INDEX IF EXISTS tracks_status;
 """
 # columns a library of an older layout may lack, and how to add them (ALTER TABLE ... ADD)
 _ADDABLE = {
@@ -584,14 +585,16 @@ class Store:
             cur = con.executemany("UPDATE tracks SET presence=? WHERE id=? AND status='ok'", rows)
             return cur.rowcount
 
-    def ok_revs(self, model_sha: str | None) -> dict[int, int]:
-        """id -> rev of the ok tracks (of ``model_sha`` when given)."""
+    def ok_revs(self, model_sha: str | None) -> tuple[np.ndarray, np.ndarray]:
+        """(ids, revs), int64 and ordered by id, of the ok tracks (of ``model_sha`` when given):
+        read from the covering index ``tracks_ok``, never from the rows with their vectors."""
         if model_sha is None:
-            cur = self._con().execute("SELECT id, rev FROM tracks WHERE status='ok'")
+            cur = self._con().execute("SELECT id, rev FROM tracks WHERE status='ok' ORDER BY id")
         else:
-            cur = self._con().execute("SELECT id, rev FROM tracks WHERE status='ok' AND model_sha=?",
-                                      (model_sha,))
-        return {int(i): int(r) for i, r in cur}
+            cur = self._con().execute("SELECT id, rev FROM tracks WHERE status='ok' AND model_sha=? "
+                                      "ORDER BY id", (model_sha,))
+        a = np.array(cur.fetchall(), np.int64).reshape(-1, 2)
+        return a[:, 0].copy(), a[:, 1].copy()
 
     def vectors(self, ids: Iterable[int]) -> Iterator[tuple[int, int, np.ndarray]]:
         """(id, rev, (640,) float32 vector) for each given id that is ok."""

@@ -99,7 +99,7 @@ base = hwm()
 t = time.perf_counter()
 lib = Library(sys.argv[1], weights=sys.argv[1] + "/none.safetensors")
 open_s = time.perf_counter() - t
-ids = np.fromiter(lib.index.revs(), np.int64)
+ids = lib.index.revs()[0]
 rng = np.random.default_rng(5)
 lat = []
 for i in rng.choice(ids, 100):

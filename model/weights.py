@@ -7,11 +7,9 @@ tensors only. Every failure names the file and the problem.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -48,6 +46,8 @@ def sidecar(path: str | os.PathLike) -> Path:
 
 
 def file_sha256(path: str | os.PathLike) -> str:
+    import hashlib  # OpenSSL's import costs a command that never hashes ~10 ms
+
     h = hashlib.sha256()
     with open(path, "rb") as f:
         for chunk in iter(lambda: f.read(1 << 20), b""):
@@ -58,6 +58,8 @@ def file_sha256(path: str | os.PathLike) -> str:
 def atomic_write(path: Path, write) -> None:
     """Call ``write(tmp_path)`` then rename onto ``path``; the temp file never survives."""
     path.parent.mkdir(parents=True, exist_ok=True)
+    import tempfile  # with shutil behind it: a reading command never writes this way
+
     fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
     os.close(fd)
     try:

@@ -281,14 +281,14 @@ def test_new_biases_in_the_card_refresh_presence_without_reembedding(tmp_path):
     with Library(tmp_path / "lib", weights=w, device="cpu") as lib:
         run_scan(lib, [tmp_path / "music"])
         before = {t.id: t.presence for t in lib.tracks()}
-        revs = lib.store.ok_revs(None)
+        revs = [a.tolist() for a in lib.store.ok_revs(None)]
     card = json.loads(w.with_suffix(".json").read_text())
     new_bias = [3.0, -3.0, 1.0, 0.0, -1.0]
     card["card"]["norm_bias"] = new_bias
     w.with_suffix(".json").write_text(json.dumps(card))
     with Library(tmp_path / "lib", weights=w, device="cpu") as lib:
         last, _ = run_scan(lib, [tmp_path / "music"])
-        assert (last.added, last.updated) == (0, 0) and lib.store.ok_revs(None) == revs
+        assert (last.added, last.updated) == (0, 0) and [a.tolist() for a in lib.store.ok_revs(None)] == revs
         for t in lib.tracks():
             segs, _ = lib.store.load_segments(lib.store.row(t.id))
             expect = (1 / (1 + np.exp(-(np.log(part_norms(segs)) + np.array(new_bias))))).mean(0)

@@ -52,6 +52,33 @@ def test_a_reader_never_saves_an_index_without_graphs(lib_dir, capsys):
     assert (root / "index" / "CURRENT").read_text() == saved
 
 
+def test_graphs_are_left_on_disk_for_an_index_at_most_graphs_above_rows(lib_dir):
+    root, w = lib_dir
+    saved = (root / "index" / "CURRENT").read_text()
+    with Library(root, weights=w, index_params=SMALL, graphs_above=8) as small, \
+            Library(root, weights=w, index_params=SMALL, graphs_above=7) as large:
+        assert not small.index.has_hnsw and not small.graphs  # 8 rows: exact search
+        assert large.index.has_hnsw and large.graphs
+        assert small.info()["hnsw"]  # the saved graphs are still there
+        a = [(r.track.id, round(r.score, 5)) for r in large.search(1, [1, 1, 1, 1, 1], k=5)]
+        b = [(r.track.id, round(r.score, 5)) for r in small.search(1, [1, 1, 1, 1, 1], k=5)]
+        assert a == b
+        small.index.remove([2])
+        small._save_index()  # never over the saved graphs with none
+    assert (root / "index" / "CURRENT").read_text() == saved
+
+
+def test_the_index_is_checked_against_the_store_from_a_covering_index(lib_dir):
+    root, w = lib_dir
+    with Library(root, weights=w, index_params=SMALL, graphs=False) as reader:
+        plan = reader.store._con().execute(
+            "EXPLAIN QUERY PLAN SELECT id, rev FROM tracks WHERE status='ok' AND model_sha=? "
+            "ORDER BY id", (reader.model_sha,)).fetchall()
+        ids, revs = reader.store.ok_revs(reader.model_sha)
+        assert ids.tolist() == sorted(ids.tolist()) and len(ids) == len(revs) == 8
+    assert "COVERING INDEX tracks_ok" in " ".join(str(r[-1]) for r in plan)
+
+
 def test_the_scan_still_saves_the_graphs(lib_dir, tmp_path):
     root, w = lib_dir
     songs(tmp_path, 1, seconds=7.0, start=50)
