@@ -207,8 +207,10 @@ def bench_faders(app, n: int, moves: int, work: Path) -> dict:
         times[kind].append(took_ms)
         ui_share.append(took_ms - sum(in_move))
         engine_in_move.append(sum(in_move))
-        # let the map follow the focus (after its settle delay), outside the timing
+        # let the map follow the focus (after its settle delay) and draw the new map's points,
+        # outside the timing
         _pump_until(app, lambda: w.map_view.space == w.wanted_space())
+        app.processEvents()
     # a drag: 20 positions in a row without waiting; time until the last one is shown
     drags = []
     for _ in range(5):

@@ -19,7 +19,7 @@ import numpy as np
 import pyqtgraph as pg
 from pyqtgraph.graphicsItems.ScatterPlotItem import renderSymbol
 from pyqtgraph.Qt import internals
-from PySide6.QtCore import QPointF, QRect, QRectF, Qt, QTimer, Signal
+from PySide6.QtCore import QPointF, QRect, QRectF, Qt, Signal
 from PySide6.QtGui import QColor, QImage, QPainter, QPixmap, QTransform
 from PySide6.QtWidgets import (
     QComboBox,
@@ -295,7 +295,9 @@ class _PointCloud(pg.GraphicsObject):
     """A map's library points, drawn once into an image that covers the view and a margin of
     one view around it; a pan moves that image, and only a zoom, a resize or new points draw
     the points again. A new map, or each frame while the zoom changes, draws the view alone (as
-    much work as drawing the points straight); the margin is added once the view has rested.
+    much work as drawing the points straight); the margin is drawn by the first pan that needs
+    it, never in the background: a map of 100k points takes some 30 ms to draw with its margin,
+    which would otherwise hold up whatever the window does next (a fader move's results).
 
     Each point is a disc of ``size`` pixels in its part's colour (``colour`` (N,) indexes
     ``brushes``), drawn colour after colour in row order, with the symbol and fragment drawing
@@ -303,7 +305,6 @@ class _PointCloud(pg.GraphicsObject):
     """
 
     MARGIN = 1.0  # views of margin kept drawn on each side
-    WIDEN_MS = 150  # a zoom must rest this long before the margin is drawn
     MAX_SIDE = 4096  # device pixels
 
     def __init__(self, brushes: Sequence, size: int = 6):
@@ -317,10 +318,6 @@ class _PointCloud(pg.GraphicsObject):
         self._frags = internals.PrimitiveArray(QPainter.PixmapFragment, 10)
         self._cache: _Drawn | None = None
         self.draws = 0  # how often the points were drawn (tests, benchmarks)
-        self._widen = QTimer(self)
-        self._widen.setSingleShot(True)
-        self._widen.setInterval(self.WIDEN_MS)
-        self._widen.timeout.connect(self._draw_margin)
 
     def set(self, xy: np.ndarray, colour: np.ndarray) -> None:
         """xy (N, 2) positions; colour (N,) index of each point's brush."""
@@ -369,12 +366,9 @@ class _PointCloud(pg.GraphicsObject):
             return
         c = self._cache
         if c is None or not self._same_scale(c.key, key) or not self._placed(c, t).contains(need):
-            # a new map or a new zoom: the view alone now, the margin once it rests; a pan
-            # past the margin: the margin at once
+            # a new map or a new zoom: the view alone; a pan past what is drawn: with the margin
             first = c is None or not self._same_scale(c.key, key)
             self._cache = c = self._render(t, dpr, key, QRectF(need), 0.0 if first else self.MARGIN)
-            if first:
-                self._widen.start()
         at = self._placed(c, t)
         p.resetTransform()
         src = need.translated(-at.topLeft())  # in the image, whose pixels are 1/dpr wide
@@ -391,14 +385,6 @@ class _PointCloud(pg.GraphicsObject):
     def _placed(c: _Drawn, t: QTransform) -> QRect:
         """Where the drawn image lies in device pixels under ``t`` (whole pixels)."""
         return c.rect.translated(round(t.dx() - c.dx), round(t.dy() - c.dy))
-
-    def _draw_margin(self) -> None:
-        """The zoom has rested: draw the view and its margin, for the pans to come."""
-        c, t = self._cache, self.deviceTransform_()
-        if c is None or t is None or not self.isVisible() or c.margin:
-            return
-        if self._same_scale(c.key, (t.m11(), t.m22(), c.key[2])):
-            self._cache = self._render(t, c.key[2], c.key, QRectF(self._placed(c, t)), self.MARGIN)
 
     def _render(self, t: QTransform, dpr: float, key: tuple, need: QRectF, margin: float) -> _Drawn:
         """Draw the points into an image over the view (or ``need``) and ``margin`` views around."""
