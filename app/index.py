@@ -75,6 +75,21 @@ class IndexParams:
     threads: int = 0  # hnswlib build threads; 0 = all cores
 
 
+class _Memo:
+    """What searches worked out for one query vector, kept for the next search with the same
+    vector: a fader move asks again with new weights, and the per-part HNSW lists and exact part
+    distances it needs are mostly known already. Dropped when the query or the index changes."""
+
+    def __init__(self, key: tuple):
+        self.key = key
+        self.lists: dict[int, tuple[int, int, np.ndarray, np.ndarray]] = {}  # part -> kk, widen, labels, dists
+        self.rows = np.zeros(0, np.int64)  # sorted rows whose part distances are known ...
+        self.pd = np.zeros((0, N_PARTS), np.float32)  # ... these (squared, per part) ...
+        self.have = np.zeros((0, N_PARTS), bool)  # ... for these parts
+        self.full: np.ndarray | None = None  # (n, 5) part distances of every row (an exact search)
+        self.full_have = np.zeros(N_PARTS, bool)
+
+
 @dataclass
 class Hits:
     """ids (k,) int64; scores (k,) float32 match in [0, 1], best first; parts (k, 5) squared
@@ -136,6 +151,8 @@ class VectorIndex:
         self._scales: np.ndarray | None = None
         self._scales_n = 0  # live tracks when the scales were measured
         self._wide: np.ndarray | None = None  # float32 copy of the rows, small libraries only
+        self._gen = 0  # bumped by every change of rows, liveness or graphs (drops the memo)
+        self._memo: _Memo | None = None
 
     # ------------------------------------------------------------ state
     def __len__(self) -> int:
@@ -239,6 +256,7 @@ class VectorIndex:
             self._n = n0 + len(ids)
             for j, i in enumerate(ids.tolist()):
                 self._pos[i] = n0 + j
+            self._gen += 1
 
     def remove(self, ids: Iterable[int]) -> int:
         n = 0
@@ -248,6 +266,7 @@ class VectorIndex:
                 if r is not None:
                     self._kill(r)
                     n += 1
+            self._gen += 1
         return n
 
     def maintain(self, force: bool = False) -> None:
@@ -266,6 +285,7 @@ class VectorIndex:
             if not big:
                 if self._hnsw is not None and len(self._pos) < p.exact_below // 2:
                     self._hnsw, self._n_indexed = None, 0
+                    self._gen += 1
                 return
             need_build = self._hnsw is None
             n0 = self._n
@@ -289,6 +309,7 @@ class VectorIndex:
         self._pos = {int(i): r for r, i in enumerate(self._ids.tolist())}
         self._hnsw, self._n_indexed = None, 0
         self._epoch += 1
+        self._gen += 1
 
     def _build(self, vecs: np.ndarray, alive: np.ndarray, n0: int, epoch: int) -> None:
         """Build HNSW over rows [0, n0) outside the lock, then swap it in."""
@@ -310,6 +331,7 @@ class VectorIndex:
                 for h in built:
                     h.mark_deleted(int(r))
             self._hnsw, self._n_indexed = built, n0
+            self._gen += 1
         log.info("built HNSW over %d tracks in %.1f s", len(rows), time.perf_counter() - t)
 
     def _fold(self) -> None:
@@ -328,6 +350,7 @@ class VectorIndex:
                     if len(rows):
                         h.add_items(_sub(self._vecs[rows], which), rows, num_threads=threads)
                 self._n_indexed = b
+                self._gen += 1
 
     # ------------------------------------------------------------ search
     def search(self, q: np.ndarray, w: np.ndarray, k: int,
@@ -339,19 +362,18 @@ class VectorIndex:
         with self._lock:
             n = self._n
             scales = self.scales()
+            memo = self._memo_for(q)
+            weighed = w != 0
             exact = True
             found = None
-            if self._hnsw is not None and (w > 0).any():
-                found = self._candidates(q, w, k + len(excl), scales, self._own_row(q, excl))
+            # a search that scored every row for these parts already: re-scoring is exact and cheap
+            known = memo.full is not None and bool(memo.full_have[weighed].all())
+            if self._hnsw is not None and (w > 0).any() and not known:
+                found = self._candidates(q, w, k + len(excl), scales, self._own_row(q, excl), memo)
                 exact = found is None
             if found is None:  # exact: score every row, a chunk at a time; mask the dead
-                if n <= WIDE_ROWS and (self._wide is None or len(self._wide) != n):
-                    self._wide = self._vecs[:n].astype(np.float32)
-                src = self._wide if n <= WIDE_ROWS else None
-                scores = np.concatenate([
-                    match(similarity(self._weighed_sq_distances(q, slice(a, min(n, a + CHUNK)), w, src),
-                                     scales), w)
-                    for a in range(0, n, CHUNK)]) if n else np.zeros(0, np.float32)
+                scores = match(similarity(self._all_part_distances(memo, q, w), scales), w) \
+                    if n else np.zeros(0, np.float32)
                 scores[~self._alive[:n]] = -np.inf
                 rows = np.arange(n)
                 for i in excl:
@@ -374,6 +396,63 @@ class VectorIndex:
             order = np.lexsort((self._ids[best_rows], -final))
             return Hits(ids=self._ids[best_rows[order]].copy(), scores=final[order], parts=pd[order],
                         exact=exact, similarity=sim[order])
+
+    def _memo_for(self, q: np.ndarray) -> _Memo:
+        """The memo of this query vector (a new one when the query or the index changed)."""
+        key = (q.tobytes(), self._gen, self._n)
+        if self._memo is None or self._memo.key != key:
+            self._memo = _Memo(key)
+        return self._memo
+
+    def _all_part_distances(self, memo: _Memo, q: np.ndarray, w: np.ndarray) -> np.ndarray:
+        """(n, 5) squared part distances from q to every row, in the parts w weighs (the others
+        as the memo has them), computed a chunk at a time for the parts the memo lacks."""
+        n = self._n
+        if memo.full is None:
+            memo.full = np.zeros((n, N_PARTS), np.float32)
+        missing = (w != 0) & ~memo.full_have
+        if missing.any():
+            if n <= WIDE_ROWS and (self._wide is None or len(self._wide) != n):
+                self._wide = self._vecs[:n].astype(np.float32)
+            src = self._wide if n <= WIDE_ROWS else None
+            wm = missing.astype(np.float32)
+            cols = np.flatnonzero(missing)
+            for a in range(0, n, CHUNK):
+                b = min(n, a + CHUNK)
+                memo.full[a:b, cols] = self._weighed_sq_distances(q, slice(a, b), wm, src)[:, cols]
+            memo.full_have |= missing
+        return memo.full
+
+    def _rows_part_distances(self, memo: _Memo, q: np.ndarray, rows: np.ndarray,
+                             w: np.ndarray) -> np.ndarray:
+        """(m, 5) squared part distances from q to ``rows`` (sorted, unique) in the parts w
+        weighs, 0 in the others: what the memo knows is taken, the rest computed and kept."""
+        cols = np.flatnonzero(w != 0)
+        out = np.zeros((len(rows), N_PARTS), np.float32)
+        if memo.full is not None and memo.full_have[cols].all():
+            out[:, cols] = memo.full[rows][:, cols]
+            return out
+        pos = np.searchsorted(memo.rows, rows)
+        found = pos < len(memo.rows)
+        found[found] = memo.rows[pos[found]] == rows[found]
+        known = found.copy()
+        known[found] = memo.have[pos[found]][:, cols].all(axis=1)
+        need = rows[~known]
+        if len(need):
+            wm = (w != 0).astype(np.float32)
+            d = self._weighed_sq_distances(q, need, wm)
+            union = np.union1d(memo.rows, need)
+            pd = np.zeros((len(union), N_PARTS), np.float32)
+            have = np.zeros((len(union), N_PARTS), bool)
+            old = np.searchsorted(union, memo.rows)
+            pd[old], have[old] = memo.pd, memo.have
+            new = np.searchsorted(union, need)
+            pd[new[:, None], cols] = d[:, cols]
+            have[new[:, None], cols] = True
+            memo.rows, memo.pd, memo.have = union, pd, have
+            pos = np.searchsorted(memo.rows, rows)
+        out[:, cols] = memo.pd[pos][:, cols]
+        return out
 
     def _own_row(self, q: np.ndarray, excl: set[int]) -> int:
         """The indexed row of the query itself (an excluded track whose vector is ``q``), or -1.
@@ -412,7 +491,7 @@ class VectorIndex:
         return out
 
     def _candidates(self, q: np.ndarray, w: np.ndarray, k: int, scales: np.ndarray,
-                    own: int = -1) -> tuple[np.ndarray, np.ndarray] | None:
+                    own: int = -1, memo: _Memo | None = None) -> tuple[np.ndarray, np.ndarray] | None:
         """Rows to answer from and their exact match, or None when brute force is the answer.
 
         Each positively weighted part's HNSW index lists its kk nearest rows; their union, plus
@@ -436,7 +515,12 @@ class VectorIndex:
         A list that lacks it came from a search that lost its way (HNSW on clustered data can
         end in the wrong cluster, and then every row of the answer is wrong): the lists are
         asked again with a 4x wider beam, and when that fails too, brute force answers.
+
+        ``memo``: what earlier searches with the same query vector found (:class:`_Memo`): a
+        list at least as long and wide is cut to kk rather than asked again, and the exact
+        distances known are not computed again.
         """
+        memo = memo or _Memo(())
         p = self.params
         n_live_indexed = int(self._alive[: self._n_indexed].sum())
         kk0 = min(max(p.candidates, 10 * k), n_live_indexed)
@@ -458,6 +542,11 @@ class VectorIndex:
         while True:
             labels, dists = [], []
             for c in which:
+                got = memo.lists.get(c)
+                if got is not None and got[0] >= kk and got[1] >= widen:
+                    labels.append(got[2][:kk])
+                    dists.append(got[3][:kk])
+                    continue
                 h = self._hnsw[c]
                 h.set_ef(max(p.ef_search, kk) * widen)
                 try:
@@ -467,6 +556,7 @@ class VectorIndex:
                     return None
                 labels.append(lab[0].astype(np.int64))
                 dists.append(dist[0].astype(np.float32))
+                memo.lists[c] = (kk, widen, labels[-1], dists[-1])
             if own >= 0 and not all((lab == own).any() for lab in labels):
                 if widen > 1:
                     log.debug("HNSW lost its way twice for one query: exact search")
@@ -477,7 +567,7 @@ class VectorIndex:
             rows = rows[self._alive[rows]]
             if len(rows) < k:
                 return None
-            pd = self._weighed_sq_distances(q, rows, w)  # (m, 5)
+            pd = self._rows_part_distances(memo, q, rows, w)  # (m, 5)
             raw = similarity(pd, scales) @ w
             kth = float(-np.partition(-raw, k - 1)[k - 1])
             ends = np.stack(dists)  # (lists, kk) rising distances

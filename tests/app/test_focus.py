@@ -193,7 +193,58 @@ def test_hnsw_equals_brute_force_on_a_small_set():
     # when the "different" weights outweigh the "same" ones, the answer is exact brute force
     for f in ([0.2, -1, 0, -0.5, 0], [0.45, -0.77, 0.03, -0.68, -0.45]):
         assert default.search(x[0], parse_focus(f), 10, exclude=[ids[0]]).exact
-    assert not default.search(x[0], parse_focus([1, 0.5, -0.5, 0, -0.5]), 10, exclude=[ids[0]]).exact
+    assert not default.search(x[1], parse_focus([1, 0.5, -0.5, 0, -0.5]), 10, exclude=[ids[1]]).exact
+
+
+class _Counting:
+    """An HNSW graph that counts its searches."""
+
+    def __init__(self, h, calls):
+        self.h, self.calls = h, calls
+
+    def knn_query(self, *a, **k):
+        self.calls.append(1)
+        return self.h.knn_query(*a, **k)
+
+    def __getattr__(self, name):
+        return getattr(self.h, name)
+
+
+def test_a_fader_move_reuses_what_the_last_search_of_the_same_query_worked_out():
+    x = clustered(1500)
+    ids = np.arange(100, 1600)
+    ann = VectorIndex(IndexParams(exact_below=200, negative_dominance=float("inf"), hnsw_cost=1.0))
+    default = VectorIndex(IndexParams(exact_below=200))
+    exact = VectorIndex(IndexParams(exact_below=10 ** 9))
+    for idx in (ann, default, exact):
+        idx.upsert(ids, np.ones(len(ids)), x)
+        idx.maintain(force=True)
+    calls: list[int] = []
+    ann._hnsw = [_Counting(h, calls) for h in ann._hnsw]
+    moves = [[1, 0.5, 0, 0, 0], [1, 0.8, 0, 0, 0], [0.6, 0.8, 0, 0, 0], [0.6, 0.8, 0, 0.3, 0],
+             [0.6, 0.8, 0, 0.3, -0.4]]  # one fader at a time
+    for qi in np.random.default_rng(2).integers(0, len(ids), 5):
+        calls.clear()
+        for f in moves:
+            a = ann.search(x[qi], parse_focus(f), 10, exclude=[ids[qi]])
+            e = exact.search(x[qi], parse_focus(f), 10, exclude=[ids[qi]])
+            assert a.ids.tolist() == e.ids.tolist()
+            np.testing.assert_allclose(a.scores, e.scores, rtol=1e-5)
+        # five searches, 11 lists without the memo: each part asked once (again only to grow)
+        assert len(calls) <= 5, len(calls)
+    # a search that scored every row: the next focus of the same query is re-scored, exactly
+    q, excl = x[7], [ids[7]]
+    assert default.search(q, parse_focus([0.2, -1, 0, -0.5, 0]), 10, exclude=excl).exact
+    again = default.search(q, parse_focus([1, -1, 0, 0, 0]), 10, exclude=excl)
+    want = exact.search(q, parse_focus([1, -1, 0, 0, 0]), 10, exclude=excl)
+    assert again.exact and again.ids.tolist() == want.ids.tolist()
+    assert not default.search(q, parse_focus([1, 0, 1, 0, 0]), 10, exclude=excl).exact  # piano: not known
+    # any change to the index drops what was worked out
+    default.remove([int(want.ids[0])])
+    exact.remove([int(want.ids[0])])
+    again = default.search(q, parse_focus([1, -1, 0, 0, 0]), 10, exclude=excl)
+    assert again.ids.tolist() == exact.search(q, parse_focus([1, -1, 0, 0, 0]), 10, exclude=excl).ids.tolist()
+    assert int(want.ids[0]) not in again.ids.tolist()
 
 
 def test_index_updates_tail_deletes_and_persistence(tmp_path):
