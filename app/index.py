@@ -220,7 +220,7 @@ class VectorIndex:
 
     def _writable(self) -> None:
         """The first change after a load copies the memory-mapped vectors into memory."""
-        if isinstance(self._vecs, np.memmap):
+        if not self._vecs.flags.writeable:
             self._vecs = np.array(self._vecs)
 
     def _kill(self, row: int) -> None:
@@ -435,20 +435,25 @@ class VectorIndex:
         pos = np.searchsorted(memo.rows, rows)
         found = pos < len(memo.rows)
         found[found] = memo.rows[pos[found]] == rows[found]
-        known = found.copy()
-        known[found] = memo.have[pos[found]][:, cols].all(axis=1)
-        need = rows[~known]
-        if len(need):
-            wm = (w != 0).astype(np.float32)
-            d = self._weighed_sq_distances(q, need, wm)
-            union = np.union1d(memo.rows, need)
+        new = rows[~found]
+        lacking = np.zeros(N_PARTS, bool)  # parts some known row lacks
+        lacking[cols] = ~memo.have[pos[found]][:, cols].all(axis=0) if found.any() else False
+        if len(new) or lacking.any():
+            union = np.union1d(memo.rows, new)
             pd = np.zeros((len(union), N_PARTS), np.float32)
             have = np.zeros((len(union), N_PARTS), bool)
             old = np.searchsorted(union, memo.rows)
             pd[old], have[old] = memo.pd, memo.have
-            new = np.searchsorted(union, need)
-            pd[new[:, None], cols] = d[:, cols]
-            have[new[:, None], cols] = True
+            if len(new):  # rows not seen: every weighed part
+                at = np.searchsorted(union, new)
+                pd[at[:, None], cols] = self._weighed_sq_distances(q, new, (w != 0).astype(np.float32))[:, cols]
+                have[at[:, None], cols] = True
+            if lacking.any():  # rows seen: the parts they lack
+                known = rows[found]
+                at = np.searchsorted(union, known)
+                lc = np.flatnonzero(lacking)
+                pd[at[:, None], lc] = self._weighed_sq_distances(q, known, lacking.astype(np.float32))[:, lc]
+                have[at[:, None], lc] = True
             memo.rows, memo.pd, memo.have = union, pd, have
             pos = np.searchsorted(memo.rows, rows)
         out[:, cols] = memo.pd[pos][:, cols]
@@ -478,15 +483,15 @@ class VectorIndex:
     def _weighed_sq_distances(self, q: np.ndarray, rows: np.ndarray | slice, w: np.ndarray,
                               wide: np.ndarray | None = None) -> np.ndarray:
         """(m, 5) squared part distances from q to ``rows`` (row numbers or a slice), 0 in the
-        parts w leaves out: only the weighed parts' columns are widened from float16, the
-        costly step of a re-rank or a brute-force scan."""
-        xs = (self._vecs if wide is None else wide)[rows]
+        parts w leaves out: only the weighed parts' columns are read and widened from float16,
+        the costly step of a re-rank or a brute-force scan."""
+        src = self._vecs if wide is None else wide
         sq = self._sq[rows]
-        out = np.zeros((len(xs), N_PARTS), np.float32)
+        out = np.zeros((len(sq), N_PARTS), np.float32)
         for c in np.flatnonzero(w).tolist():
             sl = part_slice(c)
             qc = q[sl]
-            cross = xs[:, sl].astype(np.float32, copy=False) @ qc  # no copy when ``wide``
+            cross = np.asarray(src[rows, sl]).astype(np.float32, copy=False) @ qc  # no copy when ``wide``
             out[:, c] = np.maximum(float(qc @ qc) + sq[:, c] - 2.0 * cross, 0.0)
         return out
 
@@ -645,7 +650,8 @@ class VectorIndex:
                 vecs = np.load(gen / "vectors.npy").astype(VEC_DTYPE)
                 sq = _sq_norms(vecs)
             else:  # read where they lie: a query touches only the rows it re-ranks
-                vecs = np.load(gen / "vectors.npy", mmap_mode="r")
+                # a plain (read-only) view of the map: indexing skips np.memmap's Python layer
+                vecs = np.asarray(np.load(gen / "vectors.npy", mmap_mode="r"))
                 sq = np.load(gen / "sq.npy")
                 if vecs.dtype != VEC_DTYPE or sq.shape != (len(vecs), N_PARTS):
                     raise ValueError("vectors.npy and sq.npy do not match")

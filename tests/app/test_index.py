@@ -31,13 +31,14 @@ def test_a_loaded_index_reads_its_vectors_in_place_and_answers_the_same(saved):
     before = idx.search(v[3], w, 10, exclude=[4])
     loaded, doc = VectorIndex.load(folder, IndexParams(exact_below=100))
     assert doc["format"] == app.index.INDEX_FORMAT
-    assert isinstance(loaded._vecs, np.memmap) and loaded._vecs.dtype == np.float16
+    assert isinstance(loaded._vecs.base, np.memmap) and loaded._vecs.dtype == np.float16
+    assert not loaded._vecs.flags.writeable
     after = loaded.search(v[3], w, 10, exclude=[4])
     assert after.ids.tolist() == before.ids.tolist()
     np.testing.assert_allclose(loaded.vector(5), v[4], rtol=1e-3, atol=1e-3)
     on_disk = np.load(next(folder.glob("gen-*")) / "vectors.npy")
     loaded.upsert([999], [1], v[:1] * 2)  # the first change copies; the saved file is untouched
-    assert not isinstance(loaded._vecs, np.memmap)
+    assert loaded._vecs.flags.owndata and not isinstance(loaded._vecs.base, np.memmap)
     np.testing.assert_array_equal(np.load(next(folder.glob("gen-*")) / "vectors.npy"), on_disk)
     assert loaded.search(v[0] * 2, parse_focus({"piano": 1}), 1).ids.tolist() == [999]
 
