@@ -4,8 +4,8 @@ Layout of a library folder::
 
     library.sqlite        tracks, tags, status, errors, track vectors, presence, file locations,
                           the warnings of the last walk of each folder, and (table ``segments``)
-                          each analysed track's window embeddings (N, 640) float32 with their
-                          start times (N,)
+                          each analysed track's window embeddings (N, 640) float16 (float32 in
+                          rows written before float16, still read) with their start times (N,)
     scan.lock             held by the one process that writes (scans) the library; holds its pid
     segments/XX/ID.npz    the window embeddings as libraries of schema 2 kept them, one file a
                           track: still read, moved into the table by the next scan
@@ -77,7 +77,7 @@ CREATE TABLE IF NOT EXISTS problems (folder TEXT NOT NULL, path TEXT NOT NULL, m
 CREATE TABLE IF NOT EXISTS segments (
     id INTEGER PRIMARY KEY,  -- tracks.id
     starts BLOB NOT NULL,    -- (N,) float32 start seconds
-    vecs BLOB NOT NULL       -- (N, 640) float32 window embeddings
+    vecs BLOB NOT NULL       -- (N, 640) float16 window embeddings (float32: older rows)
 );
 """
 _INDEXES = """
@@ -115,10 +115,18 @@ MMAP_BYTES = 1 << 31  # SQLite caps the map at its compile-time limit (2 GB by d
 SEGMENTS_INSERT = "INSERT OR REPLACE INTO segments(id, starts, vecs) VALUES(?, ?, ?)"
 
 
+F16_MAX = float(np.finfo(np.float16).max)
+
+
 def segment_params(track_id: int, segments: np.ndarray, starts: np.ndarray) -> tuple[int, bytes, bytes]:
-    """The parameters of :data:`SEGMENTS_INSERT` for one track's windows."""
+    """The parameters of :data:`SEGMENTS_INSERT` for one track's windows: the embeddings as
+    float16, half the bytes to store and to read for every hit of a query (the index keeps the
+    track vectors at the same precision); float32 for windows float16 cannot hold. The reader
+    tells the two apart by the blob's length."""
+    segs = np.asarray(segments, np.float32)
+    dtype = np.float16 if np.abs(segs).max(initial=0.0) <= F16_MAX else np.float32
     return (int(track_id), np.ascontiguousarray(starts, dtype=np.float32).tobytes(),
-            np.ascontiguousarray(segments, dtype=np.float32).tobytes())
+            np.ascontiguousarray(segs, dtype=dtype).tobytes())
 
 
 def _in_chunks(ids: list[int], size: int = 900) -> Iterator[tuple[list[int], str]]:
@@ -520,12 +528,13 @@ class Store:
 
     def _decode_segments(self, tid: int, starts: bytes, vecs: bytes) -> tuple[np.ndarray, np.ndarray] | StoreError:
         n = len(starts) // 4
-        if len(starts) % 4 or len(vecs) != 4 * n * EMBED_DIM or n == 0:
+        width = {2 * n * EMBED_DIM: np.float16, 4 * n * EMBED_DIM: np.float32}.get(len(vecs))
+        if len(starts) % 4 or width is None or n == 0:
             return StoreError(f"{self.db_path}: the stored windows of track {tid} are damaged "
                               f"({len(starts)} bytes of starts, {len(vecs)} of vectors); scan again "
                               "with --retry-failed or touch the file to redo it")
-        return (np.frombuffer(vecs, np.float32).reshape(n, EMBED_DIM),
-                np.frombuffer(starts, np.float32))
+        segs = np.frombuffer(vecs, width).reshape(n, EMBED_DIM)
+        return segs.astype(np.float32), np.frombuffer(starts, np.float32)
 
     def _read_segfile(self, row: Row) -> tuple[np.ndarray, np.ndarray] | StoreError:
         p = self.root / str(row.segfile)

@@ -21,6 +21,7 @@ import soundfile as sf
 import torch
 
 import app.library
+import app.store
 import model.audioio
 from app import info_cmd, scan_cmd
 from app.library import Library, LibraryError
@@ -426,8 +427,8 @@ def as_schema_2(root: Path) -> None:
     for tid, starts, vecs in con.execute("SELECT id, starts, vecs FROM segments").fetchall():
         rel = store.segfile_for(tid)
         (root / rel).parent.mkdir(parents=True, exist_ok=True)
-        np.savez(root / rel, segments=np.frombuffer(vecs, np.float32).reshape(-1, 640),
-                 starts=np.frombuffer(starts, np.float32))
+        segments, starts = store._decode_segments(tid, starts, vecs)  # float32, as files held them
+        np.savez(root / rel, segments=segments, starts=starts)
         con.execute("UPDATE tracks SET segfile=? WHERE id=?", (rel, tid))
     con.execute("DELETE FROM segments")
     con.execute("UPDATE meta SET value='2' WHERE key='schema_version'")
@@ -463,6 +464,35 @@ def test_schema_2_window_files_are_read_then_moved_into_the_database(tmp_path, w
         assert {i: lib.timeline(i).presence.tolist() for i in ids[:3]} == {i: want[i] for i in ids[:3]}
         assert lib.store.row(ids[3]).segfile and lib.store.row(ids[0]).segfile is None
     assert "damaged" in caplog.text
+
+
+def test_windows_are_stored_as_float16_and_float32_rows_still_read(tmp_path, weights):
+    folder = tmp_path / "music"
+    songs(folder, 2, seconds=8.0)
+    root = tmp_path / "lib"
+    with Library(root, weights=weights, device="cpu") as lib:
+        run_scan(lib, [folder])
+        a, b = sorted(t.id for t in lib.tracks())
+        segs, starts = lib.store.load_segments(lib.store.row(a))
+        assert segs.dtype == np.float32 and len(segs) == len(starts) > 1
+    con = sqlite3.connect(root / "library.sqlite")
+    (blob,) = con.execute("SELECT vecs FROM segments WHERE id=?", (a,)).fetchone()
+    assert len(blob) == 2 * segs.size  # half of float32
+    # a row of an older Partwise (float32) and windows float16 cannot hold (stored as float32)
+    big = segs.astype(np.float32)
+    big[0, 0] = 1e6
+    con.execute("UPDATE segments SET vecs=? WHERE id=?", (segs.astype(np.float32).tobytes(), b))
+    con.commit()
+    con.close()
+    store = Store(root)
+    try:
+        got, _ = store.load_segments(store.row(b))
+        np.testing.assert_array_equal(got, segs.astype(np.float32))
+        params = app.store.segment_params(a, big, starts)
+        assert len(params[2]) == 4 * big.size
+        np.testing.assert_array_equal(store._decode_segments(a, params[1], params[2])[0], big)
+    finally:
+        store.close()
 
 
 def test_damaged_windows_in_the_database_are_named(tmp_path, weights):
