@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
-from PySide6.QtCore import QPointF, QRectF, Qt, Signal
+from PySide6.QtCore import QEvent, QPointF, QRectF, Qt, Signal
 from PySide6.QtGui import QBrush, QColor, QFont, QMouseEvent, QPainter, QPaintEvent, QPen, QPixmap
 from PySide6.QtWidgets import QToolTip, QWidget
 
@@ -122,28 +122,39 @@ class TimelineView(QWidget):
         return int(hit[0]) if len(hit) else None
 
     # ------------------------------------------------------------- drawing
-    def paintEvent(self, _event: QPaintEvent) -> None:
-        p = QPainter(self)
-        p.setRenderHint(QPainter.RenderHint.Antialiasing, False)
+    def _small_font(self) -> QFont:
         font = QFont(self.font())
         font.setPointSizeF(max(7.0, font.pointSizeF() - 1.5))
-        p.setFont(font)
+        return font
+
+    def _draw_labels(self, p: QPainter) -> None:
         for c, part in enumerate(PARTS):
             lane = self.lane_rect(c)
             p.setPen(PART_QCOLORS[c].darker(130))
             p.drawText(QRectF(2, lane.top() - 2, LABEL_W - 6, LANE_H + 4),
                        Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter, PART_LABELS[part])
+
+    def paintEvent(self, _event: QPaintEvent) -> None:
+        p = QPainter(self)
+        p.setRenderHint(QPainter.RenderHint.Antialiasing, False)
         if self.timeline is None:
+            p.setFont(self._small_font())
+            self._draw_labels(p)
             p.setPen(self.palette().placeholderText().color())
             p.drawText(self.plot_rect(), Qt.AlignmentFlag.AlignCenter, self.placeholder)
             return
         p.drawPixmap(0, 0, self._lanes_pixmap())
         self._draw_overlays(p)
-        self._draw_axis(p, font)
+
+    def changeEvent(self, event) -> None:
+        if event.type() in (QEvent.Type.FontChange, QEvent.Type.PaletteChange, QEvent.Type.StyleChange):
+            self._lanes = None  # labels, lanes and axis are drawn in the font and palette
+        super().changeEvent(event)
 
     def _lanes_pixmap(self) -> QPixmap:
-        """The lanes, drawn once per timeline and size: marks and the play position change
-        far more often (each fader move, each tick of playback) and are drawn over them."""
+        """The labels, lanes and time axis, drawn once per timeline and size: marks and the
+        play position change far more often (each fader move, each tick of playback) and are
+        drawn over them."""
         dpr = self.devicePixelRatioF()
         key = (self.duration, self.width(), self.height(), dpr)
         drawn = self._lanes
@@ -154,7 +165,11 @@ class TimelineView(QWidget):
             q = QPainter(pm)
             try:
                 q.setRenderHint(QPainter.RenderHint.Antialiasing, False)
+                font = self._small_font()
+                q.setFont(font)
+                self._draw_labels(q)
                 self._draw_lanes(q)
+                self._draw_axis(q, font)
             finally:
                 q.end()
             self._lanes = (self.timeline, *key), pm
