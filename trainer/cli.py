@@ -12,6 +12,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "export": ("trainer.export", "write a run's best model as a weights file"),
     "calibrate": ("trainer.calibrate", "fit each part's presence bias on real-music validation data"),
     "eval": ("trainer.evaluate.cli", "the paper's tables on a Slakh-layout dataset"),
+    "compare": ("trainer.evaluate.compare", "two eval reports side by side, Table 2 changed on the same draws"),
     "data": ("trainer.data.cli", "build a Slakh-layout dataset (synth | render-midi | arrange-pop909 ...)"),
     "demo-audio": ("trainer.demo_audio", "render the demo collection's songs to the audio Partwise ships"),
 }

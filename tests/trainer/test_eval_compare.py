@@ -1,0 +1,78 @@
+"""partwise-train compare: Table 2 changed on the same draws, and refusal of reports that were
+not evaluated on the same draws."""
+
+import copy
+import json
+import math
+
+import pytest
+
+from model.parts import PARTS
+from trainer import cli
+from trainer.evaluate.compare import CompareError, check_comparable, compare, load, paired
+
+CONFIG = {"split": "test", "seconds": [3.0, 5.0], "main_seconds": 5.0, "k": 5, "n_labels": 10,
+          "per_label": 4, "draws": 4, "seed": 0, "audible_only": True}
+
+
+def report(draws: dict[str, list[float]], table3: float = 50.0) -> dict:
+    return {
+        "config": dict(CONFIG),
+        "dataset": {"tracks": 90, "split": "test", "sample_rate": 16000, "sources": ["pop909"]},
+        "weights": {"sha256": "x"},
+        "pseudo_plan": [{"part": "drums", "label": 1, "other": 2, "piece": 0, "draws": [0, 1]}],
+        "tables": {
+            "table2_draws": {"proposed": draws},
+            "table2": {"mfcc": {p: 20.0 for p in PARTS}},
+            "table1": {"proposed": {"5.0": {p: 70.0 for p in PARTS}}},
+            "table3": {"proposed": {p: table3 for p in PARTS}},
+        },
+        "effective_dimension": {"proposed_mix": {p: 5.0 for p in PARTS}},
+        "presence": {"stem": {p: {"accuracy": 80.0} for p in PARTS}},
+    }
+
+
+def write(tmp_path, name, doc):
+    d = tmp_path / name
+    d.mkdir()
+    (d / "report.json").write_text(json.dumps(doc))
+    return d
+
+
+def test_the_change_is_measured_on_the_same_draws(tmp_path):
+    hard_easy = [10.0, 60.0, 30.0, 80.0]  # the draws differ far more than the models do
+    a = report({p: hard_easy for p in PARTS})
+    b = report({"drums": [v + 5 for v in hard_easy], **{p: hard_easy for p in PARTS[1:]}}, table3=60.0)
+    b["tables"]["table2_draws"]["proposed"]["bass"] = [12.0, 58.0, 33.0, 79.0]
+    a, b = load(write(tmp_path, "a", a)), load(write(tmp_path, "b", b))
+    check_comparable(a, b)
+    drums = paired(a, b, "drums")
+    assert drums["change"] == pytest.approx(5.0) and drums["change_se"] == pytest.approx(0.0)
+    assert drums["a_std"] > 25  # the spread of each model over the draws hides a change of 5 ...
+    assert drums["significant"]  # ... which the paired difference shows
+    bass = paired(a, b, "bass")
+    d = [2.0, -2.0, 3.0, -1.0]
+    assert bass["change"] == pytest.approx(sum(d) / 4)
+    m = sum(d) / 4
+    assert bass["change_se"] == pytest.approx(math.sqrt(sum((x - m) ** 2 for x in d) / 3 / 4))
+    assert not bass["significant"]
+    res = compare(a, b)
+    assert res["parts"]["piano"]["table3"] == [50.0, 60.0]
+    assert res["parts"]["guitar"]["table1"] == [70.0, 70.0]
+
+
+def test_reports_of_other_draws_are_refused(tmp_path, capsys):
+    a = report({p: [1.0, 2.0, 3.0, 4.0] for p in PARTS})
+    b = copy.deepcopy(a)
+    b["config"]["seed"] = 1
+    b["pseudo_plan"][0]["other"] = 3
+    pa, pb = write(tmp_path, "a", a), write(tmp_path, "b", b)
+    with pytest.raises(CompareError, match="seed.*pseudo pieces drawn"):
+        check_comparable(load(pa), load(pb))
+    assert cli.main(["compare", str(pa), str(pb)]) == 1
+    assert "not evaluated on the same draws" in capsys.readouterr().err
+    assert cli.main(["compare", str(pa), str(tmp_path / "missing")]) == 1
+    assert "no such report" in capsys.readouterr().err
+    assert cli.main(["compare", str(pa), str(pa), "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["parts"]["drums"]["table2"]["change"] == 0.0
