@@ -69,7 +69,8 @@ def test_the_scan_of_the_demo_files_is_the_embedding_path(embedder, tmp_path):
             (want,) = embedder.embed_tracks([clips.clips], [clips.starts])
             t = tracks[f.name]
             segs, starts = lib.store.load_segments(lib.store.row(t.id))
-            np.testing.assert_allclose(segs, want.segments, atol=1e-4)
+            # the store keeps windows as float16 (relative error under 5e-4)
+            np.testing.assert_allclose(segs, want.segments, atol=1e-4, rtol=1e-3)
             np.testing.assert_allclose(starts, want.starts)
             # the index keeps track vectors as float16 (relative error under 5e-4)
             np.testing.assert_allclose(vecs[list(ids).index(t.id)], want.track, atol=1e-4, rtol=1e-3)
