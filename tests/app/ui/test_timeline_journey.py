@@ -68,11 +68,11 @@ def test_timeline_shows_the_library_values_and_a_click_seeks(qtbot, library, set
     qtbot.waitUntil(lambda: bool(served), timeout=TIMEOUT)
     assert bar.track.id == track.id and served[0][0] == track.path
     assert abs(served[0][1] / bar.player._rate - 4.0) < 0.1
-    # a second click seeks within the loaded track and plays from there
+    # a second click seeks within the loaded track and plays from there (a chunk the stream
+    # pulled from the old position just before the seek may come first)
     served.clear()
     qtbot.mouseClick(view, Qt.MouseButton.LeftButton, pos=QPoint(round(view.x_of(1.5)), y))
-    qtbot.waitUntil(lambda: bool(served), timeout=TIMEOUT)
-    assert abs(served[0][1] / bar.player._rate - 1.5) < 0.1
+    qtbot.waitUntil(lambda: any(abs(f / bar.player._rate - 1.5) < 0.1 for _, f in served), timeout=TIMEOUT)
     # the play position went over the strip
     assert any(abs(p - 1.5) < 0.1 for p in positions) and view.position is not None
     close_window(w)
