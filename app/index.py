@@ -496,7 +496,7 @@ class VectorIndex:
         return out
 
     def _candidates(self, q: np.ndarray, w: np.ndarray, k: int, scales: np.ndarray,
-                    own: int = -1, memo: _Memo | None = None) -> tuple[np.ndarray, np.ndarray] | None:
+                    own: int, memo: _Memo) -> tuple[np.ndarray, np.ndarray] | None:
         """Rows to answer from and their exact match, or None when brute force is the answer.
 
         Each positively weighted part's HNSW index lists its kk nearest rows; their union, plus
@@ -525,7 +525,6 @@ class VectorIndex:
         list at least as long and wide is cut to kk rather than asked again, and the exact
         distances known are not computed again.
         """
-        memo = memo or _Memo(())
         p = self.params
         n_live_indexed = int(self._alive[: self._n_indexed].sum())
         kk0 = min(max(p.candidates, 10 * k), n_live_indexed)

@@ -534,7 +534,7 @@ class Store:
                               f"({len(starts)} bytes of starts, {len(vecs)} of vectors); scan again "
                               "with --retry-failed or touch the file to redo it")
         segs = np.frombuffer(vecs, width).reshape(n, EMBED_DIM)
-        return segs.astype(np.float32), np.frombuffer(starts, np.float32)
+        return segs.astype(np.float32, copy=False), np.frombuffer(starts, np.float32)
 
     def _read_segfile(self, row: Row) -> tuple[np.ndarray, np.ndarray] | StoreError:
         p = self.root / str(row.segfile)

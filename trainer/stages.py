@@ -226,9 +226,9 @@ class Run:
 
         def val() -> dict[str, float]:
             emb = self.embed_eval(net, self.spec, val_clips)
-            mse = pretrain_loss(emb, val_target).item()
-            score = -mse if cfg.pre_loss == "mse" else -self._pretrain_loss(emb, val_target, val_present).item()
-            return {"val_mse": mse, "val_cos": block_cosine(emb, val_target, val_present), "val_score": score,
+            return {"val_mse": pretrain_loss(emb, val_target).item(),
+                    "val_cos": block_cosine(emb, val_target, val_present),
+                    "val_score": -self._pretrain_loss(emb, val_target, val_present).item(),
                     **subspace_dims(emb, val_present, norms=True), **target_dims}
 
         stage.train(step, val, "val_score")

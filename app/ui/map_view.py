@@ -288,7 +288,6 @@ class _Drawn:
     rect: QRect
     dx: float
     dy: float
-    margin: float  # views drawn around the view on each side
 
 
 class _PointCloud(pg.GraphicsObject):
@@ -408,7 +407,7 @@ class _PointCloud(pg.GraphicsObject):
                        QRectF(0, 0, area.width(), area.height()))
         finally:
             q.end()
-        return _Drawn(image, key, area, t.dx(), t.dy(), margin)
+        return _Drawn(image, key, area, t.dx(), t.dy())
 
     def _draw(self, p: QPainter, t: QTransform, clip: QRectF | None) -> None:
         """Every point through ``t`` to device pixels, colour by colour (those within ``clip``)."""
