@@ -5,8 +5,10 @@
 Each size is a real library folder: SQLite rows as a scan leaves them (ok, track vector,
 presence, and each track's 10 windows in the segments table, written as ``Store.finish_ok``
 writes them), opened with :class:`app.library.Library`, which builds and
-saves the index as it does for a user. Vectors are synthetic and clustered per part, like a
-real collection's embeddings; a track vector is the mean of its windows.
+saves the index as it does for a user. Vectors are synthetic: ``--vectors model`` (default)
+draws them with the per-part spectra and neighbour structure the shipped model gives real music
+(:func:`bench.common.model_like_vectors`), ``--vectors isotropic`` fills every part's 128
+dimensions evenly, a far harder stress case. A track vector is the mean of its windows.
 
 Timed per query, back to back: ``whole_query`` is ``Library.search(track_id, focus, k=10)``,
 everything a user waits for (index search, the hits' rows, each hit's windows read for its
@@ -39,7 +41,7 @@ from app.focus import focused_scores, parse_focus  # noqa: E402
 from app.index import IndexParams, VectorIndex  # noqa: E402
 from app.library import AnalysisPolicy, Library  # noqa: E402
 from app.store import DB_NAME, SEGMENTS_INSERT, Store, segment_params  # noqa: E402
-from bench.common import clustered_vectors  # noqa: E402
+from bench.common import VECTOR_KINDS  # noqa: E402
 from model.parts import EMBED_DIM, part_sq_norms  # noqa: E402
 
 FOCUSES = {  # name: (kind, focus)
@@ -123,10 +125,10 @@ def _recall(rec: list[float]) -> dict:
     return {"recall_at_10": round(float(np.mean(rec)), 4), "min_recall_at_10": round(float(np.min(rec)), 2)}
 
 
-def open_library(n: int, root: Path, params: IndexParams) -> tuple[Library, np.ndarray, dict]:
+def open_library(n: int, root: Path, params: IndexParams, kind: str = "model") -> tuple[Library, np.ndarray, dict]:
     """The library of ``n`` synthetic tracks at ``root`` (written on first use), opened as a user
     would open it; its track vectors (n, 640) and how long making it took."""
-    vecs = clustered_vectors(n, seed=n)
+    vecs = VECTOR_KINDS[kind](n, seed=n)
     took = {}
     if not (root / DB_NAME).exists():
         t0 = time.perf_counter()
@@ -139,10 +141,10 @@ def open_library(n: int, root: Path, params: IndexParams) -> tuple[Library, np.n
     return lib, vecs, took
 
 
-def open_index(n: int, root: Path, params: IndexParams) -> tuple[VectorIndex, np.ndarray, dict]:
+def open_index(n: int, root: Path, params: IndexParams, kind: str = "model") -> tuple[VectorIndex, np.ndarray, dict]:
     """Only the index of ``n`` synthetic tracks (built and saved at ``root`` on first use), for
     sizes whose store and windows would take too long to write here."""
-    vecs = clustered_vectors(n, seed=n)
+    vecs = VECTOR_KINDS[kind](n, seed=n)
     took = {}
     loaded = VectorIndex.load(root / "index", params)
     if loaded is None:
@@ -157,11 +159,12 @@ def open_index(n: int, root: Path, params: IndexParams) -> tuple[VectorIndex, np
     return index, vecs, took
 
 
-def bench_size(n: int, n_queries: int, root: Path, params: IndexParams, index_only: bool = False) -> dict:
+def bench_size(n: int, n_queries: int, root: Path, params: IndexParams, index_only: bool = False,
+               kind: str = "model") -> dict:
     if index_only:
-        lib, (index, vecs, took) = None, open_index(n, root, params)
+        lib, (index, vecs, took) = None, open_index(n, root, params, kind)
     else:
-        lib, vecs, took = open_library(n, root, params)
+        lib, vecs, took = open_library(n, root, params, kind)
         index = lib.index
     ids = np.arange(1, n + 1, dtype=np.int64)
     sq = part_sq_norms(vecs)  # the part norms the exact path uses
@@ -221,15 +224,18 @@ def main(argv: list[str] | None = None) -> int:
                          "the next run (default: a temp dir)")
     ap.add_argument("--index-only", action="store_true",
                     help="no store or windows: time and check the index alone (large sizes)")
+    ap.add_argument("--vectors", choices=sorted(VECTOR_KINDS), default="model",
+                    help="model: drawn like the shipped model's vectors of real music; isotropic: stress case")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
     params = IndexParams()
-    results = {"bench": "query", "target": TARGET_TEXT, "cpus": os.cpu_count(), "params": params.__dict__,
-               "sizes": []}
+    results = {"bench": "query", "target": TARGET_TEXT, "cpus": os.cpu_count(), "vectors": args.vectors,
+               "params": params.__dict__, "sizes": []}
     with tempfile.TemporaryDirectory() as tmp:
         for n in (int(s) for s in args.sizes.split(",")):
-            root = (args.workdir or Path(tmp)) / (f"idx{n}" if args.index_only else f"lib{n}")
-            res = bench_size(n, args.queries, root, params, args.index_only)
+            name = f"{'idx' if args.index_only else 'lib'}{n}-{args.vectors}"
+            root = (args.workdir or Path(tmp)) / name
+            res = bench_size(n, args.queries, root, params, args.index_only, args.vectors)
             if n == args.memory_at and not args.index_only:
                 child = subprocess.run([sys.executable, "-c", MEMORY_CHILD, str(root),
                                         str(Path(__file__).resolve().parent.parent)],
