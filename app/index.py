@@ -1,16 +1,26 @@
-"""Search indices over the track vectors: exact below a size, HNSW per part above it.
+"""Search indices over the track vectors: exact below a size, HNSW graphs above it.
 
 :class:`VectorIndex` keeps every track vector (N, 640) as float16 with its part squared norms
 (float32), memory-mapped from the saved index until the first change, and, once the library is
-large enough, five hnswlib indices, one per part subspace (128-d):
-a focused query asks the indices of the parts it weighs up. HNSW labels are row numbers in the arrays; rows are only ever
-appended, a replaced or removed track's row is marked dead (and ``mark_deleted`` in HNSW).
-Rows added after the last HNSW update form a *tail* that every query scans exactly, so the
-index is always in step with the store even while a scan is adding tracks.
+large enough, hnswlib graphs: one per part subspace, and from ``mix_above`` tracks one for
+focuses on several parts. Each part's graph holds the part projected on the principal axes that
+keep 99 % of its variance (:class:`Projection`; the shipped model's vectors of real music need
+23-76 of the 128 dimensions), which makes the graphs smaller and quicker to build without
+changing an answer: a projected distance is a lower bound of the true one, and candidates are
+re-ranked on the full vectors. HNSW labels are row numbers in the arrays; rows are only ever
+appended, a replaced or removed track's row is marked dead (and ``mark_deleted`` in HNSW). Rows
+added after the last HNSW update form a *tail* that every query scans exactly, so the index is
+always in step with the store even while a scan is adding tracks.
 
-A focused query (see :mod:`app.focus`: per-part similarity, match) takes candidates from the
-HNSW index of each positively weighted part, adds the tail, and re-ranks the union exactly. Libraries under ``exact_below`` tracks, and queries with no positive weight,
-are answered by exact brute force. All methods are thread-safe (one re-entrant lock).
+A focused query (see :mod:`app.focus`: per-part similarity, match) on one part takes candidates
+from that part's graph, doubling the list until a bound proves the answer exact; so does a focus
+on several parts in a library of under ``mix_above`` tracks. In a larger one such a bound needs
+lists of thousands (the best rows are moderately close in every part, far down each part's
+list), so the focus adds the several-parts graph's list for its weighting (:class:`MixSpace`:
+any weighting, "different" parts included, is a nearest-row search in one fixed space) to each
+"same" part's list and re-ranks the union exactly, in one pass. Libraries under ``exact_below``
+tracks, and queries with no positive weight, are answered by exact brute force. All methods are
+thread-safe (one re-entrant lock).
 
 On disk (``save``/``load``) each version lives in its own ``gen-*`` folder and a ``CURRENT``
 file, replaced atomically, names the valid one.
@@ -73,6 +83,20 @@ class IndexParams:
     fold_chunk: int = 1024  # rows added per lock hold, so queries are not starved
     compact_above: float = 0.25  # dead row share that triggers a rebuild
     threads: int = 0  # hnswlib build threads; 0 = all cores
+    # each part's graph holds its rows projected on the principal axes that keep this share of
+    # the part's variance (real embeddings: 23-76 of 128 dimensions for 0.99); 1.0 keeps all 128
+    keep_variance: float = 0.99
+    projection_sample: int = 20000  # rows the principal axes are measured on
+    # a sixth graph answers focuses on several parts (see MixSpace); its parts keep this share
+    mix_graph: bool = True
+    # ... from this many tracks: below it, the per-part lists with their bound are exact and quick
+    mix_above: int = 50000
+    mix_keep_variance: float = 0.95
+    mix_candidates: int = 400  # rows it lists for a focus on several parts
+    mix_negative: float = 0.5  # how much a "different" part counts in its list, against a "same" one
+    # with "different" parts, each "same" part lists this many: the answer is near in the "same"
+    # parts, and the "different" ones pick among a wider circle
+    negative_candidates: int = 400
 
 
 class _Memo:
@@ -82,7 +106,8 @@ class _Memo:
 
     def __init__(self, key: tuple):
         self.key = key
-        self.lists: dict[int, tuple[int, int, np.ndarray, np.ndarray]] = {}  # part -> kk, widen, labels, dists
+        # part (or ("mix", focus)) -> kk, widen, labels, dists
+        self.lists: dict[int | tuple, tuple[int, int, np.ndarray, np.ndarray | None]] = {}
         self.rows = np.zeros(0, np.int64)  # sorted rows whose part distances are known ...
         self.pd = np.zeros((0, N_PARTS), np.float32)  # ... these (squared, per part) ...
         self.have = np.zeros((0, N_PARTS), bool)  # ... for these parts
@@ -125,9 +150,133 @@ def _sq_norms(vecs: np.ndarray) -> np.ndarray:
     return out
 
 
-def _sub(vecs: np.ndarray, part: int) -> np.ndarray:
-    """(n, 640) -> the (n, 128) float32 rows of one part, contiguous for hnswlib."""
-    return np.ascontiguousarray(vecs[:, part_slice(part)], dtype=np.float32)
+class Projection:
+    """One part's graph space: its rows centred and projected on the principal axes that keep a
+    share of the part's variance. An orthogonal projection never lengthens a distance, so a
+    distance in the graph is a lower bound of the true one: the search's stopping bound stays
+    valid, a graph of fewer dimensions is smaller and quicker to build, and the exact re-rank
+    restores the true order."""
+
+    def __init__(self, mean: np.ndarray, basis: np.ndarray):
+        self.mean = np.asarray(mean, np.float32).reshape(SUBSPACE_DIM)
+        self.basis = np.ascontiguousarray(basis, np.float32).reshape(SUBSPACE_DIM, -1)  # (128, d)
+
+    @property
+    def dim(self) -> int:
+        return self.basis.shape[1]
+
+    @classmethod
+    def identity(cls) -> Projection:
+        return cls(np.zeros(SUBSPACE_DIM, np.float32), np.eye(SUBSPACE_DIM, dtype=np.float32))
+
+    @classmethod
+    def fit(cls, rows: np.ndarray, keep: float) -> Projection:
+        """Principal axes of (n, 128) rows keeping ``keep`` of their variance, a multiple of 8."""
+        x = np.asarray(rows, np.float64)
+        mean = x.mean(axis=0) if len(x) else np.zeros(SUBSPACE_DIM)
+        if keep >= 1.0 or len(x) < 2 * SUBSPACE_DIM:
+            return cls(np.zeros(SUBSPACE_DIM), np.eye(SUBSPACE_DIM))
+        lam, vec = np.linalg.eigh(np.cov((x - mean).T))
+        lam, vec = np.clip(lam[::-1], 0, None), vec[:, ::-1]
+        share = np.cumsum(lam) / max(float(lam.sum()), 1e-12)
+        d = min(SUBSPACE_DIM, -(-(int(np.searchsorted(share, keep)) + 1) // 8) * 8)
+        return cls(mean, vec[:, :d])
+
+    def __call__(self, part_rows: np.ndarray) -> np.ndarray:
+        """(n, 128) -> (n, d) float32, contiguous for hnswlib."""
+        x = np.asarray(part_rows).astype(np.float32, copy=False)
+        return np.ascontiguousarray((x - self.mean) @ self.basis, dtype=np.float32)
+
+    def to_array(self) -> np.ndarray:
+        return np.vstack([self.mean[None, :], self.basis.T])  # (1 + d, 128)
+
+    @classmethod
+    def from_array(cls, a: np.ndarray) -> Projection:
+        if a.ndim != 2 or a.shape[1] != SUBSPACE_DIM or not 2 <= len(a) <= SUBSPACE_DIM + 1:
+            raise ValueError(f"projection of shape {a.shape}")
+        return cls(a[0], a[1:].T)
+
+
+class MixSpace:
+    """The space of the graph that lists candidates for a focus on several parts.
+
+    With each part projected (:class:`Projection`) and divided by the square root of its scale,
+    z_c, a focus's weighted squared distance sum_c u_c ||q_c - z_c||^2 is, up to a constant of
+    the query, minus an inner product: 2 sum_c u_c q_c.z_c - sum_c u_c ||z_c||^2 = a(q, u) . b(z)
+    with b = (z_1..z_5, ||z_1||^2..||z_5||^2). Appending sqrt(R^2 - ||b||^2) to every row (R the
+    largest ||b||) and 0 to the unit query turns the largest inner product into the nearest row
+    in plain L2, so one HNSW graph serves every weighting, "different" parts included (u_c < 0).
+    The weighted distance is a first-order stand-in for the match (each s_c falls with the
+    distance); the exact re-rank of its list with the per-part lists gives the answer."""
+
+    def __init__(self, projections: list[Projection], scales: np.ndarray, radius: float):
+        self.projections = projections
+        self.inv = (1.0 / np.sqrt(np.maximum(np.asarray(scales, np.float64), 1e-12))).astype(np.float32)
+        self.radius = float(radius)
+        self.offsets = np.cumsum([0] + [pr.dim for pr in projections])
+
+    @property
+    def dim(self) -> int:
+        return int(self.offsets[-1]) + N_PARTS + 1
+
+    def _b(self, x: np.ndarray) -> np.ndarray:
+        z = [self.projections[c](x[:, part_slice(c)]) * self.inv[c] for c in range(N_PARTS)]
+        return np.concatenate(z + [np.stack([(zc * zc).sum(axis=1) for zc in z], axis=1)], axis=1)
+
+    def max_norm(self, x: np.ndarray) -> float:
+        return float(np.sqrt((self._b(np.asarray(x, np.float32)) ** 2).sum(axis=1).max(initial=0.0)))
+
+    def rows(self, x: np.ndarray) -> np.ndarray:
+        """(n, 640) -> (n, dim) float32 graph rows (a row beyond the radius gets 0 appended)."""
+        b = self._b(np.asarray(x, np.float32))
+        last = np.sqrt(np.maximum(self.radius ** 2 - (b * b).sum(axis=1), 0.0))
+        return np.ascontiguousarray(np.concatenate([b, last[:, None]], axis=1), dtype=np.float32)
+
+    def query(self, q: np.ndarray, w: np.ndarray, negative: float) -> np.ndarray:
+        """(640,) query and (5,) focus -> (1, dim) unit query row."""
+        u = np.where(w > 0, w, negative * w).astype(np.float32)
+        z = [self.projections[c](q[None, part_slice(c)])[0] * self.inv[c] for c in range(N_PARTS)]
+        a = np.concatenate([2.0 * u[c] * z[c] for c in range(N_PARTS)] + [-u, np.zeros(1, np.float32)])
+        return (a / max(float(np.linalg.norm(a)), 1e-12)).astype(np.float32)[None, :]
+
+    def save(self, gen: Path) -> dict:
+        """Write the projections to ``gen``; what goes into meta.json is returned."""
+        for c, pr in enumerate(self.projections):
+            np.save(gen / f"mix-proj-{c}.npy", pr.to_array())
+        return {"dim": self.dim, "scales": (1.0 / self.inv.astype(np.float64) ** 2).tolist(), "radius": self.radius}
+
+    @classmethod
+    def load(cls, gen: Path, doc: dict) -> MixSpace:
+        scales = np.asarray(doc["scales"], np.float64)
+        if scales.shape != (N_PARTS,) or not np.isfinite(scales).all() or (scales <= 0).any():
+            raise ValueError("meta.json: bad scales of the several-parts graph")
+        space = cls([Projection.from_array(np.load(gen / f"mix-proj-{c}.npy")) for c in range(N_PARTS)],
+                    scales, float(doc["radius"]))
+        if space.dim != doc["dim"]:
+            raise ValueError("mix-proj-*.npy do not match the graph they project for")
+        return space
+
+
+def _build_mix(vecs: np.ndarray, rows: np.ndarray, p: IndexParams, threads: int) -> tuple[MixSpace, hnswlib.Index]:
+    """The several-parts graph over ``rows`` of ``vecs`` (see :class:`MixSpace`)."""
+    pick = rows[np.linspace(0, len(rows) - 1, min(len(rows), p.projection_sample)).astype(np.int64)]
+    sample = np.asarray(vecs[pick], np.float32)
+    projections = [Projection.fit(sample[:, part_slice(c)], p.mix_keep_variance) for c in range(N_PARTS)]
+    space = MixSpace(projections, part_scales(sample), 1.0)
+    radius = max((space.max_norm(vecs[rows[s:s + 20000]]) for s in range(0, len(rows), 20000)), default=1.0)
+    space.radius = 1.05 * radius  # a little room for rows added later
+    h = _new_hnsw(space.dim, int(len(rows) * 1.25) + 1024, p)
+    for s in range(0, len(rows), 20000):
+        r = rows[s:s + 20000]
+        h.add_items(space.rows(vecs[r]), r, num_threads=threads)
+    return space, h
+
+
+def _fit_projections(vecs: np.ndarray, rows: np.ndarray, p: IndexParams) -> list[Projection]:
+    if len(rows) > p.projection_sample:
+        rows = rows[np.linspace(0, len(rows) - 1, p.projection_sample).astype(np.int64)]
+    sample = np.asarray(vecs[rows], np.float32)
+    return [Projection.fit(sample[:, part_slice(c)], p.keep_variance) for c in range(N_PARTS)]
 
 
 class VectorIndex:
@@ -144,6 +293,8 @@ class VectorIndex:
         self._n = 0
         self._pos: dict[int, int] = {}
         self._hnsw: list[hnswlib.Index] | None = None
+        self._proj: list[Projection] = []  # each graph's space (with the graphs)
+        self._mix: tuple[MixSpace, hnswlib.Index] | None = None  # the several-parts graph
         self._n_indexed = 0  # rows [0, n_indexed) are in HNSW
         self._epoch = 0  # bumped when rows are renumbered (compaction)
         self._maint_lock = threading.Lock()  # one maintenance at a time
@@ -223,10 +374,13 @@ class VectorIndex:
         if not self._vecs.flags.writeable:
             self._vecs = np.array(self._vecs)
 
+    def _graphs(self) -> list[hnswlib.Index]:
+        return [*(self._hnsw or ()), *([self._mix[1]] if self._mix is not None else [])]
+
     def _kill(self, row: int) -> None:
         self._alive[row] = False
         if self._hnsw is not None and row < self._n_indexed:
-            for h in self._hnsw:
+            for h in self._graphs():
                 try:
                     h.mark_deleted(row)
                 except RuntimeError:  # already deleted
@@ -284,17 +438,21 @@ class VectorIndex:
             big = len(self._pos) >= p.exact_below
             if not big:
                 if self._hnsw is not None and len(self._pos) < p.exact_below // 2:
-                    self._hnsw, self._n_indexed = None, 0
+                    self._hnsw, self._mix, self._n_indexed = None, None, 0
                     self._gen += 1
                 return
             need_build = self._hnsw is None
+            need_mix = not need_build and p.mix_graph and self._mix is None and len(self._pos) >= p.mix_above
             n0 = self._n
             tail = n0 - self._n_indexed
-            if not need_build and not force and tail < p.fold_every:
+            if not need_build and not need_mix and not force and tail < p.fold_every:
                 return
             vecs, alive, epoch = self._vecs, self._alive[:n0].copy(), self._epoch
+            n_idx = self._n_indexed
         if need_build:
             self._build(vecs, alive, n0, epoch)
+        elif need_mix:  # an index saved before the several-parts graph: add it
+            self._add_mix(vecs, alive[:n_idx], n_idx, epoch)
         self._fold()
 
     def _compact(self) -> None:
@@ -307,7 +465,7 @@ class VectorIndex:
         self._alive = np.ones(len(rows), bool)
         self._n = len(rows)
         self._pos = {int(i): r for r, i in enumerate(self._ids.tolist())}
-        self._hnsw, self._n_indexed = None, 0
+        self._hnsw, self._mix, self._n_indexed = None, None, 0
         self._epoch += 1
         self._gen += 1
 
@@ -317,22 +475,41 @@ class VectorIndex:
         t = time.perf_counter()
         rows = np.flatnonzero(alive)
         threads = p.threads or (os.cpu_count() or 1)
-        built = []
+        built, proj = [], _fit_projections(vecs, rows, p)
         for which in range(N_PARTS):
-            h = _new_hnsw(SUBSPACE_DIM, int(n0 * 1.25) + 1024, p)
+            h = _new_hnsw(proj[which].dim, int(n0 * 1.25) + 1024, p)
             for s in range(0, len(rows), 20000):
                 r = rows[s:s + 20000]
-                h.add_items(_sub(vecs[r], which), r, num_threads=threads)
+                h.add_items(proj[which](vecs[r, part_slice(which)]), r, num_threads=threads)
             built.append(h)
+        mix = _build_mix(vecs, rows, p, threads) if p.mix_graph and len(rows) >= p.mix_above else None
         with self._lock:
             if epoch != self._epoch:
                 return
             for r in np.flatnonzero(~self._alive[:n0] & alive):  # killed while we built
-                for h in built:
+                for h in built + ([mix[1]] if mix else []):
                     h.mark_deleted(int(r))
-            self._hnsw, self._n_indexed = built, n0
+            self._hnsw, self._proj, self._mix, self._n_indexed = built, proj, mix, n0
             self._gen += 1
-        log.info("built HNSW over %d tracks in %.1f s", len(rows), time.perf_counter() - t)
+        log.info("built HNSW over %d tracks in %.1f s (graph dimensions %s)", len(rows),
+                 time.perf_counter() - t, [pr.dim for pr in proj])
+
+    def _add_mix(self, vecs: np.ndarray, alive: np.ndarray, n_idx: int, epoch: int) -> None:
+        t = time.perf_counter()
+        mix = _build_mix(vecs, np.flatnonzero(alive), self.params, self.params.threads or (os.cpu_count() or 1))
+        with self._lock:
+            if epoch != self._epoch or self._hnsw is None or self._n_indexed < n_idx:
+                return
+            for r in np.flatnonzero(~self._alive[:n_idx] & alive):
+                mix[1].mark_deleted(int(r))
+            # rows indexed in the per-part graphs since: the mix graph takes them too
+            extra = n_idx + np.flatnonzero(self._alive[n_idx:self._n_indexed])
+            if len(extra):
+                mix[1].resize_index(int(self._n_indexed * 1.25) + 1024)
+                mix[1].add_items(mix[0].rows(self._vecs[extra]), extra)
+            self._mix = mix
+            self._gen += 1
+        log.info("built the several-parts graph over %d tracks in %.1f s", n_idx, time.perf_counter() - t)
 
     def _fold(self) -> None:
         p = self.params
@@ -343,12 +520,15 @@ class VectorIndex:
                     return
                 a, b = self._n_indexed, min(self._n, self._n_indexed + p.fold_chunk)
                 rows = a + np.flatnonzero(self._alive[a:b])
-                for h in self._hnsw:
+                for h in self._graphs():
                     if h.get_max_elements() < b:
                         h.resize_index(int(b * 1.5) + 1024)
                 for which, h in enumerate(self._hnsw):
                     if len(rows):
-                        h.add_items(_sub(self._vecs[rows], which), rows, num_threads=threads)
+                        h.add_items(self._proj[which](self._vecs[rows, part_slice(which)]), rows,
+                                    num_threads=threads)
+                if self._mix is not None and len(rows):
+                    self._mix[1].add_items(self._mix[0].rows(self._vecs[rows]), rows, num_threads=threads)
                 self._n_indexed = b
                 self._gen += 1
 
@@ -539,6 +719,8 @@ class VectorIndex:
         limit = min(n_live_indexed, max(p.max_candidates, kk0), max(afford, 0))
         if kk0 > limit:
             return None
+        if self._mix is not None and int((w != 0).sum()) >= 2:
+            return self._mix_candidates(q, w, k, scales, memo, kk0, which, tail, n_live_indexed)
         if len(negs) and -float(w[negs].sum()) >= p.negative_dominance * float(w[w > 0].sum()):
             return None
         key = (tuple(which), bool(len(negs)))
@@ -554,7 +736,7 @@ class VectorIndex:
                 h = self._hnsw[c]
                 h.set_ef(max(p.ef_search, kk) * widen)
                 try:
-                    lab, dist = h.knn_query(q[part_slice(c)][None, :], k=kk, num_threads=1)
+                    lab, dist = h.knn_query(self._proj[c](q[None, part_slice(c)]), k=kk, num_threads=1)
                 except RuntimeError as e:  # too many deleted neighbours to return kk
                     log.debug("HNSW query fell back to exact search (%s)", e)
                     return None
@@ -592,6 +774,45 @@ class VectorIndex:
                 return None
             kk, grown = min(kk * 2, limit), grown + 1
 
+    def _mix_candidates(self, q: np.ndarray, w: np.ndarray, k: int, scales: np.ndarray, memo: _Memo,
+                        kk: int, which: list[int], tail: np.ndarray,
+                        n_live: int) -> tuple[np.ndarray, np.ndarray] | None:
+        """Rows to answer a focus on several parts from, and their exact match: the kk nearest
+        rows of each "same" part's graph, the several-parts graph's ``mix_candidates`` rows for
+        this weighting (:class:`MixSpace`) and the tail, re-ranked exactly. One pass, no bound:
+        ``bench/query.py`` measures its recall against brute force."""
+        p = self.params
+        labels = []
+        if (w < 0).any():
+            kk = min(max(kk, p.negative_candidates), n_live)
+        try:
+            for c in which:
+                got = memo.lists.get(c)
+                if got is None or got[0] < kk:
+                    h = self._hnsw[c]
+                    h.set_ef(max(p.ef_search, kk))
+                    lab, dist = h.knn_query(self._proj[c](q[None, part_slice(c)]), k=kk, num_threads=1)
+                    got = memo.lists[c] = (kk, 1, lab[0].astype(np.int64), dist[0].astype(np.float32))
+                labels.append(got[2][:kk])
+            mkey = ("mix", w.tobytes())
+            got = memo.lists.get(mkey)
+            if got is None:
+                space, h = self._mix
+                kc = min(p.mix_candidates, n_live)
+                h.set_ef(max(p.ef_search, kc))
+                lab, _ = h.knn_query(space.query(q, w, p.mix_negative), k=kc, num_threads=1)
+                got = memo.lists[mkey] = (kc, 1, lab[0].astype(np.int64), None)
+            labels.append(got[2])
+        except RuntimeError as e:  # too many deleted neighbours to return the list
+            log.debug("HNSW query fell back to exact search (%s)", e)
+            return None
+        rows = np.unique(np.concatenate([*labels, tail]))
+        rows = rows[self._alive[rows]]
+        if len(rows) < k:
+            return None
+        pd = self._rows_part_distances(memo, q, rows, w)
+        return rows, match_from_raw(similarity(pd, scales) @ w, w)
+
     # ------------------------------------------------------------ persistence
     def save(self, folder: str | os.PathLike, meta: dict) -> None:
         """Write the arrays and HNSW files to a new generation folder, then switch CURRENT."""
@@ -602,6 +823,7 @@ class VectorIndex:
         try:
             with self._lock:
                 n = self._n
+                mix_doc = None
                 np.save(gen / "vectors.npy", self._vecs[:n])
                 np.save(gen / "sq.npy", self._sq[:n])
                 np.save(gen / "ids.npy", self._ids[:n])
@@ -610,7 +832,13 @@ class VectorIndex:
                 if self._hnsw is not None:
                     for which, h in enumerate(self._hnsw):
                         h.save_index(str(gen / f"hnsw-{which}.bin"))
+                        np.save(gen / f"proj-{which}.npy", self._proj[which].to_array())
+                    if self._mix is not None:
+                        self._mix[1].save_index(str(gen / "hnsw-mix.bin"))
+                        mix_doc = self._mix[0].save(gen)
                 doc = {"format": INDEX_FORMAT, "rows": n, "n_indexed": self._n_indexed if self._hnsw else 0,
+                       "graph_dims": [pr.dim for pr in self._proj] if self._hnsw else [],
+                       "mix": mix_doc,
                        "live": len(self._pos), "params": asdict(self.params),
                        # measured once by the writer, so a reading command does not (60 ms at 10k)
                        "scales": self.scales().tolist(), "scales_n": self._scales_n, **meta}
@@ -670,14 +898,24 @@ class VectorIndex:
             self._pos = dict(zip(ids[live].tolist(), live.tolist(), strict=True))
             n_idx = int(doc.get("n_indexed", 0))
             if n_idx and graphs and n > graphs_above:
-                hs = []
+                hs, proj = [], []
                 for which in range(N_PARTS):  # an older index's 640-d hnsw-5.bin is not read
-                    h = _hnswlib().Index(space="l2", dim=SUBSPACE_DIM)
+                    pf = gen / f"proj-{which}.npy"  # absent in older indices: graphs of all 128
+                    proj.append(Projection.from_array(np.load(pf)) if pf.is_file() else Projection.identity())
+                    if proj[-1].dim != doc.get("graph_dims", [SUBSPACE_DIM] * N_PARTS)[which]:
+                        raise ValueError(f"{pf.name} does not match the graph it projects for")
+                    h = _hnswlib().Index(space="l2", dim=proj[-1].dim)
                     h.load_index(str(gen / f"hnsw-{which}.bin"), max_elements=max(n_idx, n) + 1024,
                                  allow_replace_deleted=False)
                     h.set_ef(self.params.ef_search)
                     hs.append(h)
-                self._hnsw, self._n_indexed = hs, n_idx
+                self._hnsw, self._proj, self._n_indexed = hs, proj, n_idx
+                if doc.get("mix"):  # absent in older indices: maintain() adds it
+                    space = MixSpace.load(gen, doc["mix"])
+                    h = _hnswlib().Index(space="l2", dim=space.dim)
+                    h.load_index(str(gen / "hnsw-mix.bin"), max_elements=max(n_idx, n) + 1024,
+                                 allow_replace_deleted=False)
+                    self._mix = (space, h)
             return self, doc
         except (OSError, ValueError, KeyError, RuntimeError, json.JSONDecodeError) as e:
             log.warning("%s: search index unreadable (%s); it will be rebuilt", gen, e)
