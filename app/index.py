@@ -66,7 +66,7 @@ WIDE_ROWS = 32768
 
 @dataclass(frozen=True)
 class IndexParams:
-    """Tuning of the index; the defaults meet recall@10 >= 0.98 in ``bench/query.py``."""
+    """Tuning of the index; ``bench/query.py`` measures what the defaults give (docs/desktop-app.md)."""
 
     exact_below: int = 3000  # brute force while the library has fewer tracks than this
     m: int = 16  # HNSW graph degree
