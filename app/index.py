@@ -106,8 +106,8 @@ class _Memo:
 
     def __init__(self, key: tuple):
         self.key = key
-        # part (or ("mix", focus)) -> kk, widen, labels, dists
-        self.lists: dict[int | tuple, tuple[int, int, np.ndarray, np.ndarray | None]] = {}
+        self.lists: dict[int, tuple[int, int, np.ndarray, np.ndarray]] = {}  # part -> kk, widen, labels, dists
+        self.mix_lists: dict[bytes, np.ndarray] = {}  # focus -> the several-parts graph's list
         self.rows = np.zeros(0, np.int64)  # sorted rows whose part distances are known ...
         self.pd = np.zeros((0, N_PARTS), np.float32)  # ... these (squared, per part) ...
         self.have = np.zeros((0, N_PARTS), bool)  # ... for these parts
@@ -213,11 +213,10 @@ class MixSpace:
         self.projections = projections
         self.inv = (1.0 / np.sqrt(np.maximum(np.asarray(scales, np.float64), 1e-12))).astype(np.float32)
         self.radius = float(radius)
-        self.offsets = np.cumsum([0] + [pr.dim for pr in projections])
 
     @property
     def dim(self) -> int:
-        return int(self.offsets[-1]) + N_PARTS + 1
+        return sum(pr.dim for pr in self.projections) + N_PARTS + 1
 
     def _b(self, x: np.ndarray) -> np.ndarray:
         z = [self.projections[c](x[:, part_slice(c)]) * self.inv[c] for c in range(N_PARTS)]
@@ -257,12 +256,23 @@ class MixSpace:
         return space
 
 
-def _build_mix(vecs: np.ndarray, rows: np.ndarray, p: IndexParams, threads: int) -> tuple[MixSpace, hnswlib.Index]:
-    """The several-parts graph over ``rows`` of ``vecs`` (see :class:`MixSpace`)."""
-    pick = rows[np.linspace(0, len(rows) - 1, min(len(rows), p.projection_sample)).astype(np.int64)]
-    sample = np.asarray(vecs[pick], np.float32)
-    projections = [Projection.fit(sample[:, part_slice(c)], p.mix_keep_variance) for c in range(N_PARTS)]
-    space = MixSpace(projections, part_scales(sample), 1.0)
+def _sample(vecs: np.ndarray, rows: np.ndarray, p: IndexParams) -> np.ndarray:
+    """At most ``projection_sample`` of ``rows``, evenly spread, as float32: what the graphs'
+    projections are measured on."""
+    if len(rows) > p.projection_sample:
+        rows = rows[np.linspace(0, len(rows) - 1, p.projection_sample).astype(np.int64)]
+    return np.asarray(vecs[rows], np.float32)
+
+
+def _fit_projections(sample: np.ndarray, keep: float) -> list[Projection]:
+    return [Projection.fit(sample[:, part_slice(c)], keep) for c in range(N_PARTS)]
+
+
+def _build_mix(vecs: np.ndarray, rows: np.ndarray, sample: np.ndarray, p: IndexParams,
+               threads: int) -> tuple[MixSpace, hnswlib.Index]:
+    """The several-parts graph over ``rows`` of ``vecs`` (see :class:`MixSpace`), its space
+    measured on ``sample`` (:func:`_sample`)."""
+    space = MixSpace(_fit_projections(sample, p.mix_keep_variance), part_scales(sample), 1.0)
     radius = max((space.max_norm(vecs[rows[s:s + 20000]]) for s in range(0, len(rows), 20000)), default=1.0)
     space.radius = 1.05 * radius  # a little room for rows added later
     h = _new_hnsw(space.dim, int(len(rows) * 1.25) + 1024, p)
@@ -270,13 +280,6 @@ def _build_mix(vecs: np.ndarray, rows: np.ndarray, p: IndexParams, threads: int)
         r = rows[s:s + 20000]
         h.add_items(space.rows(vecs[r]), r, num_threads=threads)
     return space, h
-
-
-def _fit_projections(vecs: np.ndarray, rows: np.ndarray, p: IndexParams) -> list[Projection]:
-    if len(rows) > p.projection_sample:
-        rows = rows[np.linspace(0, len(rows) - 1, p.projection_sample).astype(np.int64)]
-    sample = np.asarray(vecs[rows], np.float32)
-    return [Projection.fit(sample[:, part_slice(c)], p.keep_variance) for c in range(N_PARTS)]
 
 
 class VectorIndex:
@@ -475,14 +478,15 @@ class VectorIndex:
         t = time.perf_counter()
         rows = np.flatnonzero(alive)
         threads = p.threads or (os.cpu_count() or 1)
-        built, proj = [], _fit_projections(vecs, rows, p)
+        sample = _sample(vecs, rows, p)
+        built, proj = [], _fit_projections(sample, p.keep_variance)
         for which in range(N_PARTS):
             h = _new_hnsw(proj[which].dim, int(n0 * 1.25) + 1024, p)
             for s in range(0, len(rows), 20000):
                 r = rows[s:s + 20000]
                 h.add_items(proj[which](vecs[r, part_slice(which)]), r, num_threads=threads)
             built.append(h)
-        mix = _build_mix(vecs, rows, p, threads) if p.mix_graph and len(rows) >= p.mix_above else None
+        mix = _build_mix(vecs, rows, sample, p, threads) if p.mix_graph and len(rows) >= p.mix_above else None
         with self._lock:
             if epoch != self._epoch:
                 return
@@ -496,7 +500,9 @@ class VectorIndex:
 
     def _add_mix(self, vecs: np.ndarray, alive: np.ndarray, n_idx: int, epoch: int) -> None:
         t = time.perf_counter()
-        mix = _build_mix(vecs, np.flatnonzero(alive), self.params, self.params.threads or (os.cpu_count() or 1))
+        rows = np.flatnonzero(alive)
+        mix = _build_mix(vecs, rows, _sample(vecs, rows, self.params), self.params,
+                         self.params.threads or (os.cpu_count() or 1))
         with self._lock:
             if epoch != self._epoch or self._hnsw is None or self._n_indexed < n_idx:
                 return
@@ -726,23 +732,11 @@ class VectorIndex:
         key = (tuple(which), bool(len(negs)))
         kk, grown, widen = min(self._start_kk(key, kk0), limit), 0, 1
         while True:
-            labels, dists = [], []
-            for c in which:
-                got = memo.lists.get(c)
-                if got is not None and got[0] >= kk and got[1] >= widen:
-                    labels.append(got[2][:kk])
-                    dists.append(got[3][:kk])
-                    continue
-                h = self._hnsw[c]
-                h.set_ef(max(p.ef_search, kk) * widen)
-                try:
-                    lab, dist = h.knn_query(self._proj[c](q[None, part_slice(c)]), k=kk, num_threads=1)
-                except RuntimeError as e:  # too many deleted neighbours to return kk
-                    log.debug("HNSW query fell back to exact search (%s)", e)
-                    return None
-                labels.append(lab[0].astype(np.int64))
-                dists.append(dist[0].astype(np.float32))
-                memo.lists[c] = (kk, widen, labels[-1], dists[-1])
+            try:
+                labels, dists = zip(*(self._part_list(memo, q, c, kk, widen) for c in which), strict=True)
+            except RuntimeError as e:  # too many deleted neighbours to return kk
+                log.debug("HNSW query fell back to exact search (%s)", e)
+                return None
             if own >= 0 and not all((lab == own).any() for lab in labels):
                 if widen > 1:
                     log.debug("HNSW lost its way twice for one query: exact search")
@@ -774,6 +768,17 @@ class VectorIndex:
                 return None
             kk, grown = min(kk * 2, limit), grown + 1
 
+    def _part_list(self, memo: _Memo, q: np.ndarray, c: int, kk: int, widen: int) -> tuple[np.ndarray, np.ndarray]:
+        """Part c's kk nearest rows and their graph distances, from the memo when it holds a list
+        at least as long and wide (RuntimeError when HNSW cannot return kk)."""
+        got = memo.lists.get(c)
+        if got is None or got[0] < kk or got[1] < widen:
+            h = self._hnsw[c]
+            h.set_ef(max(self.params.ef_search, kk) * widen)
+            lab, dist = h.knn_query(self._proj[c](q[None, part_slice(c)]), k=kk, num_threads=1)
+            got = memo.lists[c] = (kk, widen, lab[0].astype(np.int64), dist[0].astype(np.float32))
+        return got[2][:kk], got[3][:kk]
+
     def _mix_candidates(self, q: np.ndarray, w: np.ndarray, k: int, scales: np.ndarray, memo: _Memo,
                         kk: int, which: list[int], tail: np.ndarray,
                         n_live: int) -> tuple[np.ndarray, np.ndarray] | None:
@@ -782,27 +787,18 @@ class VectorIndex:
         this weighting (:class:`MixSpace`) and the tail, re-ranked exactly. One pass, no bound:
         ``bench/query.py`` measures its recall against brute force."""
         p = self.params
-        labels = []
         if (w < 0).any():
             kk = min(max(kk, p.negative_candidates), n_live)
         try:
-            for c in which:
-                got = memo.lists.get(c)
-                if got is None or got[0] < kk:
-                    h = self._hnsw[c]
-                    h.set_ef(max(p.ef_search, kk))
-                    lab, dist = h.knn_query(self._proj[c](q[None, part_slice(c)]), k=kk, num_threads=1)
-                    got = memo.lists[c] = (kk, 1, lab[0].astype(np.int64), dist[0].astype(np.float32))
-                labels.append(got[2][:kk])
-            mkey = ("mix", w.tobytes())
-            got = memo.lists.get(mkey)
-            if got is None:
+            labels = [self._part_list(memo, q, c, kk, 1)[0] for c in which]
+            mixed = memo.mix_lists.get(w.tobytes())
+            if mixed is None:
                 space, h = self._mix
                 kc = min(p.mix_candidates, n_live)
                 h.set_ef(max(p.ef_search, kc))
                 lab, _ = h.knn_query(space.query(q, w, p.mix_negative), k=kc, num_threads=1)
-                got = memo.lists[mkey] = (kc, 1, lab[0].astype(np.int64), None)
-            labels.append(got[2])
+                mixed = memo.mix_lists[w.tobytes()] = lab[0].astype(np.int64)
+            labels.append(mixed)
         except RuntimeError as e:  # too many deleted neighbours to return the list
             log.debug("HNSW query fell back to exact search (%s)", e)
             return None
