@@ -9,6 +9,7 @@ from collections.abc import Sequence
 
 COMMANDS: dict[str, tuple[str, str]] = {
     "fit": ("trainer.fit", "train: individual networks, pre-training, CSN (presets paper|cpu|smoke)"),
+    "widen": ("trainer.widen", "continue a run's main stage with a wider network that starts out equal"),
     "export": ("trainer.export", "write a run's best model as a weights file"),
     "calibrate": ("trainer.calibrate", "fit each part's presence bias on real-music validation data"),
     "eval": ("trainer.evaluate.cli", "the paper's tables on a Slakh-layout dataset"),

@@ -131,7 +131,10 @@ class Stage:
         blob = torch.load(self.ckpt, map_location=self.run.env.device, weights_only=True)
         for k, m in self.modules.items():
             unwrap(m).load_state_dict(blob["modules"][k])
-        self.opt.load_state_dict(blob["opt"])
+        if "opt" in blob:
+            self.opt.load_state_dict(blob["opt"])
+        else:  # a widened network (trainer.widen): new shapes, so the moments start afresh
+            log.info("%s: optimizer starts afresh", self.name)
         self.state = StageState(**blob["state"])
         log.info("%s: resumed at epoch %d, step %d", self.name, self.state.epoch, self.state.step)
 

@@ -1,0 +1,68 @@
+import json
+
+import pytest
+import torch
+
+from model.network import CSN, NetConfig
+from trainer.cli import main as cli
+from trainer.fit import main as fit
+from trainer.widen import widen_model, widen_state
+
+data_mod = pytest.importorskip("trainer.data.synth")
+
+
+def _trained_like(widths=(4, 8, 8, 16, 16)) -> CSN:
+    torch.manual_seed(0)
+    net = CSN(NetConfig(widths=widths, n_mels=32))
+    for p in net.parameters():  # not the initialisation: every weight matters
+        p.data.add_(0.1 * torch.randn_like(p))
+    net.train()
+    net(torch.randn(6, 32, 40))  # running statistics that are not the defaults
+    return net
+
+
+@pytest.mark.parametrize("widths", [(4, 8, 8, 16, 32), (6, 8, 12, 16, 48), (4, 8, 8, 16, 16)])
+def test_widened_network_computes_the_same_embedding(widths):
+    net = _trained_like()
+    wide = widen_model(net, widths)
+    assert [m.out_channels for m in wide.modules() if isinstance(m, torch.nn.Conv2d)][-1] == widths[-1]
+    x = torch.randn(3, 32, 70)
+    for mode in ("eval", "train"):
+        getattr(net, mode)(), getattr(wide, mode)()
+        with torch.no_grad():
+            torch.testing.assert_close(wide(x), net(x), atol=1e-5, rtol=1e-5)
+
+
+def test_new_channels_learn_from_the_first_step():
+    wide = widen_model(_trained_like(), (4, 8, 8, 16, 32)).train()
+    wide(torch.randn(4, 32, 40)).square().sum().backward()
+    fc_new = wide.fc.weight.grad[:, 16 * 1:]  # features of the 16 new channels (1 row each)
+    assert fc_new.abs().sum() > 0
+
+
+def test_narrower_widths_are_refused():
+    net = _trained_like()
+    with pytest.raises(ValueError, match="narrower"):
+        widen_state(net.state_dict(), net.cfg, (4, 8, 8, 8, 16))
+
+
+def test_widen_run_then_fit_continues_it(tmp_path):
+    data = data_mod.build_dataset(tmp_path / "set", n_tracks=20, seed=3, song_seconds=6,
+                                  splits=(0.6, 0.2, 0.2), workers=1)
+    run, wide = tmp_path / "run", tmp_path / "wide"
+    common = ["--data", str(data), "--quiet", "--threads=1", "--ind_epochs=1", "--pre_epochs=1",
+              "--triplets_per_epoch=16", "--batch=8", "--val_triplets=12"]
+    assert fit([*common, "--preset", "smoke", "--out", str(run), "--epochs=2"]) == 0
+    assert cli(["widen", str(run), "--out", str(wide), "--widths", "4,8,8,16,16"]) == 1  # same
+    assert cli(["widen", str(run), "--out", str(wide), "--widths", "4,8,8,16,40"]) == 0
+    assert json.loads((wide / "config.json").read_text())["widths"] == [4, 8, 8, 16, 40]
+    old = torch.load(run / "ckpt-main.pt", weights_only=True)
+    new = torch.load(wide / "ckpt-main.pt", weights_only=True)
+    assert "opt" not in new and new["state"]["epoch"] == old["state"]["epoch"] == 2
+    assert new["widened_from"] == [4, 8, 8, 16, 16]
+    assert cli(["widen", str(run), "--out", str(wide), "--widths", "4,8,8,16,40"]) == 1  # not empty
+    assert fit([*common, "--out", str(wide), "--resume", "--epochs=4"]) == 0
+    rows = [json.loads(x) for x in (wide / "log.jsonl").read_text().splitlines()]
+    assert [r["epoch"] for r in rows if r["stage"] == "main"] == [1, 2, 3, 4]
+    best = json.loads((wide / "best.json").read_text())
+    assert best["spec"]["net"]["widths"] == [4, 8, 8, 16, 40]
