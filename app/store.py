@@ -34,6 +34,7 @@ import os
 import sqlite3
 import threading
 import time
+from collections import OrderedDict
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -116,6 +117,15 @@ SEGMENTS_INSERT = "INSERT OR REPLACE INTO segments(id, starts, vecs) VALUES(?, ?
 
 
 F16_MAX = float(np.finfo(np.float16).max)
+
+
+WINDOWS_CACHE_BYTES = 32 << 20  # decoded windows kept by Store.load_segments_many
+
+
+def _windows_key(row: Row) -> tuple:
+    """What identifies a track's stored windows: a rescan or a new model bumps ``rev``; the
+    rest guards against a removed track's id being given to a new file."""
+    return (row.id, row.rev, row.path, row.size, row.mtime_ns, row.model_sha, row.policy)
 
 
 def segment_params(track_id: int, segments: np.ndarray, starts: np.ndarray) -> tuple[int, bytes, bytes]:
@@ -245,6 +255,11 @@ class Store:
             raise StoreError(f"{self.root}: cannot create the library folder ({e.strerror or e})") from e
         self.seg_dir = self.root / "segments"
         self._local = threading.local()
+        # decoded windows of the tracks read last, keyed by what a rewrite of them changes: a
+        # fader move re-reads mostly the same hits' windows (and the query track's every time)
+        self._windows: OrderedDict[tuple, tuple[np.ndarray, np.ndarray]] = OrderedDict()
+        self._windows_bytes = 0
+        self._windows_lock = threading.Lock()
         self._write_lock = threading.RLock()
         self._conns: list[sqlite3.Connection] = []
         self._conns_lock = threading.Lock()
@@ -517,14 +532,47 @@ class Store:
         out: dict[int, tuple[np.ndarray, np.ndarray] | StoreError] = {}
         if not rows:
             return out
+        with self._windows_lock:
+            for row in rows:
+                got = self._windows.get(_windows_key(row))
+                if got is not None:
+                    self._windows.move_to_end(_windows_key(row))
+                    out[row.id] = got
+        todo = [r for r in rows if r.id not in out]
+        if not todo:
+            return out
+        read: dict[int, tuple[np.ndarray, np.ndarray] | StoreError] = {}
         con = self._con()
-        for chunk, q in _in_chunks([r.id for r in rows]):
+        for chunk, q in _in_chunks([r.id for r in todo]):
             for tid, starts, vecs in con.execute(f"SELECT id, starts, vecs FROM segments WHERE id IN ({q})", chunk):
-                out[int(tid)] = self._decode_segments(int(tid), starts, vecs)
-        for row in rows:
-            if row.id not in out and row.segfile:
-                out[row.id] = self._read_segfile(row)
+                read[int(tid)] = self._decode_segments(int(tid), starts, vecs)
+        for row in todo:
+            if row.id not in read and row.segfile:
+                read[row.id] = self._read_segfile(row)
+        with self._windows_lock:
+            for row in todo:
+                got = read.get(row.id)
+                if got is not None and not isinstance(got, StoreError):
+                    self._keep_windows(_windows_key(row), got)
+        out.update(read)
         return out
+
+    def _keep_windows(self, key: tuple, got: tuple[np.ndarray, np.ndarray]) -> None:
+        """Cache one track's decoded windows (read-only), dropping the least recently used
+        beyond :data:`WINDOWS_CACHE_BYTES`. Holds ``_windows_lock``."""
+        for a in got:
+            a.flags.writeable = False
+        size = got[0].nbytes + got[1].nbytes
+        if size > WINDOWS_CACHE_BYTES // 4:
+            return
+        old = self._windows.pop(key, None)
+        if old is not None:
+            self._windows_bytes -= old[0].nbytes + old[1].nbytes
+        self._windows[key] = got
+        self._windows_bytes += size
+        while self._windows_bytes > WINDOWS_CACHE_BYTES:
+            _, (a, b) = self._windows.popitem(last=False)
+            self._windows_bytes -= a.nbytes + b.nbytes
 
     def _decode_segments(self, tid: int, starts: bytes, vecs: bytes) -> tuple[np.ndarray, np.ndarray] | StoreError:
         n = len(starts) // 4

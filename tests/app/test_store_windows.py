@@ -1,0 +1,68 @@
+"""The store's cache of decoded windows: what a fader move re-reads comes from memory, and a
+rewrite of a track's windows is never answered from it."""
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import app.store as store_mod
+from app.store import Store
+from model.parts import EMBED_DIM, N_PARTS
+
+
+def _write(store: Store, path: Path, seed: int, n: int = 6) -> int:
+    rng = np.random.default_rng(seed)
+    tid = store.begin_track(path, path.parent, 100, 1)
+    segs = rng.normal(size=(n, EMBED_DIM)).astype(np.float32)
+    store.finish_ok(tid, title=path.stem, artist="", album="", duration=30.0, model_sha="m",
+                    policy="p", vector=segs.mean(0), presence=np.ones(N_PARTS, np.float32),
+                    segments=segs, starts=np.arange(n, dtype=np.float32) * 2.5)
+    return tid
+
+
+@pytest.fixture
+def store(tmp_path):
+    s = Store(tmp_path / "lib")
+    yield s
+    s.close()
+
+
+def test_second_read_comes_from_the_cache_and_is_read_only(store, tmp_path, monkeypatch):
+    ids = [_write(store, tmp_path / f"t{i}.flac", i) for i in range(4)]
+    rows = list(store.rows_for(ids).values())
+    first = store.load_segments_many(rows)
+    reads = []
+    real = store._con
+
+    def counting():
+        reads.append(1)
+        return real()
+
+    monkeypatch.setattr(store, "_con", counting)
+    again = store.load_segments_many(rows)
+    assert not reads  # nothing read from SQLite
+    for tid in ids:
+        np.testing.assert_array_equal(again[tid][0], first[tid][0])
+        assert not again[tid][0].flags.writeable and not again[tid][1].flags.writeable
+
+
+def test_a_rewritten_track_is_read_again(store, tmp_path):
+    tid = _write(store, tmp_path / "a.flac", 1)
+    before, _ = store.load_segments(store.row(tid))
+    _write(store, tmp_path / "a.flac", 2, n=4)  # a rescan: new windows, rev + 1
+    after, starts = store.load_segments(store.row(tid))
+    assert after.shape == (4, EMBED_DIM) and len(starts) == 4
+    assert not np.allclose(after[:4], before[:4], atol=1e-2)
+
+
+def test_the_cache_stays_within_its_bytes(store, tmp_path, monkeypatch):
+    one = 6 * EMBED_DIM * 4 + 6 * 4  # a track of 6 windows, decoded
+    monkeypatch.setattr(store_mod, "WINDOWS_CACHE_BYTES", 6 * one)
+    ids = [_write(store, tmp_path / f"t{i}.flac", i) for i in range(8)]
+    for tid in ids:
+        store.load_segments(store.row(tid))
+    assert store._windows_bytes <= store_mod.WINDOWS_CACHE_BYTES
+    assert len(store._windows) == 6
+    kept = {k[0] for k in store._windows}
+    assert ids[-1] in kept and ids[0] not in kept  # the least recently used went first
