@@ -62,12 +62,15 @@ def setup_env(cfg: TrainConfig) -> Env:
 
 
 def lr_at(step: int, total: int, base: float, warmup: int, time_frac: float = 0.0) -> float:
-    """Linear warm-up, then cosine decay to 10 % of ``base``, over the steps or over the time
-    budget (``time_frac``: share of it spent), whichever runs out first."""
-    if warmup and step < warmup:
-        return base * (step + 1) / warmup
+    """Cosine decay to 10 % of ``base`` over the steps or over the time budget (``time_frac``:
+    share of it spent), whichever runs out first; the first ``warmup`` steps ramp linearly up to
+    that value (so a stage restarted late in its budget, e.g. a widened network, warms up to
+    where its schedule stands, not to ``base``)."""
     progress = min(1.0, max((step - warmup) / max(1, total - warmup), time_frac))
-    return base * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * progress)))
+    lr = base * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * progress)))
+    if warmup and step < warmup:
+        lr *= (step + 1) / warmup
+    return lr
 
 
 def atomic_torch_save(obj: dict, path: Path) -> None:

@@ -129,6 +129,10 @@ def test_lr_decays_over_the_time_budget_when_it_runs_out_first():
     assert lr_at(10, 1000, 1.0, 0, time_frac=1.0) == pytest.approx(0.1)
     assert lr_at(10, 1000, 1.0, 0, time_frac=0.5) == pytest.approx(0.55)
     assert lr_at(1000, 1000, 1.0, 0, time_frac=0.2) == pytest.approx(0.1)  # steps ran out first
+    assert lr_at(0, 1000, 1.0, 100) == pytest.approx(0.01)  # warm-up from the first step
+    # a stage restarted with 70 % of its budget spent warms up to its schedule's value
+    assert lr_at(49, 1000, 1.0, 100, time_frac=0.7) == pytest.approx(0.5 * lr_at(200, 1000, 1.0, 0, 0.7))
+    assert lr_at(99, 1000, 1.0, 100, time_frac=0.7) <= lr_at(100, 1000, 1.0, 100, time_frac=0.7)
 
 
 def test_two_datasets_are_pooled_and_validated_apart(tiny_data, tmp_path):
