@@ -24,6 +24,7 @@ Prints one JSON; the targets are in it.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import logging
 import os
@@ -226,9 +227,16 @@ def main(argv: list[str] | None = None) -> int:
                     help="no store or windows: time and check the index alone (large sizes)")
     ap.add_argument("--vectors", choices=sorted(VECTOR_KINDS), default="model",
                     help="model: drawn like the shipped model's vectors of real music; isotropic: stress case")
+    ap.add_argument("--param", action="append", default=[], metavar="KEY=VALUE",
+                    help="an IndexParams field other than its default, e.g. mix_negative=0.5 (repeatable)")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
     params = IndexParams()
+    for kv in args.param:
+        key, _, value = kv.partition("=")
+        if key not in params.__dataclass_fields__:
+            ap.error(f"--param {kv}: IndexParams has no field {key!r}")
+        params = dataclasses.replace(params, **{key: type(getattr(params, key))(value)})
     results = {"bench": "query", "target": TARGET_TEXT, "cpus": os.cpu_count(), "vectors": args.vectors,
                "params": params.__dict__, "sizes": []}
     with tempfile.TemporaryDirectory() as tmp:
