@@ -59,6 +59,7 @@ log = logging.getLogger(__name__)
 INDEX_FORMAT = 2  # 2: vectors.npy holds float16 (1: float32, still read)
 VEC_DTYPE = np.float16  # what a track vector costs: 1.25 KB (exact re-rank in float32)
 CHUNK = 16384  # rows scored at a time by a brute-force search (bounds its float32 copies)
+BUILD_CHUNK = 20000  # rows projected and added to a graph at a time
 # up to this many rows, the first brute-force search keeps a float32 copy for the next ones
 # (10k tracks: 26 MB; a journey's dozen exact searches then skip widening every row each time)
 WIDE_ROWS = 32768
@@ -268,16 +269,23 @@ def _fit_projections(sample: np.ndarray, keep: float) -> list[Projection]:
     return [Projection.fit(sample[:, part_slice(c)], keep) for c in range(N_PARTS)]
 
 
+def _fit_mix_space(vecs: np.ndarray, rows: np.ndarray, sample: np.ndarray, p: IndexParams) -> MixSpace:
+    """The several-parts graph's space for ``rows`` of ``vecs``: projections and scales measured
+    on ``sample`` (:func:`_sample`), the radius on every row."""
+    space = MixSpace(_fit_projections(sample, p.mix_keep_variance), part_scales(sample), 1.0)
+    radius = max((space.max_norm(vecs[rows[s:s + BUILD_CHUNK]]) for s in range(0, len(rows), BUILD_CHUNK)),
+                 default=1.0)
+    space.radius = 1.05 * radius  # a little room for rows added later
+    return space
+
+
 def _build_mix(vecs: np.ndarray, rows: np.ndarray, sample: np.ndarray, p: IndexParams,
                threads: int) -> tuple[MixSpace, hnswlib.Index]:
-    """The several-parts graph over ``rows`` of ``vecs`` (see :class:`MixSpace`), its space
-    measured on ``sample`` (:func:`_sample`)."""
-    space = MixSpace(_fit_projections(sample, p.mix_keep_variance), part_scales(sample), 1.0)
-    radius = max((space.max_norm(vecs[rows[s:s + 20000]]) for s in range(0, len(rows), 20000)), default=1.0)
-    space.radius = 1.05 * radius  # a little room for rows added later
+    """The several-parts graph over ``rows`` of ``vecs`` (see :class:`MixSpace`)."""
+    space = _fit_mix_space(vecs, rows, sample, p)
     h = _new_hnsw(space.dim, int(len(rows) * 1.25) + 1024, p)
-    for s in range(0, len(rows), 20000):
-        r = rows[s:s + 20000]
+    for s in range(0, len(rows), BUILD_CHUNK):
+        r = rows[s:s + BUILD_CHUNK]
         h.add_items(space.rows(vecs[r]), r, num_threads=threads)
     return space, h
 
@@ -482,8 +490,8 @@ class VectorIndex:
         built, proj = [], _fit_projections(sample, p.keep_variance)
         for which in range(N_PARTS):
             h = _new_hnsw(proj[which].dim, int(n0 * 1.25) + 1024, p)
-            for s in range(0, len(rows), 20000):
-                r = rows[s:s + 20000]
+            for s in range(0, len(rows), BUILD_CHUNK):
+                r = rows[s:s + BUILD_CHUNK]
                 h.add_items(proj[which](vecs[r, part_slice(which)]), r, num_threads=threads)
             built.append(h)
         mix = _build_mix(vecs, rows, sample, p, threads) if p.mix_graph and len(rows) >= p.mix_above else None

@@ -534,9 +534,10 @@ class Store:
             return out
         with self._windows_lock:
             for row in rows:
-                got = self._windows.get(_windows_key(row))
+                key = _windows_key(row)
+                got = self._windows.get(key)
                 if got is not None:
-                    self._windows.move_to_end(_windows_key(row))
+                    self._windows.move_to_end(key)
                     out[row.id] = got
         todo = [r for r in rows if r.id not in out]
         if not todo:

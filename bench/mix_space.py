@@ -38,7 +38,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from app.focus import focused_scores, parse_focus, part_scales  # noqa: E402
-from app.index import IndexParams, MixSpace, _fit_projections, _sample  # noqa: E402
+from app.index import IndexParams, _fit_mix_space, _sample  # noqa: E402
 from bench.common import model_like_vectors  # noqa: E402
 from bench.query import FOCUSES  # noqa: E402
 from model.parts import part_sq_norms  # noqa: E402
@@ -80,9 +80,8 @@ def main(argv: list[str] | None = None) -> int:
     sq = part_sq_norms(vecs)
     all_rows = np.arange(n)
     sample = _sample(vecs, all_rows, p)
+    space = _fit_mix_space(vecs, all_rows, sample, p)  # as the index fits it
     scales = part_scales(sample)
-    space = MixSpace(_fit_projections(sample, p.mix_keep_variance), scales, 1.0)
-    space.radius = 1.05 * max(space.max_norm(vecs[s:s + CHUNK]) for s in range(0, n, CHUNK))
     X = np.concatenate([space.rows(vecs[s:s + CHUNK]) for s in range(0, n, CHUNK)])
     norms = np.sqrt((X[:, :-1] ** 2).sum(axis=1))
     qrows = np.random.default_rng(1).choice(n, args.queries, replace=False)
