@@ -236,7 +236,14 @@ def main(argv: list[str] | None = None) -> int:
         key, _, value = kv.partition("=")
         if key not in params.__dataclass_fields__:
             ap.error(f"--param {kv}: IndexParams has no field {key!r}")
-        params = dataclasses.replace(params, **{key: type(getattr(params, key))(value)})
+        kind = type(getattr(params, key))
+        if kind is bool:  # bool("false") is True
+            if value.lower() not in ("true", "false", "1", "0"):
+                ap.error(f"--param {kv}: {key} is true or false")
+            parsed = value.lower() in ("true", "1")
+        else:
+            parsed = kind(value)
+        params = dataclasses.replace(params, **{key: parsed})
     results = {"bench": "query", "target": TARGET_TEXT, "cpus": os.cpu_count(), "vectors": args.vectors,
                "params": params.__dict__, "sizes": []}
     with tempfile.TemporaryDirectory() as tmp:
