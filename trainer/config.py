@@ -33,6 +33,7 @@ class TrainConfig:
     hop_seconds: float = 1.5  # candidate segment starts (paper: 50 % overlap)
     same_tempo: bool = True  # mix pseudo pieces only within one of the 36 tempo classes
     keep_prob: float = 0.6  # made silences: chance that each non-condition part is mixed in
+    aligned_prob: float = 0.0  # chance that a triplet's shared parts come from the same time (sampling.py)
     level_db: float = -24.0  # bring each part to this RMS (dBFS) before the gains; 0 = off
     gain_db: float = 8.0  # random gain per part in [-gain_db, 0] dB
     # --- model (the main CSN)

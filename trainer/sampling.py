@@ -9,6 +9,13 @@ Basic triplet for condition c: anchor (A, B), positive (A, C), negative (D, B) -
 shares the anchor's c-part, the negative shares its other parts. The additional triplet reuses
 the same three pieces as anchor (A, B), positive (D, B), negative (A, C) under a condition
 c' != c that both B and C sound in, so the non-c parts are learned from the same audio.
+
+By default each piece takes its segment of a track at its own random time, so the positive
+shares the anchor's c-part only as "the same track" (the music-ID signal). With ``aligned``
+(a probability per triplet) the positive takes the anchor's c-part from the same time and
+the negative takes the anchor's other parts from the same time: the shared parts are then the
+same audio, and the triplet asks for exactly what Table 2 measures, a c-subspace that moves
+with the c-part and with nothing else in the mix.
 """
 
 from __future__ import annotations
@@ -65,8 +72,11 @@ class TripletSampler:
     """Draws pseudo-piece triplets (or, with ``pseudo=False``, dataset-piece triplets)."""
 
     def __init__(self, index: SegmentIndex, *, pseudo: bool = True, additional: bool = True,
-                 same_tempo: bool = True, keep_prob: float = 0.6):
+                 same_tempo: bool = True, keep_prob: float = 0.6, aligned: float = 0.0):
+        if not 0.0 <= aligned <= 1.0:
+            raise ValueError(f"aligned is a probability, got {aligned}")
         self.index = index
+        self.aligned = aligned
         self.pseudo = pseudo
         self.additional = additional and pseudo
         self.keep_prob = keep_prob
@@ -124,7 +134,10 @@ class TripletSampler:
                 c2 = int(rng.choice(shared))
                 keep.add(c2)
             # the else-parts of one source come from one time, so they still sound together
-            b1, b2 = self._start(rng, b, c2), self._start(rng, b, c2)
+            # (no draw from rng unless aligned is on, so earlier runs' triplets are unchanged)
+            same = self.aligned > 0.0 and rng.random() < self.aligned
+            b1 = self._start(rng, b, c2)
+            b2 = b1 if same else self._start(rng, b, c2)
             c_start = self._start(rng, cc, c2)
 
             def piece(c_src: Source, other: int, start: int, keep=keep) -> Piece:
@@ -132,7 +145,7 @@ class TripletSampler:
                              for j in range(N_PARTS))
 
             a_src1 = Source(int(a), self._start(rng, int(a), c))
-            a_src2 = Source(int(a), self._start(rng, int(a), c))
+            a_src2 = a_src1 if same else Source(int(a), self._start(rng, int(a), c))
             d_src = Source(int(d), self._start(rng, int(d), c))
             return Triplet(
                 anchor=piece(a_src1, b, b1),

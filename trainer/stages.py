@@ -296,7 +296,8 @@ class Run:
         steps = max(1, cfg.triplets_per_epoch // cfg.batch)
         stage = Stage(self, "main", mods, cfg.lr, cfg.epochs, steps, self.budget(2), cfg.warmup_steps)
         sampler = TripletSampler(self.train.index, pseudo=cfg.use_pseudo, additional=cfg.use_additional,
-                                 same_tempo=cfg.same_tempo, keep_prob=cfg.keep_prob)
+                                 same_tempo=cfg.same_tempo, keep_prob=cfg.keep_prob,
+                                 aligned=cfg.aligned_prob)
         val_sampler = TripletSampler(self.val.index, pseudo=cfg.use_pseudo, additional=cfg.use_additional,
                                      same_tempo=False, keep_prob=cfg.keep_prob)
         val_trip = val_sampler.draw(cfg.val_triplets, np.random.default_rng([cfg.seed, 97]))

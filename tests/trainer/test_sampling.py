@@ -58,6 +58,34 @@ def test_basic_and_additional_triplet_invariants():
         assert p[c2].start in idx.active[p[c2].track][c2]
 
 
+def _same_audio(t):
+    """(positive's c-part is the anchor's, negative's other parts are the anchor's) as booleans."""
+    c = t.cond
+    a, p, n = _src(t.anchor), _src(t.positive), _src(t.negative)
+    return a[c] == p[c], all(a[j] == n[j] for j in a if j != c)
+
+
+def test_aligned_triplets_share_the_same_audio():
+    idx = _index()
+    never = TripletSampler(idx, keep_prob=0.5).draw(300, np.random.default_rng(4))
+    # the default draws every piece at its own time: sharing a start is then rare
+    assert sum(all(_same_audio(t)) for t in never) < 30
+    always = TripletSampler(idx, keep_prob=0.5, aligned=1.0).draw(300, np.random.default_rng(4))
+    assert all(all(_same_audio(t)) for t in always)
+    half = TripletSampler(idx, keep_prob=0.5, aligned=0.5).draw(400, np.random.default_rng(4))
+    n_same = sum(all(_same_audio(t)) for t in half)
+    assert 140 < n_same < 260
+    # aligned or not, the triplet keeps its tracks: A's c-part in anchor and positive, D's in
+    # the negative, B's other parts in anchor and negative
+    for t in always:
+        a, p, n = _src(t.anchor), _src(t.positive), _src(t.negative)
+        assert a[t.cond].track == p[t.cond].track != n[t.cond].track
+        assert {s.track for j, s in p.items() if j != t.cond}.isdisjoint(
+            {s.track for j, s in a.items() if j != t.cond})
+    with pytest.raises(ValueError, match="probability"):
+        TripletSampler(idx, aligned=1.5)
+
+
 def test_made_silences_drop_some_parts():
     idx = _index()
     trips = TripletSampler(idx, keep_prob=0.5).draw(300, np.random.default_rng(2))
