@@ -298,6 +298,7 @@ class Run:
         sampler = TripletSampler(self.train.index, pseudo=cfg.use_pseudo, additional=cfg.use_additional,
                                  same_tempo=cfg.same_tempo, keep_prob=cfg.keep_prob,
                                  aligned=cfg.aligned_prob)
+        # validation stays unaligned, so its scores compare across runs whatever aligned_prob is
         val_sampler = TripletSampler(self.val.index, pseudo=cfg.use_pseudo, additional=cfg.use_additional,
                                      same_tempo=False, keep_prob=cfg.keep_prob)
         val_trip = val_sampler.draw(cfg.val_triplets, np.random.default_rng([cfg.seed, 97]))
