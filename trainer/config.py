@@ -70,8 +70,10 @@ class TrainConfig:
     lr: float = 1e-3
     weight_decay: float = 0.0
     warmup_steps: int = 200
+    solo_rows: int = 0  # clean single stems added to each step for the norm loss only (sampling.solo_pieces)
     # --- bookkeeping
     val_triplets: int = 600  # fixed validation triplets (drawn once from the validation split)
+    val_solos: int = 250  # fixed clean validation stems: largest-norm identification (Table 3) per epoch
     patience: int = 50  # early stop after this many epochs without a better validation score
     ckpt_every: int = 10  # epochs
     time_budget_min: float = 0.0  # stop each stage when its share of this budget is spent (0 = no limit)

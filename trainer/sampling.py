@@ -16,6 +16,11 @@ shares the anchor's c-part only as "the same track" (the music-ID signal). With 
 the negative takes the anchor's other parts from the same time: the shared parts are then the
 same audio, and the triplet asks for exactly what Table 2 measures, a c-subspace that moves
 with the c-part and with nothing else in the mix.
+
+Every triplet piece mixes at least two parts (the condition part and, for the additional
+triplet, c'), so a clean stem alone never reaches the norm loss through them. :func:`solo_pieces`
+draws such single stems, for the norm loss alone: Table 3 asks which subspace is the longest
+when one part plays by itself.
 """
 
 from __future__ import annotations
@@ -170,6 +175,22 @@ def individual_triplets(index: SegmentIndex, part: int, n: int,
         out.append((Source(int(a), int(rng.choice(s[a][part]))),
                     Source(int(a), int(rng.choice(s[a][part]))),
                     Source(int(d), int(rng.choice(s[d][part])))))
+    return out
+
+
+def solo_pieces(index: SegmentIndex, n: int, rng: np.random.Generator) -> list[Piece]:
+    """``n`` pieces of one audible part each (a clean stem), the parts taken in turn from those
+    audible in at least one track, each from a random track and window where it sounds."""
+    if n < 0:
+        raise ValueError(f"solo pieces: n must be >= 0, got {n}")
+    parts = [c for c in range(N_PARTS) if index.has[:, c].any()]
+    if not parts:
+        raise ValueError("no part is audible in any track")
+    out = []
+    for c in rng.permutation(np.resize(np.array(parts), n)):
+        track = int(rng.choice(np.flatnonzero(index.has[:, c])))
+        start = int(rng.choice(index.active[track][c]))
+        out.append(tuple(Source(track, start) if j == c else None for j in range(N_PARTS)))
     return out
 
 

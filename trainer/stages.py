@@ -35,13 +35,20 @@ from model.losses import (
     triplet_loss,
 )
 from model.network import CSN, ModelSpec
-from model.parts import N_PARTS, PARTS
+from model.parts import N_PARTS, PARTS, part_norms
 from model.weights import load_weights, save_weights
 from trainer.bank import StemBank
 from trainer.config import TrainConfig
 from trainer.evaluate.metrics import participation_ratio
 from trainer.loop import Stage, setup_env, unwrap
-from trainer.sampling import Triplet, TripletSampler, dataset_piece, flatten, individual_triplets
+from trainer.sampling import (
+    Triplet,
+    TripletSampler,
+    dataset_piece,
+    flatten,
+    individual_triplets,
+    solo_pieces,
+)
 from trainer.summary import finish
 
 log = logging.getLogger(__name__)
@@ -303,12 +310,18 @@ class Run:
                                      same_tempo=False, keep_prob=cfg.keep_prob)
         val_trip = val_sampler.draw(cfg.val_triplets, np.random.default_rng([cfg.seed, 97]))
         val_clips, val_present = self.val.render(flatten(val_trip), level_db=self.level)
+        # clean stems at the dataset's own level, as Table 3 feeds them (own generator, so the
+        # validation triplets are the same with or without them)
+        val_solo = solo_pieces(self.val.index, cfg.val_solos, np.random.default_rng([cfg.seed, 98]))
+        solo_clips, solo_present = self.val.render(val_solo) if val_solo else (None, None)
 
         def step(rng: np.random.Generator) -> dict[str, float]:
             t0 = time.perf_counter()
             trip = sampler.draw(cfg.batch, rng)
-            clips, present = self.train.render(flatten(trip), self._gains(rng, 3 * len(trip)),
-                                               self.level)
+            pieces = flatten(trip)
+            if cfg.solo_rows:
+                pieces += solo_pieces(self.train.index, cfg.solo_rows, rng)
+            clips, present = self.train.render(pieces, self._gains(rng, len(pieces)), self.level)
             t1 = time.perf_counter()
             emb = self.embed(net, clips)
             losses = self._main_losses(trip, emb, present, norm)
@@ -319,6 +332,8 @@ class Run:
         def val() -> dict[str, float]:
             emb = self.embed_eval(net, self.spec, val_clips)
             row = validate_triplets(val_trip, emb, val_present, norm if cfg.use_norm else None)
+            if solo_clips is not None:
+                row |= solo_identification(self.embed_eval(net, self.spec, solo_clips), solo_present)
             return row | subspace_dims(emb, val_present, norms=True)
 
         stage.train(step, val, "val_score")
@@ -328,7 +343,12 @@ class Run:
 
     def _main_losses(self, trip: Sequence[Triplet], emb: torch.Tensor, present: torch.Tensor,
                      norm: NormLoss) -> dict[str, torch.Tensor]:
+        """Losses of one step. ``emb`` holds the triplets' rows (anchor, positive, negative in
+        turn) and after them any solo rows, which only the norm loss reads."""
         cfg, dev = self.cfg, emb.device
+        rows = 3 * len(trip)
+        emb_all, present_all = emb, present
+        emb, present = emb[:rows], present[:rows]
         a, p, n = emb[0::3], emb[1::3], emb[2::3]
         cond = torch.tensor([t.cond for t in trip], device=dev)
         basic = masked_triplet_loss(a, p, n, cond, cfg.margin)
@@ -343,7 +363,7 @@ class Run:
             out["triplet_add"] = extra
             loss = (basic * len(trip) + extra * len(add_rows)) / (len(trip) + len(add_rows))
         if cfg.use_norm:
-            ln = norm(emb, present)
+            ln = norm(emb_all, present_all)
             out["norm"] = ln
             loss = loss + cfg.norm_lambda * ln
         if cfg.spread_lambda:
@@ -396,6 +416,26 @@ def subspace_dims(emb: torch.Tensor, present: torch.Tensor, norms: bool = False
         if norms:
             out[f"val_norm_{part}"] = x.norm(dim=1).mean().item() if len(x) else float("nan")
     return out
+
+
+def solo_identification(emb: torch.Tensor, present: torch.Tensor) -> dict[str, float]:
+    """Table 3 on clean validation stems, per epoch: the share of single-part clips whose
+    longest subspace is that part (``val_solo_id_<part>``, and their mean ``val_solo_id``).
+
+    emb: (N, 640) of clips with one part each; present: (N, 5). Clips the renderer left with no
+    audible part are skipped."""
+    one = present.sum(dim=1) == 1
+    truth = present.argmax(dim=1)
+    pred = part_norms(emb.float()).argmax(dim=1)
+    row, accs = {}, []
+    for c, part in enumerate(PARTS):
+        sel = one & (truth == c)
+        if sel.any():
+            row[f"val_solo_id_{part}"] = (pred[sel] == c).float().mean().item()
+            accs.append(row[f"val_solo_id_{part}"])
+    if accs:
+        row["val_solo_id"] = float(np.mean(accs))
+    return row
 
 
 def validate_triplets(trip: Sequence[Triplet], emb: torch.Tensor, present: torch.Tensor,

@@ -169,6 +169,51 @@ def test_subspace_dims_see_a_collapse():
     assert dims["val_norm_drums"] == pytest.approx(emb[:, :128].norm(dim=1).mean().item())
 
 
+def test_solo_identification_reads_the_longest_subspace():
+    from trainer.stages import solo_identification
+
+    emb = torch.zeros(6, 640)
+    present = torch.zeros(6, 5)
+    for i, (truth, longest) in enumerate([(0, 0), (0, 0), (0, 3), (2, 2), (2, 4), (2, 2)]):
+        present[i, truth] = 1.0
+        emb[i, 128 * longest] = 2.0
+        emb[i, 128 * truth + 1] = 1.0
+    row = solo_identification(emb, present)
+    assert row["val_solo_id_drums"] == pytest.approx(2 / 3)
+    assert row["val_solo_id_piano"] == pytest.approx(2 / 3)
+    assert "val_solo_id_bass" not in row  # no bass clip: no figure, not a zero
+    assert row["val_solo_id"] == pytest.approx(2 / 3)
+
+
+def test_solo_rows_feed_the_norm_loss_only():
+    from types import SimpleNamespace
+
+    from model.losses import NormLoss, masked_triplet_loss
+    from trainer.sampling import Triplet
+
+    g = torch.Generator().manual_seed(1)
+    trip = [Triplet((), (), (), cond=c) for c in (0, 3)]  # no additional triplet
+    emb = torch.randn(6 + 3, 640, generator=g)  # two triplets' rows, then three solo rows
+    present = (torch.rand(9, 5, generator=g) > 0.5).float()
+    host = SimpleNamespace(cfg=_smoke(spread_lambda=0.0))
+    norm = NormLoss()
+    out = Run._main_losses(host, trip, emb, present, norm)
+    assert out["norm"].item() == pytest.approx(norm(emb, present).item())
+    assert out["norm"].item() != pytest.approx(norm(emb[:6], present[:6]).item())
+    want = masked_triplet_loss(emb[0:6:3], emb[1:6:3], emb[2:6:3], torch.tensor([0, 3]),
+                               host.cfg.margin)
+    assert out["triplet"].item() == pytest.approx(want.item())
+
+
+def test_solo_rows_reach_the_norm_loss_and_validation_logs_table3(tiny_data, tmp_path):
+    cfg = _smoke(use_pretrain=False, epochs=1, solo_rows=4, val_solos=20)
+    Run(cfg, tiny_data, tmp_path / "run", progress=False).fit()
+    rows = [json.loads(x) for x in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
+    main_rows = [r for r in rows if r["stage"] == "main"]
+    assert main_rows and 0.0 <= main_rows[0]["val_solo_id"] <= 1.0
+    assert any(k.startswith("val_solo_id_") for k in main_rows[0])
+
+
 def test_centred_pretraining_targets_and_the_spread_term(tiny_data, tmp_path):
     cfg = _smoke(pre_center=True, spread_lambda=0.2, epochs=1)
     Run(cfg, tiny_data, tmp_path / "run", progress=False).fit()

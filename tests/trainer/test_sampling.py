@@ -4,7 +4,7 @@ import torch
 
 from model.parts import N_PARTS
 from trainer.bank import StemBank, audible
-from trainer.sampling import SegmentIndex, TripletSampler, individual_triplets
+from trainer.sampling import SegmentIndex, TripletSampler, individual_triplets, solo_pieces
 
 
 def _index(n_tracks=24, n_classes=3, seed=0):
@@ -84,6 +84,20 @@ def test_aligned_triplets_share_the_same_audio():
             {s.track for j, s in a.items() if j != t.cond})
     with pytest.raises(ValueError, match="probability"):
         TripletSampler(idx, aligned=1.5)
+
+
+def test_solo_pieces_are_one_audible_part_each():
+    idx = _index()
+    pieces = solo_pieces(idx, 100, np.random.default_rng(5))
+    assert len(pieces) == 100
+    parts = []
+    for piece in pieces:
+        (c, src), = _src(piece).items()  # exactly one part sounds
+        assert src.start in idx.active[src.track][c]  # at a window where that part is audible
+        parts.append(c)
+    # the parts come in turn: each of the five 20 times
+    assert np.bincount(parts, minlength=N_PARTS).tolist() == [20] * N_PARTS
+    assert solo_pieces(idx, 0, np.random.default_rng(5)) == []
 
 
 def test_made_silences_drop_some_parts():
