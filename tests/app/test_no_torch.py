@@ -1,6 +1,7 @@
 """Commands that do not run the model never import torch (it alone costs most of a second and
 several hundred MB): info, query by track id, export, journey, --help."""
 
+import json
 import subprocess
 import sys
 
@@ -57,3 +58,25 @@ def test_a_command_that_embeds_does_load_it(lib_args, tmp_path):
                        capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stderr
     assert "'torch'" in r.stdout
+
+
+def test_a_reader_run_as_the_command_ends_at_once_with_its_output_whole(lib_args, tmp_path):
+    """``python -m app`` (like the installed script) ends a reader's process straight after the
+    command; what it printed and wrote is all there, and an error keeps its exit code."""
+    run = [sys.executable, "-m", "app"]
+    inproc = subprocess.run([sys.executable, "-c", "import sys; from app.cli import main; "
+                             "sys.exit(main(sys.argv[1:]))", "query", "1", "--json", *lib_args],
+                            capture_output=True, text=True, timeout=120)
+    direct = subprocess.run([*run, "query", "1", "--json", *lib_args], capture_output=True, text=True,
+                            timeout=120)
+    assert direct.returncode == inproc.returncode == 0, direct.stderr
+    assert direct.stdout == inproc.stdout
+    assert len(json.loads(direct.stdout)["results"]) == 5  # the whole document
+    out = tmp_path / "list.csv"
+    r = subprocess.run([*run, "export", "1", "-k", "3", "--format", "csv", "-o", str(out), *lib_args],
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert len(out.read_text().splitlines()) == 4  # a header and three rows, flushed and closed
+    r = subprocess.run([*run, "info", "--library", str(tmp_path / "none")], capture_output=True,
+                       text=True, timeout=120)
+    assert r.returncode == 2 and "no Partwise library there" in r.stderr
