@@ -30,7 +30,6 @@ import sqlite3
 import threading
 from collections import OrderedDict, deque
 from collections.abc import Iterator, Mapping, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -39,17 +38,19 @@ import numpy as np
 
 from app.focus import because, best_segment_pair, best_segment_pairs, parse_focus
 from app.index import IndexParams, VectorIndex
-from app.journey import Journey
-from app.journey import build as build_journey
 from app.store import Row, Store, StoreError
-from app.tags import Tags, read_tags
 from app.timeline import Timeline, moment, part_timeline
 from app.walk import FoundFile, Problem, shown, walk_audio
 from assets import DEFAULT_WEIGHTS
 from model.parts import EMBED_DIM, N_PARTS, PARTS, track_presence
 from model.weights import WeightsError, file_sha256, read_card
 
-if TYPE_CHECKING:  # the model (and torch) load on first use: reading a library needs neither
+if TYPE_CHECKING:  # the model (and torch) load on first use: reading a library needs neither;
+    # the scan's and the journey's helpers too, so that the commands that read start sooner
+    from concurrent.futures import Future
+
+    from app.journey import Journey
+    from app.tags import Tags
     from model.audioio import Clips
     from model.embedder import Embedder, TrackEmbedding
 
@@ -329,6 +330,8 @@ class Library:
     def journey(self, start: int, end: int | None = None, **options) -> Journey:
         """A part-locked journey over this library (:func:`app.journey.build`; options: steps,
         lock, follow, floor, avoid); the locked parts must be present in the start track."""
+        from app.journey import build as build_journey
+
         return build_journey(self.index, start, end, presence=lambda i: self.track(i).presence,
                              **options)
 
@@ -510,6 +513,8 @@ class Library:
         try:
             with open(path, "rb") as fh:  # permission and I/O errors: temporary ones
                 fh.read(1)
+            from app.tags import read_tags
+
             w.tags = read_tags(path)
             w.clips = read_clips(path, rate, self.policy.window, self.policy.max_windows)
         except FileNotFoundError:
@@ -537,6 +542,8 @@ class Library:
             return
         rate = self._rate()  # fails early (LibraryError) when there is no model
         lookahead = 2 * self.workers + 2
+        from concurrent.futures import ThreadPoolExecutor
+
         pool = ThreadPoolExecutor(max_workers=self.workers, thread_name_prefix="partwise-decode")
         queue: deque[Future] = deque()
         batch: list[_Work] = []
