@@ -35,6 +35,14 @@ def report_summary(report_dir: Path) -> tuple[str, dict]:
     }
 
 
+def _chunks(run: Path) -> list[dict]:
+    """The run's chunks of training, oldest first (``RUN/chunks.jsonl``, written by each fit)."""
+    path = run / "chunks.jsonl"
+    if not path.is_file():
+        return []
+    return [json.loads(x) for x in path.read_text().splitlines() if x.strip()]
+
+
 def export(run: Path, out: Path, extra_card: dict | None = None,
            reports: list[Path] | None = None) -> str:
     """Copy ``run/best.safetensors`` to ``out`` with a full card; returns the sha256."""
@@ -48,7 +56,8 @@ def export(run: Path, out: Path, extra_card: dict | None = None,
     metrics = run / "metrics.json"
     card.update({
         "config": config,
-        "training": {k: summary.get(k) for k in ("seconds", "device", "world_size")},
+        "training": {k: summary.get(k) for k in ("seconds", "device", "world_size")}
+        | {"chunks": _chunks(run)},
         "data": summary.get("data", card.get("data")),
         "metrics": json.loads(metrics.read_text()) if metrics.exists() else {},
     })

@@ -9,8 +9,11 @@ The command only: it reads the options, resumes or reopens a run folder, and run
 from __future__ import annotations
 
 import argparse
+import datetime
 import json
 import logging
+import sys
+import time
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -58,7 +61,12 @@ def main(argv: Sequence[str] | None = None) -> int:
                 raise ValueError("--reopen needs --resume (it continues an existing run)")
             reopen(args.out, args.reopen)
         run = Run(cfg, args.data, args.out, progress=not args.quiet)
-        best = run.fit()
+        started, rows_before = time.time(), _log_rows(args.out)
+        try:
+            best = run.fit()
+        finally:
+            if run.env.main:
+                record_chunk(args.out, started, rows_before, list(argv if argv is not None else sys.argv[1:]))
     except Paused as p:
         log.info("paused in stage %s; continue with --resume", p)
         return 0
@@ -70,3 +78,43 @@ def main(argv: Sequence[str] | None = None) -> int:
     if run.env.world > 1:
         dist.destroy_process_group()
     return 0
+
+
+CHUNKS = "chunks.jsonl"  # one line per fit process: what it trained, how long, with which options
+
+
+def _log_rows(out: Path) -> int:
+    log_path = out / "log.jsonl"
+    return len(log_path.read_text().splitlines()) if log_path.is_file() else 0
+
+
+def record_chunk(out: Path, started: float, rows_before: int, argv: list[str]) -> dict | None:
+    """Append this process's chunk of training to ``RUN/chunks.jsonl``: when it started, its wall
+    time, the command's arguments, and per stage the epochs it trained and the best validation
+    score among them. Nothing when the process trained no epoch. ``partwise-train export``
+    carries the lines into the model card (``training.chunks``)."""
+    log_path = out / "log.jsonl"
+    if not log_path.is_file():
+        return None
+    rows = [json.loads(x) for x in log_path.read_text().splitlines()[rows_before:] if x.strip()]
+    stages: dict[str, dict] = {}
+    for r in rows:
+        if "epoch" not in r or "stage" not in r:
+            continue
+        s = stages.setdefault(r["stage"], {"first_epoch": r["epoch"], "last_epoch": r["epoch"]})
+        s["last_epoch"] = r["epoch"]
+        score = r.get("val_score")
+        if score is not None and score > s.get("best_score", float("-inf")):
+            s["best_score"], s["best_epoch"] = round(float(score), 4), r["epoch"]
+    if not stages:
+        return None
+    chunk = {
+        "started": datetime.datetime.fromtimestamp(started, datetime.UTC).isoformat(timespec="seconds"),
+        "wall_minutes": round((time.time() - started) / 60.0, 1),
+        "args": argv,
+        "stages": stages,
+    }
+    with open(out / CHUNKS, "a") as f:
+        f.write(json.dumps(chunk) + "\n")
+    return chunk
+

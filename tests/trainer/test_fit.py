@@ -78,6 +78,16 @@ def test_full_pipeline_resume_and_export(tiny_data, tmp_path):
     assert vec.segments.shape == (3, 640)
     card = json.loads(out.with_suffix(".json").read_text())["card"]
     assert len(card["norm_bias"]) == 5 and card["config"]["preset"] == "smoke"
+    # each fit process left its chunk, and the card carries them: the paused one ended in the
+    # middle of a stage, the resumed one trained on from there with its own arguments
+    chunks = card["training"]["chunks"]
+    assert len(chunks) == 2 and chunks[1]["args"][-1] == "--max_epochs_this_run=0"
+    assert all(c["wall_minutes"] >= 0 and c["started"].endswith("+00:00") for c in chunks)
+    first, second = (c["stages"] for c in chunks)
+    assert [first[s]["first_epoch"] for s in ("individual:drums", "pretrain")] == [1, 1]
+    resumed = [s for s in second if s in first]  # the stage the pause cut, trained on
+    assert resumed and all(second[s]["first_epoch"] == first[s]["last_epoch"] + 1 for s in resumed)
+    assert second["main"]["last_epoch"] == 3 and 1 <= second["main"]["best_epoch"] <= 3
 
 
 def test_non_empty_run_folder_needs_resume(tiny_data, tmp_path):
