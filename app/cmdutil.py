@@ -106,13 +106,14 @@ def focus_arg(text: str) -> np.ndarray:
 
 
 def open_library(args: argparse.Namespace, reader: bool = False, graphs: bool | None = None,
-                 graphs_above: int = 0) -> Library:
+                 graphs_above: int = 0, index: bool = True) -> Library:
     """The library the options name. A ``reader`` (a command that reads the library and exits)
     gets UsageError when there is none yet (it must not create an empty library at a mistyped
     path), and by default its index without the HNSW graphs: a search or two, each exact, take
     less time than loading them (``Library(graphs=False)``); a command that searches a dozen
     times (a journey) asks for ``graphs``, loaded only for an index of more than
-    ``graphs_above`` rows (bench/commands.py times both)."""
+    ``graphs_above`` rows (bench/commands.py times both). A command that only counts passes
+    ``index=False`` and the index stays unread (``Library(index=False)``)."""
     setup_logging(args.verbose)
     if not args.verbose:
         logging.getLogger("app").setLevel(logging.ERROR)
@@ -123,7 +124,8 @@ def open_library(args: argparse.Namespace, reader: bool = False, graphs: bool | 
                              f"'partwise scan --library {args.library} MUSIC_FOLDER'")
         raise UsageError(f"no library yet at {use.library}: scan a folder first, e.g. 'partwise scan ~/Music'")
     return Library(use.library, weights=use.weights, device=args.device,
-                   graphs=not reader if graphs is None else graphs, graphs_above=graphs_above)
+                   graphs=not reader if graphs is None else graphs, graphs_above=graphs_above,
+                   index=index)
 
 
 def fail(message: str, code: int = EXIT_ERROR, prog: str = "partwise") -> int:

@@ -861,6 +861,18 @@ class VectorIndex:
             if old.name != gen.name:
                 shutil.rmtree(old, ignore_errors=True)
 
+    @staticmethod
+    def saved_meta(folder: str | os.PathLike) -> dict | None:
+        """The saved index's meta.json (its model, rows, graphs) without reading the index, or
+        None when there is none or it cannot be read."""
+        folder = Path(folder)
+        try:
+            gen = folder / (folder / "CURRENT").read_text().strip()
+            doc = json.loads((gen / "meta.json").read_text())
+        except (OSError, ValueError):
+            return None
+        return doc if isinstance(doc, dict) else None
+
     @classmethod
     def load(cls, folder: str | os.PathLike, params: IndexParams | None = None,
              graphs: bool = True, graphs_above: int = 0) -> tuple[VectorIndex, dict] | None:

@@ -17,7 +17,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                    help="list the files that could not be analysed and the warnings of the last walk")
     add_library_options(p)
     args = p.parse_args(argv)
-    lib = open_library(args, reader=True)
+    lib = open_library(args, reader=True, index=False)  # counts only: the store answers
     try:
         info = lib.info()
         failures = [{"id": t.id, "path": t.shown_path, "error": t.error} for t in lib.failures()]

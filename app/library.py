@@ -151,7 +151,7 @@ class Library:
     def __init__(self, root: str | Path, weights: str | Path | None = None, device: str | None = None,
                  *, policy: AnalysisPolicy | None = None, index_params: IndexParams | None = None,
                  workers: int | None = None, batch_size: int = 64, graphs: bool = True,
-                 graphs_above: int = 0):
+                 graphs_above: int = 0, index: bool = True):
         self.root = Path(root).expanduser().resolve()
         self.store = Store(self.root)
         self.weights_path = Path(weights).expanduser() if weights is not None else DEFAULT_WEIGHTS
@@ -172,7 +172,14 @@ class Library:
         self.model_sha = self._model_sha()
         self.graphs = graphs  # False: a command that searches a few times and exits (_open_index)
         self._saved_graphs = False
-        self.index = self._open_index(index_params, graphs_above)
+        # index=False: a command that only counts (info) leaves the index unread; info() then
+        # answers from the store what the index would hold once brought in step with it
+        self.index: VectorIndex | None = self._open_index(index_params, graphs_above) if index else None
+        if not index:
+            self.graphs = False
+            meta = VectorIndex.saved_meta(self.root / "index")
+            self._saved_graphs = bool(meta and meta.get("model_sha") == self.model_sha
+                                      and meta.get("n_indexed"))
 
     # ------------------------------------------------------------ model
     def _model_sha(self) -> str | None:
@@ -791,10 +798,11 @@ class Library:
     def info(self) -> dict:
         """Counts and locations for ``partwise info``."""
         counts = {s: self.store.count(s) for s in ("ok", "failed", "pending")}
-        stale = counts["ok"] - len(self.index) if self.model_sha else 0  # the index holds the rest
+        indexed = len(self.index) if self.index is not None else self.store.count_ok(self.model_sha)
+        stale = counts["ok"] - indexed if self.model_sha else 0  # the index holds the rest
         return {"library": shown(self.root), "folders": [shown(f) for f in self.folders()],
                 "tracks": sum(counts.values()), **counts, "stale_model": stale,
-                "indexed": len(self.index), "hnsw": self.index.has_hnsw if self.graphs else self._saved_graphs,
+                "indexed": indexed, "hnsw": self.index.has_hnsw if self.graphs else self._saved_graphs,
                 "weights": shown(self.weights_path), "weights_present": self.weights_path.is_file(),
                 "model_sha": self.model_sha, "policy": self.policy.key()}
 

@@ -643,6 +643,14 @@ class Store:
             cur = con.executemany("UPDATE tracks SET presence=? WHERE id=? AND status='ok'", rows)
             return cur.rowcount
 
+    def count_ok(self, model_sha: str | None) -> int:
+        """How many tracks are ok (of ``model_sha`` when given): the rows the index holds once
+        brought in step with the store (from the covering index ``tracks_ok``)."""
+        if model_sha is None:
+            return self.count("ok")
+        return self._con().execute("SELECT COUNT(*) FROM tracks WHERE status='ok' AND model_sha=?",
+                                   (model_sha,)).fetchone()[0]
+
     def ok_revs(self, model_sha: str | None) -> tuple[np.ndarray, np.ndarray]:
         """(ids, revs), int64 and ordered by id, of the ok tracks (of ``model_sha`` when given):
         read from the covering index ``tracks_ok``, never from the rows with their vectors."""

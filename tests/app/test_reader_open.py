@@ -40,6 +40,21 @@ def test_without_graphs_every_search_is_exact_and_the_same(lib_dir):
     assert (root / "index" / "CURRENT").read_text() == saved  # the saved graphs are left alone
 
 
+def test_info_without_the_index_says_what_the_opened_index_says(lib_dir, tmp_path):
+    root, w = lib_dir
+    with Library(root, weights=w, index_params=SMALL, graphs=False) as reader, \
+            Library(root, weights=w, index=False) as counter:
+        assert counter.index is None
+        assert counter.info() == reader.info()
+        assert counter.info()["indexed"] == 8 and counter.info()["hnsw"]
+    # weights of another model: nothing of the library is in its index yet, no graphs of it
+    other = tiny_weights(tmp_path / "other.safetensors", seed=7)
+    with Library(root, weights=other, graphs=False) as reader, \
+            Library(root, weights=other, index=False) as counter:
+        assert counter.info() == reader.info()
+        assert counter.info()["stale_model"] == 8 and not counter.info()["hnsw"]
+
+
 def test_a_reader_never_saves_an_index_without_graphs(lib_dir, capsys):
     root, w = lib_dir
     saved = (root / "index" / "CURRENT").read_text()
