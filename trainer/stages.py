@@ -35,11 +35,11 @@ from model.losses import (
     triplet_loss,
 )
 from model.network import CSN, ModelSpec
-from model.parts import N_PARTS, PARTS, part_norms
+from model.parts import N_PARTS, PARTS
 from model.weights import load_weights, save_weights
 from trainer.bank import StemBank
 from trainer.config import TrainConfig
-from trainer.evaluate.metrics import participation_ratio
+from trainer.evaluate.metrics import largest_norm_predict, participation_ratio
 from trainer.loop import Stage, setup_env, unwrap
 from trainer.sampling import (
     Triplet,
@@ -424,14 +424,15 @@ def solo_identification(emb: torch.Tensor, present: torch.Tensor) -> dict[str, f
 
     emb: (N, 640) of clips with one part each; present: (N, 5). Clips the renderer left with no
     audible part are skipped."""
-    one = present.sum(dim=1) == 1
-    truth = present.argmax(dim=1)
-    pred = part_norms(emb.float()).argmax(dim=1)
+    present = present.cpu().numpy()
+    one = present.sum(axis=1) == 1
+    truth = present.argmax(axis=1)
+    pred = largest_norm_predict(emb.detach().float().cpu().numpy())  # Table 3's own rule
     row, accs = {}, []
     for c, part in enumerate(PARTS):
         sel = one & (truth == c)
         if sel.any():
-            row[f"val_solo_id_{part}"] = (pred[sel] == c).float().mean().item()
+            row[f"val_solo_id_{part}"] = float(np.mean(pred[sel] == c))
             accs.append(row[f"val_solo_id_{part}"])
     if accs:
         row["val_solo_id"] = float(np.mean(accs))
