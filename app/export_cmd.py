@@ -38,7 +38,7 @@ from app.cmdutil import (
     open_library,
     parse_query,
 )
-from app.library import Result, Track
+from app.library import Listed, Result, Track
 from model.parts import PARTS
 from model.weights import atomic_write
 
@@ -56,11 +56,12 @@ def path_entry(path: str | os.PathLike) -> str:
 
 def csv_text(text: str) -> str:
     """A text cell a spreadsheet will not run as a formula; lone surrogates become U+FFFD."""
-    text = text.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+    if not text.isascii():  # only non-ASCII text can hold a lone surrogate
+        text = text.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
     return "'" + text if text.startswith(_FORMULA_START) else text
 
 
-def m3u(tracks: Sequence[Track]) -> str:
+def m3u(tracks: Sequence[Track | Listed]) -> str:
     lines = ["#EXTM3U"]
     for t in tracks:
         who = f"{t.artist} - {t.title}" if t.artist else t.title
@@ -83,7 +84,7 @@ def results_csv(results: Sequence[Result]) -> str:
     return buf.getvalue()
 
 
-def tracks_csv(tracks: Sequence[Track]) -> str:
+def tracks_csv(tracks: Sequence[Track | Listed]) -> str:
     buf = io.StringIO()
     w = csv.writer(buf)
     w.writerow(["id", "path", "title", "artist", "album", "duration", "status", "error",
@@ -120,8 +121,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             check_results(lib, len(results))
             text = results_csv(results) if fmt == "csv" else m3u([r.track for r in results])
         else:
-            tracks = lib.tracks()
-            text = tracks_csv(tracks) if fmt == "csv" else m3u([t for t in tracks if t.status == "ok"])
+            text = tracks_csv(lib.listing()) if fmt == "csv" else m3u(lib.listing("ok"))
     finally:
         lib.close()
     data = text.encode("utf-8")  # every field above is valid Unicode

@@ -7,7 +7,10 @@ track's analysis windows, the saved index with its HNSW graphs), its rows made w
 model, so every command opens it with the default weights as a user would. Each command runs
 ``--runs`` times as a subprocess of the installed ``partwise`` script, start-up and imports
 included; the runs go round the commands in turn, so a change in the machine's load falls on all
-of them alike. Beside them, two floors timed the same way: the interpreter alone, and the
+of them alike. A warm-up round goes first, after which the page cache holds the library and
+Python has written its bytecode caches, as on a user's machine after the first command
+(``PYTHONDONTWRITEBYTECODE`` is dropped for the commands, else the project's changed modules
+would be compiled again by every timed run). Beside them, two floors timed the same way: the interpreter alone, and the
 interpreter importing numpy (which every command that opens a library needs). One more run of
 each command, not timed, checks that it leaves torch unloaded.
 
@@ -71,9 +74,13 @@ def make_library(n: int, root: Path) -> dict:
     return took
 
 
+# the commands' environment: bytecode caches written, as Python does by default
+ENV = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+
+
 def timed(argv: list[str]) -> float:
     t = time.perf_counter()
-    r = subprocess.run(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    r = subprocess.run(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=ENV)
     took = time.perf_counter() - t
     if r.returncode != 0:
         raise RuntimeError(f"{' '.join(argv)} failed ({r.returncode}): {r.stderr.strip()[-500:]}")
@@ -81,7 +88,8 @@ def timed(argv: list[str]) -> float:
 
 
 def loads_torch(args: list[str]) -> bool:
-    r = subprocess.run([sys.executable, "-c", TORCH_PROBE, *args], capture_output=True, text=True)
+    r = subprocess.run([sys.executable, "-c", TORCH_PROBE, *args], capture_output=True, text=True,
+                       env=ENV)
     if r.returncode != 0:
         raise RuntimeError(f"partwise {' '.join(args)} failed: {r.stderr.strip()[-500:]}")
     return "TORCH True" in r.stderr
@@ -100,7 +108,7 @@ def bench(n: int, runs: int, root: Path) -> dict:
               "python_import_numpy": [sys.executable, "-c", "import numpy"]}
     load_before = os.getloadavg()
     times: dict[str, list[float]] = {k: [] for k in (*floors, *cmds)}
-    for args in cmds.values():  # one warm-up round: the page cache holds the library, as after use
+    for args in cmds.values():  # warm-up: library in the page cache, bytecode cached
         timed([*partwise(), *args])
     for _ in range(runs):
         for k, argv in floors.items():

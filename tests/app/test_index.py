@@ -1,6 +1,7 @@
 """The vector index's storage: float16 vectors, memory-mapped after a load, chunked brute force."""
 
 import json
+import logging
 
 import numpy as np
 import pytest
@@ -102,3 +103,47 @@ def test_the_float32_copy_of_a_small_library_follows_every_change():
     idx.maintain()  # compacts (half the rows are dead)
     assert idx.search(v[40], w, 1, exclude=[40]).ids.tolist() != [40]
     assert idx.search(v[7], w, 1).ids.tolist() == [100]
+
+
+def test_a_small_index_saves_its_float32_copy_and_a_reader_maps_it(saved):
+    idx, v, folder = saved
+    wide = np.load(next(folder.glob("gen-*")) / "wide.npy")
+    np.testing.assert_array_equal(wide, v.astype(np.float16).astype(np.float32))  # lossless
+    w = parse_focus([1, 1, 1, 1, 1])
+    before = idx.search(v[3], w, 10, exclude=[4])
+    loaded, _ = VectorIndex.load(folder, IndexParams(exact_below=1000))  # exact: every row scored
+    mapped = loaded._wide
+    assert isinstance(mapped.base, np.memmap) and not mapped.flags.writeable
+    after = loaded.search(v[3], w, 10, exclude=[4])
+    assert loaded._wide is mapped  # scored from the saved copy, nothing widened
+    assert after.ids.tolist() == before.ids.tolist()
+    np.testing.assert_allclose(after.scores, before.scores, rtol=1e-6)
+    loaded.upsert([999], [1], v[:1] * 2)  # a change drops the copy; the next search is still right
+    assert loaded._wide is None
+    assert loaded.search(v[0] * 2, w, 1).ids.tolist() == [999]
+
+
+def test_a_float32_copy_that_does_not_match_is_not_used(saved, caplog):
+    idx, v, folder = saved
+    gen = next(folder.glob("gen-*"))
+    bad = np.load(gen / "wide.npy")
+    bad[0] += 1.0
+    np.save(gen / "wide.npy", bad)
+    w = parse_focus([1, 1, 1, 1, 1])
+    with caplog.at_level(logging.WARNING, logger="app.index"):
+        loaded, _ = VectorIndex.load(folder, IndexParams(exact_below=1000))
+    assert loaded._wide is None and "differs" in caplog.text
+    assert loaded.search(v[0], w, 3).ids.tolist() == idx.search(v[0], w, 3).ids.tolist()
+    (gen / "wide.npy").write_bytes(b"\x93NUMPY garbage")  # damaged: the index itself still loads
+    loaded, _ = VectorIndex.load(folder, IndexParams(exact_below=1000))
+    assert loaded._wide is None and len(loaded) == 300
+
+
+def test_a_large_index_saves_no_float32_copy(tmp_path, monkeypatch):
+    monkeypatch.setattr(app.index, "WIDE_ROWS", 50)
+    idx = VectorIndex()
+    idx.upsert(range(60), [1] * 60, vectors(60, seed=3))
+    idx.save(tmp_path / "index", {})
+    assert not (next((tmp_path / "index").glob("gen-*")) / "wide.npy").exists()
+    loaded, _ = VectorIndex.load(tmp_path / "index")
+    assert loaded._wide is None

@@ -5,8 +5,10 @@ import json
 import pytest
 
 from app import query_cmd, scan_cmd
+from app.export_cmd import m3u, tracks_csv
 from app.index import IndexParams
 from app.library import Library
+from app.store import Store
 from tests.app.library_helpers import tiny_weights
 from tests.app.test_library import songs
 
@@ -101,3 +103,58 @@ def test_the_scan_still_saves_the_graphs(lib_dir, tmp_path):
                           "--weights", str(w)]) == 0
     with Library(root, weights=w, index_params=SMALL, graphs=False) as reader:
         assert reader.info()["indexed"] == 9
+
+
+def test_a_reader_trusts_an_index_saved_in_step_and_rereads_after_a_change(tmp_path, monkeypatch):
+    w = tiny_weights(tmp_path / "w.safetensors")
+    songs(tmp_path / "music", 5, seconds=7.0)
+    with Library(tmp_path / "lib", weights=w, device="cpu", index_params=SMALL) as lib:
+        for _ in lib.scan([tmp_path / "music"]):
+            pass
+        count = lib.store.changes()
+    doc = json.loads((tmp_path / "lib" / "index" / (tmp_path / "lib" / "index" / "CURRENT")
+                      .read_text() / "meta.json").read_text())
+    assert doc["store_changes"] == count is not None
+    read = []
+    real = Store.ok_revs
+    monkeypatch.setattr(Store, "ok_revs", lambda self, sha: read.append(1) or real(self, sha))
+    with Library(tmp_path / "lib", weights=w, index_params=SMALL, graphs=False) as reader:
+        assert not read and len(reader.search(1, [1, 1, 1, 1, 1], k=10)) == 4  # in step: not read
+        con = reader.store._con()
+        with con:
+            con.execute("UPDATE tracks SET title='renamed' WHERE id=2")  # not what the index holds
+        assert reader.store.changes() == count
+        with con:
+            con.execute("UPDATE tracks SET status='failed' WHERE id=3")  # what another writer does
+        assert reader.store.changes() == count + 1
+    with Library(tmp_path / "lib", weights=w, index_params=SMALL, graphs=False) as reader:
+        assert read  # the count moved: the index is checked against every row
+        assert sorted(r.track.id for r in reader.search(1, [1, 1, 1, 1, 1], k=10)) == [2, 4, 5]
+
+
+def test_every_library_counts_its_changes_from_its_own_start(tmp_path):
+    a, b = Store(tmp_path / "a"), Store(tmp_path / "b")
+    try:
+        assert a.changes() is not None and b.changes() is not None and a.changes() != b.changes()
+    finally:
+        a.close()
+        b.close()
+
+
+def test_the_listing_shows_what_the_tracks_show(lib_dir):
+    root, w = lib_dir
+    with Library(root, weights=w, index=False) as lib:
+        con = lib.store._con()
+        with con:  # one track failed, with an error and no presence
+            con.execute("UPDATE tracks SET status='failed', error='cannot decode', presence=NULL WHERE id=2")
+        tracks, listed = lib.tracks(), lib.listing()
+        assert [t.id for t in tracks] == [r.id for r in listed] and len(listed) >= 8
+        for t, r in zip(tracks, listed, strict=True):
+            assert (str(t.path), t.title, t.artist, t.album, t.duration, t.status, t.error) == \
+                (r.path, r.title, r.artist, r.album, r.duration, r.status, r.error)
+            assert list(r.presence) == t.presence.tolist()
+        assert tracks_csv(listed) == tracks_csv(tracks)
+        assert m3u(lib.listing("ok")) == m3u([t for t in tracks if t.status == "ok"])
+        assert 2 not in [r.id for r in lib.listing("ok")]
+        with con:
+            con.execute("UPDATE tracks SET status='ok', error=NULL WHERE id=2")
