@@ -265,18 +265,18 @@ class Library:
         times, where exact searches of a small library cost less than loading its graphs)."""
         loaded = VectorIndex.load(self.root / "index", params, graphs=self.graphs,
                                   graphs_above=graphs_above)
+        count, in_step = self.store.changes(), False
         if loaded is not None and loaded[1].get("model_sha") == self.model_sha:
             index = loaded[0]
             self._saved_graphs = bool(loaded[1].get("n_indexed"))
             if self.graphs and self._saved_graphs and not index.has_hnsw:
                 self.graphs = False  # left on disk for its size: never saved over without them
+            # saved in step with the store, which has not changed since
+            in_step = count is not None and loaded[1].get("store_changes") == count
         else:
             index = VectorIndex(params)
-        count = self.store.changes()
-        if loaded is not None and count is not None and loaded[1].get("store_changes") == count \
-                and index is loaded[0]:
-            changed = False  # saved in step with the store, which has not changed since
-            self._synced = count
+        if in_step:
+            changed, self._synced = False, count
         else:
             changed = self._reconcile(index)
         if not self.graphs:

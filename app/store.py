@@ -433,23 +433,21 @@ class Store:
         r = self._con().execute(f"SELECT {_ROW_COLS} FROM tracks WHERE path=?", (db_path(path),)).fetchone()
         return _row(r) if r else None
 
-    def rows(self, status: str | None = None) -> list[Row]:
+    def _tracks(self, cols: str, status: str | None) -> sqlite3.Cursor:
+        """``cols`` of every track (of ``status``), ordered by id."""
         if status is None:
-            cur = self._con().execute(f"SELECT {_ROW_COLS} FROM tracks ORDER BY id")
-        else:
-            cur = self._con().execute(f"SELECT {_ROW_COLS} FROM tracks WHERE status=? ORDER BY id", (status,))
-        return [_row(r) for r in cur]
+            return self._con().execute(f"SELECT {cols} FROM tracks ORDER BY id")
+        return self._con().execute(f"SELECT {cols} FROM tracks WHERE status=? ORDER BY id", (status,))
+
+    def rows(self, status: str | None = None) -> list[Row]:
+        return [_row(r) for r in self._tracks(_ROW_COLS, status)]
 
     def listing(self, status: str | None = None) -> list[tuple]:
         """(id, path, title, artist, album, duration, status, error, presence blob) of every
         track (of ``status``), ordered by id: what a listing of the whole library shows, without
         building a :class:`Row` for each (10k rows: a fifth of ``partwise export``)."""
         cols = "id, path, title, artist, album, duration, status, error, presence"
-        if status is None:
-            cur = self._con().execute(f"SELECT {cols} FROM tracks ORDER BY id")
-        else:
-            cur = self._con().execute(f"SELECT {cols} FROM tracks WHERE status=? ORDER BY id", (status,))
-        return [(r[0], path_from_db(r[1]), *r[2:]) for r in cur]
+        return [(r[0], path_from_db(r[1]), *r[2:]) for r in self._tracks(cols, status)]
 
     def count(self, status: str | None = None) -> int:
         if status is None:

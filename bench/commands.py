@@ -10,9 +10,9 @@ included; the runs go round the commands in turn, so a change in the machine's l
 of them alike. A warm-up round goes first, after which the page cache holds the library and
 Python has written its bytecode caches, as on a user's machine after the first command
 (``PYTHONDONTWRITEBYTECODE`` is dropped for the commands, else the project's changed modules
-would be compiled again by every timed run). Beside them, two floors timed the same way: the interpreter alone, and the
-interpreter importing numpy (which every command that opens a library needs). One more run of
-each command, not timed, checks that it leaves torch unloaded.
+would be compiled again by every timed run). Beside them, two floors timed the same way: the
+interpreter alone, and the interpreter importing numpy (which every command that opens a
+library needs). One more run of each command, not timed, checks that it leaves torch unloaded.
 
 Prints one JSON; the target is in it: each command's median under 0.3 s at 10k tracks (issue
 17), with torch never imported.
