@@ -2,9 +2,9 @@
 
 :class:`VectorIndex` keeps every track vector (N, 640) as float16 with its part squared norms
 (float32), memory-mapped from the saved index until the first change, and, once the library is
-large enough, hnswlib graphs: one per part subspace, and from ``mix_above`` tracks one for
-focuses on several parts. Each part's graph holds the part projected on the principal axes that
-keep 99 % of its variance (:class:`Projection`; the shipped model's vectors of real music need
+large enough, hnswlib graphs, one per part subspace, and from ``codes_above`` tracks the part
+codes that a focus on several parts scans (:mod:`app.codes`). Each part's graph holds the part
+projected on the principal axes that keep 99 % of its variance (:class:`Projection`; the shipped model's vectors of real music need
 23-76 of the 128 dimensions), which makes the graphs smaller and quicker to build without
 changing an answer: a projected distance is a lower bound of the true one, and candidates are
 re-ranked on the full vectors. HNSW labels are row numbers in the arrays; rows are only ever
@@ -14,11 +14,11 @@ always in step with the store even while a scan is adding tracks.
 
 A focused query (see :mod:`app.focus`: per-part similarity, match) on one part takes candidates
 from that part's graph, doubling the list until a bound proves the answer exact; so does a focus
-on several parts in a library of under ``mix_above`` tracks. In a larger one such a bound needs
-lists of thousands (the best rows are moderately close in every part, far down each part's
-list), so the focus adds the several-parts graph's list for its weighting (:class:`MixSpace`:
-any weighting, "different" parts included, is a nearest-row search in one fixed space) to each
-"same" part's list and re-ranks the union exactly, in one pass. Libraries under ``exact_below``
+on several parts in a library of under ``codes_above`` tracks. In a larger one such a bound
+needs lists of thousands (the best rows are moderately close in every part, far down each
+part's list), so the focus scans every row's part codes instead (one byte per part: an
+estimate of the match, "different" parts included), scores the best few thousand again on
+their projected parts and the best few hundred of those exactly. Libraries under ``exact_below``
 tracks, and queries with no positive weight, are answered by exact brute force. All methods are
 thread-safe (one re-entrant lock).
 
@@ -41,6 +41,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from app.codes import PartCodes
 from app.focus import match, match_from_raw, part_scales, similarity
 from model.parts import (
     EMBED_DIM,
@@ -90,16 +91,14 @@ class IndexParams:
     # the part's variance (real embeddings: 23-76 of 128 dimensions for 0.99); 1.0 keeps all 128
     keep_variance: float = 0.99
     projection_sample: int = 20000  # rows the principal axes are measured on
-    # a sixth graph answers focuses on several parts (see MixSpace); its parts keep this share
-    mix_graph: bool = True
+    # part codes answer focuses on several parts (app.codes) ...
+    codes: bool = True
     # ... from this many tracks: below it, the per-part lists with their bound are exact and quick
-    mix_above: int = 50000
-    mix_keep_variance: float = 0.95
-    mix_candidates: int = 400  # rows it lists for a focus on several parts
-    mix_negative: float = 0.5  # how much a "different" part counts in its list, against a "same" one
-    # with "different" parts, each "same" part lists this many: the answer is near in the "same"
-    # parts, and the "different" ones pick among a wider circle
-    negative_candidates: int = 400
+    codes_above: int = 50000
+    codes_keep_variance: float = 0.95  # share of each part's variance the codes' projection keeps
+    codes_scan: int = 4000  # rows scored again on their projected parts: at least this many ...
+    codes_scan_share: float = 1 / 64  # ... and at least this share of the rows
+    codes_refine: int = 300  # of those, rows scored exactly
 
 
 class _Memo:
@@ -110,7 +109,7 @@ class _Memo:
     def __init__(self, key: tuple):
         self.key = key
         self.lists: dict[int, tuple[int, int, np.ndarray, np.ndarray]] = {}  # part -> kk, widen, labels, dists
-        self.mix_lists: dict[bytes, np.ndarray] = {}  # focus -> the several-parts graph's list
+        self.coded: dict[bytes, np.ndarray] = {}  # focus -> the rows its part-code scan chose
         self.rows = np.zeros(0, np.int64)  # sorted rows whose part distances are known ...
         self.pd = np.zeros((0, N_PARTS), np.float32)  # ... these (squared, per part) ...
         self.have = np.zeros((0, N_PARTS), bool)  # ... for these parts
@@ -217,65 +216,6 @@ class Projection:
         return cls(a[0], a[1:].T)
 
 
-class MixSpace:
-    """The space of the graph that lists candidates for a focus on several parts.
-
-    With each part projected (:class:`Projection`) and divided by the square root of its scale,
-    z_c, a focus's weighted squared distance sum_c u_c ||q_c - z_c||^2 is, up to a constant of
-    the query, minus an inner product: 2 sum_c u_c q_c.z_c - sum_c u_c ||z_c||^2 = a(q, u) . b(z)
-    with b = (z_1..z_5, ||z_1||^2..||z_5||^2). Appending sqrt(R^2 - ||b||^2) to every row (R the
-    largest ||b||) and 0 to the unit query turns the largest inner product into the nearest row
-    in plain L2, so one HNSW graph serves every weighting, "different" parts included (u_c < 0).
-    The weighted distance is a first-order stand-in for the match (each s_c falls with the
-    distance); the exact re-rank of its list with the per-part lists gives the answer."""
-
-    def __init__(self, projections: list[Projection], scales: np.ndarray, radius: float):
-        self.projections = projections
-        self.inv = (1.0 / np.sqrt(np.maximum(np.asarray(scales, np.float64), 1e-12))).astype(np.float32)
-        self.radius = float(radius)
-
-    @property
-    def dim(self) -> int:
-        return sum(pr.dim for pr in self.projections) + N_PARTS + 1
-
-    def _b(self, x: np.ndarray) -> np.ndarray:
-        z = [self.projections[c](x[:, part_slice(c)]) * self.inv[c] for c in range(N_PARTS)]
-        return np.concatenate(z + [np.stack([(zc * zc).sum(axis=1) for zc in z], axis=1)], axis=1)
-
-    def max_norm(self, x: np.ndarray) -> float:
-        return float(np.sqrt((self._b(np.asarray(x, np.float32)) ** 2).sum(axis=1).max(initial=0.0)))
-
-    def rows(self, x: np.ndarray) -> np.ndarray:
-        """(n, 640) -> (n, dim) float32 graph rows (a row beyond the radius gets 0 appended)."""
-        b = self._b(np.asarray(x, np.float32))
-        last = np.sqrt(np.maximum(self.radius ** 2 - (b * b).sum(axis=1), 0.0))
-        return np.ascontiguousarray(np.concatenate([b, last[:, None]], axis=1), dtype=np.float32)
-
-    def query(self, q: np.ndarray, w: np.ndarray, negative: float) -> np.ndarray:
-        """(640,) query and (5,) focus -> (1, dim) unit query row."""
-        u = np.where(w > 0, w, negative * w).astype(np.float32)
-        z = [self.projections[c](q[None, part_slice(c)])[0] * self.inv[c] for c in range(N_PARTS)]
-        a = np.concatenate([2.0 * u[c] * z[c] for c in range(N_PARTS)] + [-u, np.zeros(1, np.float32)])
-        return (a / max(float(np.linalg.norm(a)), 1e-12)).astype(np.float32)[None, :]
-
-    def save(self, gen: Path) -> dict:
-        """Write the projections to ``gen``; what goes into meta.json is returned."""
-        for c, pr in enumerate(self.projections):
-            np.save(gen / f"mix-proj-{c}.npy", pr.to_array())
-        return {"dim": self.dim, "scales": (1.0 / self.inv.astype(np.float64) ** 2).tolist(), "radius": self.radius}
-
-    @classmethod
-    def load(cls, gen: Path, doc: dict) -> MixSpace:
-        scales = np.asarray(doc["scales"], np.float64)
-        if scales.shape != (N_PARTS,) or not np.isfinite(scales).all() or (scales <= 0).any():
-            raise ValueError("meta.json: bad scales of the several-parts graph")
-        space = cls([Projection.from_array(np.load(gen / f"mix-proj-{c}.npy")) for c in range(N_PARTS)],
-                    scales, float(doc["radius"]))
-        if space.dim != doc["dim"]:
-            raise ValueError("mix-proj-*.npy do not match the graph they project for")
-        return space
-
-
 def _sample(vecs: np.ndarray, rows: np.ndarray, p: IndexParams) -> np.ndarray:
     """At most ``projection_sample`` of ``rows``, evenly spread, as float32: what the graphs'
     projections are measured on."""
@@ -288,25 +228,56 @@ def _fit_projections(sample: np.ndarray, keep: float) -> list[Projection]:
     return [Projection.fit(sample[:, part_slice(c)], keep) for c in range(N_PARTS)]
 
 
-def _fit_mix_space(vecs: np.ndarray, rows: np.ndarray, sample: np.ndarray, p: IndexParams) -> MixSpace:
-    """The several-parts graph's space for ``rows`` of ``vecs``: projections and scales measured
-    on ``sample`` (:func:`_sample`), the radius on every row."""
-    space = MixSpace(_fit_projections(sample, p.mix_keep_variance), part_scales(sample), 1.0)
-    radius = max((space.max_norm(vecs[rows[s:s + BUILD_CHUNK]]) for s in range(0, len(rows), BUILD_CHUNK)),
-                 default=1.0)
-    space.radius = 1.05 * radius  # a little room for rows added later
-    return space
+def _build_codes(vecs: np.ndarray, n0: int, sample: np.ndarray, p: IndexParams) -> PartCodes:
+    """Part codes of rows [0, n0) of ``vecs`` (dead rows too: codes are addressed by row), their
+    projections, scales and codebooks measured on ``sample`` (:func:`_sample`)."""
+    codes = PartCodes.fit(sample, _fit_projections(sample, p.codes_keep_variance), part_scales(sample))
+    for s in range(0, n0, BUILD_CHUNK):
+        codes.append(vecs[s:min(n0, s + BUILD_CHUNK)])
+    return codes
 
 
-def _build_mix(vecs: np.ndarray, rows: np.ndarray, sample: np.ndarray, p: IndexParams,
-               threads: int) -> tuple[MixSpace, hnswlib.Index]:
-    """The several-parts graph over ``rows`` of ``vecs`` (see :class:`MixSpace`)."""
-    space = _fit_mix_space(vecs, rows, sample, p)
-    h = _new_hnsw(space.dim, int(len(rows) * 1.25) + 1024, p)
-    for s in range(0, len(rows), BUILD_CHUNK):
-        r = rows[s:s + BUILD_CHUNK]
-        h.add_items(space.rows(vecs[r]), r, num_threads=threads)
-    return space, h
+class Between:
+    """Exact searches for blends of two vectors (:meth:`VectorIndex.between`): the target's part
+    c is (1 - t_c) a_c + t_c b_c, so its squared distance to row x is
+    |target_c|^2 + |x_c|^2 - 2 ((1 - t_c) x_c.a_c + t_c x_c.b_c), from products known."""
+
+    def __init__(self, index: VectorIndex, a: np.ndarray, b: np.ndarray, cross: np.ndarray,
+                 sq: np.ndarray, alive: np.ndarray, ids: np.ndarray, gen: int, scales: np.ndarray):
+        self.index, self.a, self.b, self.cross = index, a, b, cross
+        self.sq, self.alive, self.ids, self.gen, self.scales = sq, alive, ids, gen, scales
+
+    def target(self, t: np.ndarray) -> np.ndarray:
+        """(5,) blend per part -> the (640,) target vector."""
+        tw = np.repeat(np.asarray(t, np.float32), SUBSPACE_DIM)
+        return ((1.0 - tw) * self.a + tw * self.b).astype(np.float32)
+
+    def search(self, t: np.ndarray, w: np.ndarray, k: int, exclude: Iterable[int] = ()) -> Hits:
+        """What ``index.search(self.target(t), w, k, exclude)`` answers by brute force, unless
+        the index changed since (then it asks the index)."""
+        t = np.asarray(t, np.float32).reshape(N_PARTS)
+        w = np.asarray(w, np.float32).reshape(N_PARTS)
+        target = self.target(t)
+        if self.gen != self.index._gen:
+            return self.index.search(target, w, k, exclude)
+        tn = part_sq_norms(target[None, :])[0]
+        pd = np.maximum(tn + self.sq - 2.0 * ((1.0 - t) * self.cross[0] + t * self.cross[1]), 0.0)
+        scores = match(similarity(pd, self.scales), w)
+        scores[~self.alive] = -np.inf
+        excl = np.fromiter((int(i) for i in exclude), np.int64)
+        if len(excl):
+            scores[np.isin(self.ids, excl)] = -np.inf
+        top = min(k, int(np.isfinite(scores).sum()))
+        if top == 0:
+            z = np.zeros((0, N_PARTS), np.float32)
+            return Hits(np.zeros(0, np.int64), np.zeros(0, np.float32), z, True, z)
+        best = np.argpartition(-scores, top - 1)[:top] if top < len(scores) else np.arange(len(scores))
+        bpd = part_sq_distances(target, np.asarray(self.index._vecs[best], np.float32), self.sq[best])
+        sim = similarity(bpd, self.scales)
+        final = match(sim, w)
+        order = np.lexsort((self.ids[best], -final))
+        return Hits(ids=self.ids[best[order]].copy(), scores=final[order], parts=bpd[order], exact=True,
+                    similarity=sim[order])
 
 
 class VectorIndex:
@@ -324,7 +295,8 @@ class VectorIndex:
         self._pos: dict[int, int] = {}
         self._hnsw: list[hnswlib.Index] | None = None
         self._proj: list[Projection] = []  # each graph's space (with the graphs)
-        self._mix: tuple[MixSpace, hnswlib.Index] | None = None  # the several-parts graph
+        self._codes: PartCodes | None = None  # what a focus on several parts scans
+        self._scratch = np.zeros(0, np.float32)  # the code scan's estimates
         self._n_indexed = 0  # rows [0, n_indexed) are in HNSW
         self._epoch = 0  # bumped when rows are renumbered (compaction)
         self._maint_lock = threading.Lock()  # one maintenance at a time
@@ -405,7 +377,7 @@ class VectorIndex:
             self._vecs = np.array(self._vecs)
 
     def _graphs(self) -> list[hnswlib.Index]:
-        return [*(self._hnsw or ()), *([self._mix[1]] if self._mix is not None else [])]
+        return list(self._hnsw or ())
 
     def _kill(self, row: int) -> None:
         self._alive[row] = False
@@ -468,21 +440,21 @@ class VectorIndex:
             big = len(self._pos) >= p.exact_below
             if not big:
                 if self._hnsw is not None and len(self._pos) < p.exact_below // 2:
-                    self._hnsw, self._mix, self._n_indexed = None, None, 0
+                    self._hnsw, self._codes, self._n_indexed = None, None, 0
                     self._gen += 1
                 return
             need_build = self._hnsw is None
-            need_mix = not need_build and p.mix_graph and self._mix is None and len(self._pos) >= p.mix_above
+            need_codes = not need_build and p.codes and self._codes is None and len(self._pos) >= p.codes_above
             n0 = self._n
             tail = n0 - self._n_indexed
-            if not need_build and not need_mix and not force and tail < p.fold_every:
+            if not need_build and not need_codes and not force and tail < p.fold_every:
                 return
             vecs, alive, epoch = self._vecs, self._alive[:n0].copy(), self._epoch
             n_idx = self._n_indexed
         if need_build:
             self._build(vecs, alive, n0, epoch)
-        elif need_mix:  # an index saved before the several-parts graph: add it
-            self._add_mix(vecs, alive[:n_idx], n_idx, epoch)
+        elif need_codes:  # an index saved before the part codes, or one that grew past codes_above
+            self._add_codes(vecs, alive[:n_idx], n_idx, epoch)
         self._fold()
 
     def _compact(self) -> None:
@@ -495,7 +467,7 @@ class VectorIndex:
         self._alive = np.ones(len(rows), bool)
         self._n = len(rows)
         self._pos = {int(i): r for r, i in enumerate(self._ids.tolist())}
-        self._hnsw, self._mix, self._n_indexed = None, None, 0
+        self._hnsw, self._codes, self._n_indexed = None, None, 0
         self._epoch += 1
         self._gen += 1
 
@@ -513,36 +485,29 @@ class VectorIndex:
                 r = rows[s:s + BUILD_CHUNK]
                 h.add_items(proj[which](vecs[r, part_slice(which)]), r, num_threads=threads)
             built.append(h)
-        mix = _build_mix(vecs, rows, sample, p, threads) if p.mix_graph and len(rows) >= p.mix_above else None
+        codes = _build_codes(vecs, n0, sample, p) if p.codes and len(rows) >= p.codes_above else None
         with self._lock:
             if epoch != self._epoch:
                 return
             for r in np.flatnonzero(~self._alive[:n0] & alive):  # killed while we built
-                for h in built + ([mix[1]] if mix else []):
+                for h in built:
                     h.mark_deleted(int(r))
-            self._hnsw, self._proj, self._mix, self._n_indexed = built, proj, mix, n0
+            self._hnsw, self._proj, self._codes, self._n_indexed = built, proj, codes, n0
             self._gen += 1
         log.info("built HNSW over %d tracks in %.1f s (graph dimensions %s)", len(rows),
                  time.perf_counter() - t, [pr.dim for pr in proj])
 
-    def _add_mix(self, vecs: np.ndarray, alive: np.ndarray, n_idx: int, epoch: int) -> None:
+    def _add_codes(self, vecs: np.ndarray, alive: np.ndarray, n_idx: int, epoch: int) -> None:
         t = time.perf_counter()
-        rows = np.flatnonzero(alive)
-        mix = _build_mix(vecs, rows, _sample(vecs, rows, self.params), self.params,
-                         self.params.threads or (os.cpu_count() or 1))
+        codes = _build_codes(vecs, n_idx, _sample(vecs, np.flatnonzero(alive), self.params), self.params)
         with self._lock:
             if epoch != self._epoch or self._hnsw is None or self._n_indexed < n_idx:
                 return
-            for r in np.flatnonzero(~self._alive[:n_idx] & alive):
-                mix[1].mark_deleted(int(r))
-            # rows indexed in the per-part graphs since: the mix graph takes them too
-            extra = n_idx + np.flatnonzero(self._alive[n_idx:self._n_indexed])
-            if len(extra):
-                mix[1].resize_index(int(self._n_indexed * 1.25) + 1024)
-                mix[1].add_items(mix[0].rows(self._vecs[extra]), extra)
-            self._mix = mix
+            if self._n_indexed > n_idx:  # rows indexed in the graphs since: the codes take them too
+                codes.append(self._vecs[n_idx:self._n_indexed])
+            self._codes = codes
             self._gen += 1
-        log.info("built the several-parts graph over %d tracks in %.1f s", n_idx, time.perf_counter() - t)
+        log.info("encoded the part codes of %d tracks in %.1f s", n_idx, time.perf_counter() - t)
 
     def _fold(self) -> None:
         p = self.params
@@ -560,8 +525,8 @@ class VectorIndex:
                     if len(rows):
                         h.add_items(self._proj[which](self._vecs[rows, part_slice(which)]), rows,
                                     num_threads=threads)
-                if self._mix is not None and len(rows):
-                    self._mix[1].add_items(self._mix[0].rows(self._vecs[rows]), rows, num_threads=threads)
+                if self._codes is not None:  # every row, dead ones too: codes are addressed by row
+                    self._codes.append(self._vecs[a:b])
                 self._n_indexed = b
                 self._gen += 1
 
@@ -609,6 +574,29 @@ class VectorIndex:
             order = np.lexsort((self._ids[best_rows], -final))
             return Hits(ids=self._ids[best_rows[order]].copy(), scores=final[order], parts=pd[order],
                         exact=exact, similarity=sim[order])
+
+    def between(self, a: np.ndarray, b: np.ndarray) -> Between | None:
+        """Exact searches for targets that blend ``a`` and ``b`` (640,) part by part (a journey
+        from A to B), each answered from every row's part products with a and b worked out once
+        here: the dozen steps of a journey cost two passes over the vectors instead of a dozen.
+        None where the index answers with its graphs (searches are then cheap one by one)."""
+        with self._lock:
+            if self._hnsw is not None:
+                return None
+            n = self._n
+            a = np.asarray(a, np.float32).reshape(EMBED_DIM)
+            b = np.asarray(b, np.float32).reshape(EMBED_DIM)
+            if n <= WIDE_ROWS and (self._wide is None or len(self._wide) != n):
+                self._wide = self._vecs[:n].astype(np.float32)
+            cross = np.zeros((2, n, N_PARTS), np.float32)
+            for s in range(0, n, CHUNK):
+                e = min(n, s + CHUNK)
+                x = self._wide[s:e] if n <= WIDE_ROWS else self._vecs[s:e].astype(np.float32)
+                for c in range(N_PARTS):
+                    sl = part_slice(c)
+                    cross[:, s:e, c] = (x[:, sl] @ np.stack([a[sl], b[sl]], axis=1)).T
+            return Between(self, a, b, cross, self._sq[:n], self._alive[:n].copy(), self._ids[:n],
+                           self._gen, self.scales())
 
     def _memo_for(self, q: np.ndarray) -> _Memo:
         """The memo of this query vector (a new one when the query or the index changed)."""
@@ -752,8 +740,8 @@ class VectorIndex:
         limit = min(n_live_indexed, max(p.max_candidates, kk0), max(afford, 0))
         if kk0 > limit:
             return None
-        if self._mix is not None and int((w != 0).sum()) >= 2:
-            return self._mix_candidates(q, w, k, scales, memo, kk0, which, tail, n_live_indexed)
+        if self._codes is not None and int((w != 0).sum()) >= 2:
+            return self._coded_candidates(q, w, k, scales, memo, tail, n_live_indexed)
         if len(negs) and -float(w[negs].sum()) >= p.negative_dominance * float(w[w > 0].sum()):
             return None
         key = (tuple(which), bool(len(negs)))
@@ -806,31 +794,23 @@ class VectorIndex:
             got = memo.lists[c] = (kk, widen, lab[0].astype(np.int64), dist[0].astype(np.float32))
         return got[2][:kk], got[3][:kk]
 
-    def _mix_candidates(self, q: np.ndarray, w: np.ndarray, k: int, scales: np.ndarray, memo: _Memo,
-                        kk: int, which: list[int], tail: np.ndarray,
-                        n_live: int) -> tuple[np.ndarray, np.ndarray] | None:
-        """Rows to answer a focus on several parts from, and their exact match: the kk nearest
-        rows of each "same" part's graph, the several-parts graph's ``mix_candidates`` rows for
-        this weighting (:class:`MixSpace`) and the tail, re-ranked exactly. One pass, no bound:
-        ``bench/query.py`` measures its recall against brute force."""
-        p = self.params
-        if (w < 0).any():
-            kk = min(max(kk, p.negative_candidates), n_live)
-        try:
-            labels = [self._part_list(memo, q, c, kk, 1)[0] for c in which]
-            mixed = memo.mix_lists.get(w.tobytes())
-            if mixed is None:
-                space, h = self._mix
-                kc = min(p.mix_candidates, n_live)
-                h.set_ef(max(p.ef_search, kc))
-                lab, _ = h.knn_query(space.query(q, w, p.mix_negative), k=kc, num_threads=1)
-                mixed = memo.mix_lists[w.tobytes()] = lab[0].astype(np.int64)
-            labels.append(mixed)
-        except RuntimeError as e:  # too many deleted neighbours to return the list
-            log.debug("HNSW query fell back to exact search (%s)", e)
-            return None
-        rows = np.unique(np.concatenate([*labels, tail]))
-        rows = rows[self._alive[rows]]
+    def _coded_candidates(self, q: np.ndarray, w: np.ndarray, k: int, scales: np.ndarray, memo: _Memo,
+                          tail: np.ndarray, n_live: int) -> tuple[np.ndarray, np.ndarray] | None:
+        """Rows to answer a focus on several parts from, and their exact match: the part codes'
+        scan of every indexed row (:class:`app.codes.PartCodes`), its best rows scored again on
+        their projected parts, the best of those and the tail scored exactly. One pass, no
+        bound: ``bench/query.py`` measures its recall against brute force."""
+        p, codes = self.params, self._codes
+        rows = memo.coded.get(w.tobytes())
+        if rows is None:
+            zq = codes.query_parts(q)
+            if len(self._scratch) < codes.n:
+                self._scratch = np.empty(int(codes.n * 1.25) + 1024, np.float32)
+            scan = max(p.codes_scan, int(p.codes_scan_share * codes.n), 10 * k)
+            rows = codes.scan(zq, w, scales, scan + (codes.n - n_live), self._scratch)
+            rows = rows[self._alive[rows]]
+            rows = memo.coded[w.tobytes()] = codes.refine(rows, zq, w, scales, max(p.codes_refine, 10 * k))
+        rows = np.union1d(rows, tail[self._alive[tail]])
         if len(rows) < k:
             return None
         pd = self._rows_part_distances(memo, q, rows, w)
@@ -846,7 +826,7 @@ class VectorIndex:
         try:
             with self._lock:
                 n = self._n
-                mix_doc = None
+                codes_doc = None
                 np.save(gen / "vectors.npy", self._vecs[:n])
                 np.save(gen / "sq.npy", self._sq[:n])
                 np.save(gen / "ids.npy", self._ids[:n])
@@ -858,12 +838,11 @@ class VectorIndex:
                     for which, h in enumerate(self._hnsw):
                         h.save_index(str(gen / f"hnsw-{which}.bin"))
                         np.save(gen / f"proj-{which}.npy", self._proj[which].to_array())
-                    if self._mix is not None:
-                        self._mix[1].save_index(str(gen / "hnsw-mix.bin"))
-                        mix_doc = self._mix[0].save(gen)
+                    if self._codes is not None:
+                        codes_doc = self._codes.save(gen)
                 doc = {"format": INDEX_FORMAT, "rows": n, "n_indexed": self._n_indexed if self._hnsw else 0,
                        "graph_dims": [pr.dim for pr in self._proj] if self._hnsw else [],
-                       "mix": mix_doc,
+                       "codes": codes_doc,
                        "live": len(self._pos), "params": asdict(self.params),
                        # measured once by the writer, so a reading command does not (60 ms at 10k)
                        "scales": self.scales().tolist(), "scales_n": self._scales_n, **meta}
@@ -949,12 +928,11 @@ class VectorIndex:
                     h.set_ef(self.params.ef_search)
                     hs.append(h)
                 self._hnsw, self._proj, self._n_indexed = hs, proj, n_idx
-                if doc.get("mix"):  # absent in older indices: maintain() adds it
-                    space = MixSpace.load(gen, doc["mix"])
-                    h = _hnswlib().Index(space="l2", dim=space.dim)
-                    h.load_index(str(gen / "hnsw-mix.bin"), max_elements=max(n_idx, n) + 1024,
-                                 allow_replace_deleted=False)
-                    self._mix = (space, h)
+                # absent in older indices (which had a several-parts graph): maintain() adds them
+                if doc.get("codes"):
+                    self._codes = PartCodes.load(gen, doc["codes"], Projection)
+                    if self._codes.n != n_idx:
+                        raise ValueError("the part codes do not cover the indexed rows")
             return self, doc
         except (OSError, ValueError, KeyError, RuntimeError, json.JSONDecodeError) as e:
             log.warning("%s: search index unreadable (%s); it will be rebuilt", gen, e)

@@ -129,14 +129,21 @@ def build(index, start: int, end: int | None = None, *, steps: int = 12,
         visited.add(int(end))
     prev = a
     inner = steps - 1 if end is not None else steps
+    # from A to B with the locked parts A's, every target blends A and B part by part: the index
+    # can answer all the steps from two passes over its vectors
+    blend = index.between(a, b) if b is not None and follow == "start" else None
     for i in range(1, inner + 1):
         ref = a if follow == "start" else prev
-        if b is not None:
-            t = (1.0 - i / steps) * a + (i / steps) * b
-            target = np.where(wide, ref, t).astype(np.float32)
+        if blend is not None:
+            hits = blend.search(np.where(mask, 0.0, i / steps), w, CANDIDATES, exclude=visited)
+            pick = _choose(index, None, w, ref, li, scales, floor, visited, hits)
         else:
-            target = np.where(wide, ref, prev).astype(np.float32)
-        pick = _choose(index, target, w, ref, li, scales, floor, visited)
+            if b is not None:
+                t = (1.0 - i / steps) * a + (i / steps) * b
+                target = np.where(wide, ref, t).astype(np.float32)
+            else:
+                target = np.where(wide, ref, prev).astype(np.float32)
+            pick = _choose(index, target, w, ref, li, scales, floor, visited)
         if pick is None:
             if end is None:
                 break  # the radio ran out of tracks
@@ -158,12 +165,14 @@ def _vector(index, track_id: int) -> np.ndarray:
     return np.asarray(v, np.float32)
 
 
-def _choose(index, target: np.ndarray, w: np.ndarray, ref: np.ndarray, li: list[int],
-            scales: np.ndarray, floor: float, visited: set[int]) -> tuple[int, np.ndarray, bool] | None:
+def _choose(index, target: np.ndarray | None, w: np.ndarray, ref: np.ndarray, li: list[int],
+            scales: np.ndarray, floor: float, visited: set[int], hits=None) -> tuple[int, np.ndarray, bool] | None:
     """The best unvisited candidate for ``target`` that keeps every locked part at least
     ``floor`` similar to ``ref``; without one, the candidate whose weakest locked part is the
-    most similar (held = False). None when no unvisited track is left."""
-    hits = index.search(target, w, CANDIDATES, exclude=visited)
+    most similar (held = False). None when no unvisited track is left. ``hits``: the search for
+    ``target`` already made."""
+    if hits is None:
+        hits = index.search(target, w, CANDIDATES, exclude=visited)
     if not len(hits.ids):
         return None
     vecs = np.stack([index.vector(int(i)) for i in hits.ids])

@@ -36,7 +36,7 @@ def test_a_projection_never_lengthens_a_distance():
 
 def test_low_rank_parts_get_small_graphs_and_the_answers_of_brute_force(tmp_path):
     v = low_rank(4000)
-    idx = VectorIndex(IndexParams(exact_below=1000, mix_above=1000))
+    idx = VectorIndex(IndexParams(exact_below=1000, codes_above=1000))
     idx.upsert(range(1, 4001), [1] * 4000, v)
     idx.maintain(force=True)
     assert idx.has_hnsw and all(pr.dim <= 16 for pr in idx._proj)
@@ -52,7 +52,7 @@ def test_low_rank_parts_get_small_graphs_and_the_answers_of_brute_force(tmp_path
             total += 10
     assert hits / total >= 0.97
     idx.save(tmp_path / "index", {"model_sha": "x"})
-    loaded, _ = VectorIndex.load(tmp_path / "index", IndexParams(exact_below=1000, mix_above=1000))
+    loaded, _ = VectorIndex.load(tmp_path / "index", IndexParams(exact_below=1000, codes_above=1000))
     assert [pr.dim for pr in loaded._proj] == [pr.dim for pr in idx._proj]
     w = parse_focus({"bass": 1})
     assert loaded.search(v[7], w, 10).ids.tolist() == idx.search(v[7], w, 10).ids.tolist()
@@ -63,14 +63,14 @@ def test_low_rank_parts_get_small_graphs_and_the_answers_of_brute_force(tmp_path
 
 def test_an_index_saved_before_projections_is_read_with_full_graphs(tmp_path):
     v = low_rank(1500, rank=128)
-    idx = VectorIndex(IndexParams(exact_below=1000, keep_variance=1.0, mix_above=1000))
+    idx = VectorIndex(IndexParams(exact_below=1000, keep_variance=1.0, codes_above=1000))
     idx.upsert(range(1, 1501), [1] * 1500, v)
     idx.maintain(force=True)
     idx.save(tmp_path / "index", {"model_sha": "x"})
     gen = next((tmp_path / "index").glob("gen-*"))
     for f in gen.glob("proj-*.npy"):
         f.unlink()
-    loaded, _ = VectorIndex.load(tmp_path / "index", IndexParams(exact_below=1000, mix_above=1000))
+    loaded, _ = VectorIndex.load(tmp_path / "index", IndexParams(exact_below=1000, codes_above=1000))
     assert loaded.has_hnsw and all(pr.dim == 128 for pr in loaded._proj)
     w = parse_focus({"drums": 1})
     assert loaded.search(v[9], w, 5).ids.tolist() == idx.search(v[9], w, 5).ids.tolist()
@@ -79,48 +79,54 @@ def test_an_index_saved_before_projections_is_read_with_full_graphs(tmp_path):
 @pytest.mark.parametrize("damage", [np.zeros((1, 128)), np.zeros((4, 100)), np.zeros((41, 128))])
 def test_a_damaged_projection_file_means_a_rebuild(tmp_path, damage):
     v = low_rank(1500)
-    idx = VectorIndex(IndexParams(exact_below=1000, mix_above=1000))
+    idx = VectorIndex(IndexParams(exact_below=1000, codes_above=1000))
     idx.upsert(range(1, 1501), [1] * 1500, v)
     idx.maintain(force=True)
     idx.save(tmp_path / "index", {"model_sha": "x"})
     np.save(next((tmp_path / "index").glob("gen-*")) / "proj-2.npy", damage)
-    assert VectorIndex.load(tmp_path / "index", IndexParams(exact_below=1000, mix_above=1000)) is None
+    assert VectorIndex.load(tmp_path / "index", IndexParams(exact_below=1000, codes_above=1000)) is None
 
 
-def test_the_several_parts_graph_ranks_rows_by_the_weighted_distance():
+def test_part_codes_estimate_the_match_and_keep_the_best_rows():
+    from app.codes import CENTROIDS, PartCodes
     from app.focus import part_scales
-    from app.index import MixSpace
 
-    v = low_rank(600, seed=5)
-    projections = [Projection.fit(v[:, part_slice(c)], 0.999) for c in range(N_PARTS)]
-    space = MixSpace(projections, part_scales(v), 1.0)
-    space.radius = space.max_norm(v)
-    rows = space.rows(v)
-    assert np.allclose((rows ** 2).sum(1), space.radius ** 2, rtol=1e-3)  # every row on one sphere
+    v = low_rank(6000, seed=5)
+    projections = [Projection.fit(v[:, part_slice(c)], 0.95) for c in range(N_PARTS)]
+    scales = part_scales(v)
+    codes = PartCodes.fit(v, projections, scales)
+    codes.append(v[:4000])
+    codes.append(v[4000:])  # appended in two steps: the same as one
+    assert codes.n == 6000 and codes.codes.shape[0] == N_PARTS and codes.z.dtype == np.int8
+    assert all(b.shape == (CENTROIDS, pr.dim) for b, pr in zip(codes.books, projections, strict=True))
     rng = np.random.default_rng(0)
-    for _ in range(5):
-        w = rng.uniform(-1, 1, N_PARTS).astype(np.float32)
-        q = v[rng.integers(600)]
-        u = np.where(w > 0, w, 0.3 * w)
-        z = [projections[c](v[:, part_slice(c)]) * space.inv[c] for c in range(N_PARTS)]
-        zq = [projections[c](q[None, part_slice(c)]) * space.inv[c] for c in range(N_PARTS)]
-        weighted = sum(u[c] * ((z[c] - zq[c]) ** 2).sum(1) for c in range(N_PARTS))
-        l2 = ((rows - space.query(q, w, 0.3)) ** 2).sum(1)
-        assert np.argsort(l2)[:20].tolist() == np.argsort(weighted)[:20].tolist()
+    for w in ([1, 1, 1, 1, 1], [0, 1, 0.5, 0, 0], [1, -0.5, -0.5, -0.5, -0.5], [0.3, 0, -1, 1, 0]):
+        w = np.asarray(w, np.float32)
+        r = int(rng.integers(6000))
+        truth = focused_scores(v[r], w, v, scales)
+        best = set(np.argsort(-truth)[:10].tolist())
+        zq = codes.query_parts(v[r])
+        scanned = codes.scan(zq, w, scales, 600)
+        assert 300 <= len(scanned) <= 1200 and (np.diff(scanned) > 0).all()
+        assert len(best & set(scanned.tolist())) >= 9  # a tenth of the rows by estimate hold the best
+        refined = codes.refine(scanned, zq, w, scales, 100)
+        assert len(refined) == 100 and set(refined.tolist()) <= set(scanned.tolist())
+        assert len(best & set(refined.tolist())) >= len(best & set(scanned.tolist())) - 1
+        assert set(codes.scan(zq, w, scales, 6000).tolist()) == set(range(6000))  # asked for all: all
 
 
-def test_an_index_without_the_several_parts_graph_gets_it_and_keeps_it(tmp_path):
+def test_an_index_without_part_codes_gets_them_and_keeps_them(tmp_path):
     v = low_rank(3000, seed=2)
-    idx = VectorIndex(IndexParams(exact_below=1000, hnsw_cost=1.0, mix_graph=False))
+    idx = VectorIndex(IndexParams(exact_below=1000, hnsw_cost=1.0, codes=False))
     idx.upsert(range(1, 3001), [1] * 3000, v)
     idx.maintain(force=True)
-    assert idx._mix is None
+    assert idx._codes is None
     idx.save(tmp_path / "index", {"model_sha": "x"})
-    params = IndexParams(exact_below=1000, hnsw_cost=1.0, mix_above=1000)  # HNSW, not brute force, at 3000 rows
+    params = IndexParams(exact_below=1000, hnsw_cost=1.0, codes_above=1000, codes_scan=300)  # not brute force at 3000 rows
     loaded, _ = VectorIndex.load(tmp_path / "index", params)
-    assert loaded._mix is None
+    assert loaded._codes is None
     loaded.maintain()
-    assert loaded._mix is not None
+    assert loaded._codes is not None and loaded._codes.n == 3000
     w = parse_focus([1, 1, 1, 1, 1])
     truth = focused_scores(v[11], w, v, loaded.scales())
     truth[11] = -np.inf
@@ -128,7 +134,12 @@ def test_an_index_without_the_several_parts_graph_gets_it_and_keeps_it(tmp_path)
     assert not got.exact and len(set(got.ids.tolist()) & set((np.argsort(-truth)[:10] + 1).tolist())) >= 9
     loaded.save(tmp_path / "index", {"model_sha": "x"})
     again, _ = VectorIndex.load(tmp_path / "index", params)
-    assert again._mix is not None and again._mix[0].dim == loaded._mix[0].dim
+    assert again._codes is not None and again._codes.dim == loaded._codes.dim
     assert again.search(v[11], w, 10, exclude=[12]).ids.tolist() == got.ids.tolist()
-    np.save(next((tmp_path / "index").glob("gen-*")) / "mix-proj-3.npy", np.zeros((3, 64)))
-    assert VectorIndex.load(tmp_path / "index", IndexParams(exact_below=1000, mix_above=1000)) is None
+    extra = low_rank(50, seed=8)  # rows added later are encoded as they fold in
+    again.upsert(range(4001, 4051), [1] * 50, extra)
+    again.maintain(force=True)
+    assert again._codes.n == 3050
+    assert again.search(extra[3], w, 1).ids.tolist() == [4004]
+    np.save(next((tmp_path / "index").glob("gen-*")) / "code-proj-3.npy", np.zeros((3, 64)))
+    assert VectorIndex.load(tmp_path / "index", params) is None

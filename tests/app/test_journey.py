@@ -88,3 +88,24 @@ def test_radio_stops_when_the_library_runs_out():
     small.upsert(ids, [1] * 4, np.stack([idx.vector(i) for i in ids]))
     j = build(small, 1, None, steps=10, lock="drums", floor=0.0)
     assert sorted(j.ids) == ids
+
+
+def test_searches_between_two_tracks_answer_as_a_search_for_each_blend():
+    idx, vecs, _ = _library(exact=True)
+    a, b = idx.vector(3), idx.vector(40)
+    between = idx.between(a, b)
+    assert between is not None
+    rng = np.random.default_rng(4)
+    for _ in range(6):
+        t = rng.choice([0.0, 0.25, 0.5, 1.0], N_PARTS).astype(np.float32)
+        w = rng.uniform(-1, 1, N_PARTS).astype(np.float32)
+        w[rng.integers(N_PARTS)] = 1.0
+        target = ((1 - np.repeat(t, 128)) * a + np.repeat(t, 128) * b).astype(np.float32)
+        assert np.allclose(between.target(t), target)
+        got, want = between.search(t, w, 20, exclude={3, 40}), idx.search(target, w, 20, exclude={3, 40})
+        assert got.ids.tolist() == want.ids.tolist()
+        assert np.allclose(got.scores, want.scores, atol=1e-5)
+    idx.remove([int(got.ids[0])])  # the index changed: the blend asks it
+    assert int(got.ids[0]) not in between.search(t, w, 20).ids.tolist()
+    graphs, _, _ = _library(exact=False)
+    assert graphs.between(a, b) is None  # with graphs, each step is a cheap search of its own
