@@ -228,6 +228,13 @@ def _fit_projections(sample: np.ndarray, keep: float) -> list[Projection]:
     return [Projection.fit(sample[:, part_slice(c)], keep) for c in range(N_PARTS)]
 
 
+def _graph_room(rows: int, growing: bool = False) -> int:
+    """Capacity of a graph over ``rows`` rows: a graph allocates its capacity up front (some 1.8
+    KB a track for the five), so a build leaves a sixteenth for the tracks a scan adds next, and a
+    graph that fills grows by half (each growth copies it once)."""
+    return int(rows * 1.5) + 1024 if growing else rows + max(rows // 16, 4096)
+
+
 def _build_codes(vecs: np.ndarray, n0: int, sample: np.ndarray, p: IndexParams) -> PartCodes:
     """Part codes of rows [0, n0) of ``vecs`` (dead rows too: codes are addressed by row), their
     projections, scales and codebooks measured on ``sample`` (:func:`_sample`)."""
@@ -357,11 +364,17 @@ class VectorIndex:
             return None if r is None else self._vecs[r].astype(np.float32)
 
     # ------------------------------------------------------------ updates
-    def _grow(self, need: int) -> None:
+    def reserve(self, more: int) -> None:
+        """Make room for ``more`` rows beyond those held, so that adding them in steps copies
+        the arrays once (a library rebuilding its index from the store knows how many it adds)."""
+        with self._lock:
+            self._grow(self._n + int(more), exact=True)
+
+    def _grow(self, need: int, exact: bool = False) -> None:
         cap = len(self._ids)
         if need <= cap:
             return
-        new = max(need, int(cap * 1.5) + 64)
+        new = need if exact else max(need, int(cap * 1.5) + 64)
 
         def grow(a: np.ndarray) -> np.ndarray:
             b = np.zeros((new, *a.shape[1:]), a.dtype)
@@ -480,7 +493,7 @@ class VectorIndex:
         sample = _sample(vecs, rows, p)
         built, proj = [], _fit_projections(sample, p.keep_variance)
         for which in range(N_PARTS):
-            h = _new_hnsw(proj[which].dim, int(n0 * 1.25) + 1024, p)
+            h = _new_hnsw(proj[which].dim, _graph_room(n0), p)
             for s in range(0, len(rows), BUILD_CHUNK):
                 r = rows[s:s + BUILD_CHUNK]
                 h.add_items(proj[which](vecs[r, part_slice(which)]), r, num_threads=threads)
@@ -520,7 +533,7 @@ class VectorIndex:
                 rows = a + np.flatnonzero(self._alive[a:b])
                 for h in self._graphs():
                     if h.get_max_elements() < b:
-                        h.resize_index(int(b * 1.5) + 1024)
+                        h.resize_index(_graph_room(b, growing=True))
                 for which, h in enumerate(self._hnsw):
                     if len(rows):
                         h.add_items(self._proj[which](self._vecs[rows, part_slice(which)]), rows,

@@ -299,6 +299,7 @@ class Library:
         stale = [i for i, r in have.items() if db.get(i) != r]
         missing = [i for i, r in db.items() if have.get(i) != r]
         index.remove(stale)
+        index.reserve(len(missing))  # one copy of the arrays, not one per growth
         for s in range(0, len(missing), 5000):
             got = list(self.store.vectors(missing[s:s + 5000]))
             if got:

@@ -24,7 +24,6 @@ import os
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
@@ -54,6 +53,8 @@ def peak_gb():
 
 base = peak_gb()
 index = VectorIndex()
+if mode == "bulk":
+    index.reserve(n)  # as a library rebuilding its index from the store does
 chunk = 2048 if mode == "scan" else 100_000
 t0 = time.perf_counter()
 with open(path, "rb") as f:

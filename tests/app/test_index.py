@@ -147,3 +147,17 @@ def test_a_large_index_saves_no_float32_copy(tmp_path, monkeypatch):
     assert not (next((tmp_path / "index").glob("gen-*")) / "wide.npy").exists()
     loaded, _ = VectorIndex.load(tmp_path / "index")
     assert loaded._wide is None
+
+
+def test_room_reserved_ahead_is_exact_and_keeps_what_is_held():
+    idx = VectorIndex(IndexParams(exact_below=100))
+    v = np.random.default_rng(3).standard_normal((130, 640)).astype(np.float32)
+    idx.upsert(range(1, 31), [1] * 30, v[:30])  # room for 64
+    idx.reserve(100)
+    assert len(idx._ids) == 130 and len(idx) == 30
+    assert np.array_equal(idx.vector(7), v[6].astype(np.float16).astype(np.float32))
+    for a in range(30, 130, 25):  # added in steps: no growth beyond what was reserved
+        idx.upsert(range(a + 1, a + 26), [1] * 25, v[a:a + 25])
+    assert len(idx._ids) == 130 and len(idx) == 130
+    idx.reserve(0)
+    assert len(idx._ids) == 130
