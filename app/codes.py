@@ -61,6 +61,15 @@ def _pool() -> ThreadPoolExecutor:
         return _POOL
 
 
+def _in_halves(run, n: int, above: int) -> None:
+    """``run(a, b)`` over [0, n): on two threads, half each, from ``above`` rows on a machine
+    with more than one core; else in one call."""
+    if n >= above and (os.cpu_count() or 1) > 1:
+        list(_pool().map(lambda ab: run(*ab), [(0, n // 2), (n // 2, n)]))
+    else:
+        run(0, n)
+
+
 def kmeans(x: np.ndarray, k: int, iterations: int = KMEANS_ITERATIONS, seed: int = 0) -> np.ndarray:
     """(k, d) float32 centroids of the rows of ``x`` (n, d) by Lloyd's algorithm from k random
     rows; an emptied centroid restarts at a random row. Fewer distinct rows than k: those rows."""
@@ -215,11 +224,7 @@ class PartCodes:
                     np.take(table, codes[a:b], out=tmp)
                     est[a:b] += tmp
 
-        if n >= THREADS_ABOVE and (os.cpu_count() or 1) > 1:
-            half = n // 2
-            list(_pool().map(lambda ab: run(*ab), [(0, half), (half, n)]))
-        else:
-            run(0, n)
+        _in_halves(run, n, THREADS_ABOVE)
         # a threshold from every step-th row, then one pass: cheaper than partitioning every row
         step = max(1, n // 16384)
         probe = est[::step]
@@ -250,11 +255,7 @@ class PartCodes:
             d = self.zn[r][:, parts] + qn - 2.0 * (np.take(self.z, r, axis=0).astype(np.float32) @ qm)
             est[a:b] = np.exp(-np.clip(d * ratio[parts], 0.0, FAR)) @ w[parts]
 
-        if len(rows) >= REFINE_THREADS_ABOVE and (os.cpu_count() or 1) > 1:
-            half = len(rows) // 2
-            list(_pool().map(lambda ab: run(*ab), [(0, half), (half, len(rows))]))
-        else:
-            run(0, len(rows))
+        _in_halves(run, len(rows), REFINE_THREADS_ABOVE)
         return np.sort(rows[np.argpartition(-est, keep - 1)[:keep]])
 
     # ------------------------------------------------------------ persistence

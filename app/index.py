@@ -4,8 +4,8 @@
 (float32), memory-mapped from the saved index until the first change, and, once the library is
 large enough, hnswlib graphs, one per part subspace, and from ``codes_above`` tracks the part
 codes that a focus on several parts scans (:mod:`app.codes`). Each part's graph holds the part
-projected on the principal axes that keep 99 % of its variance (:class:`Projection`; the shipped model's vectors of real music need
-23-76 of the 128 dimensions), which makes the graphs smaller and quicker to build without
+projected on the principal axes that keep 99 % of its variance (:class:`Projection`; the
+shipped model's vectors of real music need 23-76 of the 128 dimensions), which makes the graphs smaller and quicker to build without
 changing an answer: a projected distance is a lower bound of the true one, and candidates are
 re-ranked on the full vectors. HNSW labels are row numbers in the arrays; rows are only ever
 appended, a replaced or removed track's row is marked dead (and ``mark_deleted`` in HNSW). Rows
@@ -244,6 +244,24 @@ def _build_codes(vecs: np.ndarray, n0: int, sample: np.ndarray, p: IndexParams) 
     return codes
 
 
+def _top_hits(q: np.ndarray, w: np.ndarray, k: int, rows: np.ndarray, scores: np.ndarray, vecs: np.ndarray,
+              sq: np.ndarray, ids: np.ndarray, scales: np.ndarray, exact: bool) -> Hits:
+    """The k best of ``rows`` by ``scores`` (-inf: not eligible), their part distances and
+    match computed again on the full vectors, best first (ties by id)."""
+    top = min(k, int(np.isfinite(scores).sum()))
+    if top == 0:
+        z = np.zeros((0, N_PARTS), np.float32)
+        return Hits(np.zeros(0, np.int64), np.zeros(0, np.float32), z, exact, z)
+    best = np.argpartition(-scores, top - 1)[:top] if top < len(rows) else np.arange(len(rows))
+    best_rows = rows[best]
+    pd = part_sq_distances(q, vecs[best_rows], sq[best_rows])
+    sim = similarity(pd, scales)
+    final = match(sim, w)
+    order = np.lexsort((ids[best_rows], -final))
+    return Hits(ids=ids[best_rows[order]].copy(), scores=final[order], parts=pd[order], exact=exact,
+                similarity=sim[order])
+
+
 class Between:
     """Exact searches for blends of two vectors (:meth:`VectorIndex.between`): the target's part
     c is (1 - t_c) a_c + t_c b_c, so its squared distance to row x is
@@ -274,17 +292,8 @@ class Between:
         excl = np.fromiter((int(i) for i in exclude), np.int64)
         if len(excl):
             scores[np.isin(self.ids, excl)] = -np.inf
-        top = min(k, int(np.isfinite(scores).sum()))
-        if top == 0:
-            z = np.zeros((0, N_PARTS), np.float32)
-            return Hits(np.zeros(0, np.int64), np.zeros(0, np.float32), z, True, z)
-        best = np.argpartition(-scores, top - 1)[:top] if top < len(scores) else np.arange(len(scores))
-        bpd = part_sq_distances(target, np.asarray(self.index._vecs[best], np.float32), self.sq[best])
-        sim = similarity(bpd, self.scales)
-        final = match(sim, w)
-        order = np.lexsort((self.ids[best], -final))
-        return Hits(ids=self.ids[best[order]].copy(), scores=final[order], parts=bpd[order], exact=True,
-                    similarity=sim[order])
+        return _top_hits(target, w, k, np.arange(len(scores)), scores, self.index._vecs, self.sq, self.ids,
+                         self.scales, True)
 
 
 class VectorIndex:
@@ -575,18 +584,7 @@ class VectorIndex:
                 rows, scores = found
                 if excl:
                     scores[np.isin(self._ids[rows], np.fromiter(excl, np.int64, len(excl)))] = -np.inf
-            top = min(k, int(np.isfinite(scores).sum()))
-            if top == 0:
-                z = np.zeros((0, N_PARTS), np.float32)
-                return Hits(np.zeros(0, np.int64), np.zeros(0, np.float32), z, exact, z)
-            best = np.argpartition(-scores, top - 1)[:top] if top < len(rows) else np.arange(len(rows))
-            best_rows = rows[best]
-            pd = part_sq_distances(q, self._vecs[best_rows], self._sq[best_rows])
-            sim = similarity(pd, scales)
-            final = match(sim, w)
-            order = np.lexsort((self._ids[best_rows], -final))
-            return Hits(ids=self._ids[best_rows[order]].copy(), scores=final[order], parts=pd[order],
-                        exact=exact, similarity=sim[order])
+            return _top_hits(q, w, k, rows, scores, self._vecs, self._sq, self._ids, scales, exact)
 
     def between(self, a: np.ndarray, b: np.ndarray) -> Between | None:
         """Exact searches for targets that blend ``a`` and ``b`` (640,) part by part (a journey
@@ -599,8 +597,7 @@ class VectorIndex:
             n = self._n
             a = np.asarray(a, np.float32).reshape(EMBED_DIM)
             b = np.asarray(b, np.float32).reshape(EMBED_DIM)
-            if n <= WIDE_ROWS and (self._wide is None or len(self._wide) != n):
-                self._wide = self._vecs[:n].astype(np.float32)
+            self._widen(n)
             cross = np.zeros((2, n, N_PARTS), np.float32)
             for s in range(0, n, CHUNK):
                 e = min(n, s + CHUNK)
@@ -610,6 +607,11 @@ class VectorIndex:
                     cross[:, s:e, c] = (x[:, sl] @ np.stack([a[sl], b[sl]], axis=1)).T
             return Between(self, a, b, cross, self._sq[:n], self._alive[:n].copy(), self._ids[:n],
                            self._gen, self.scales())
+
+    def _widen(self, n: int) -> None:
+        """Keep the float32 copy of the rows that exact searches read, in a small library."""
+        if n <= WIDE_ROWS and (self._wide is None or len(self._wide) != n):
+            self._wide = self._vecs[:n].astype(np.float32)
 
     def _memo_for(self, q: np.ndarray) -> _Memo:
         """The memo of this query vector (a new one when the query or the index changed)."""
@@ -626,8 +628,7 @@ class VectorIndex:
             memo.full = np.zeros((n, N_PARTS), np.float32)
         missing = (w != 0) & ~memo.full_have
         if missing.any():
-            if n <= WIDE_ROWS and (self._wide is None or len(self._wide) != n):
-                self._wide = self._vecs[:n].astype(np.float32)
+            self._widen(n)
             src = self._wide if n <= WIDE_ROWS else None
             wm = missing.astype(np.float32)
             cols = np.flatnonzero(missing)
