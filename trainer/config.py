@@ -45,6 +45,7 @@ class TrainConfig:
     use_pseudo: bool = True  # pseudo musical pieces
     use_additional: bool = True  # one additional triplet per basic triplet
     use_pretrain: bool = True  # pre-training from individual networks
+    init_weights: str = ""  # start the main stage from these weights (fit --init); no stages before it
     margin: float = TRIPLET_MARGIN
     norm_lambda: float = NORM_LAMBDA
     spread_lambda: float = 0.0  # weight of the subspace-spread term (model.losses.spread_loss)

@@ -54,10 +54,14 @@ def export(run: Path, out: Path, extra_card: dict | None = None,
     config = json.loads((run / "config.json").read_text()) if (run / "config.json").exists() else {}
     summary = json.loads((run / "summary.json").read_text()) if (run / "summary.json").exists() else {}
     metrics = run / "metrics.json"
+    init = card.pop("init", None)  # a run started from other weights (fit --init) goes on from them
+    earlier = init.pop("chunks", []) if isinstance(init, dict) else []
+    if init:
+        card["init"] = init
     card.update({
         "config": config,
         "training": {k: summary.get(k) for k in ("seconds", "device", "world_size")}
-        | {"chunks": _chunks(run)},
+        | {"chunks": earlier + _chunks(run)},
         "data": summary.get("data", card.get("data")),
         "metrics": json.loads(metrics.read_text()) if metrics.exists() else {},
     })

@@ -42,6 +42,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--reopen", choices=["pretrain", "main"],
                     help="with --resume: let this finished stage train on (e.g. with a larger "
                          "--pre_epochs or --time_budget_min) and redo the stages after it")
+    ap.add_argument("--init", type=Path, metavar="WEIGHTS",
+                    help="start the main stage from these weights (e.g. the shipped model) with a "
+                         "fresh optimizer; no individual networks or pre-training. Their card's "
+                         "training config is the base the --key=value overrides change")
     ap.add_argument("--quiet", action="store_true", help="no progress bars")
     args, overrides = ap.parse_known_args(argv)
     setup_logging()
@@ -51,6 +55,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.resume and (args.out / "config.json").exists():
             saved = TrainConfig.from_dict(json.loads((args.out / "config.json").read_text()))
             cfg = apply_overrides(saved, overrides)
+            if args.init and Path(cfg.init_weights) != args.init:
+                raise ValueError(f"{args.out}: this run did not start from {args.init}; "
+                                 "resume it without --init")
+        elif args.init:
+            cfg = init_config(args.init, args.preset, overrides)
         else:
             cfg = resolve(args.preset, overrides)
         for d in args.data:
@@ -78,6 +87,24 @@ def main(argv: Sequence[str] | None = None) -> int:
     if run.env.world > 1:
         dist.destroy_process_group()
     return 0
+
+
+def init_config(weights: Path, preset: str, overrides: list[str]) -> TrainConfig:
+    """The config of a run that starts from ``weights``: the training config in their card
+    (so the network, audio front end and losses match what trained them), else the preset,
+    with the overrides on top. The weights are checked here, before any data is loaded."""
+    from model.weights import load_weights
+
+    card = load_weights(weights).card
+    if not isinstance(card.get("config"), dict):
+        cfg = resolve(preset, overrides)
+    else:
+        base = TrainConfig.from_dict(card["config"])
+        # the earlier run's budget and epoch cap are not this run's
+        base.time_budget_min, base.max_epochs_this_run = 0.0, 0
+        cfg = apply_overrides(base, overrides)
+    cfg.init_weights = str(weights)
+    return cfg
 
 
 CHUNKS = "chunks.jsonl"  # one line per fit process: what it trained, how long, with which options

@@ -74,6 +74,7 @@ class Run:
             cfg.save(out / "config.json")
         self.amp = self.env.device.type == "cuda" and cfg.amp
         self.target_center: torch.Tensor | None = None  # set by pre-training with pre_center
+        self.init_info: dict | None = None  # set by a main stage started from fit --init weights
 
     def _load_data(self) -> None:
         """The train and validation splits of every dataset, pooled into two stem banks on the
@@ -118,6 +119,8 @@ class Run:
     def budget(self, stage: int, parts: int = 1) -> float:
         if not self.cfg.time_budget_min:
             return 0.0
+        if self.cfg.init_weights:  # the main stage is the only one: it has the whole budget
+            return self.cfg.time_budget_min * 60 * (stage == 2) / parts
         return self.cfg.time_budget_min * 60 * self.cfg.stage_share[stage] / parts
 
     def embed(self, net: nn.Module, clips: torch.Tensor) -> torch.Tensor:
@@ -152,6 +155,8 @@ class Run:
         else:
             bias = unwrap(modules["norm"]).bias.detach().cpu().tolist() if "norm" in modules else None
             card = {"val": row, "norm_bias": bias, "data": self.summary}
+            if self.init_info:  # what the run started from, with that model's chunks of training
+                card["init"] = self.init_info
             save_weights(self.out / "best.safetensors", net, self.spec, card=card)
 
     # --- stage 1: individual networks
@@ -295,10 +300,12 @@ class Run:
         cfg = self.cfg
         if (self.out / "main.done").exists():
             return
-        base = CSN(self.spec.net)
-        if cfg.use_pretrain:
+        base, norm = CSN(self.spec.net), NormLoss()
+        if cfg.init_weights:
+            self._init_from(Path(cfg.init_weights), base, norm)
+        elif cfg.use_pretrain:
             base.load_state_dict(load_weights(self.out / "pretrained.safetensors").model.state_dict())
-        net, norm = self.wrap(base), NormLoss().to(self.env.device)
+        net, norm = self.wrap(base), norm.to(self.env.device)
         mods = {"net": net, "norm": norm} if cfg.use_norm else {"net": net}
         steps = max(1, cfg.triplets_per_epoch // cfg.batch)
         stage = Stage(self, "main", mods, cfg.lr, cfg.epochs, steps, self.budget(2), cfg.warmup_steps)
@@ -340,6 +347,23 @@ class Run:
         if self.env.main:
             (self.out / "main.done").write_text("{}")
         self._barrier()
+
+    def _init_from(self, path: Path, net: CSN, norm: NormLoss) -> None:
+        """Load ``fit --init`` weights into the main stage's network, and the presence biases
+        their norm loss learned (``norm_bias_trained`` of a calibrated card, else
+        ``norm_bias``) into ``norm``. A checkpoint of the stage, once there, overrides both."""
+        w = load_weights(path)
+        if w.spec.to_dict() != self.spec.to_dict():
+            raise ValueError(f"{path}: its model spec {w.spec.to_dict()} is not this run's "
+                             f"{self.spec.to_dict()} (pass the same widths, n_mels, sample_rate)")
+        net.load_state_dict(w.model.state_dict())
+        bias = w.card.get("norm_bias_trained") or w.card.get("norm_bias")
+        if bias is not None and len(bias) == N_PARTS:
+            with torch.no_grad():
+                norm.bias.copy_(torch.tensor(bias, dtype=norm.bias.dtype))
+        self.init_info = {"weights": path.name, "sha256": w.sha256,
+                          "chunks": w.card.get("training", {}).get("chunks", [])}
+        log.info("main stage starts from %s (%s)", path, w.sha256[:12])
 
     def _main_losses(self, trip: Sequence[Triplet], emb: torch.Tensor, present: torch.Tensor,
                      norm: NormLoss) -> dict[str, torch.Tensor]:
@@ -385,7 +409,7 @@ class Run:
     # --- all of it
     def fit(self) -> Path:
         t0 = time.time()
-        if self.cfg.use_pretrain:
+        if self.cfg.use_pretrain and not self.cfg.init_weights:
             self.individual()
             self.pretrain()
         self.main_stage()

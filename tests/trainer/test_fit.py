@@ -244,3 +244,40 @@ def test_pretraining_by_blocks_logs_its_score_and_the_block_cosine(tiny_data, tm
     assert pre[0]["val_score"] != -pre[0]["val_mse"]  # scored by its own loss
     with pytest.raises(ValueError, match="pre_loss"):
         Run(_smoke(pre_loss="cosine", epochs=1), tiny_data, tmp_path / "run2", progress=False).fit()
+
+
+def test_init_starts_the_main_stage_from_other_weights(tiny_data, tmp_path):
+    """fit --init: no individual networks or pre-training; the first main epoch starts from the
+    given weights and their trained presence biases; their card's config is the base config;
+    the exported card goes on from their chunks of training."""
+    first, second = tmp_path / "first", tmp_path / "second"
+    args = ["--data", str(tiny_data), "--quiet", "--threads=1"]
+    assert main([*args, "--preset", "smoke", "--out", str(first), "--use_pretrain=0", "--epochs=1",
+                 "--margin=0.3"]) == 0
+    export(first, tmp_path / "w.safetensors")
+    card = json.loads((tmp_path / "w.json").read_text())["card"]
+    assert len(card["training"]["chunks"]) == 1
+    start = torch.load(first / "ckpt-main.pt", weights_only=True)["modules"]
+    assert main([*args, "--out", str(second), "--init", str(tmp_path / "w.safetensors"),
+                 "--epochs=2", "--lr=0"]) == 0
+    assert not (second / "individual" / "drums.safetensors").exists()
+    assert not (second / "pretrained.safetensors").exists()
+    cfg = json.loads((second / "config.json").read_text())
+    assert cfg["margin"] == 0.3 and cfg["epochs"] == 2 and cfg["init_weights"].endswith("w.safetensors")
+    rows = [json.loads(x) for x in (second / "log.jsonl").read_text().splitlines()]
+    assert [r["epoch"] for r in rows] == [1, 2] and {r["stage"] for r in rows} == {"main"}
+    # lr 0: nothing moved from the weights it started from (train-mode batch statistics aside)
+    end = torch.load(second / "ckpt-main.pt", weights_only=True)["modules"]
+    for k, v in start["net"].items():
+        if "running" not in k and "num_batches" not in k:
+            assert torch.equal(v, end["net"][k]), k
+    assert torch.equal(start["norm"]["bias"], end["norm"]["bias"])
+    export(second, tmp_path / "w2.safetensors")
+    card2 = json.loads((tmp_path / "w2.json").read_text())["card"]
+    assert card2["init"]["weights"] == "w.safetensors" and len(card2["init"]["sha256"]) == 64
+    assert len(card2["training"]["chunks"]) == 2  # the first run's chunk, then this one's
+    # resuming with other weights is refused; a spec that does not match is refused
+    assert main([*args, "--out", str(second), "--resume", "--init", str(tmp_path / "w2.safetensors")]) == 1
+    assert main([*args, "--out", str(tmp_path / "third"), "--init", str(tmp_path / "w.safetensors"),
+                 "--n_mels=96"]) == 1
+    assert main([*args, "--out", str(tmp_path / "fourth"), "--init", str(tmp_path / "none.safetensors")]) == 1
