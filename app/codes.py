@@ -242,17 +242,19 @@ class PartCodes:
             return rows
         parts = np.flatnonzero(w)
         ratio = self.scales / np.maximum(np.asarray(scales, np.float32), 1e-12)
-        qm = np.zeros((self.dim, len(parts)), np.float32)
-        qn = np.empty(len(parts), np.float32)
-        for j, c in enumerate(parts.tolist()):
-            qm[self.offsets[c]:self.offsets[c + 1], j] = zq[c]
-            qn[j] = float(zq[c] @ zq[c])
-        qm *= self.step_by_dim[:, None]
+        # per weighed part: its columns of z, and the query's part in z's steps
+        spans = [(int(self.offsets[c]), int(self.offsets[c + 1])) for c in parts.tolist()]
+        qs = [zq[c] * self.steps[c] for c in parts.tolist()]
+        qn = np.array([float(zq[c] @ zq[c]) for c in parts.tolist()], np.float32)
         est = np.empty(len(rows), np.float32)
 
         def run(a: int, b: int) -> None:
             r = rows[a:b]
-            d = self.zn[r][:, parts] + qn - 2.0 * (np.take(self.z, r, axis=0).astype(np.float32) @ qm)
+            zr = np.take(self.z, r, axis=0)
+            dot = np.empty((len(r), len(parts)), np.float32)
+            for j, ((lo, hi), qc) in enumerate(zip(spans, qs, strict=True)):  # only the weighed columns
+                dot[:, j] = zr[:, lo:hi].astype(np.float32) @ qc
+            d = self.zn[r][:, parts] + qn - 2.0 * dot
             est[a:b] = np.exp(-np.clip(d * ratio[parts], 0.0, FAR)) @ w[parts]
 
         _in_halves(run, len(rows), REFINE_THREADS_ABOVE)
