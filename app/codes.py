@@ -156,19 +156,26 @@ class PartCodes:
                     np.rint(zc / self.steps[c]), -127, 127)
         return codes, z
 
+    def reserve(self, capacity: int) -> None:
+        """Room for ``capacity`` rows in all, allocated once (a build knows how many rows it
+        encodes: growing a quarter at a time would copy the arrays again and again)."""
+        if capacity <= self.codes.shape[1] and self.z.flags.writeable and self.codes.flags.writeable:
+            return
+        cap = max(capacity, self.n)
+        c2 = np.zeros((N_PARTS, cap), np.uint8)
+        c2[:, :self.n] = self.codes[:, :self.n]
+        z2 = np.zeros((cap, self.dim), np.int8)
+        z2[:self.n] = self.z[:self.n]
+        zn2 = np.zeros((cap, N_PARTS), np.float32)
+        zn2[:self.n] = self.zn[:self.n]
+        self.codes, self.z, self.zn = c2, z2, zn2
+
     def append(self, x: np.ndarray) -> None:
         """Encode rows ``len .. len + n`` (the next rows of the index)."""
         codes, z = self.encode(x)
         need = self.n + len(x)
         if need > self.codes.shape[1] or not self.z.flags.writeable or not self.codes.flags.writeable:
-            cap = max(need, int(self.codes.shape[1] * 1.25) + 1024)
-            c2 = np.zeros((N_PARTS, cap), np.uint8)
-            c2[:, :self.n] = self.codes[:, :self.n]
-            z2 = np.zeros((cap, self.dim), np.int8)
-            z2[:self.n] = self.z[:self.n]
-            zn2 = np.zeros((cap, N_PARTS), np.float32)
-            zn2[:self.n] = self.zn[:self.n]
-            self.codes, self.z, self.zn = c2, z2, zn2
+            self.reserve(max(need, int(self.codes.shape[1] * 1.25) + 1024))
         self.codes[:, self.n:need] = codes
         self.z[self.n:need] = z
         self.zn[self.n:need] = self._norms(z)

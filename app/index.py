@@ -239,6 +239,7 @@ def _build_codes(vecs: np.ndarray, n0: int, sample: np.ndarray, p: IndexParams) 
     """Part codes of rows [0, n0) of ``vecs`` (dead rows too: codes are addressed by row), their
     projections, scales and codebooks measured on ``sample`` (:func:`_sample`)."""
     codes = PartCodes.fit(sample, _fit_projections(sample, p.codes_keep_variance), part_scales(sample))
+    codes.reserve(_graph_room(n0))  # the graphs' spare room, for the rows a scan adds next
     for s in range(0, n0, BUILD_CHUNK):
         codes.append(vecs[s:min(n0, s + BUILD_CHUNK)])
     return codes

@@ -95,8 +95,14 @@ def test_part_codes_estimate_the_match_and_keep_the_best_rows():
     projections = [Projection.fit(v[:, part_slice(c)], 0.95) for c in range(N_PARTS)]
     scales = part_scales(v)
     codes = PartCodes.fit(v, projections, scales)
+    codes.reserve(6000)
+    z_before = codes.z
     codes.append(v[:4000])
     codes.append(v[4000:])  # appended in two steps: the same as one
+    assert codes.z is z_before and codes.z.shape[0] == 6000  # reserved once, never grown
+    whole = PartCodes.fit(v, projections, scales)
+    whole.append(v)
+    assert np.array_equal(whole.codes[:, :6000], codes.codes) and np.array_equal(whole.z[:6000], codes.z)
     assert codes.n == 6000 and codes.codes.shape[0] == N_PARTS and codes.z.dtype == np.int8
     assert all(b.shape == (CENTROIDS, pr.dim) for b, pr in zip(codes.books, projections, strict=True))
     rng = np.random.default_rng(0)
