@@ -1,6 +1,6 @@
 """Building the search index of a large library: wall time and peak memory.
 
-    python bench/index_build.py [--tracks 1000000] [--mode bulk|scan] [--workdir DIR]
+    python bench/index_build.py [--tracks 1000000] [--mode bulk|scan] [--workdir DIR] [--keep-index DIR]
 
 The vectors are ``bench/query.py``'s model-like ones (:func:`bench.common.model_like_vectors`),
 drawn once and kept in ``--workdir`` as float16. A fresh process then builds the index from them
@@ -83,6 +83,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--tracks", type=int, default=1_000_000)
     ap.add_argument("--mode", choices=("bulk", "scan"), default="bulk")
     ap.add_argument("--workdir", type=Path, default=None, help="keep the drawn vectors here (default: a temp dir)")
+    ap.add_argument("--keep-index", type=Path, default=None,
+                    help="save the built index here and keep it: bench/query.py --index-only --workdir W "
+                         "reads W/idx<tracks>-model/index, the same vectors' index")
     args = ap.parse_args(argv)
     with tempfile.TemporaryDirectory() as tmp:
         work = args.workdir or Path(tmp)
@@ -94,15 +97,16 @@ def main(argv: list[str] | None = None) -> int:
             vecs = model_like_vectors(args.tracks, seed=args.tracks)  # as bench/query.py draws them
             vecs.astype(np.float16).tofile(vec_file)
             del vecs
-        out = Path(tempfile.mkdtemp(dir=work, prefix="index-"))
+        out = args.keep_index or Path(tempfile.mkdtemp(dir=work, prefix="index-"))
         try:
             child = subprocess.run([sys.executable, "-c", CHILD, str(vec_file), str(args.tracks), args.mode,
                                     str(out), str(Path(__file__).resolve().parent.parent)],
                                    capture_output=True, text=True, check=True)
         finally:
-            import shutil
+            if args.keep_index is None:
+                import shutil
 
-            shutil.rmtree(out, ignore_errors=True)
+                shutil.rmtree(out, ignore_errors=True)
         res = json.loads(child.stdout.strip().splitlines()[-1])
     met = res["build_s"] < TARGET["build_s"] and res["peak_gb"] < TARGET["peak_gb"]
     print(json.dumps({"bench": "index_build", "cpus": os.cpu_count(), "tracks": args.tracks, "mode": args.mode,

@@ -65,7 +65,7 @@ class NormLoss(nn.Module):
         return F.binary_cross_entropy_with_logits(self.logits(emb), present.to(emb.dtype))
 
 
-def spread_loss(emb: torch.Tensor, present: torch.Tensor, min_rows: int = 8) -> torch.Tensor:
+def spread_loss(emb: torch.Tensor, present: torch.Tensor, min_rows: int = 8, floor: float = 0.0) -> torch.Tensor:
     """Mean over parts of 1 - log(PR_c) / log(128): how far each subspace is from spreading its
     variance over all its directions (0 = even spread, 1 = one direction).
 
@@ -73,6 +73,11 @@ def spread_loss(emb: torch.Tensor, present: torch.Tensor, min_rows: int = 8) -> 
     the rows where part c is present (computed from the Gram matrix, (B x B)); parts present in
     fewer than ``min_rows`` rows are skipped. Scale-invariant, so it leaves the norms (and the
     norm loss's presence) alone. emb: (B, 640); present: (B, 5) in {0, 1}.
+
+    With ``floor`` > 1 each part's term is max(0, 1 - log(PR_c) / log(floor)) instead: only a
+    subspace spread over fewer than ``floor`` directions in the batch is pushed, and a part
+    above it costs nothing (the plain term rewards doubling the dimension of a part at 20 as
+    much as of one at 5, and spent its weight on parts already spread: chunk r13z).
     """
     sub = stack_parts(emb)
     terms = []
@@ -83,7 +88,10 @@ def spread_loss(emb: torch.Tensor, present: torch.Tensor, min_rows: int = 8) -> 
         x = x - x.mean(dim=0, keepdim=True)
         gram = x @ x.T
         pr = torch.diagonal(gram).sum() ** 2 / (gram.pow(2).sum() + _EPS)
-        terms.append(1.0 - torch.log(pr.clamp_min(1.0)) / math.log(x.shape[1]))
+        if floor > 1.0:
+            terms.append(torch.relu(1.0 - torch.log(pr.clamp_min(1.0)) / math.log(floor)))
+        else:
+            terms.append(1.0 - torch.log(pr.clamp_min(1.0)) / math.log(x.shape[1]))
     return torch.stack(terms).mean() if terms else emb.sum() * 0.0
 
 

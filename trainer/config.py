@@ -49,6 +49,7 @@ class TrainConfig:
     margin: float = TRIPLET_MARGIN
     norm_lambda: float = NORM_LAMBDA
     spread_lambda: float = 0.0  # weight of the subspace-spread term (model.losses.spread_loss)
+    spread_floor: float = 0.0  # > 1: the spread term pushes only subspaces under this many directions
     # --- individual networks (one per part, clean stems, plain triplet loss)
     ind_widths: tuple[int, ...] = WIDTHS
     ind_epochs: int = 100

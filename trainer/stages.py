@@ -391,7 +391,7 @@ class Run:
             out["norm"] = ln
             loss = loss + cfg.norm_lambda * ln
         if cfg.spread_lambda:
-            ls = spread_loss(emb, present)
+            ls = spread_loss(emb, present, floor=cfg.spread_floor)
             out["spread"] = ls
             loss = loss + cfg.spread_lambda * ls
         out["loss"] = loss

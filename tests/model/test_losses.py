@@ -170,6 +170,25 @@ def test_spread_loss_is_one_for_a_collapsed_subspace_and_scale_free():
     assert torch.isfinite(x.grad).all() and x.grad.abs().sum() > 0
 
 
+def test_spread_floor_pushes_only_the_subspaces_under_it():
+    g = torch.Generator().manual_seed(1)
+    present = torch.ones(400, 5)
+    x = torch.randn(400, 640, generator=g)
+    # drums on a line (PR 1), bass in 3 directions, the rest isotropic (PR near 97)
+    x[:, :128] = torch.rand(400, 1, generator=g) * torch.randn(1, 128, generator=g)
+    x[:, 128:256] = torch.randn(400, 3, generator=g) @ torch.randn(3, 128, generator=g)
+    x += 1e-3 * torch.randn(400, 640, generator=g)
+    x.requires_grad_(True)
+    loss = spread_loss(x, present, floor=8.0)
+    # drums: 1 - log(1) / log(8) = 1; bass: 1 - log(PR <= 3) / log(8) >= 0.47; the rest 0
+    assert 0.29 < loss.item() < 0.4
+    loss.backward()
+    grad = x.grad.reshape(400, 5, 128).abs().sum(dim=(0, 2))
+    assert grad[0] > 0 and grad[1] > 0 and torch.all(grad[2:] == 0)
+    # above the floor everywhere: nothing to push
+    assert spread_loss(torch.randn(400, 640, generator=g), present, floor=8.0).item() == 0.0
+
+
 def test_pretrain_block_loss_learns_direction_and_length_part_by_part():
     from model.losses import block_cosine, pretrain_block_loss
 
