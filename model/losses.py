@@ -88,10 +88,9 @@ def spread_loss(emb: torch.Tensor, present: torch.Tensor, min_rows: int = 8, flo
         x = x - x.mean(dim=0, keepdim=True)
         gram = x @ x.T
         pr = torch.diagonal(gram).sum() ** 2 / (gram.pow(2).sum() + _EPS)
-        if floor > 1.0:
-            terms.append(torch.relu(1.0 - torch.log(pr.clamp_min(1.0)) / math.log(floor)))
-        else:
-            terms.append(1.0 - torch.log(pr.clamp_min(1.0)) / math.log(x.shape[1]))
+        hinge = floor > 1.0
+        term = 1.0 - torch.log(pr.clamp_min(1.0)) / math.log(floor if hinge else x.shape[1])
+        terms.append(torch.relu(term) if hinge else term)
     return torch.stack(terms).mean() if terms else emb.sum() * 0.0
 
 
