@@ -16,9 +16,11 @@ more closely: the best ``scan`` tracks by estimate are scored again on their pro
 on the full vectors by the index. ``bench/query.py`` measures the recall this keeps against
 brute force.
 
-Speed, as measured on two cores at a million tracks: the gather is the cost, so two weighed
-parts share one 16-bit gather from a table of their 65,536 sums, and in large libraries two
-threads scan half the tracks each (numpy releases the interpreter while it gathers).
+Speed, as measured on two cores at a million tracks: the gathers are the cost, so two weighed
+parts share one 16-bit gather from a table of their 65,536 sums; a compiled loop
+(:mod:`app.codekernels`) sums each track's entries and keeps the track when it clears a
+threshold taken from a sample, in one pass; and in large libraries two threads scan half the
+tracks each.
 
 Rows are the index's row numbers; codes are appended as the index grows (the codebooks stay
 those of the build, measured on a sample) and rebuilt when it is compacted.
@@ -47,6 +49,7 @@ CHUNK = 20000  # rows encoded at a time (bounds the float32 copies)
 FAR = 80.0
 THREADS_ABOVE = 200_000  # rows from which two threads share a scan ...
 REFINE_THREADS_ABOVE = 8000  # ... and a refinement
+_NO_CODES8, _NO_CODES16, _NO_TABLE = np.zeros(0, np.uint8), np.zeros(0, np.uint16), np.zeros(0, np.float32)
 _POOL: ThreadPoolExecutor | None = None
 _POOL_LOCK = threading.Lock()
 
@@ -68,6 +71,13 @@ def _in_halves(run, n: int, above: int) -> None:
         list(_pool().map(lambda ab: run(*ab), [(0, n // 2), (n // 2, n)]))
     else:
         run(0, n)
+
+
+def kernels():
+    """:mod:`app.codekernels`, imported (compiled, or read from numba's cache) on the first scan."""
+    from app import codekernels
+
+    return codekernels
 
 
 def kmeans(x: np.ndarray, k: int, iterations: int = KMEANS_ITERATIONS, seed: int = 0) -> np.ndarray:
@@ -126,7 +136,6 @@ class PartCodes:
         self.zn = np.zeros((0, N_PARTS), np.float32)  # their squared norms per part (as quantised)
         self.n = 0
         self._pairs: dict[tuple[int, int], np.ndarray] = {}  # (i, j) -> 16-bit codes of two parts
-        self._tmp = np.zeros(0, np.float32)  # the scan's second buffer (searches hold the index's lock)
 
     @property
     def dim(self) -> int:
@@ -206,41 +215,48 @@ class PartCodes:
         n = self.n
         if keep >= n:
             return np.arange(n)
+        ck = kernels()
+        gathers = self._gathers(zq, w, scales)
+        # a threshold from every step-th row, then one pass that keeps the rows over it
+        step = max(1, n // 16384)
+        probe = np.empty(len(range(0, n, step)), np.float32)
+        ck.estimate(*gathers, 0, n, step, probe)
+        at = min(len(probe) - 1, max(0, int(len(probe) * (1.0 - 1.25 * keep / n))))
+        threshold = np.float32(np.partition(probe, at)[at])
+        found: dict[int, tuple[np.ndarray, np.ndarray] | None] = {}
+
+        def run(a: int, b: int) -> None:
+            rows, est = np.empty(2 * keep, np.int64), np.empty(2 * keep, np.float32)
+            m = ck.select(*gathers, threshold, a, b, rows, est)
+            found[a] = (rows[:m], est[:m]) if m >= 0 else None  # None: over 2 keep in this part
+
+        _in_halves(run, n, THREADS_ABOVE)
+        if all(got is not None for got in found.values()):
+            rows = np.concatenate([found[a][0] for a in sorted(found)])
+            if len(rows) > 2 * keep:  # the sample misjudged, a little: partition those rows
+                est = np.concatenate([found[a][1] for a in sorted(found)])
+                return np.sort(rows[np.argpartition(-est, keep - 1)[:keep]])
+            if len(rows) >= keep // 2:
+                return rows
+        # ... or much: estimate every row
+        est = buf[:n] if buf is not None and len(buf) >= n else np.empty(n, np.float32)
+        _in_halves(lambda a, b: ck.estimate(*gathers, a, b, 1, est[a:b]), n, THREADS_ABOVE)
+        return np.sort(np.argpartition(-est, keep - 1)[:keep])
+
+    def _gathers(self, zq: list[np.ndarray], w: np.ndarray, scales: np.ndarray) -> tuple:
+        """The arguments of :mod:`app.codekernels`' scans for focus ``w``: each weighed part's
+        table e_c[k] = w_c exp(-||z_q,c - mu_ck||^2 ratio_c), two parts sharing one 16-bit gather
+        from the table of their 65,536 sums, and an odd part gathered alone."""
         ratio = self.scales / np.maximum(np.asarray(scales, np.float32), 1e-12)
         tables = []
         for c in np.flatnonzero(w).tolist():
             d = ((self.books[c] - zq[c]) ** 2).sum(axis=1)
             tables.append((c, (float(w[c]) * np.exp(-np.minimum(d * ratio[c], FAR))).astype(np.float32)))
-        gathers = []  # (codes, table): two parts share one 16-bit gather
-        for k in range(0, len(tables) - 1, 2):
-            (i, ti), (j, tj) = tables[k], tables[k + 1]
-            gathers.append((self._pair_codes(i, j), (ti[:, None] + tj[None, :]).ravel()))
-        if len(tables) % 2:
-            c, t = tables[-1]
-            gathers.append((self.codes[c, :n], t))
-        est = buf[:n] if buf is not None and len(buf) >= n else np.empty(n, np.float32)
-        if len(self._tmp) < n:
-            self._tmp = np.empty(self.codes.shape[1], np.float32)
-
-        def run(a: int, b: int) -> None:
-            tmp = self._tmp[a:b]
-            for g, (codes, table) in enumerate(gathers):
-                if g == 0:
-                    np.take(table, codes[a:b], out=est[a:b])
-                else:
-                    np.take(table, codes[a:b], out=tmp)
-                    est[a:b] += tmp
-
-        _in_halves(run, n, THREADS_ABOVE)
-        # a threshold from every step-th row, then one pass: cheaper than partitioning every row
-        step = max(1, n // 16384)
-        probe = est[::step]
-        at = min(len(probe) - 1, max(0, int(len(probe) * (1.0 - 1.25 * keep / n))))
-        rows = np.flatnonzero(est >= np.partition(probe, at)[at])
-        if len(rows) > 2 * keep or len(rows) < keep // 2:  # the sample misjudged: partition them
-            pool = rows if len(rows) > 2 * keep else np.arange(n)
-            rows = np.sort(pool[np.argpartition(-est[pool], min(keep, len(pool) - 1))[:keep]])
-        return rows
+        pairs = [(self._pair_codes(i, j), (ti[:, None] + tj[None, :]).ravel())
+                 for (i, ti), (j, tj) in zip(tables[0:-1:2], tables[1::2], strict=True)]
+        single = (self.codes[tables[-1][0], :self.n], tables[-1][1]) if len(tables) % 2 else (_NO_CODES8, _NO_TABLE)
+        pairs += [(_NO_CODES16, _NO_TABLE)] * (2 - len(pairs))
+        return (*pairs[0], *pairs[1], *single, len(tables) // 2, len(tables) % 2)
 
     def refine(self, rows: np.ndarray, zq: list[np.ndarray], w: np.ndarray, scales: np.ndarray,
                keep: int) -> np.ndarray:

@@ -41,7 +41,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from app.codes import PartCodes
+from app.codes import PartCodes, kernels
 from app.focus import match, match_from_raw, part_scales, similarity
 from model.parts import (
     EMBED_DIM,
@@ -332,6 +332,13 @@ class VectorIndex:
     @property
     def has_hnsw(self) -> bool:
         return self._hnsw is not None
+
+    def prepare_search(self) -> None:
+        """Load what the first focus on several parts would otherwise wait for: the compiled
+        scan of the part codes (:mod:`app.codekernels`, about half a second on first use). The
+        window calls it from a worker when it opens a library; a command does not."""
+        if self._codes is not None:
+            kernels()
 
     def scales(self) -> np.ndarray:
         """(5,) typical squared distance per part between two live tracks (the similarity's

@@ -81,6 +81,8 @@ def load_snapshot(library: Library) -> Snapshot:
     presence = {t.id: t.presence for t in ok}
     dominant = np.array([int(np.argmax(presence[i])) if i in presence else 0 for i in ids.tolist()],
                         dtype=np.int64)
+    if library.index is not None:
+        library.index.prepare_search()
     return Snapshot(ok, failures, library.folders(), ids, dominant)
 
 
