@@ -18,7 +18,7 @@ brute force.
 
 Speed, as measured on two cores at a million tracks: the gathers are the cost, so two weighed
 parts share one 16-bit gather from a table of their 65,536 sums; a compiled loop
-(:mod:`app.codekernels`) sums each track's entries and keeps the track when it clears a
+(:mod:`app.kernels`) sums each track's entries and keeps the track when it clears a
 threshold taken from a sample, in one pass; and in large libraries two threads scan half the
 tracks each.
 
@@ -74,10 +74,10 @@ def _in_halves(run, n: int, above: int) -> None:
 
 
 def kernels():
-    """:mod:`app.codekernels`, imported (compiled, or read from numba's cache) on the first scan."""
-    from app import codekernels
+    """:mod:`app.kernels`, imported (compiled, or read from numba's cache) on first use."""
+    from app import kernels as compiled
 
-    return codekernels
+    return compiled
 
 
 def kmeans(x: np.ndarray, k: int, iterations: int = KMEANS_ITERATIONS, seed: int = 0) -> np.ndarray:
@@ -217,11 +217,13 @@ class PartCodes:
             return np.arange(n)
         ck = kernels()
         gathers = self._gathers(zq, w, scales)
-        # a threshold from every step-th row, then one pass that keeps the rows over it
+        # a threshold from every step-th row, then one pass that keeps the rows over it (about
+        # keep of them: a quarter more cost the refinement a fifth more, at a million tracks,
+        # for recall@10 of a focus on several parts 0.9995 instead of 0.998)
         step = max(1, n // 16384)
         probe = np.empty(len(range(0, n, step)), np.float32)
         ck.estimate(*gathers, 0, n, step, probe)
-        at = min(len(probe) - 1, max(0, int(len(probe) * (1.0 - 1.25 * keep / n))))
+        at = min(len(probe) - 1, max(0, int(len(probe) * (1.0 - keep / n))))
         threshold = np.float32(np.partition(probe, at)[at])
         found: dict[int, tuple[np.ndarray, np.ndarray] | None] = {}
 
@@ -244,7 +246,7 @@ class PartCodes:
         return np.sort(np.argpartition(-est, keep - 1)[:keep])
 
     def _gathers(self, zq: list[np.ndarray], w: np.ndarray, scales: np.ndarray) -> tuple:
-        """The arguments of :mod:`app.codekernels`' scans for focus ``w``: each weighed part's
+        """The arguments of :mod:`app.kernels`' scans for focus ``w``: each weighed part's
         table e_c[k] = w_c exp(-||z_q,c - mu_ck||^2 ratio_c), two parts sharing one 16-bit gather
         from the table of their 65,536 sums, and an odd part gathered alone."""
         ratio = self.scales / np.maximum(np.asarray(scales, np.float32), 1e-12)
@@ -271,13 +273,17 @@ class PartCodes:
         qn = np.array([float(zq[c] @ zq[c]) for c in parts.tolist()], np.float32)
         est = np.empty(len(rows), np.float32)
 
+        first, last = spans[0][0], spans[-1][1]  # the columns from the first weighed part to the last
+
         def run(a: int, b: int) -> None:
             r = rows[a:b]
-            zr = np.take(self.z, r, axis=0)
+            # one contiguous conversion (converting each part's columns alone cost twice as much)
+            zr = np.take(self.z, r, axis=0)[:, first:last].astype(np.float32)
             dot = np.empty((len(r), len(parts)), np.float32)
             for j, ((lo, hi), qc) in enumerate(zip(spans, qs, strict=True)):  # only the weighed columns
-                dot[:, j] = zr[:, lo:hi].astype(np.float32) @ qc
-            d = self.zn[r][:, parts] + qn - 2.0 * dot
+                dot[:, j] = zr[:, lo - first:hi - first] @ qc
+            zn = np.take(self.zn, r, axis=0)
+            d = (zn if len(parts) == N_PARTS else zn[:, parts]) + qn - 2.0 * dot
             est[a:b] = np.exp(-np.clip(d * ratio[parts], 0.0, FAR)) @ w[parts]
 
         _in_halves(run, len(rows), REFINE_THREADS_ABOVE)

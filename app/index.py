@@ -31,6 +31,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import sys
 import threading
 import time
 from collections import deque
@@ -334,10 +335,11 @@ class VectorIndex:
         return self._hnsw is not None
 
     def prepare_search(self) -> None:
-        """Load what the first focus on several parts would otherwise wait for: the compiled
-        scan of the part codes (:mod:`app.codekernels`, about half a second on first use). The
-        window calls it from a worker when it opens a library; a command does not."""
-        if self._codes is not None:
+        """Load what the first searches of a large library would otherwise wait for: the
+        compiled loops (:mod:`app.kernels`, about half a second on first use) that scan the
+        part codes and widen float16 rows. The window calls it from a worker when it opens a
+        library; a command does not."""
+        if self._codes is not None or self._n > WIDE_ROWS:  # without a float32 copy: widened by table
             kernels()
 
     def scales(self) -> np.ndarray:
@@ -708,6 +710,8 @@ class VectorIndex:
         """(m, 5) squared part distances from q to ``rows`` (row numbers or a slice), 0 in the
         parts w leaves out: only the weighed parts' columns are read and widened from float16,
         the costly step of a re-rank or a brute-force scan."""
+        if wide is None and self._vecs.dtype == np.float16 and "app.kernels" in sys.modules:
+            return self._compiled_sq_distances(q, rows, w)
         src = self._vecs if wide is None else wide
         sq = self._sq[rows]
         out = np.zeros((len(sq), N_PARTS), np.float32)
@@ -716,6 +720,18 @@ class VectorIndex:
             qc = q[sl]
             cross = np.asarray(src[rows, sl]).astype(np.float32, copy=False) @ qc  # no copy when ``wide``
             out[:, c] = np.maximum(float(qc @ qc) + sq[:, c] - 2.0 * cross, 0.0)
+        return out
+
+    def _compiled_sq_distances(self, q: np.ndarray, rows: np.ndarray | slice, w: np.ndarray) -> np.ndarray:
+        """What :meth:`_weighed_sq_distances` gives, from the float16 rows through
+        :func:`app.kernels.part_sq_distances` (a third of the time). Used once the compiled loops
+        are loaded (a window's :meth:`prepare_search`, or a scan of the part codes): a command
+        would spend more importing them than they save."""
+        ck = kernels()
+        rows = np.arange(rows.start or 0, rows.stop) if isinstance(rows, slice) else np.asarray(rows, np.int64)
+        out = np.zeros((len(rows), N_PARTS), np.float32)
+        ck.part_sq_distances(self._vecs.view(np.uint16), ck.WIDEN, np.ascontiguousarray(rows, np.int64),
+                             np.ascontiguousarray(q, np.float32), self._sq, np.flatnonzero(w).astype(np.int64), out)
         return out
 
     def _candidates(self, q: np.ndarray, w: np.ndarray, k: int, scales: np.ndarray,
@@ -749,14 +765,14 @@ class VectorIndex:
         distances known are not computed again.
         """
         p = self.params
-        n_live_indexed = int(self._alive[: self._n_indexed].sum())
+        tail = self._n_indexed + np.flatnonzero(self._alive[self._n_indexed:self._n])
+        n_live_indexed = len(self._pos) - len(tail)  # every live track has one live row (not a sum over them)
         kk0 = min(max(p.candidates, 10 * k), n_live_indexed)
         if kk0 <= 0:
             return None
         which = np.flatnonzero(w > 0).tolist()
         wp = w[which]
         negs = np.flatnonzero(w < 0)
-        tail = self._n_indexed + np.flatnonzero(self._alive[self._n_indexed:self._n])
         # one beam slot costs about hnsw_cost rows of a brute-force scan
         afford = int(n_live_indexed / (p.hnsw_cost * len(which)))
         limit = min(n_live_indexed, max(p.max_candidates, kk0), max(afford, 0))

@@ -5,7 +5,8 @@
 The vectors are ``bench/query.py``'s model-like ones (:func:`bench.common.model_like_vectors`),
 drawn once and kept in ``--workdir`` as float16. A fresh process then builds the index from them
 as Partwise would, reading the vectors from the file a chunk at a time (never holding them
-twice), so its peak resident memory is the index's own:
+twice), so its peak resident memory is the index's own (also printed: the peak while the tracks were
+added, and what stays resident once the index is built, the index itself):
 
 - ``bulk``: every track added, then one build (``VectorIndex.maintain(force=True)``): what
   opening a library whose index was lost costs;
@@ -44,11 +45,15 @@ from model.parts import EMBED_DIM
 path, n, mode, out = Path(sys.argv[1]), int(sys.argv[2]), sys.argv[3], Path(sys.argv[4])
 
 
-def peak_gb():
+def status_gb(key="VmHWM:"):
     for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
+        if line.startswith(key):
             return int(line.split()[1]) / 2 ** 20
     return None
+
+
+def peak_gb():
+    return status_gb()
 
 
 base = peak_gb()
@@ -65,14 +70,17 @@ with open(path, "rb") as f:
         if mode == "scan":
             index.maintain()
 t1 = time.perf_counter()
+peak_adding = peak_gb()
 index.maintain(force=True)
 t2 = time.perf_counter()
+built_gb = status_gb("VmRSS:")
 index.save(out, {"model_sha": "synthetic"})
 t3 = time.perf_counter()
 size = sum(p.stat().st_size for p in out.rglob("*") if p.is_file())
 print(json.dumps({"adding_s": round(t1 - t0, 1), "final_build_s": round(t2 - t1, 1),
                   "build_s": round(t2 - t0, 1), "save_s": round(t3 - t2, 1),
                   "peak_gb": round(peak_gb(), 2), "start_gb": round(base, 2),
+                  "peak_while_adding_gb": round(peak_adding, 2), "resident_when_built_gb": round(built_gb, 2),
                   "saved_gb": round(size / 1e9, 2), "graph_dims": [pr.dim for pr in index._proj],
                   "codes": index._codes is not None}))
 """

@@ -161,3 +161,28 @@ def test_room_reserved_ahead_is_exact_and_keeps_what_is_held():
     assert len(idx._ids) == 130 and len(idx) == 130
     idx.reserve(0)
     assert len(idx._ids) == 130
+
+
+def test_every_live_track_has_exactly_one_live_row(tmp_path):
+    """Searches count live rows as live tracks (not a sum over every row): replacing, removing
+    and adding back must keep the two in step, through a build, a fold and a reload."""
+    rng = np.random.default_rng(4)
+    idx = VectorIndex(IndexParams(exact_below=100, fold_every=16))
+
+    def check(index):
+        assert int(index._alive[:index._n].sum()) == len(index._pos) == len(index)
+
+    idx.upsert(range(1, 201), [1] * 200, vectors(200, seed=1))
+    idx.maintain(force=True)
+    for step in range(6):
+        ids = rng.choice(np.arange(1, 260), 40, replace=False)
+        if step % 2:
+            idx.remove(ids.tolist() + ids.tolist()[:3])  # some twice, some never there
+        else:
+            idx.upsert(ids.tolist(), [step + 2] * 40, vectors(40, seed=10 + step))  # replaced or new
+        idx.maintain()
+        check(idx)
+        hits = idx.search(vectors(1, seed=99)[0], parse_focus({"drums": 1, "bass": 1}), 10)
+        assert len(hits.ids) == 10 and set(hits.ids.tolist()) <= set(idx._pos)
+    idx.save(tmp_path / "index", {"model_sha": "x"})
+    check(VectorIndex.load(tmp_path / "index", IndexParams(exact_below=100))[0])

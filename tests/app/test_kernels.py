@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 import app.codes
-from app import codekernels as ck
+from app import kernels as ck
 from app.codes import FAR, PartCodes
 from app.focus import part_scales
 from app.index import Projection
@@ -93,3 +93,34 @@ def test_two_threads_and_a_misjudged_threshold_keep_the_same_rows(fitted, monkey
         got = codes.scan(zq, w, scales, 400)
         assert len(got) == 400 and (np.diff(got) > 0).all()
         assert len(exact & set(got.tolist())) >= 398
+
+
+def test_float16_rows_widened_by_table_give_numpys_part_distances(tmp_path, monkeypatch):
+    import sys
+
+    from app.index import IndexParams, VectorIndex
+
+    v = low_rank(3000, seed=3)
+    v[7, :128] = 0.0  # a silent part
+    idx = VectorIndex(IndexParams(exact_below=10**6))
+    idx.upsert(range(1, 3001), [1] * 3000, v)
+    q = v[11] + 0.05
+    rows = np.sort(np.random.default_rng(2).choice(3000, 500, replace=False))
+    assert np.array_equal(ck.WIDEN.view(np.uint32)[:1], [0]) and ck.WIDEN[0x3C00] == 1.0  # 0x3C00: float16 1.0
+    for w in ([1, 0, 0, 0, 0], [0, 1, 1, 0, -1], [1, 1, 1, 1, 1]):
+        w = np.asarray(w, np.float32)
+        compiled = idx._compiled_sq_distances(q, rows, w)
+        assert "app.kernels" in sys.modules
+        with monkeypatch.context() as m:
+            m.delitem(sys.modules, "app.kernels")  # not loaded: numpy widens the rows
+            plain = idx._weighed_sq_distances(q, rows, w)
+            plain_all = idx._weighed_sq_distances(q, slice(0, 3000), w)
+        np.testing.assert_allclose(compiled, plain, rtol=1e-5, atol=1e-4)
+        assert (compiled[:, w == 0] == 0).all()
+        np.testing.assert_allclose(idx._weighed_sq_distances(q, slice(0, 3000), w), plain_all, rtol=1e-5, atol=1e-4)
+    # a saved index maps its vectors read-only: the same numbers
+    idx.save(tmp_path / "index", {})
+    loaded, _ = VectorIndex.load(tmp_path / "index", IndexParams(exact_below=10**6))
+    assert not loaded._vecs.flags.writeable
+    w = np.ones(5, np.float32)
+    np.testing.assert_array_equal(loaded._compiled_sq_distances(q, rows, w), idx._compiled_sq_distances(q, rows, w))
