@@ -298,6 +298,69 @@ class Between:
                          self.scales, True)
 
 
+class RowMap:
+    """Track id -> its live row. Library ids are SQLite row ids (1, 2, 3, ...), so the rows sit
+    in an array indexed by id, 8 bytes a possible id, where a dict took about 110 bytes a track
+    (110 MB at a million); an id far beyond the others (over four times as many as held, plus
+    64k) goes to a small dict, so no id can make the array huge."""
+
+    FAR = 65536
+
+    def __init__(self, ids: np.ndarray | None = None, rows: np.ndarray | None = None):
+        self._rows = np.full(0, -1, np.int64)
+        self._far: dict[int, int] = {}
+        self._n = 0
+        if ids is not None and len(ids):
+            ids = np.asarray(ids, np.int64)
+            near = (ids >= 0) & (ids < 4 * len(ids) + self.FAR)
+            self._rows = np.full(int(ids[near].max(initial=-1)) + 1, -1, np.int64)
+            self._rows[ids[near]] = rows[near]
+            self._far = dict(zip(ids[~near].tolist(), np.asarray(rows)[~near].tolist(), strict=True))
+            self._n = len(ids)
+
+    def __len__(self) -> int:
+        return self._n
+
+    def __contains__(self, i: int) -> bool:
+        return self.get(i) is not None
+
+    def __iter__(self):
+        yield from np.flatnonzero(self._rows >= 0).tolist()
+        yield from list(self._far)
+
+    def get(self, i: int) -> int | None:
+        if 0 <= i < len(self._rows):
+            r = int(self._rows[i])
+            return r if r >= 0 else None
+        return self._far.get(i)
+
+    def pop(self, i: int) -> int | None:
+        if 0 <= i < len(self._rows):
+            r = int(self._rows[i])
+            if r < 0:
+                return None
+            self._rows[i] = -1
+        else:
+            r = self._far.pop(i, None)
+            if r is None:
+                return None
+        self._n -= 1
+        return r
+
+    def put(self, ids: np.ndarray, rows: np.ndarray) -> None:
+        """Map each of ``ids`` (none of them held, no repeats) to its row."""
+        ids = np.asarray(ids, np.int64)
+        near = (ids >= 0) & (ids < max(len(self._rows), 4 * (self._n + len(ids))) + self.FAR)
+        top = int(ids[near].max(initial=-1)) + 1
+        if top > len(self._rows):
+            grown = np.full(max(top, int(len(self._rows) * 1.5)), -1, np.int64)
+            grown[:len(self._rows)] = self._rows
+            self._rows = grown
+        self._rows[ids[near]] = rows[near]
+        self._far.update(zip(ids[~near].tolist(), np.asarray(rows)[~near].tolist(), strict=True))
+        self._n += len(ids)
+
+
 class VectorIndex:
     """Track vectors + HNSW per part; see the module docstring."""
 
@@ -310,7 +373,7 @@ class VectorIndex:
         self._revs = np.zeros(0, np.int64)
         self._alive = np.zeros(0, bool)
         self._n = 0
-        self._pos: dict[int, int] = {}
+        self._pos = RowMap()  # track id -> its live row
         self._hnsw: list[hnswlib.Index] | None = None
         self._proj: list[Projection] = []  # each graph's space (with the graphs)
         self._codes: PartCodes | None = None  # what a focus on several parts scans
@@ -427,9 +490,11 @@ class VectorIndex:
         vecs = np.asarray(vecs, np.float32).reshape(len(ids), EMBED_DIM)
         if not len(ids):
             return
+        if len(np.unique(ids)) < len(ids):
+            raise ValueError("upsert: a track id given twice")
         with self._lock:
             for i in ids.tolist():
-                r = self._pos.pop(i, None)
+                r = self._pos.pop(i)
                 if r is not None:
                     self._kill(r)
             n0 = self._n
@@ -442,15 +507,14 @@ class VectorIndex:
             self._revs[n0:n0 + len(ids)] = revs
             self._alive[n0:n0 + len(ids)] = True
             self._n = n0 + len(ids)
-            for j, i in enumerate(ids.tolist()):
-                self._pos[i] = n0 + j
+            self._pos.put(ids, np.arange(n0, n0 + len(ids)))
             self._gen += 1
 
     def remove(self, ids: Iterable[int]) -> int:
         n = 0
         with self._lock:
             for i in ids:
-                r = self._pos.pop(int(i), None)
+                r = self._pos.pop(int(i))
                 if r is not None:
                     self._kill(r)
                     n += 1
@@ -498,7 +562,7 @@ class VectorIndex:
         self._ids, self._revs = self._ids[rows].copy(), self._revs[rows].copy()
         self._alive = np.ones(len(rows), bool)
         self._n = len(rows)
-        self._pos = {int(i): r for r, i in enumerate(self._ids.tolist())}
+        self._pos = RowMap(self._ids, np.arange(self._n))
         self._hnsw, self._codes, self._n_indexed = None, None, 0
         self._epoch += 1
         self._gen += 1
@@ -951,7 +1015,7 @@ class VectorIndex:
                 self._scales_n = int(doc["scales_n"])
             self._n = n
             live = np.flatnonzero(self._alive)
-            self._pos = dict(zip(ids[live].tolist(), live.tolist(), strict=True))
+            self._pos = RowMap(ids[live], live)
             n_idx = int(doc.get("n_indexed", 0))
             if n_idx and graphs and n > graphs_above:
                 hs, proj = [], []

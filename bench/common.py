@@ -92,3 +92,31 @@ def model_like_vectors(n: int, seed: int = 0, centres: int = 200, within: float 
 
 
 VECTOR_KINDS = {"model": model_like_vectors, "isotropic": clustered_vectors}
+
+
+def parse_params(ap, pairs: list[str]):
+    """``--param KEY=VALUE`` arguments (repeatable) -> :class:`app.index.IndexParams` with those
+    fields changed; an unknown field or a bad value is the parser's error."""
+    import argparse
+    import dataclasses
+
+    from app.index import IndexParams
+
+    assert isinstance(ap, argparse.ArgumentParser)
+    params = IndexParams()
+    for kv in pairs:
+        key, _, value = kv.partition("=")
+        if key not in params.__dataclass_fields__:
+            ap.error(f"--param {kv}: IndexParams has no field {key!r}")
+        kind = type(getattr(params, key))
+        if kind is bool:  # bool("false") is True
+            if value.lower() not in ("true", "false", "1", "0"):
+                ap.error(f"--param {kv}: {key} is true or false")
+            parsed = value.lower() in ("true", "1")
+        else:
+            try:
+                parsed = kind(value)
+            except ValueError:
+                ap.error(f"--param {kv}: {key} takes a {kind.__name__}")
+        params = dataclasses.replace(params, **{key: parsed})
+    return params

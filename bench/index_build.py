@@ -1,6 +1,7 @@
 """Building the search index of a large library: wall time and peak memory.
 
     python bench/index_build.py [--tracks 1000000] [--mode bulk|scan] [--workdir DIR] [--keep-index DIR]
+                                [--param KEY=VALUE ...]
 
 The vectors are ``bench/query.py``'s model-like ones (:func:`bench.common.model_like_vectors`),
 drawn once and kept in ``--workdir`` as float16. A fresh process then builds the index from them
@@ -20,6 +21,7 @@ issue 17 (index build under 10 minutes and 4 GB peak, or built incrementally dur
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import subprocess
@@ -39,10 +41,11 @@ import json, sys, time
 from pathlib import Path
 import numpy as np
 sys.path.insert(0, sys.argv[5])
-from app.index import VectorIndex
+from app.index import IndexParams, VectorIndex
 from model.parts import EMBED_DIM
 
 path, n, mode, out = Path(sys.argv[1]), int(sys.argv[2]), sys.argv[3], Path(sys.argv[4])
+params = IndexParams(**json.loads(sys.argv[6]))
 
 
 def status_gb(key="VmHWM:"):
@@ -57,7 +60,7 @@ def peak_gb():
 
 
 base = peak_gb()
-index = VectorIndex()
+index = VectorIndex(params)
 if mode == "bulk":
     index.reserve(n)  # as a library rebuilding its index from the store does
 chunk = 2048 if mode == "scan" else 100_000
@@ -91,10 +94,16 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--tracks", type=int, default=1_000_000)
     ap.add_argument("--mode", choices=("bulk", "scan"), default="bulk")
     ap.add_argument("--workdir", type=Path, default=None, help="keep the drawn vectors here (default: a temp dir)")
+    ap.add_argument("--param", action="append", default=[], metavar="KEY=VALUE",
+                    help="an IndexParams field other than its default, e.g. m=12 (repeatable)")
     ap.add_argument("--keep-index", type=Path, default=None,
                     help="save the built index here and keep it: bench/query.py --index-only --workdir W "
                          "reads W/idx<tracks>-model/index, the same vectors' index")
     args = ap.parse_args(argv)
+    from app.index import IndexParams
+    from bench.common import parse_params
+
+    params = parse_params(ap, args.param)
     with tempfile.TemporaryDirectory() as tmp:
         work = args.workdir or Path(tmp)
         work.mkdir(parents=True, exist_ok=True)
@@ -108,7 +117,8 @@ def main(argv: list[str] | None = None) -> int:
         out = args.keep_index or Path(tempfile.mkdtemp(dir=work, prefix="index-"))
         try:
             child = subprocess.run([sys.executable, "-c", CHILD, str(vec_file), str(args.tracks), args.mode,
-                                    str(out), str(Path(__file__).resolve().parent.parent)],
+                                    str(out), str(Path(__file__).resolve().parent.parent),
+                                    json.dumps(dataclasses.asdict(params))],
                                    capture_output=True, text=True, check=True)
         finally:
             if args.keep_index is None:
@@ -118,6 +128,8 @@ def main(argv: list[str] | None = None) -> int:
         res = json.loads(child.stdout.strip().splitlines()[-1])
     met = res["build_s"] < TARGET["build_s"] and res["peak_gb"] < TARGET["peak_gb"]
     print(json.dumps({"bench": "index_build", "cpus": os.cpu_count(), "tracks": args.tracks, "mode": args.mode,
+                      "params": {k: v for k, v in dataclasses.asdict(params).items()
+                                 if v != getattr(IndexParams(), k)},
                       **res, "target": "index build under 10 minutes and 4 GB peak, or built incrementally "
                                        "during the scan (issue 17)",
                       "target_met": met or args.mode == "scan" and res["peak_gb"] < TARGET["peak_gb"]}, indent=2))

@@ -27,7 +27,6 @@ Prints one JSON; the targets are in it.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import logging
 import os
@@ -45,7 +44,7 @@ from app.focus import focused_scores, parse_focus  # noqa: E402
 from app.index import IndexParams, VectorIndex  # noqa: E402
 from app.library import AnalysisPolicy, Library  # noqa: E402
 from app.store import DB_NAME, SEGMENTS_INSERT, Store, segment_params  # noqa: E402
-from bench.common import VECTOR_KINDS  # noqa: E402
+from bench.common import VECTOR_KINDS, parse_params  # noqa: E402
 from model.parts import EMBED_DIM, part_sq_norms  # noqa: E402
 
 FOCUSES = {  # name: (kind, focus)
@@ -258,19 +257,7 @@ def main(argv: list[str] | None = None) -> int:
                     help="an IndexParams field other than its default, e.g. codes_scan=8000 (repeatable)")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
-    params = IndexParams()
-    for kv in args.param:
-        key, _, value = kv.partition("=")
-        if key not in params.__dataclass_fields__:
-            ap.error(f"--param {kv}: IndexParams has no field {key!r}")
-        kind = type(getattr(params, key))
-        if kind is bool:  # bool("false") is True
-            if value.lower() not in ("true", "false", "1", "0"):
-                ap.error(f"--param {kv}: {key} is true or false")
-            parsed = value.lower() in ("true", "1")
-        else:
-            parsed = kind(value)
-        params = dataclasses.replace(params, **{key: parsed})
+    params = parse_params(ap, args.param)
     results = {"bench": "query", "target": TARGET_TEXT, "cpus": os.cpu_count(), "vectors": args.vectors,
                "params": params.__dict__, "sizes": []}
     with tempfile.TemporaryDirectory() as tmp:

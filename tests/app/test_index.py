@@ -186,3 +186,24 @@ def test_every_live_track_has_exactly_one_live_row(tmp_path):
         assert len(hits.ids) == 10 and set(hits.ids.tolist()) <= set(idx._pos)
     idx.save(tmp_path / "index", {"model_sha": "x"})
     check(VectorIndex.load(tmp_path / "index", IndexParams(exact_below=100))[0])
+
+
+def test_the_row_map_holds_near_and_far_ids_and_forgets_popped_ones():
+    from app.index import RowMap
+
+    m = RowMap(np.array([3, 1, 2]), np.array([0, 1, 2]))
+    assert len(m) == 3 and m.get(3) == 0 and m.get(1) == 1 and m.get(0) is None and m.get(-5) is None
+    far = 10 ** 12  # an id far beyond the others: kept aside, the array stays small
+    m.put(np.array([far, 4]), np.array([3, 4]))
+    assert m.get(far) == 3 and m.get(4) == 4 and len(m) == 5 and len(m._rows) < 100
+    assert m.pop(far) == 3 and m.pop(far) is None and m.pop(2) == 2 and m.pop(2) is None and m.pop(99) is None
+    assert len(m) == 3 and sorted(m) == [1, 3, 4] and 3 in m and 2 not in m
+    m.put(np.arange(5, 5000), np.arange(5, 5000))  # grows
+    assert m.get(4999) == 4999 and len(m) == 4998
+
+
+def test_an_upsert_that_names_a_track_twice_is_refused():
+    idx = VectorIndex()
+    with pytest.raises(ValueError, match="twice"):
+        idx.upsert([1, 2, 1], [1, 1, 1], vectors(3))
+    assert len(idx) == 0
