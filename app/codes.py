@@ -43,7 +43,7 @@ if TYPE_CHECKING:
 CENTROIDS = 256  # per part: one byte per track
 TRAIN_PER_CENTROID = 64  # k-means trains on at most this many sample rows a centroid
 KMEANS_ITERATIONS = 12
-CHUNK = 20000  # rows encoded at a time (bounds the float32 copies)
+CHUNK = 8192  # rows encoded at a time (bounds the float32 copies: 21 MB of rows, beside the index being built)
 # exp(-FAR) is the least similarity an estimate uses: smaller ones would be subnormal floats,
 # which many CPUs add far more slowly
 FAR = 80.0
