@@ -30,6 +30,10 @@ _FLAGS = {"nogil": True, "cache": True, "boundscheck": False, "fastmath": True}
 _GATHERS = "uint16[::1], float32[::1], uint16[::1], float32[::1], uint8[::1], float32[::1], int64, int64"
 
 
+# select and estimate spell out the same sum: with it in a helper (numba's inline="always" or
+# not) the scan of a million rows took 34-46 ms instead of 2.7
+
+
 @njit(f"int64({_GATHERS}, float32, int64, int64, int64[::1], float32[::1])", **_FLAGS)
 def select(p0, t0, p1, t1, s, ts, npair, single, threshold, a, b, rows, est):  # pragma: no cover
     """Rows i in [a, b) whose estimate is at least ``threshold``, in order, into ``rows`` (and
