@@ -232,7 +232,7 @@ def _fit_projections(sample: np.ndarray, keep: float) -> list[Projection]:
 def _graph_room(rows: int, growing: bool = False) -> int:
     """Capacity of a graph over ``rows`` rows: a graph allocates its capacity up front (some 2.3
     KB a track for the five), so a build leaves a thirty-second for the tracks a scan adds next
-    (74 MB at a million tracks; a sixteenth kept the peak of a million-track build over 4 GB),
+    (about 70 MB at a million tracks; a sixteenth kept the peak of a million-track build over 4 GB),
     and a graph that fills grows by half (each growth copies it once)."""
     return int(rows * 1.5) + 1024 if growing else rows + max(rows // 32, 4096)
 
