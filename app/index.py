@@ -775,6 +775,8 @@ class VectorIndex:
         """(m, 5) squared part distances from q to ``rows`` (row numbers or a slice), 0 in the
         parts w leaves out: only the weighed parts' columns are read and widened from float16,
         the costly step of a re-rank or a brute-force scan."""
+        if wide is None and self._wide is not None and len(self._wide) == self._n:
+            wide = self._wide  # a small library's float32 copy: nothing to widen
         if wide is None and self._vecs.dtype == np.float16 and "app.kernels" in sys.modules:
             return self._compiled_sq_distances(q, rows, w)
         src = self._vecs if wide is None else wide
