@@ -311,13 +311,8 @@ class RowMap:
         self._rows = np.full(0, -1, np.int64)
         self._far: dict[int, int] = {}
         self._n = 0
-        if ids is not None and len(ids):
-            ids = np.asarray(ids, np.int64)
-            near = (ids >= 0) & (ids < 4 * len(ids) + self.FAR)
-            self._rows = np.full(int(ids[near].max(initial=-1)) + 1, -1, np.int64)
-            self._rows[ids[near]] = rows[near]
-            self._far = dict(zip(ids[~near].tolist(), np.asarray(rows)[~near].tolist(), strict=True))
-            self._n = len(ids)
+        if ids is not None:
+            self.put(ids, rows)
 
     def __len__(self) -> int:
         return self._n
@@ -350,7 +345,7 @@ class RowMap:
 
     def put(self, ids: np.ndarray, rows: np.ndarray) -> None:
         """Map each of ``ids`` (none of them held, no repeats) to its row."""
-        ids = np.asarray(ids, np.int64)
+        ids, rows = np.asarray(ids, np.int64), np.asarray(rows, np.int64)
         near = (ids >= 0) & (ids < max(len(self._rows), 4 * (self._n + len(ids))) + self.FAR)
         top = int(ids[near].max(initial=-1)) + 1
         if top > len(self._rows):
@@ -358,7 +353,7 @@ class RowMap:
             grown[:len(self._rows)] = self._rows
             self._rows = grown
         self._rows[ids[near]] = rows[near]
-        self._far.update(zip(ids[~near].tolist(), np.asarray(rows)[~near].tolist(), strict=True))
+        self._far.update(zip(ids[~near].tolist(), rows[~near].tolist(), strict=True))
         self._n += len(ids)
 
 
@@ -795,9 +790,10 @@ class VectorIndex:
         are loaded (a window's :meth:`prepare_search`, or a scan of the part codes): a command
         would spend more importing them than they save."""
         ck = kernels()
-        rows = np.arange(rows.start or 0, rows.stop) if isinstance(rows, slice) else np.asarray(rows, np.int64)
+        rows = np.arange(rows.start or 0, rows.stop) if isinstance(rows, slice) else \
+            np.ascontiguousarray(rows, np.int64)
         out = np.zeros((len(rows), N_PARTS), np.float32)
-        ck.part_sq_distances(self._vecs.view(np.uint16), ck.WIDEN, np.ascontiguousarray(rows, np.int64),
+        ck.part_sq_distances(self._vecs.view(np.uint16), ck.WIDEN, rows,
                              np.ascontiguousarray(q, np.float32), self._sq, np.flatnonzero(w).astype(np.int64), out)
         return out
 

@@ -80,6 +80,7 @@ def spread_loss(emb: torch.Tensor, present: torch.Tensor, min_rows: int = 8, flo
     much as of one at 5, and spent its weight on parts already spread: chunk r13z).
     """
     sub = stack_parts(emb)
+    hinge = floor > 1.0
     terms = []
     for c in range(N_PARTS):
         x = sub[present[:, c] > 0, c]
@@ -88,7 +89,6 @@ def spread_loss(emb: torch.Tensor, present: torch.Tensor, min_rows: int = 8, flo
         x = x - x.mean(dim=0, keepdim=True)
         gram = x @ x.T
         pr = torch.diagonal(gram).sum() ** 2 / (gram.pow(2).sum() + _EPS)
-        hinge = floor > 1.0
         term = 1.0 - torch.log(pr.clamp_min(1.0)) / math.log(floor if hinge else x.shape[1])
         terms.append(torch.relu(term) if hinge else term)
     return torch.stack(terms).mean() if terms else emb.sum() * 0.0
