@@ -4,8 +4,9 @@ Layout of a library folder::
 
     library.sqlite        tracks, tags, status, errors, track vectors, presence, file locations,
                           the warnings of the last walk of each folder, and (table ``segments``)
-                          each analysed track's window embeddings (N, 640) float16 (float32 in
-                          rows written before float16, still read) with their start times (N,)
+                          each analysed track's window embeddings (N, 640) as int8 with a scale
+                          per window and part (float16 or float32 in rows written before, still
+                          read; :func:`encode_windows`) with their start times (N,)
     scan.lock             held by the one process that writes (scans) the library; holds its pid
     segments/XX/ID.npz    the window embeddings as libraries of schema 2 kept them, one file a
                           track: still read, moved into the table by the next scan
@@ -42,7 +43,7 @@ from pathlib import Path
 import numpy as np
 
 from app.walk import shown
-from model.parts import EMBED_DIM, N_PARTS
+from model.parts import EMBED_DIM, N_PARTS, SUBSPACE_DIM
 
 log = logging.getLogger(__name__)
 
@@ -87,7 +88,7 @@ CREATE TRIGGER IF NOT EXISTS tracks_changed AFTER UPDATE OF id, status, model_sh
 CREATE TABLE IF NOT EXISTS segments (
     id INTEGER PRIMARY KEY,  -- tracks.id
     starts BLOB NOT NULL,    -- (N,) float32 start seconds
-    vecs BLOB NOT NULL       -- (N, 640) float16 window embeddings (float32: older rows)
+    vecs BLOB NOT NULL       -- (N, 640) window embeddings, int8 + scales (encode_windows)
 );
 """
 _INDEXES = """
@@ -123,9 +124,6 @@ def path_from_db(v: str | bytes) -> str:
 SEGMENTS_INSERT = "INSERT OR REPLACE INTO segments(id, starts, vecs) VALUES(?, ?, ?)"
 
 
-F16_MAX = float(np.finfo(np.float16).max)
-
-
 WINDOWS_CACHE_BYTES = 32 << 20  # decoded windows kept by Store.load_segments_many
 
 
@@ -135,15 +133,43 @@ def _windows_key(row: Row) -> tuple:
     return (row.id, row.rev, row.path, row.size, row.mtime_ns, row.model_sha, row.policy)
 
 
+WINDOW_SCALE_BYTES = 4 * N_PARTS  # a window's five part scales (float32) before its int8 codes
+
+
+def encode_windows(segments: np.ndarray) -> bytes:
+    """Window embeddings (N, 640) as stored: each window's five part scales (N, 5) float32, then
+    its values as int8 multiples of them (N, 640), rounded. A part's scale is its largest
+    magnitude / 127, so every value comes back within half a step (1/254 of that part's largest
+    magnitude in that window): 660 bytes a window where float16 takes 1,280, so that a million
+    tracks' windows stay in the page cache a query reads them from. Windows with a value that is
+    not finite are kept exactly, as float32. :func:`decode_windows` tells the three layouts (and
+    float16, which libraries wrote before) apart by length."""
+    segs = np.ascontiguousarray(segments, np.float32).reshape(-1, N_PARTS, SUBSPACE_DIM)
+    if not np.isfinite(segs).all():
+        return segs.tobytes()
+    scale = np.abs(segs).max(axis=2) / np.float32(127)
+    codes = np.rint(segs / np.where(scale > 0, scale, 1)[..., None])
+    return scale.astype(np.float32).tobytes() + np.clip(codes, -127, 127).astype(np.int8).tobytes()
+
+
+def decode_windows(n: int, blob: bytes) -> np.ndarray | None:
+    """(n, 640) float32 windows from a stored blob of ``n`` windows; None for a length that no
+    layout has (a damaged row)."""
+    if n <= 0:
+        return None
+    if len(blob) == n * (WINDOW_SCALE_BYTES + EMBED_DIM):
+        scale = np.frombuffer(blob, np.float32, n * N_PARTS).reshape(n, N_PARTS, 1)
+        codes = np.frombuffer(blob, np.int8, offset=n * WINDOW_SCALE_BYTES).reshape(n, N_PARTS, SUBSPACE_DIM)
+        return (codes * scale).reshape(n, EMBED_DIM)
+    width = {2 * n * EMBED_DIM: np.float16, 4 * n * EMBED_DIM: np.float32}.get(len(blob))
+    if width is None:
+        return None
+    return np.frombuffer(blob, width).reshape(n, EMBED_DIM).astype(np.float32, copy=False)
+
+
 def segment_params(track_id: int, segments: np.ndarray, starts: np.ndarray) -> tuple[int, bytes, bytes]:
-    """The parameters of :data:`SEGMENTS_INSERT` for one track's windows: the embeddings as
-    float16, half the bytes to store and to read for every hit of a query (the index keeps the
-    track vectors at the same precision); float32 for windows float16 cannot hold. The reader
-    tells the two apart by the blob's length."""
-    segs = np.asarray(segments, np.float32)
-    dtype = np.float16 if np.abs(segs).max(initial=0.0) <= F16_MAX else np.float32
-    return (int(track_id), np.ascontiguousarray(starts, dtype=np.float32).tobytes(),
-            np.ascontiguousarray(segs, dtype=dtype).tobytes())
+    """The parameters of :data:`SEGMENTS_INSERT` for one track's windows (:func:`encode_windows`)."""
+    return (int(track_id), np.ascontiguousarray(starts, dtype=np.float32).tobytes(), encode_windows(segments))
 
 
 def _in_chunks(ids: list[int], size: int = 900) -> Iterator[tuple[list[int], str]]:
@@ -608,14 +634,12 @@ class Store:
             self._windows_bytes -= a.nbytes + b.nbytes
 
     def _decode_segments(self, tid: int, starts: bytes, vecs: bytes) -> tuple[np.ndarray, np.ndarray] | StoreError:
-        n = len(starts) // 4
-        width = {2 * n * EMBED_DIM: np.float16, 4 * n * EMBED_DIM: np.float32}.get(len(vecs))
-        if len(starts) % 4 or width is None or n == 0:
+        segs = None if len(starts) % 4 else decode_windows(len(starts) // 4, vecs)
+        if segs is None:
             return StoreError(f"{self.db_path}: the stored windows of track {tid} are damaged "
                               f"({len(starts)} bytes of starts, {len(vecs)} of vectors); scan again "
                               "with --retry-failed or touch the file to redo it")
-        segs = np.frombuffer(vecs, width).reshape(n, EMBED_DIM)
-        return segs.astype(np.float32, copy=False), np.frombuffer(starts, np.float32)
+        return segs, np.frombuffer(starts, np.float32)
 
     def _read_segfile(self, row: Row) -> tuple[np.ndarray, np.ndarray] | StoreError:
         p = self.root / str(row.segfile)

@@ -466,31 +466,34 @@ def test_schema_2_window_files_are_read_then_moved_into_the_database(tmp_path, w
     assert "damaged" in caplog.text
 
 
-def test_windows_are_stored_as_float16_and_float32_rows_still_read(tmp_path, weights):
+def test_windows_are_stored_as_int8_and_older_rows_still_read(tmp_path, weights):
     folder = tmp_path / "music"
-    songs(folder, 2, seconds=8.0)
+    songs(folder, 3, seconds=8.0)
     root = tmp_path / "lib"
     with Library(root, weights=weights, device="cpu") as lib:
         run_scan(lib, [folder])
-        a, b = sorted(t.id for t in lib.tracks())
+        a, b, c = sorted(t.id for t in lib.tracks())
         segs, starts = lib.store.load_segments(lib.store.row(a))
         assert segs.dtype == np.float32 and len(segs) == len(starts) > 1
     con = sqlite3.connect(root / "library.sqlite")
     (blob,) = con.execute("SELECT vecs FROM segments WHERE id=?", (a,)).fetchone()
-    assert len(blob) == 2 * segs.size  # half of float32
-    # a row of an older Partwise (float32) and windows float16 cannot hold (stored as float32)
-    big = segs.astype(np.float32)
-    big[0, 0] = 1e6
-    con.execute("UPDATE segments SET vecs=? WHERE id=?", (segs.astype(np.float32).tobytes(), b))
+    assert len(blob) == len(segs) * (640 + 20)  # int8 values and five float32 scales a window
+    # rows of an older Partwise: float16 and float32
+    con.execute("UPDATE segments SET vecs=? WHERE id=?", (segs.astype(np.float16).tobytes(), b))
+    con.execute("UPDATE segments SET vecs=? WHERE id=?", (segs.tobytes(), c))
     con.commit()
     con.close()
     store = Store(root)
     try:
-        got, _ = store.load_segments(store.row(b))
-        np.testing.assert_array_equal(got, segs.astype(np.float32))
-        params = app.store.segment_params(a, big, starts)
-        assert len(params[2]) == 4 * big.size
-        np.testing.assert_array_equal(store._decode_segments(a, params[1], params[2])[0], big)
+        got = store.load_segments_many(list(store.rows_for([b, c]).values()))
+        np.testing.assert_array_equal(got[b][0], segs.astype(np.float16).astype(np.float32))
+        np.testing.assert_array_equal(got[c][0], segs)
+        # windows with a value that is not finite are kept exactly, as float32
+        odd = segs.copy()
+        odd[0, 0] = np.inf
+        params = app.store.segment_params(a, odd, starts)
+        assert len(params[2]) == 4 * odd.size
+        np.testing.assert_array_equal(store._decode_segments(a, params[1], params[2])[0], odd)
     finally:
         store.close()
 

@@ -1,5 +1,6 @@
-"""The store's cache of decoded windows: what a fader move re-reads comes from memory, and a
-rewrite of a track's windows is never answered from it."""
+"""The store's windows: stored as int8 within a known bound, and its cache of decoded windows:
+what a fader move re-reads comes from memory, and a rewrite of a track's windows is never
+answered from it."""
 
 from pathlib import Path
 
@@ -7,8 +8,8 @@ import numpy as np
 import pytest
 
 import app.store as store_mod
-from app.store import Store
-from model.parts import EMBED_DIM, N_PARTS
+from app.store import Store, decode_windows, encode_windows
+from model.parts import EMBED_DIM, N_PARTS, SUBSPACE_DIM
 
 
 def _write(store: Store, path: Path, seed: int, n: int = 6) -> int:
@@ -66,3 +67,20 @@ def test_the_cache_stays_within_its_bytes(store, tmp_path, monkeypatch):
     assert len(store._windows) == 6
     kept = {k[0] for k in store._windows}
     assert ids[-1] in kept and ids[0] not in kept  # the least recently used went first
+
+
+def test_windows_come_back_within_half_a_step_of_each_parts_scale():
+    rng = np.random.default_rng(3)
+    # parts of very different sizes (one silent), and two windows almost the same
+    segs = rng.normal(size=(7, EMBED_DIM)).astype(np.float32) * np.repeat([1.0, 1e-3, 30.0, 0.2, 0.0], SUBSPACE_DIM)
+    segs[1, :-SUBSPACE_DIM] = segs[0, :-SUBSPACE_DIM] + 1e-4
+    blob = encode_windows(segs)
+    assert len(blob) == 7 * (EMBED_DIM + 4 * N_PARTS)
+    got = decode_windows(7, blob)
+    assert got.dtype == np.float32 and got.shape == segs.shape
+    parts = np.abs(segs).reshape(7, N_PARTS, SUBSPACE_DIM)
+    bound = parts.max(axis=2, keepdims=True) / 254
+    err = np.abs(got - segs).reshape(7, N_PARTS, SUBSPACE_DIM)
+    assert np.all(err <= bound * (1 + 1e-5) + 1e-12)
+    assert np.all(got[:, 4 * SUBSPACE_DIM:] == 0)  # a silent part stays silent
+    assert decode_windows(7, blob[:-1]) is None and decode_windows(0, b"") is None
