@@ -2,6 +2,7 @@
 what a fader move re-reads comes from memory, and a rewrite of a track's windows is never
 answered from it."""
 
+import sqlite3
 from pathlib import Path
 
 import numpy as np
@@ -84,3 +85,23 @@ def test_windows_come_back_within_half_a_step_of_each_parts_scale():
     assert np.all(err <= bound * (1 + 1e-5) + 1e-12)
     assert np.all(got[:, 4 * SUBSPACE_DIM:] == 0)  # a silent part stays silent
     assert decode_windows(7, blob[:-1]) is None and decode_windows(0, b"") is None
+
+
+def test_a_new_library_has_16k_pages_and_an_old_one_keeps_its_own(tmp_path):
+    s = Store(tmp_path / "new")
+    assert s._con().execute("PRAGMA page_size").fetchone()[0] == store_mod.PAGE_SIZE
+    s.close()
+    old = tmp_path / "old"
+    old.mkdir()
+    con = sqlite3.connect(old / store_mod.DB_NAME)
+    con.execute("PRAGMA page_size=4096")
+    con.execute("CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
+    con.commit()
+    con.close()
+    s = Store(old)
+    try:
+        assert s._con().execute("PRAGMA page_size").fetchone()[0] == 4096
+        tid = _write(s, tmp_path / "a.flac", 1)
+        assert s.load_segments(s.row(tid))[0].shape == (6, EMBED_DIM)
+    finally:
+        s.close()
