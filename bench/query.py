@@ -18,7 +18,9 @@ Recall@10 compares the whole query's tracks with brute force over every track, w
 every focus is timed (its passes over every vector would evict what the searches use, which
 no user's session does between two searches). Focus kinds:
 one part, several positive parts, the all-equal focus, and focuses with negative weights.
-The database is read from the page cache (just written): a cold disk adds its seek time.
+The database has just been written, but how much of it the page cache still holds when the
+queries run is up to the system: at a million tracks part of it comes from the disk, more on the
+first open (which builds the index) than on a rerun with the same ``--workdir`` (which loads it).
 ``--index-only`` skips the store and the windows (sizes they would take too long to write
 for): the index's time is then a lower bound of the whole query's.
 Prints one JSON; the targets are in it.
