@@ -356,8 +356,9 @@ class Store:
                 con = sqlite3.connect(self.db_path, timeout=30.0, isolation_level=None,
                                       check_same_thread=False)
                 # a new database gets 16 KB pages (an existing one keeps its own): a track's
-                # windows (6.6 KB) then lie in one page instead of a chain of two, and a cold
-                # query's dozen tracks read in 2.2 ms instead of 3.9 (measured at 100k)
+                # windows (6.6 KB) then lie in one page instead of a leaf and an overflow page:
+                # a query's 11 tracks, inner pages cached and leaves not, read in 1.7-1.9 ms
+                # instead of 2.2-2.4 (100k tracks)
                 con.execute(f"PRAGMA page_size={PAGE_SIZE}")
                 con.execute("PRAGMA journal_mode=WAL")
                 con.execute("PRAGMA synchronous=NORMAL")
