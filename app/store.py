@@ -141,8 +141,8 @@ def encode_windows(segments: np.ndarray) -> bytes:
     """Window embeddings (N, 640) as stored: each window's five part scales (N, 5) float32, then
     its values as int8 multiples of them (N, 640), rounded. A part's scale is its largest
     magnitude / 127, so every value comes back within half a step (1/254 of that part's largest
-    magnitude in that window): 660 bytes a window where float16 takes 1,280, so that a million
-    tracks' windows stay in the page cache a query reads them from. Windows with a value that is
+    magnitude in that window): 660 bytes a window where float16 takes 1,280, half the bytes for
+    the page cache to hold and for a query to read per hit. Windows with a value that is
     not finite are kept exactly, as float32. :func:`decode_windows` tells the three layouts (and
     float16, which libraries wrote before) apart by length."""
     segs = np.ascontiguousarray(segments, np.float32).reshape(-1, N_PARTS, SUBSPACE_DIM)
