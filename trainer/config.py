@@ -50,6 +50,8 @@ class TrainConfig:
     norm_lambda: float = NORM_LAMBDA
     spread_lambda: float = 0.0  # weight of the subspace-spread term (model.losses.spread_loss)
     spread_floor: float = 0.0  # > 1: the spread term pushes only subspaces under this many directions
+    contrast_lambda: float = 0.0  # weight of the in-batch contrastive term (model.losses.part_contrast_loss)
+    contrast_tau: float = 0.1  # its temperature (on cosine similarities)
     # --- individual networks (one per part, clean stems, plain triplet loss)
     ind_widths: tuple[int, ...] = WIDTHS
     ind_epochs: int = 100

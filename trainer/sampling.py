@@ -29,6 +29,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
+import torch
 
 from model.parts import N_PARTS
 
@@ -197,3 +198,11 @@ def solo_pieces(index: SegmentIndex, n: int, rng: np.random.Generator) -> list[P
 def flatten(triplets: Sequence[Triplet]) -> list[Piece]:
     """[a0, p0, n0, a1, p1, n1, ...] for rendering in one batch."""
     return [p for t in triplets for p in (t.anchor, t.positive, t.negative)]
+
+
+def source_labels(triplets: Sequence[Triplet], device: torch.device | str = "cpu") -> torch.Tensor:
+    """(3 * len(triplets), 5) long tensor in :func:`flatten`'s row order: the track each part
+    of each piece comes from, -1 where the part is not mixed in (model.losses.part_contrast_loss
+    calls two rows' c-parts the same when they share it)."""
+    rows = [[-1 if src is None else src.track for src in piece] for piece in flatten(triplets)]
+    return torch.tensor(rows, dtype=torch.long, device=device).reshape(-1, N_PARTS)

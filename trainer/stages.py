@@ -28,6 +28,7 @@ from model.losses import (
     block_cosine,
     masked_distance,
     masked_triplet_loss,
+    part_contrast_loss,
     pretrain_block_loss,
     pretrain_loss,
     pretrain_target,
@@ -48,6 +49,7 @@ from trainer.sampling import (
     flatten,
     individual_triplets,
     solo_pieces,
+    source_labels,
 )
 from trainer.summary import finish
 
@@ -394,6 +396,10 @@ class Run:
             ls = spread_loss(emb, present, floor=cfg.spread_floor)
             out["spread"] = ls
             loss = loss + cfg.spread_lambda * ls
+        if cfg.contrast_lambda:
+            lc = part_contrast_loss(emb, source_labels(trip, dev), present, cfg.contrast_tau)
+            out["contrast"] = lc
+            loss = loss + cfg.contrast_lambda * lc
         out["loss"] = loss
         return out
 

@@ -208,3 +208,55 @@ def test_pretrain_block_loss_learns_direction_and_length_part_by_part():
     assert math.isclose(block_cosine(loud, target, present), 1.0, abs_tol=1e-6)
     # the opposite direction costs 2 a sounding part
     assert math.isclose(pretrain_block_loss(-target, target, present).item(), 2.0, rel_tol=1e-5)
+
+
+def test_part_contrast_loss_by_hand_and_part_by_part():
+    from model.losses import part_contrast_loss
+
+    # bass subspace: rows 0 and 1 share a source, row 2 another; two unit directions
+    e0, e1 = torch.zeros(128), torch.zeros(128)
+    e0[0], e1[1] = 1.0, 1.0
+    emb = torch.zeros(3, 640)
+    emb[0, 128:256], emb[1, 128:256], emb[2, 128:256] = e0, e0, e1
+    labels = torch.full((3, 5), -1)
+    labels[:, 1] = torch.tensor([7, 7, 9])
+    present = torch.zeros(3, 5)
+    present[:, 1] = 1
+    # rows 0 and 1 each: -log(e^1 / (e^1 + e^0)) at tau 1; row 2 has no positive and is skipped
+    want = -math.log(math.e / (math.e + 1))
+    got = part_contrast_loss(emb, labels, present, tau=1.0)
+    assert math.isclose(got.item(), want, rel_tol=1e-5)
+    # the same pieces with the shared source on different directions cost far more
+    swapped = emb.clone()
+    swapped[1, 128:256] = e1
+    assert part_contrast_loss(swapped, labels, present, tau=1.0).item() > 1.0
+    # the norm of a row does not matter (directions), nor does any other subspace
+    scaled = emb.clone()
+    scaled[0, 128:256] *= 4.0
+    scaled[:, :128] = torch.randn(3, 128)
+    assert math.isclose(part_contrast_loss(scaled, labels, present, tau=1.0).item(), want,
+                        rel_tol=1e-5)
+    # a part not mixed in (label -1) or silent (present 0) takes no part; none left: zero
+    assert part_contrast_loss(emb, labels, torch.zeros(3, 5)).item() == 0.0
+    assert part_contrast_loss(emb, torch.full((3, 5), -1), present).item() == 0.0
+
+
+def test_part_contrast_loss_gradient_pulls_shared_parts_together():
+    from model.losses import part_contrast_loss
+
+    g = torch.Generator().manual_seed(0)
+    labels = torch.arange(12).reshape(12, 1).repeat(1, 5) // 2  # rows 2k and 2k+1 share every part
+    present = torch.ones(12, 5)
+    x = (0.1 * torch.randn(12, 640, generator=g)).requires_grad_(True)
+    opt = torch.optim.SGD([x], lr=0.05)
+    first = part_contrast_loss(x, labels, present).item()
+    for _ in range(50):
+        opt.zero_grad()
+        part_contrast_loss(x, labels, present).backward()
+        opt.step()
+    assert part_contrast_loss(x, labels, present).item() < 0.1 * first
+    # in every subspace each row's nearest other row (by cosine) is the one sharing its source
+    z = torch.nn.functional.normalize(x.detach().reshape(12, 5, 128), dim=2)
+    for c in range(5):
+        cos = z[:, c] @ z[:, c].T - 3 * torch.eye(12)
+        assert cos.argmax(dim=1).tolist() == [i ^ 1 for i in range(12)]

@@ -281,3 +281,25 @@ def test_init_starts_the_main_stage_from_other_weights(tiny_data, tmp_path):
     assert main([*args, "--out", str(tmp_path / "third"), "--init", str(tmp_path / "w.safetensors"),
                  "--n_mels=96"]) == 1
     assert main([*args, "--out", str(tmp_path / "fourth"), "--init", str(tmp_path / "none.safetensors")]) == 1
+
+
+def test_contrast_term_reads_the_triplet_rows_and_their_sources():
+    from types import SimpleNamespace
+
+    from model.losses import NormLoss, part_contrast_loss
+    from trainer.sampling import Source, Triplet, source_labels
+
+    g = torch.Generator().manual_seed(2)
+    a = (Source(1, 0), Source(2, 0), None, Source(3, 0), None)
+    p = (Source(1, 0), Source(5, 0), None, None, Source(6, 0))
+    n = (Source(7, 0), Source(2, 0), None, Source(3, 0), None)
+    trip = [Triplet(a, p, n, cond=0), Triplet(n, a, p, cond=1)]
+    emb = torch.randn(6 + 2, 640, generator=g)  # two triplets' rows, then two solo rows
+    present = torch.ones(8, 5)
+    norm = NormLoss()
+    plain = Run._main_losses(SimpleNamespace(cfg=_smoke()), trip, emb, present, norm)
+    host = SimpleNamespace(cfg=_smoke(contrast_lambda=0.5, contrast_tau=0.2))
+    out = Run._main_losses(host, trip, emb, present, norm)
+    want = part_contrast_loss(emb[:6], source_labels(trip), present[:6], tau=0.2)
+    assert "contrast" not in plain and out["contrast"].item() == pytest.approx(want.item())
+    assert out["loss"].item() == pytest.approx(plain["loss"].item() + 0.5 * want.item())

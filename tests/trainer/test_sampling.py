@@ -226,3 +226,17 @@ def test_bank_from_several_datasets_pools_and_names_the_tracks():
     with pytest.raises(ValueError, match="sample rates"):
         StemBank.from_datasets([Fake("a", 2), Fake("b", 2, sr=2000)], segment_seconds=1.0,
                                hop_seconds=0.5, progress=False)
+
+
+def test_source_labels_follow_flatten_order():
+    from trainer.sampling import Source, Triplet, flatten, source_labels
+
+    a = (Source(3, 0), None, Source(4, 10), None, None)
+    p = (Source(3, 5), Source(8, 0), None, None, Source(1, 0))
+    n = (Source(6, 0), None, Source(4, 10), None, None)
+    trip = [Triplet(a, p, n, cond=0), Triplet(n, a, p, cond=2)]
+    lab = source_labels(trip)
+    assert lab.shape == (6, N_PARTS) and lab.dtype == torch.long
+    assert lab[0].tolist() == [3, -1, 4, -1, -1] and lab[1].tolist() == [3, 8, -1, -1, 1]
+    assert lab[3].tolist() == lab[2].tolist() == [6, -1, 4, -1, -1]
+    assert len(flatten(trip)) == len(lab)
