@@ -99,32 +99,40 @@ def part_contrast_loss(emb: torch.Tensor, labels: torch.Tensor, present: torch.T
     """Supervised contrastive loss in each subspace, over every row of a batch at once.
 
     ``labels[i, c]`` names where the c-part of row i comes from (its source track; -1 when the
-    part is not mixed in). In subspace c, two rows whose c-parts share a label are a positive
-    pair and every other row where c sounds is a negative: the loss is the mean over rows with
-    at least one positive of -mean_{j in P(i)} log softmax_{k != i}(cos(x_i, x_k) / tau)_j,
+    part is not mixed in). Rows i and j *share* part d when both sound it from the same track.
+    In subspace c, a pair that shares part c and no other part is positive; a pair that shares
+    c and another part too is left out (it would reward the subspace for hearing that other
+    part: a subspace that encodes the whole song passes it); every other row where c sounds is
+    a negative, those sharing only other parts included, which asks the subspace to ignore
+    them. The loss is the mean over rows with at least one positive of
+    -mean_{j in P(i)} log softmax_k(cos(x_i, x_k) / tau)_j (k over the rows not left out),
     averaged over the parts that have such rows.
 
     Why beside the triplet loss: a triplet shows each anchor one negative, so a subspace can
     satisfy it with one direction (a loudness-like number, the collapse of bass and piano);
     Table 2 asks the subspace to pick the one piece that shares the part out of many. Here each
-    anchor meets every other piece of the batch, and what it must share with its positive is
-    the part alone (positives differ in their other parts). On directions (cosine), so the
-    norms stay the norm loss's presence. emb: (B, 640); labels: (B, 5) long; present: (B, 5).
+    anchor meets every other piece of the batch. On directions (cosine), so the norms stay the
+    norm loss's presence. emb: (B, 640); labels: (B, 5) long; present: (B, 5).
     """
     sub = F.normalize(stack_parts(emb).float(), dim=2, eps=_EPS)
+    on = (labels >= 0) & (present > 0)
+    # share[d, i, j]: rows i and j sound part d from the same track
+    share = (labels.T[:, :, None] == labels.T[:, None, :]) & on.T[:, :, None] & on.T[:, None, :]
+    eye = torch.eye(len(emb), dtype=torch.bool, device=emb.device)
     terms = []
     for c in range(N_PARTS):
-        rows = (labels[:, c] >= 0) & (present[:, c] > 0)
+        rows = on[:, c]
         if int(rows.sum()) < 3:
             continue
-        z, lab = sub[rows, c], labels[rows, c]
-        sim = z @ z.T / tau
-        eye = torch.eye(len(z), dtype=torch.bool, device=z.device)
-        pos = (lab[:, None] == lab[None, :]) & ~eye
+        others = torch.cat([share[:c], share[c + 1:]]).any(dim=0)
+        pos = share[c] & ~others & ~eye
+        drop = (share[c] & others) | eye
+        pos, drop = pos[rows][:, rows], drop[rows][:, rows]
         has = pos.any(dim=1)
         if not bool(has.any()):
             continue
-        logp = sim.masked_fill(eye, float("-inf")).log_softmax(dim=1)
+        z = sub[rows, c]
+        logp = (z @ z.T / tau).masked_fill(drop, float("-inf")).log_softmax(dim=1)
         per_row = -(logp.masked_fill(~pos, 0.0).sum(dim=1) / pos.sum(dim=1).clamp_min(1))
         terms.append(per_row[has].mean())
     return torch.stack(terms).mean() if terms else emb.sum() * 0.0

@@ -245,18 +245,45 @@ def test_part_contrast_loss_gradient_pulls_shared_parts_together():
     from model.losses import part_contrast_loss
 
     g = torch.Generator().manual_seed(0)
-    labels = torch.arange(12).reshape(12, 1).repeat(1, 5) // 2  # rows 2k and 2k+1 share every part
-    present = torch.ones(12, 5)
-    x = (0.1 * torch.randn(12, 640, generator=g)).requires_grad_(True)
+    # 20 rows; rows 2k and 2k+1 share part k % 5 and nothing else (every other label unique)
+    labels = torch.arange(100).reshape(20, 5) + 100
+    for k in range(10):
+        labels[2 * k + 1, k % 5] = labels[2 * k, k % 5]
+    present = torch.ones(20, 5)
+    x = (0.1 * torch.randn(20, 640, generator=g)).requires_grad_(True)
     opt = torch.optim.SGD([x], lr=0.05)
     first = part_contrast_loss(x, labels, present).item()
-    for _ in range(50):
+    for _ in range(100):
         opt.zero_grad()
         part_contrast_loss(x, labels, present).backward()
         opt.step()
     assert part_contrast_loss(x, labels, present).item() < 0.1 * first
-    # in every subspace each row's nearest other row (by cosine) is the one sharing its source
-    z = torch.nn.functional.normalize(x.detach().reshape(12, 5, 128), dim=2)
-    for c in range(5):
-        cos = z[:, c] @ z[:, c].T - 3 * torch.eye(12)
-        assert cos.argmax(dim=1).tolist() == [i ^ 1 for i in range(12)]
+    # in subspace c the rows of the pairs sharing c are each other's nearest (by cosine)
+    z = torch.nn.functional.normalize(x.detach().reshape(20, 5, 128), dim=2)
+    for k in range(10):
+        c = k % 5
+        cos = z[:, c] @ z[:, c].T - 3 * torch.eye(20)
+        assert cos[2 * k].argmax().item() == 2 * k + 1 and cos[2 * k + 1].argmax().item() == 2 * k
+
+
+def test_part_contrast_loss_leaves_out_pairs_that_share_more_than_the_part():
+    from model.losses import part_contrast_loss
+
+    g = torch.Generator().manual_seed(3)
+    emb = torch.randn(4, 640, generator=g)
+    present = torch.ones(4, 5)
+    labels = torch.arange(20).reshape(4, 5)
+    labels[1, 0] = labels[0, 0]  # rows 0 and 1 share drums only: a positive pair in drums
+    base = part_contrast_loss(emb, labels, present)
+    # rows 0 and 2 share bass only: in drums row 2 is a plain negative of row 0
+    labels[2, 1] = labels[0, 1]
+    assert part_contrast_loss(emb, labels, present).item() != base.item()  # bass has a pair now
+    # rows 0 and 1 also share piano: no longer a drums pair (nor a piano one), so nothing is left
+    both = labels.clone()
+    both[2, 1] = 2 * 99
+    both[1, 2] = both[0, 2]
+    assert part_contrast_loss(emb, both, present).item() == 0.0
+    # a part that is mixed in but silent in one of the rows is not shared
+    quiet = present.clone()
+    quiet[1, 2] = 0
+    assert math.isclose(part_contrast_loss(emb, both, quiet).item(), base.item(), rel_tol=1e-6)
