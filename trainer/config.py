@@ -52,6 +52,7 @@ class TrainConfig:
     spread_floor: float = 0.0  # > 1: the spread term pushes only subspaces under this many directions
     contrast_lambda: float = 0.0  # weight of the in-batch contrastive term (model.losses.part_contrast_loss)
     contrast_tau: float = 0.1  # its temperature (on cosine similarities)
+    contrast_same_time: bool = False  # its positives share a part's audio (track and time), not only its track
     # --- individual networks (one per part, clean stems, plain triplet loss)
     ind_widths: tuple[int, ...] = WIDTHS
     ind_epochs: int = 100

@@ -200,9 +200,17 @@ def flatten(triplets: Sequence[Triplet]) -> list[Piece]:
     return [p for t in triplets for p in (t.anchor, t.positive, t.negative)]
 
 
-def source_labels(triplets: Sequence[Triplet], device: torch.device | str = "cpu") -> torch.Tensor:
+def source_labels(triplets: Sequence[Triplet], device: torch.device | str = "cpu",
+                  same_time: bool = False) -> torch.Tensor:
     """(3 * len(triplets), 5) long tensor in :func:`flatten`'s row order: the track each part
     of each piece comes from, -1 where the part is not mixed in (model.losses.part_contrast_loss
-    calls two rows' c-parts the same when they share it)."""
-    rows = [[-1 if src is None else src.track for src in piece] for piece in flatten(triplets)]
+    calls two rows' c-parts the same when they share it). With ``same_time`` the label is the
+    track and the segment's start, so only the same audio of a part counts as shared (what the
+    aligned triplets and Table 2's pseudo pieces share)."""
+    def label(src: Source | None) -> int:
+        if src is None:
+            return -1
+        return src.track * (1 << 32) + src.start if same_time else src.track
+
+    rows = [[label(src) for src in piece] for piece in flatten(triplets)]
     return torch.tensor(rows, dtype=torch.long, device=device).reshape(-1, N_PARTS)

@@ -397,7 +397,8 @@ class Run:
             out["spread"] = ls
             loss = loss + cfg.spread_lambda * ls
         if cfg.contrast_lambda:
-            lc = part_contrast_loss(emb, source_labels(trip, dev), present, cfg.contrast_tau)
+            labels = source_labels(trip, dev, same_time=cfg.contrast_same_time)
+            lc = part_contrast_loss(emb, labels, present, cfg.contrast_tau)
             out["contrast"] = lc
             loss = loss + cfg.contrast_lambda * lc
         out["loss"] = loss

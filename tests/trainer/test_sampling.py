@@ -240,3 +240,6 @@ def test_source_labels_follow_flatten_order():
     assert lab[0].tolist() == [3, -1, 4, -1, -1] and lab[1].tolist() == [3, 8, -1, -1, 1]
     assert lab[3].tolist() == lab[2].tolist() == [6, -1, 4, -1, -1]
     assert len(flatten(trip)) == len(lab)
+    # by track and time: the positive's drums start elsewhere in track 3, so they differ
+    timed = source_labels(trip, same_time=True)
+    assert timed[0, 0] != timed[1, 0] and timed[0, 2] == timed[2, 2] and timed[0, 1] == -1
