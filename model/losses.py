@@ -118,13 +118,14 @@ def part_contrast_loss(emb: torch.Tensor, labels: torch.Tensor, present: torch.T
     on = (labels >= 0) & (present > 0)
     # share[d, i, j]: rows i and j sound part d from the same track
     share = (labels.T[:, :, None] == labels.T[:, None, :]) & on.T[:, :, None] & on.T[:, None, :]
+    n_shared = share.sum(dim=0)  # (B, B): how many parts each pair shares
     eye = torch.eye(len(emb), dtype=torch.bool, device=emb.device)
     terms = []
     for c in range(N_PARTS):
         rows = on[:, c]
         if int(rows.sum()) < 3:
             continue
-        others = torch.cat([share[:c], share[c + 1:]]).any(dim=0)
+        others = n_shared > share[c].long()  # the pair shares a part other than c
         pos = share[c] & ~others & ~eye
         drop = (share[c] & others) | eye
         pos, drop = pos[rows][:, rows], drop[rows][:, rows]
