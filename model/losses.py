@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
@@ -95,7 +96,7 @@ def spread_loss(emb: torch.Tensor, present: torch.Tensor, min_rows: int = 8, flo
 
 
 def part_contrast_loss(emb: torch.Tensor, labels: torch.Tensor, present: torch.Tensor,
-                       tau: float = 0.1) -> torch.Tensor:
+                       tau: float = 0.1, parts: Sequence[int] | None = None) -> torch.Tensor:
     """Supervised contrastive loss in each subspace, over every row of a batch at once.
 
     ``labels[i, c]`` names where the c-part of row i comes from (its source track; -1 when the
@@ -112,7 +113,9 @@ def part_contrast_loss(emb: torch.Tensor, labels: torch.Tensor, present: torch.T
     satisfy it with one direction (a loudness-like number, the collapse of bass and piano);
     Table 2 asks the subspace to pick the one piece that shares the part out of many. Here each
     anchor meets every other piece of the batch. On directions (cosine), so the norms stay the
-    norm loss's presence. emb: (B, 640); labels: (B, 5) long; present: (B, 5).
+    norm loss's presence. emb: (B, 640); labels: (B, 5) long; present: (B, 5); parts: the
+    subspaces the term acts on (indices; all when None). Pairs still count every part when
+    deciding what they share.
     """
     sub = F.normalize(stack_parts(emb).float(), dim=2, eps=_EPS)
     on = (labels >= 0) & (present > 0)
@@ -121,7 +124,7 @@ def part_contrast_loss(emb: torch.Tensor, labels: torch.Tensor, present: torch.T
     n_shared = share.sum(dim=0)  # (B, B): how many parts each pair shares
     eye = torch.eye(len(emb), dtype=torch.bool, device=emb.device)
     terms = []
-    for c in range(N_PARTS):
+    for c in range(N_PARTS) if parts is None else parts:
         rows = on[:, c]
         if int(rows.sum()) < 3:
             continue

@@ -14,7 +14,7 @@ from pathlib import Path
 from model.audio import N_MELS, SAMPLE_RATE, AudioConfig
 from model.losses import NORM_LAMBDA, TRIPLET_MARGIN
 from model.network import ModelSpec, NetConfig
-from model.parts import SUBSPACE_DIM
+from model.parts import PARTS, SUBSPACE_DIM
 
 WIDTHS: tuple[int, ...] = NetConfig.widths  # the paper's network (model.network.NetConfig)
 
@@ -53,6 +53,7 @@ class TrainConfig:
     contrast_lambda: float = 0.0  # weight of the in-batch contrastive term (model.losses.part_contrast_loss)
     contrast_tau: float = 0.1  # its temperature (on cosine similarities)
     contrast_same_time: bool = False  # its positives share a part's audio (track and time), not only its track
+    contrast_parts: tuple[str, ...] = PARTS  # the subspaces it acts on
     # --- individual networks (one per part, clean stems, plain triplet loss)
     ind_widths: tuple[int, ...] = WIDTHS
     ind_epochs: int = 100
@@ -174,6 +175,9 @@ def apply_overrides(cfg: TrainConfig, overrides: list[str] | None) -> TrainConfi
         if not sep or key not in fields:
             raise ValueError(f"bad override {item!r}: expected key=value with key one of the config fields")
         setattr(cfg, key, _parse_value(fields[key].type, getattr(cfg, key), value))
+    unknown = [name for name in cfg.contrast_parts if name not in PARTS]
+    if unknown:
+        raise ValueError(f"contrast_parts: unknown part(s) {', '.join(unknown)}; choose from {', '.join(PARTS)}")
     return cfg
 
 

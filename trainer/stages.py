@@ -398,7 +398,8 @@ class Run:
             loss = loss + cfg.spread_lambda * ls
         if cfg.contrast_lambda:
             labels = source_labels(trip, dev, same_time=cfg.contrast_same_time)
-            lc = part_contrast_loss(emb, labels, present, cfg.contrast_tau)
+            lc = part_contrast_loss(emb, labels, present, cfg.contrast_tau,
+                                    parts=[PARTS.index(name) for name in cfg.contrast_parts])
             out["contrast"] = lc
             loss = loss + cfg.contrast_lambda * lc
         out["loss"] = loss

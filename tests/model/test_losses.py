@@ -287,3 +287,21 @@ def test_part_contrast_loss_leaves_out_pairs_that_share_more_than_the_part():
     quiet = present.clone()
     quiet[1, 2] = 0
     assert math.isclose(part_contrast_loss(emb, both, quiet).item(), base.item(), rel_tol=1e-6)
+
+
+def test_part_contrast_loss_on_chosen_parts_only():
+    from model.losses import part_contrast_loss
+
+    g = torch.Generator().manual_seed(5)
+    labels = torch.arange(60).reshape(12, 5)
+    for k in range(6):  # rows 2k and 2k+1 share part k % 5
+        labels[2 * k + 1, k % 5] = labels[2 * k, k % 5]
+    emb, present = torch.randn(12, 640, generator=g), torch.ones(12, 5)
+    each = [part_contrast_loss(emb, labels, present, parts=[c]).item() for c in range(5)]
+    assert math.isclose(part_contrast_loss(emb, labels, present).item(), sum(each) / 5, rel_tol=1e-5)
+    assert math.isclose(part_contrast_loss(emb, labels, present, parts=[2, 4]).item(),
+                        (each[2] + each[4]) / 2, rel_tol=1e-5)
+    # a subspace left out gets no gradient
+    x = emb.clone().requires_grad_(True)
+    part_contrast_loss(x, labels, present, parts=[2, 3, 4]).backward()
+    assert x.grad[:, :256].abs().max().item() == 0.0 and x.grad[:, 256:].abs().max().item() > 0.0

@@ -303,3 +303,16 @@ def test_contrast_term_reads_the_triplet_rows_and_their_sources():
     want = part_contrast_loss(emb[:6], source_labels(trip), present[:6], tau=0.2)
     assert "contrast" not in plain and out["contrast"].item() == pytest.approx(want.item())
     assert out["loss"].item() == pytest.approx(plain["loss"].item() + 0.5 * want.item())
+    some = Run._main_losses(SimpleNamespace(cfg=_smoke(contrast_lambda=0.5, contrast_parts="piano,others")),
+                            trip, emb, present, norm)
+    want = part_contrast_loss(emb[:6], source_labels(trip), present[:6], parts=[2, 4])
+    assert some["contrast"].item() == pytest.approx(want.item())
+
+
+def test_contrast_parts_from_the_command_line():
+    from trainer.config import resolve
+
+    assert resolve("smoke").contrast_parts == ("drums", "bass", "piano", "guitar", "others")
+    assert resolve("smoke", ["--contrast_parts=piano,guitar"]).contrast_parts == ("piano", "guitar")
+    with pytest.raises(ValueError, match="contrast_parts: unknown part.*violin"):
+        resolve("smoke", ["--contrast_parts=piano,violin"])
