@@ -96,7 +96,8 @@ def spread_loss(emb: torch.Tensor, present: torch.Tensor, min_rows: int = 8, flo
 
 
 def part_contrast_loss(emb: torch.Tensor, labels: torch.Tensor, present: torch.Tensor,
-                       tau: float = 0.1, parts: Sequence[int] | None = None) -> torch.Tensor:
+                       tau: float = 0.1, parts: Sequence[int] | None = None,
+                       metric: str = "cosine") -> torch.Tensor:
     """Supervised contrastive loss in each subspace, over every row of a batch at once.
 
     ``labels[i, c]`` names where the c-part of row i comes from (its source track; -1 when the
@@ -116,8 +117,15 @@ def part_contrast_loss(emb: torch.Tensor, labels: torch.Tensor, present: torch.T
     norm loss's presence. emb: (B, 640); labels: (B, 5) long; present: (B, 5); parts: the
     subspaces the term acts on (indices; all when None). Pairs still count every part when
     deciding what they share.
+
+    ``metric="euclid"`` scores pairs by -|x_i - x_j|^2 / tau on the subspaces as they are, the
+    distance search and the evaluation use, so lengths count too.
     """
-    sub = F.normalize(stack_parts(emb).float(), dim=2, eps=_EPS)
+    if metric not in ("cosine", "euclid"):
+        raise ValueError(f"metric must be 'cosine' or 'euclid', got {metric!r}")
+    sub = stack_parts(emb).float()
+    if metric == "cosine":
+        sub = F.normalize(sub, dim=2, eps=_EPS)
     on = (labels >= 0) & (present > 0)
     # share[d, i, j]: rows i and j sound part d from the same track
     share = (labels.T[:, :, None] == labels.T[:, None, :]) & on.T[:, :, None] & on.T[:, None, :]
@@ -136,7 +144,11 @@ def part_contrast_loss(emb: torch.Tensor, labels: torch.Tensor, present: torch.T
         if not bool(has.any()):
             continue
         z = sub[rows, c]
-        logp = (z @ z.T / tau).masked_fill(drop, float("-inf")).log_softmax(dim=1)
+        sim = z @ z.T
+        if metric == "euclid":  # -|z_i - z_j|^2, with smooth gradients at zero distance
+            sq = z.pow(2).sum(dim=1)
+            sim = 2.0 * sim - sq[:, None] - sq[None, :]
+        logp = (sim / tau).masked_fill(drop, float("-inf")).log_softmax(dim=1)
         per_row = -(logp.masked_fill(~pos, 0.0).sum(dim=1) / pos.sum(dim=1).clamp_min(1))
         terms.append(per_row[has].mean())
     return torch.stack(terms).mean() if terms else emb.sum() * 0.0

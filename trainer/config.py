@@ -54,6 +54,7 @@ class TrainConfig:
     contrast_tau: float = 0.1  # its temperature (on cosine similarities)
     contrast_same_time: bool = False  # its positives share a part's audio (track and time), not only its track
     contrast_parts: tuple[str, ...] = PARTS  # the subspaces it acts on
+    contrast_metric: str = "cosine"  # cosine: on directions; euclid: -squared distance, lengths too
     # --- individual networks (one per part, clean stems, plain triplet loss)
     ind_widths: tuple[int, ...] = WIDTHS
     ind_epochs: int = 100
@@ -175,6 +176,8 @@ def apply_overrides(cfg: TrainConfig, overrides: list[str] | None) -> TrainConfi
         if not sep or key not in fields:
             raise ValueError(f"bad override {item!r}: expected key=value with key one of the config fields")
         setattr(cfg, key, _parse_value(fields[key].type, getattr(cfg, key), value))
+    if cfg.contrast_metric not in ("cosine", "euclid"):
+        raise ValueError(f"contrast_metric: expected cosine or euclid, got {cfg.contrast_metric!r}")
     unknown = [name for name in cfg.contrast_parts if name not in PARTS]
     if unknown:
         raise ValueError(f"contrast_parts: unknown part(s) {', '.join(unknown)}; choose from {', '.join(PARTS)}")

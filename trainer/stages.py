@@ -399,7 +399,8 @@ class Run:
         if cfg.contrast_lambda:
             labels = source_labels(trip, dev, same_time=cfg.contrast_same_time)
             lc = part_contrast_loss(emb, labels, present, cfg.contrast_tau,
-                                    parts=[PARTS.index(name) for name in cfg.contrast_parts])
+                                    parts=[PARTS.index(name) for name in cfg.contrast_parts],
+                                    metric=cfg.contrast_metric)
             out["contrast"] = lc
             loss = loss + cfg.contrast_lambda * lc
         out["loss"] = loss

@@ -1,5 +1,6 @@
 import math
 
+import pytest
 import torch
 
 from model.losses import (
@@ -305,3 +306,34 @@ def test_part_contrast_loss_on_chosen_parts_only():
     x = emb.clone().requires_grad_(True)
     part_contrast_loss(x, labels, present, parts=[2, 3, 4]).backward()
     assert x.grad[:, :256].abs().max().item() == 0.0 and x.grad[:, 256:].abs().max().item() > 0.0
+
+
+def test_part_contrast_loss_on_distances():
+    from model.losses import part_contrast_loss
+
+    # bass: rows 0 and 1 share a source; row 2 another. Row 1 is row 0 at twice the length.
+    e = torch.zeros(128)
+    e[0] = 1.0
+    emb = torch.zeros(3, 640)
+    emb[0, 128:256], emb[1, 128:256] = e, 2 * e
+    emb[2, 128] = -1.0
+    labels = torch.full((3, 5), -1)
+    labels[:, 1] = torch.tensor([7, 7, 9])
+    present = torch.zeros(3, 5)
+    present[:, 1] = 1
+    # squared distances: 0-1: 1, 0-2: 4, 1-2: 9; at tau 1 each positive row's share
+    want = (-math.log(math.exp(-1) / (math.exp(-1) + math.exp(-4)))
+            - math.log(math.exp(-1) / (math.exp(-1) + math.exp(-9)))) / 2
+    got = part_contrast_loss(emb, labels, present, tau=1.0, metric="euclid")
+    assert math.isclose(got.item(), want, rel_tol=1e-5)
+    # unlike the cosine form, lengths count: row 1 further out along the same direction
+    far = emb.clone()
+    far[1, 128:256] = 5 * e
+    assert math.isclose(part_contrast_loss(far, labels, present, tau=1.0).item(),
+                        part_contrast_loss(emb, labels, present, tau=1.0).item(), rel_tol=1e-6)
+    assert part_contrast_loss(far, labels, present, tau=1.0, metric="euclid").item() > 1.0
+    x = emb.clone().requires_grad_(True)
+    part_contrast_loss(x, labels, present, tau=1.0, metric="euclid").backward()
+    assert torch.isfinite(x.grad).all()
+    with pytest.raises(ValueError, match="metric"):
+        part_contrast_loss(emb, labels, present, metric="manhattan")

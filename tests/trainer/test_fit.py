@@ -316,3 +316,6 @@ def test_contrast_parts_from_the_command_line():
     assert resolve("smoke", ["--contrast_parts=piano,guitar"]).contrast_parts == ("piano", "guitar")
     with pytest.raises(ValueError, match="contrast_parts: unknown part.*violin"):
         resolve("smoke", ["--contrast_parts=piano,violin"])
+    assert resolve("smoke", ["--contrast_metric=euclid"]).contrast_metric == "euclid"
+    with pytest.raises(ValueError, match="contrast_metric"):
+        resolve("smoke", ["--contrast_metric=dot"])
