@@ -321,9 +321,9 @@ def test_part_contrast_loss_on_distances():
     labels[:, 1] = torch.tensor([7, 7, 9])
     present = torch.zeros(3, 5)
     present[:, 1] = 1
-    # squared distances: 0-1: 1, 0-2: 4, 1-2: 9; at tau 1 each positive row's share
-    want = (-math.log(math.exp(-1) / (math.exp(-1) + math.exp(-4)))
-            - math.log(math.exp(-1) / (math.exp(-1) + math.exp(-9)))) / 2
+    # squared distances 0-1: 1, 0-2: 4, 1-2: 9, over the mean squared length (1 + 4 + 1) / 3 = 2
+    want = (-math.log(math.exp(-0.5) / (math.exp(-0.5) + math.exp(-2)))
+            - math.log(math.exp(-0.5) / (math.exp(-0.5) + math.exp(-4.5)))) / 2
     got = part_contrast_loss(emb, labels, present, tau=1.0, metric="euclid")
     assert math.isclose(got.item(), want, rel_tol=1e-5)
     # unlike the cosine form, lengths count: row 1 further out along the same direction
@@ -331,7 +331,15 @@ def test_part_contrast_loss_on_distances():
     far[1, 128:256] = 5 * e
     assert math.isclose(part_contrast_loss(far, labels, present, tau=1.0).item(),
                         part_contrast_loss(emb, labels, present, tau=1.0).item(), rel_tol=1e-6)
-    assert part_contrast_loss(far, labels, present, tau=1.0, metric="euclid").item() > 1.0
+    assert part_contrast_loss(far, labels, present, tau=1.0, metric="euclid").item() > 2 * got.item()
+    # the scale of the subspace does not matter; for unit rows it is the cosine form at tau / 2
+    assert math.isclose(part_contrast_loss(3 * emb, labels, present, tau=1.0, metric="euclid").item(),
+                        got.item(), rel_tol=1e-5)
+    g = torch.Generator().manual_seed(1)
+    unit = torch.nn.functional.normalize(torch.randn(3, 640, generator=g).reshape(3, 5, 128), dim=2)
+    unit = unit.reshape(3, 640)
+    assert math.isclose(part_contrast_loss(unit, labels, present, tau=0.2, metric="euclid").item(),
+                        part_contrast_loss(unit, labels, present, tau=0.1).item(), rel_tol=1e-4)
     x = emb.clone().requires_grad_(True)
     part_contrast_loss(x, labels, present, tau=1.0, metric="euclid").backward()
     assert torch.isfinite(x.grad).all()
