@@ -12,7 +12,9 @@ import argparse
 import datetime
 import json
 import logging
+import signal
 import sys
+import threading
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -71,9 +73,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             reopen(args.out, args.reopen)
         run = Run(cfg, args.data, args.out, progress=not args.quiet)
         started, rows_before = time.time(), _log_rows(args.out)
+        previous = _exit_on_sigterm()
         try:
             best = run.fit()
         finally:
+            if previous is not None:
+                signal.signal(signal.SIGTERM, previous)
             if run.env.main:
                 record_chunk(args.out, started, rows_before, list(argv if argv is not None else sys.argv[1:]))
     except Paused as p:
@@ -87,6 +92,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     if run.env.world > 1:
         dist.destroy_process_group()
     return 0
+
+
+def _exit_on_sigterm():
+    """Make SIGTERM (``kill``, a scheduler's stop) end the process as Ctrl-C does, through the
+    ``finally`` that records the chunk, instead of at once: a run stopped that way still says in
+    its card what it trained. Returns the handler it replaced (None off the main thread)."""
+    if threading.current_thread() is not threading.main_thread():
+        return None
+
+    def stop(signum: int, frame: object) -> None:
+        log.info("stopped by signal %d; the last checkpoint is kept, continue with --resume", signum)
+        raise SystemExit(128 + signum)
+
+    return signal.signal(signal.SIGTERM, stop)
 
 
 def init_config(weights: Path, preset: str, overrides: list[str]) -> TrainConfig:

@@ -319,3 +319,30 @@ def test_contrast_parts_from_the_command_line():
     assert resolve("smoke", ["--contrast_metric=euclid"]).contrast_metric == "euclid"
     with pytest.raises(ValueError, match="contrast_metric"):
         resolve("smoke", ["--contrast_metric=dot"])
+
+
+def test_a_run_stopped_by_sigterm_still_records_its_chunk(tiny_data, tmp_path, monkeypatch):
+    """kill RUN's process: the chunk it trained goes into chunks.jsonl (and so into the card)
+    before it exits; the handler is put back afterwards."""
+    import os
+    import signal
+
+    from trainer.stages import Run
+
+    out = tmp_path / "run"
+    real_fit = Run.fit
+
+    def fit_then_killed(self):
+        real_fit(self)  # one epoch trained and logged
+        os.kill(os.getpid(), signal.SIGTERM)
+        raise AssertionError("SIGTERM did not stop the run")
+
+    monkeypatch.setattr(Run, "fit", fit_then_killed)
+    before = signal.getsignal(signal.SIGTERM)
+    with pytest.raises(SystemExit) as stop:
+        main(["--data", str(tiny_data), "--quiet", "--threads=1", "--preset", "smoke", "--out", str(out),
+              "--use_pretrain=0", "--epochs=1"])
+    assert stop.value.code == 128 + signal.SIGTERM
+    chunks = [json.loads(x) for x in (out / "chunks.jsonl").read_text().splitlines()]
+    assert len(chunks) == 1 and chunks[0]["stages"]["main"]["last_epoch"] == 1
+    assert signal.getsignal(signal.SIGTERM) == before
