@@ -56,12 +56,15 @@ def export(run: Path, out: Path, extra_card: dict | None = None,
     metrics = run / "metrics.json"
     init = card.pop("init", None)  # a run started from other weights (fit --init) goes on from them
     earlier = init.pop("chunks", []) if isinstance(init, dict) else []
+    earlier_s = init.pop("seconds", None) if isinstance(init, dict) else None
     if init:
         card["init"] = init
+    training = {k: summary.get(k) for k in ("seconds", "device", "world_size")}
+    if earlier_s is not None and training["seconds"] is not None:  # the weights it started from
+        training["seconds"] = round(earlier_s + training["seconds"], 1)
     card.update({
         "config": config,
-        "training": {k: summary.get(k) for k in ("seconds", "device", "world_size")}
-        | {"chunks": earlier + _chunks(run)},
+        "training": training | {"chunks": earlier + _chunks(run)},
         "data": summary.get("data", card.get("data")),
         "metrics": json.loads(metrics.read_text()) if metrics.exists() else {},
     })

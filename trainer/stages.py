@@ -363,8 +363,9 @@ class Run:
         if bias is not None and len(bias) == N_PARTS:
             with torch.no_grad():
                 norm.bias.copy_(torch.tensor(bias, dtype=norm.bias.dtype))
+        trained = w.card.get("training") or {}
         self.init_info = {"weights": path.name, "sha256": w.sha256,
-                          "chunks": w.card.get("training", {}).get("chunks", [])}
+                          "seconds": trained.get("seconds"), "chunks": trained.get("chunks", [])}
         log.info("main stage starts from %s (%s)", path, w.sha256[:12])
 
     def _main_losses(self, trip: Sequence[Triplet], emb: torch.Tensor, present: torch.Tensor,

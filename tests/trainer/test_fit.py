@@ -276,6 +276,9 @@ def test_init_starts_the_main_stage_from_other_weights(tiny_data, tmp_path):
     card2 = json.loads((tmp_path / "w2.json").read_text())["card"]
     assert card2["init"]["weights"] == "w.safetensors" and len(card2["init"]["sha256"]) == 64
     assert len(card2["training"]["chunks"]) == 2  # the first run's chunk, then this one's
+    # its training time counts the first run's too
+    assert card2["training"]["seconds"] > card["training"]["seconds"] > 0
+    assert "seconds" not in card2["init"]
     # resuming with other weights is refused; a spec that does not match is refused
     assert main([*args, "--out", str(second), "--resume", "--init", str(tmp_path / "w2.safetensors")]) == 1
     assert main([*args, "--out", str(tmp_path / "third"), "--init", str(tmp_path / "w.safetensors"),
