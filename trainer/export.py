@@ -52,6 +52,8 @@ def export(run: Path, out: Path, extra_card: dict | None = None,
     w = load_weights(src)
     card = dict(read_card(src).get("card", {}))
     config = json.loads((run / "config.json").read_text()) if (run / "config.json").exists() else {}
+    if config.get("init_weights"):  # the file's name, as in card["init"]: no machine paths
+        config["init_weights"] = Path(config["init_weights"]).name
     summary = json.loads((run / "summary.json").read_text()) if (run / "summary.json").exists() else {}
     metrics = run / "metrics.json"
     init = card.pop("init", None)  # a run started from other weights (fit --init) goes on from them

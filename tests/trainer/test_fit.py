@@ -279,6 +279,7 @@ def test_init_starts_the_main_stage_from_other_weights(tiny_data, tmp_path):
     # its training time counts the first run's too
     assert card2["training"]["seconds"] > card["training"]["seconds"] > 0
     assert "seconds" not in card2["init"]
+    assert card2["config"]["init_weights"] == "w.safetensors"
     # resuming with other weights is refused; a spec that does not match is refused
     assert main([*args, "--out", str(second), "--resume", "--init", str(tmp_path / "w2.safetensors")]) == 1
     assert main([*args, "--out", str(tmp_path / "third"), "--init", str(tmp_path / "w.safetensors"),
