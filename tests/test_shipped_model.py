@@ -7,6 +7,7 @@ shares the query's drums over one that shares everything else. And the path user
 library's scan of the demo files, has to give what the one embedding path gives.
 """
 
+import itertools
 from functools import cache
 from pathlib import Path
 
@@ -90,20 +91,26 @@ def test_clean_stems_land_in_their_own_subspace(embedder, part):
 
 
 def test_drums_focus_prefers_the_shared_drum_part(embedder):
+    """Query: song A's drums with song B's other parts. In the drums subspace it should lie
+    nearer a later stretch of A's drums under C's other parts than D's drums under B's other
+    parts, for most of the 24 ways to cast four demo songs as A, B, C and D (one casting is a
+    coin toss for a model that separates drums 60-80 % of the time on real music; a subspace
+    that hears the rest of the mix, or a broken export, wins about half of them)."""
     sr = embedder.audio.sample_rate
     half = int(SECONDS / 2 * sr)
-    a, b, c, d = (parts_of(s, sr) for s in SONGS)
     drums = PARTS.index("drums")
 
-    def piece(drum_src: np.ndarray, rest_src: np.ndarray, first: bool) -> np.ndarray:
+    @cache
+    def drum_vec(drum_song: str, rest_song: str, first: bool) -> np.ndarray:
         seg = slice(0, half) if first else slice(half, 2 * half)
-        rest = np.delete(rest_src, drums, axis=0).sum(0)
-        return drum_src[drums][seg] + rest[seg]
-
-    def drum_vec(wave: np.ndarray) -> np.ndarray:
+        rest = np.delete(parts_of(rest_song, sr), drums, axis=0).sum(0)
+        wave = parts_of(drum_song, sr)[drums][seg] + rest[seg]
         return embedder.embed(wave, sr, window=3.0).track[part_slice("drums")]
 
-    query = drum_vec(piece(a, b, True))
-    same_drums = drum_vec(piece(a, c, False))  # A's drums later in the song, C's other parts
-    same_rest = drum_vec(piece(d, b, False))  # D's drums, B's other parts
-    assert np.linalg.norm(query - same_drums) < np.linalg.norm(query - same_rest)
+    wins = []
+    for a, b, c, d in itertools.permutations(SONGS):
+        query = drum_vec(a, b, True)
+        same_drums = drum_vec(a, c, False)
+        same_rest = drum_vec(d, b, False)
+        wins.append(bool(np.linalg.norm(query - same_drums) < np.linalg.norm(query - same_rest)))
+    assert sum(wins) >= 16, f"the shared drums won {sum(wins)} of {len(wins)} castings"
