@@ -51,7 +51,7 @@ class TrainConfig:
     spread_lambda: float = 0.0  # weight of the subspace-spread term (model.losses.spread_loss)
     spread_floor: float = 0.0  # > 1: the spread term pushes only subspaces under this many directions
     contrast_lambda: float = 0.0  # weight of the in-batch contrastive term (model.losses.part_contrast_loss)
-    contrast_tau: float = 0.1  # its temperature (on cosine similarities)
+    contrast_tau: float = 0.1  # its temperature (on cosines; with euclid, on squared distances over s)
     contrast_same_time: bool = False  # its positives share a part's audio (track and time), not only its track
     contrast_parts: tuple[str, ...] = PARTS  # the subspaces it acts on
     contrast_metric: str = "cosine"  # cosine: on directions; euclid: -squared distance, lengths too
