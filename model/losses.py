@@ -95,6 +95,9 @@ def spread_loss(emb: torch.Tensor, present: torch.Tensor, min_rows: int = 8, flo
     return torch.stack(terms).mean() if terms else emb.sum() * 0.0
 
 
+CONTRAST_METRICS: tuple[str, ...] = ("cosine", "euclid")  # part_contrast_loss's pair measures
+
+
 def part_contrast_loss(emb: torch.Tensor, labels: torch.Tensor, present: torch.Tensor,
                        tau: float = 0.1, parts: Sequence[int] | None = None,
                        metric: str = "cosine") -> torch.Tensor:
@@ -124,8 +127,8 @@ def part_contrast_loss(emb: torch.Tensor, labels: torch.Tensor, present: torch.T
     about 3.3 on the shipped model) as in a short one (others, 0.8). For unit rows it is the
     cosine form at tau / 2.
     """
-    if metric not in ("cosine", "euclid"):
-        raise ValueError(f"metric must be 'cosine' or 'euclid', got {metric!r}")
+    if metric not in CONTRAST_METRICS:
+        raise ValueError(f"metric must be one of {', '.join(CONTRAST_METRICS)}, got {metric!r}")
     sub = stack_parts(emb).float()
     if metric == "cosine":
         sub = F.normalize(sub, dim=2, eps=_EPS)

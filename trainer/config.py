@@ -12,7 +12,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from model.audio import N_MELS, SAMPLE_RATE, AudioConfig
-from model.losses import NORM_LAMBDA, TRIPLET_MARGIN
+from model.losses import CONTRAST_METRICS, NORM_LAMBDA, TRIPLET_MARGIN
 from model.network import ModelSpec, NetConfig
 from model.parts import PARTS, SUBSPACE_DIM
 
@@ -176,8 +176,9 @@ def apply_overrides(cfg: TrainConfig, overrides: list[str] | None) -> TrainConfi
         if not sep or key not in fields:
             raise ValueError(f"bad override {item!r}: expected key=value with key one of the config fields")
         setattr(cfg, key, _parse_value(fields[key].type, getattr(cfg, key), value))
-    if cfg.contrast_metric not in ("cosine", "euclid"):
-        raise ValueError(f"contrast_metric: expected cosine or euclid, got {cfg.contrast_metric!r}")
+    if cfg.contrast_metric not in CONTRAST_METRICS:
+        raise ValueError(f"contrast_metric: expected one of {', '.join(CONTRAST_METRICS)}, "
+                         f"got {cfg.contrast_metric!r}")
     unknown = [name for name in cfg.contrast_parts if name not in PARTS]
     if unknown:
         raise ValueError(f"contrast_parts: unknown part(s) {', '.join(unknown)}; choose from {', '.join(PARTS)}")
