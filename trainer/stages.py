@@ -304,7 +304,10 @@ class Run:
             return
         base, norm = CSN(self.spec.net), NormLoss()
         if cfg.init_weights:
-            self._init_from(Path(cfg.init_weights), base, norm)
+            # a checkpoint of this stage overrides the start weights (and may have another
+            # shape: trainer.widen), so they are then only read for the card's record
+            self._init_from(Path(cfg.init_weights), base, norm,
+                            load=not (self.out / "ckpt-main.pt").exists())
         elif cfg.use_pretrain:
             base.load_state_dict(load_weights(self.out / "pretrained.safetensors").model.state_dict())
         net, norm = self.wrap(base), norm.to(self.env.device)
@@ -350,11 +353,17 @@ class Run:
             (self.out / "main.done").write_text("{}")
         self._barrier()
 
-    def _init_from(self, path: Path, net: CSN, norm: NormLoss) -> None:
+    def _init_from(self, path: Path, net: CSN, norm: NormLoss, load: bool = True) -> None:
         """Load ``fit --init`` weights into the main stage's network, and the presence biases
         their norm loss learned (``norm_bias_trained`` of a calibrated card, else
-        ``norm_bias``) into ``norm``. A checkpoint of the stage, once there, overrides both."""
+        ``norm_bias``) into ``norm``. A checkpoint of the stage, once there, overrides both;
+        with ``load`` off only their record (name, checksum, training time) is taken."""
         w = load_weights(path)
+        trained = w.card.get("training") or {}
+        self.init_info = {"weights": path.name, "sha256": w.sha256,
+                          "seconds": trained.get("seconds"), "chunks": trained.get("chunks", [])}
+        if not load:
+            return
         if w.spec.to_dict() != self.spec.to_dict():
             raise ValueError(f"{path}: its model spec {w.spec.to_dict()} is not this run's "
                              f"{self.spec.to_dict()} (pass the same widths, n_mels, sample_rate)")
@@ -363,9 +372,6 @@ class Run:
         if bias is not None and len(bias) == N_PARTS:
             with torch.no_grad():
                 norm.bias.copy_(torch.tensor(bias, dtype=norm.bias.dtype))
-        trained = w.card.get("training") or {}
-        self.init_info = {"weights": path.name, "sha256": w.sha256,
-                          "seconds": trained.get("seconds"), "chunks": trained.get("chunks", [])}
         log.info("main stage starts from %s (%s)", path, w.sha256[:12])
 
     def _main_losses(self, trip: Sequence[Triplet], emb: torch.Tensor, present: torch.Tensor,

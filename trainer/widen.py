@@ -85,15 +85,48 @@ def widen_state(state: dict[str, torch.Tensor], old: NetConfig, widths: Sequence
     return out
 
 
-def widen_model(model: CSN, widths: Sequence[int], seed: int = 0) -> CSN:
-    """A wider copy of ``model`` with the same function."""
+def remel_state(state: dict[str, torch.Tensor], old: NetConfig, n_mels: int) -> dict[str, torch.Tensor]:
+    """The state dict of ``old``'s network for spectrograms of ``n_mels`` bands (a multiple of
+    ``old.n_mels``), as a starting point for training on finer (or coarser) frequency rows.
+
+    The convolutions have no frequency extent of their own, so every weight is kept; only the
+    embedding layer reads a different number of frequency rows (``n_mels // 32``). Each new row
+    takes the weights of the old row that covers its frequencies, divided by the number of new
+    rows that share it, so a spectrogram whose rows came in equal pairs would give the old
+    embedding. Real spectra are not like that: the filters meet features at twice the spacing
+    in bands, so the embedding is an approximation that training has to refine (unlike
+    :func:`widen_state`, which is exact)."""
+    NetConfig(widths=old.widths, out_dim=old.out_dim, n_mels=n_mels, kernel=old.kernel)  # validates
+    rows_old, rows_new = old.n_mels // 32, n_mels // 32
+    if rows_new % rows_old and rows_old % rows_new:
+        raise ValueError(f"n_mels {n_mels} and {old.n_mels}: one must be a multiple of the other")
+    out = {k: v.clone() for k, v in state.items()}
+    fc = state["fc.weight"]
+    per_row = fc.reshape(fc.shape[0], old.widths[-1], rows_old)
+    if rows_new >= rows_old:
+        k = rows_new // rows_old
+        per_row = per_row.repeat_interleave(k, dim=2) / k
+    else:  # coarser rows: each new row stands for the old rows it merges
+        per_row = per_row.reshape(fc.shape[0], old.widths[-1], rows_new, rows_old // rows_new).sum(dim=3)
+    out["fc.weight"] = per_row.reshape(fc.shape[0], old.widths[-1] * rows_new).contiguous()
+    return out
+
+
+def widen_model(model: CSN, widths: Sequence[int], seed: int = 0, n_mels: int | None = None) -> CSN:
+    """A wider copy of ``model`` with the same function (and, with ``n_mels``, re-banded as
+    :func:`remel_state` does)."""
     cfg = model.cfg
-    wide = CSN(NetConfig(widths=tuple(widths), out_dim=cfg.out_dim, n_mels=cfg.n_mels, kernel=cfg.kernel))
-    wide.load_state_dict(widen_state(model.state_dict(), cfg, widths, seed))
+    state = widen_state(model.state_dict(), cfg, widths, seed)
+    cfg = NetConfig(widths=tuple(widths), out_dim=cfg.out_dim, n_mels=cfg.n_mels, kernel=cfg.kernel)
+    if n_mels is not None and n_mels != cfg.n_mels:
+        state = remel_state(state, cfg, n_mels)
+        cfg = NetConfig(widths=cfg.widths, out_dim=cfg.out_dim, n_mels=n_mels, kernel=cfg.kernel)
+    wide = CSN(cfg)
+    wide.load_state_dict(state)
     return wide
 
 
-def widen_run(run: Path, out: Path, widths: Sequence[int]) -> None:
+def widen_run(run: Path, out: Path, widths: Sequence[int] | None = None, n_mels: int | None = None) -> None:
     """Write the widened copy of ``run`` into ``out`` (see the module's docstring)."""
     ckpt = run / "ckpt-main.pt"
     for need in (run / "config.json", ckpt):
@@ -103,9 +136,13 @@ def widen_run(run: Path, out: Path, widths: Sequence[int]) -> None:
         raise ValueError(f"{out}: run folder is not empty")
     cfg = TrainConfig.from_dict(json.loads((run / "config.json").read_text()))
     old = cfg.model_spec().net
-    if tuple(widths) == old.widths:
-        raise ValueError(f"{run}: already has widths {','.join(map(str, widths))}; nothing to widen")
+    widths = tuple(int(w) for w in widths) if widths else old.widths
+    n_mels = n_mels or old.n_mels
+    if widths == old.widths and n_mels == old.n_mels:
+        raise ValueError(f"{run}: already has widths {','.join(map(str, widths))} and "
+                         f"{n_mels} mel bands; nothing to change")
     _check_widths(old, widths)
+    remel_state(CSN(old).state_dict(), old, n_mels)  # refuses a band count it cannot map
     out.mkdir(parents=True, exist_ok=True)
     for name in _COPIED:
         src = run / name
@@ -113,25 +150,35 @@ def widen_run(run: Path, out: Path, widths: Sequence[int]) -> None:
             shutil.copytree(src, out / name)
         elif src.is_file():
             shutil.copy2(src, out / name)
-    cfg.widths = tuple(int(w) for w in widths)
+    cfg.widths, cfg.n_mels = widths, n_mels
     cfg.save(out / "config.json")
 
     blob = torch.load(ckpt, map_location="cpu", weights_only=True)
-    blob["modules"]["net"] = widen_state(blob["modules"]["net"], old, widths, cfg.seed)
+    blob["modules"]["net"] = widen_model(_net(blob["modules"]["net"], old), widths, cfg.seed,
+                                         n_mels).state_dict()
     blob.pop("opt", None)
     state = blob["state"]
-    log.info("widening %s at epoch %d: widths %s -> %s", run.name, state["epoch"],
-             ",".join(map(str, old.widths)), ",".join(map(str, widths)))
+    log.info("widening %s at epoch %d: widths %s -> %s, mel bands %d -> %d", run.name,
+             state["epoch"], ",".join(map(str, old.widths)), ",".join(map(str, widths)),
+             old.n_mels, n_mels)
     state.update(done=False, bad_epochs=0, best=-math.inf, step=0)
     blob["widened_from"] = list(old.widths)
+    blob["n_mels_from"] = old.n_mels
     blob["config"] = cfg.to_dict()
     atomic_torch_save(blob, out / "ckpt-main.pt")
 
     pre = run / "pretrained.safetensors"
     if pre.is_file():
         w = load_weights(pre)
-        save_weights(out / "pretrained.safetensors", widen_model(w.model, widths, cfg.seed),
-                     cfg.model_spec(), card={**w.card, "widened_from": list(old.widths)})
+        save_weights(out / "pretrained.safetensors", widen_model(w.model, widths, cfg.seed, n_mels),
+                     cfg.model_spec(), card={**w.card, "widened_from": list(old.widths),
+                                             "n_mels_from": old.n_mels})
+
+
+def _net(state: dict[str, torch.Tensor], cfg: NetConfig) -> CSN:
+    net = CSN(cfg)
+    net.load_state_dict(state)
+    return net
 
 
 def count_params(m: nn.Module) -> int:
@@ -146,19 +193,24 @@ def main(argv: Sequence[str] | None = None) -> int:
                     "'partwise-train fit --resume'.")
     ap.add_argument("run", type=Path, help="run folder with ckpt-main.pt")
     ap.add_argument("--out", type=Path, required=True, help="new run folder (empty)")
-    ap.add_argument("--widths", required=True,
-                    help="5 comma-separated channel counts, none narrower than the run's")
+    ap.add_argument("--widths",
+                    help="5 comma-separated channel counts, none narrower than the run's "
+                         "(default: the run's)")
+    ap.add_argument("--n_mels", type=int,
+                    help="mel bands of the new network, a multiple or divisor of the run's "
+                         "(default: the run's); an approximate start, see remel_state")
     args = ap.parse_args(argv)
     setup_logging()
     try:
-        widths = tuple(int(w) for w in args.widths.split(","))
-        widen_run(args.run, args.out, widths)
+        if not args.widths and not args.n_mels:
+            raise ValueError("nothing to change: pass --widths, --n_mels or both")
+        widths = tuple(int(w) for w in args.widths.split(",")) if args.widths else None
+        widen_run(args.run, args.out, widths, args.n_mels)
     except (ValueError, OSError, KeyError) as e:
         log.error("%s", e)
         return 1
-    old = TrainConfig.from_dict(json.loads((args.run / "config.json").read_text()))
-    n_old = count_params(CSN(old.model_spec().net))
-    n_new = count_params(CSN(NetConfig(widths=widths, out_dim=old.model_spec().net.out_dim,
-                                       n_mels=old.n_mels)))
-    print(f"{args.out}: widths {','.join(map(str, widths))}, {n_old:,} -> {n_new:,} parameters")
+    old = TrainConfig.from_dict(json.loads((args.run / "config.json").read_text())).model_spec().net
+    new = TrainConfig.from_dict(json.loads((args.out / "config.json").read_text())).model_spec().net
+    print(f"{args.out}: widths {','.join(map(str, new.widths))}, {new.n_mels} mel bands, "
+          f"{count_params(CSN(old)):,} -> {count_params(CSN(new)):,} parameters")
     return 0
