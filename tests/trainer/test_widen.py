@@ -6,7 +6,7 @@ import torch
 from model.network import CSN, NetConfig
 from trainer.cli import main as cli
 from trainer.fit import main as fit
-from trainer.widen import widen_model, widen_state
+from trainer.widen import remel_state, widen_model, widen_state
 
 data_mod = pytest.importorskip("trainer.data.synth")
 
@@ -66,3 +66,50 @@ def test_widen_run_then_fit_continues_it(tmp_path):
     assert [r["epoch"] for r in rows if r["stage"] == "main"] == [1, 2, 3, 4]
     best = json.loads((wide / "best.json").read_text())
     assert best["spec"]["net"]["widths"] == [4, 8, 8, 16, 40]
+
+
+@pytest.mark.parametrize("n_mels", [64, 96, 128])
+def test_remel_keeps_the_filters_and_maps_each_row_to_its_old_row(n_mels):
+    net = _trained_like()  # 32 bands: one frequency row at the end
+    if n_mels == 96:
+        with pytest.raises(ValueError, match="multiple"):
+            remel_state(_trained_like(widths=(4, 8, 8, 16, 16)).state_dict(),
+                        NetConfig(widths=(4, 8, 8, 16, 16), n_mels=64), n_mels)
+        return
+    fine = widen_model(net, net.cfg.widths, n_mels=n_mels)
+    assert fine.cfg.n_mels == n_mels
+    for k, v in net.state_dict().items():
+        if k != "fc.weight":
+            torch.testing.assert_close(fine.state_dict()[k], v)
+    # encoder output rows that are equal in each group give the old embedding exactly
+    h = torch.randn(3, 16, 1)
+    rows = n_mels // 32
+    h_fine = h.repeat_interleave(rows, dim=2).reshape(3, 16 * rows)
+    torch.testing.assert_close(fine.fc(h_fine), net.fc(h.reshape(3, 16)), atol=1e-5, rtol=1e-5)
+    # and back to the coarse rows: the same layer as before
+    coarse = remel_state(fine.state_dict(), fine.cfg, 32)
+    torch.testing.assert_close(coarse["fc.weight"], net.state_dict()["fc.weight"], atol=1e-6, rtol=1e-6)
+    x = torch.randn(2, n_mels, 50)  # and the network runs on the finer spectrogram
+    assert fine.eval()(x).shape == (2, net.cfg.out_dim)
+
+
+def test_remel_a_run_started_from_weights_then_resume(tmp_path):
+    data = data_mod.build_dataset(tmp_path / "set", n_tracks=20, seed=3, song_seconds=6,
+                                  splits=(0.6, 0.2, 0.2), workers=1)
+    base, run, fine = tmp_path / "base", tmp_path / "run", tmp_path / "fine"
+    common = ["--data", str(data), "--quiet", "--threads=1", "--ind_epochs=1", "--pre_epochs=1",
+              "--triplets_per_epoch=16", "--batch=8", "--val_triplets=12"]
+    assert fit([*common, "--preset", "smoke", "--out", str(base), "--epochs=1"]) == 0
+    init = base / "best.safetensors"
+    assert fit([*common, "--preset", "smoke", "--init", str(init), "--out", str(run), "--epochs=1"]) == 0
+    assert cli(["widen", str(run), "--out", str(fine)]) == 1  # nothing to change
+    assert cli(["widen", str(run), "--out", str(fine), "--n_mels", "48"]) == 1  # no row mapping
+    assert cli(["widen", str(run), "--out", str(fine), "--n_mels", "64"]) == 0
+    cfg = json.loads((fine / "config.json").read_text())
+    assert cfg["n_mels"] == 64 and cfg["widths"] == [4, 8, 8, 16, 16]
+    assert torch.load(fine / "ckpt-main.pt", weights_only=True)["n_mels_from"] == 32
+    # the start weights (32 bands) no longer fit the network; the checkpoint decides
+    assert fit([*common, "--out", str(fine), "--resume", "--epochs=2"]) == 0
+    best = json.loads((fine / "best.json").read_text())
+    assert best["spec"]["net"]["n_mels"] == best["spec"]["audio"]["n_mels"] == 64
+    assert best["card"]["init"]["weights"] == "best.safetensors"
