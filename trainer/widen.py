@@ -18,7 +18,8 @@ The new run folder is a copy of RUN (config, log, individual networks, pre-train
 main stage's checkpoint and the pre-trained weights widened, the widths (and mel bands) in the
 config replaced,
 and the main stage reopened. The optimizer starts afresh (its moments have the old shapes), and
-so does the step count, so the warm-up runs again before the rate follows the time budget.
+so do the step count and the stage's clock, so the warm-up runs again and the rate then follows
+the time budget given to the resumed run over that run alone.
 Continue with ``partwise-train fit --data ... --out NEW --resume --time_budget_min=...``.
 """
 
@@ -169,7 +170,9 @@ def widen_run(run: Path, out: Path, widths: Sequence[int] | None = None, n_mels:
     log.info("widening %s at epoch %d: widths %s -> %s, mel bands %d -> %d", run.name,
              state["epoch"], ",".join(map(str, old.widths)), ",".join(map(str, widths)),
              old.n_mels, n_mels)
-    state.update(done=False, bad_epochs=0, best=-math.inf, step=0)
+    # the new network's own schedule: its warm-up, then a rate that follows the time budget
+    # given to the resumed run from its start (the old run's seconds would have spent it)
+    state.update(done=False, bad_epochs=0, best=-math.inf, step=0, seconds=0.0)
     blob["widened_from"] = list(old.widths)
     blob["n_mels_from"] = old.n_mels
     blob["config"] = cfg.to_dict()

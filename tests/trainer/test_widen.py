@@ -59,6 +59,7 @@ def test_widen_run_then_fit_continues_it(tmp_path):
     old = torch.load(run / "ckpt-main.pt", weights_only=True)
     new = torch.load(wide / "ckpt-main.pt", weights_only=True)
     assert "opt" not in new and new["state"]["epoch"] == old["state"]["epoch"] == 2
+    assert old["state"]["seconds"] > 0 and new["state"]["seconds"] == 0.0  # a budget of its own
     assert new["widened_from"] == [4, 8, 8, 16, 16]
     assert cli(["widen", str(run), "--out", str(wide), "--widths", "4,8,8,16,40"]) == 1  # not empty
     assert fit([*common, "--out", str(wide), "--resume", "--epochs=4"]) == 0
