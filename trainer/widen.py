@@ -16,8 +16,7 @@ in its main stage).
 
 The new run folder is a copy of RUN (config, log, individual networks, pre-training) with the
 main stage's checkpoint and the pre-trained weights widened, the widths (and mel bands) in the
-config replaced,
-and the main stage reopened. The optimizer starts afresh (its moments have the old shapes), and
+config replaced, and the main stage reopened. The optimizer starts afresh (its moments have the old shapes), and
 so do the step count and the stage's clock, so the warm-up runs again and the rate then follows
 the time budget given to the resumed run over that run alone.
 Continue with ``partwise-train fit --data ... --out NEW --resume --time_budget_min=...``.
@@ -93,8 +92,8 @@ def widen_state(state: dict[str, torch.Tensor], old: NetConfig, widths: Sequence
 
 
 def remel_state(state: dict[str, torch.Tensor], old: NetConfig, n_mels: int) -> dict[str, torch.Tensor]:
-    """The state dict of ``old``'s network for spectrograms of ``n_mels`` bands (a multiple of
-    ``old.n_mels``), as a starting point for training on finer (or coarser) frequency rows.
+    """The state dict of ``old``'s network for spectrograms of ``n_mels`` bands (a multiple or a
+    divisor of ``old.n_mels`` in rows of 32), as a starting point for training on finer (or coarser) frequency rows.
 
     The convolutions have no frequency extent of their own, so every weight is kept; only the
     embedding layer reads a different number of frequency rows (``n_mels // 32``). Each new row
