@@ -16,10 +16,9 @@ in its main stage).
 
 The new run folder is a copy of RUN (config, log, individual networks, pre-training) with the
 main stage's checkpoint and the pre-trained weights widened, the widths (and mel bands) in the
-config replaced, and the main stage reopened. The optimizer starts afresh (its moments have the old shapes), and
-so do the step count and the stage's clock, so the warm-up runs again and the rate then follows
-the time budget given to the resumed run over that run alone.
-Continue with ``partwise-train fit --data ... --out NEW --resume --time_budget_min=...``.
+config replaced, and the main stage reopened. The optimizer starts afresh (its moments have the
+old shapes), and so do the step count and the stage's clock, so the warm-up runs again and the
+rate then follows the time budget given to the resumed run over that run alone. Continue with ``partwise-train fit --data ... --out NEW --resume --time_budget_min=...``.
 """
 
 from __future__ import annotations
