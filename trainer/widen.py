@@ -18,7 +18,8 @@ The new run folder is a copy of RUN (config, log, individual networks, pre-train
 main stage's checkpoint and the pre-trained weights widened, the widths (and mel bands) in the
 config replaced, and the main stage reopened. The optimizer starts afresh (its moments have the
 old shapes), and so do the step count and the stage's clock, so the warm-up runs again and the
-rate then follows the time budget given to the resumed run over that run alone. Continue with ``partwise-train fit --data ... --out NEW --resume --time_budget_min=...``.
+rate then follows the time budget given to the resumed run over that run alone. Continue with
+``partwise-train fit --data ... --out NEW --resume --time_budget_min=...``.
 """
 
 from __future__ import annotations
@@ -91,8 +92,8 @@ def widen_state(state: dict[str, torch.Tensor], old: NetConfig, widths: Sequence
 
 
 def remel_state(state: dict[str, torch.Tensor], old: NetConfig, n_mels: int) -> dict[str, torch.Tensor]:
-    """The state dict of ``old``'s network for spectrograms of ``n_mels`` bands (a multiple or a
-    divisor of ``old.n_mels`` in rows of 32), as a starting point for training on finer (or coarser) frequency rows.
+    """The state dict of ``old``'s network for spectrograms of ``n_mels`` bands (in rows of 32,
+    a multiple or a divisor of ``old``'s), a start for training on finer (or coarser) rows.
 
     The convolutions have no frequency extent of their own, so every weight is kept; only the
     embedding layer reads a different number of frequency rows (``n_mels // 32``). Each new row
@@ -103,10 +104,7 @@ def remel_state(state: dict[str, torch.Tensor], old: NetConfig, n_mels: int) -> 
     start is an approximation that training has to refine (unlike :func:`widen_state`, which is
     exact). From 64 to 128 bands on the shipped network, the subspaces' embeddings of POP909
     mixes kept a mean cosine of 0.76-0.91 with the old ones."""
-    NetConfig(widths=old.widths, out_dim=old.out_dim, n_mels=n_mels, kernel=old.kernel)  # validates
-    rows_old, rows_new = old.n_mels // 32, n_mels // 32
-    if rows_new % rows_old and rows_old % rows_new:
-        raise ValueError(f"n_mels {n_mels} and {old.n_mels}: one must be a multiple of the other")
+    rows_old, rows_new = _check_mels(old, n_mels)
     out = {k: v.clone() for k, v in state.items()}
     fc = state["fc.weight"]
     per_row = fc.reshape(fc.shape[0], old.widths[-1], rows_old)
@@ -119,15 +117,32 @@ def remel_state(state: dict[str, torch.Tensor], old: NetConfig, n_mels: int) -> 
     return out
 
 
+def _check_mels(old: NetConfig, n_mels: int) -> tuple[int, int]:
+    """The frequency rows (old, new) the embedding layer reads; ValueError if ``n_mels`` is no
+    network's band count or its rows cannot be mapped onto ``old``'s."""
+    NetConfig(widths=old.widths, out_dim=old.out_dim, n_mels=n_mels, kernel=old.kernel)  # validates
+    rows_old, rows_new = old.n_mels // 32, n_mels // 32
+    if rows_new % rows_old and rows_old % rows_new:
+        raise ValueError(f"n_mels {n_mels} and {old.n_mels}: one must be a multiple of the other")
+    return rows_old, rows_new
+
+
+def reshape_state(state: dict[str, torch.Tensor], old: NetConfig, widths: Sequence[int],
+                  n_mels: int, seed: int = 0) -> tuple[dict[str, torch.Tensor], NetConfig]:
+    """``state`` (of ``old``'s network) widened to ``widths`` (:func:`widen_state`), then
+    re-banded to ``n_mels`` (:func:`remel_state`) where that differs; with the new config."""
+    state = widen_state(state, old, widths, seed)
+    cfg = NetConfig(widths=tuple(widths), out_dim=old.out_dim, n_mels=old.n_mels, kernel=old.kernel)
+    if n_mels != old.n_mels:
+        state = remel_state(state, cfg, n_mels)
+        cfg = NetConfig(widths=cfg.widths, out_dim=cfg.out_dim, n_mels=n_mels, kernel=cfg.kernel)
+    return state, cfg
+
+
 def widen_model(model: CSN, widths: Sequence[int], seed: int = 0, n_mels: int | None = None) -> CSN:
     """A wider copy of ``model`` with the same function (and, with ``n_mels``, re-banded as
     :func:`remel_state` does)."""
-    cfg = model.cfg
-    state = widen_state(model.state_dict(), cfg, widths, seed)
-    cfg = NetConfig(widths=tuple(widths), out_dim=cfg.out_dim, n_mels=cfg.n_mels, kernel=cfg.kernel)
-    if n_mels is not None and n_mels != cfg.n_mels:
-        state = remel_state(state, cfg, n_mels)
-        cfg = NetConfig(widths=cfg.widths, out_dim=cfg.out_dim, n_mels=n_mels, kernel=cfg.kernel)
+    state, cfg = reshape_state(model.state_dict(), model.cfg, widths, n_mels or model.cfg.n_mels, seed)
     wide = CSN(cfg)
     wide.load_state_dict(state)
     return wide
@@ -149,7 +164,7 @@ def widen_run(run: Path, out: Path, widths: Sequence[int] | None = None, n_mels:
         raise ValueError(f"{run}: already has widths {','.join(map(str, widths))} and "
                          f"{n_mels} mel bands; nothing to change")
     _check_widths(old, widths)
-    remel_state(CSN(old).state_dict(), old, n_mels)  # refuses a band count it cannot map
+    _check_mels(old, n_mels)
     out.mkdir(parents=True, exist_ok=True)
     for name in _COPIED:
         src = run / name
@@ -161,8 +176,7 @@ def widen_run(run: Path, out: Path, widths: Sequence[int] | None = None, n_mels:
     cfg.save(out / "config.json")
 
     blob = torch.load(ckpt, map_location="cpu", weights_only=True)
-    blob["modules"]["net"] = widen_model(_net(blob["modules"]["net"], old), widths, cfg.seed,
-                                         n_mels).state_dict()
+    blob["modules"]["net"], _ = reshape_state(blob["modules"]["net"], old, widths, n_mels, cfg.seed)
     blob.pop("opt", None)
     state = blob["state"]
     log.info("widening %s at epoch %d: widths %s -> %s, mel bands %d -> %d", run.name,
@@ -182,12 +196,6 @@ def widen_run(run: Path, out: Path, widths: Sequence[int] | None = None, n_mels:
         save_weights(out / "pretrained.safetensors", widen_model(w.model, widths, cfg.seed, n_mels),
                      cfg.model_spec(), card={**w.card, "widened_from": list(old.widths),
                                              "n_mels_from": old.n_mels})
-
-
-def _net(state: dict[str, torch.Tensor], cfg: NetConfig) -> CSN:
-    net = CSN(cfg)
-    net.load_state_dict(state)
-    return net
 
 
 def count_params(m: nn.Module) -> int:
