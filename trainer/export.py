@@ -63,7 +63,7 @@ def export(run: Path, out: Path, extra_card: dict | None = None,
         card["init"] = init
     training = {k: summary.get(k) for k in ("seconds", "device", "world_size")}
     if earlier_s is not None and training["seconds"] is not None:  # the weights it started from
-        training["seconds"] = round(earlier_s + training["seconds"], 1)
+        training["seconds"] = round(earlier_s + training["seconds"], 3)
     card.update({
         "config": config,
         "training": training | {"chunks": earlier + _chunks(run)},

@@ -350,3 +350,13 @@ def test_a_run_stopped_by_sigterm_still_records_its_chunk(tiny_data, tmp_path, m
     chunks = [json.loads(x) for x in (out / "chunks.jsonl").read_text().splitlines()]
     assert len(chunks) == 1 and chunks[0]["stages"]["main"]["last_epoch"] == 1
     assert signal.getsignal(signal.SIGTERM) == before
+
+
+def test_training_time_keeps_a_short_epoch(tmp_path):
+    """A tiny epoch on a fast machine takes milliseconds: it must not round to zero seconds."""
+    from trainer.summary import training_seconds
+    log_path = tmp_path / "log.jsonl"
+    log_path.write_text("\n".join(json.dumps(r) for r in (
+        {"stage": "main", "epoch": 1, "epoch_s": 0.012}, {"stage": "main", "epoch": 2, "epoch_s": 0.02},
+        {"note": "a row without epoch time"})) + "\n")
+    assert training_seconds(log_path) == pytest.approx(0.032)
