@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from model.parts import N_PARTS, part_norms, presence_logits, stack_parts
+from model.parts import N_PARTS, PARTS, part_norms, presence_logits, stack_parts
 
 TRIPLET_MARGIN = 0.2  # the paper's margin; the trainer's default
 NORM_LAMBDA = 0.1  # the paper's weight of the norm loss; the trainer's default
@@ -98,9 +98,30 @@ def spread_loss(emb: torch.Tensor, present: torch.Tensor, min_rows: int = 8, flo
 CONTRAST_METRICS: tuple[str, ...] = ("cosine", "euclid")  # part_contrast_loss's pair measures
 
 
+def contrast_metrics(spec: str) -> tuple[str, ...]:
+    """Per-part pair measures of ``part_contrast_loss`` from a spec: one measure for every part
+    (``euclid``), or ``part:measure`` pairs with cosine for the parts not named
+    (``drums:euclid,bass:euclid``). Raises ValueError naming what is wrong."""
+    spec = spec.strip()
+    if ":" not in spec:
+        if spec not in CONTRAST_METRICS:
+            raise ValueError(f"expected one of {', '.join(CONTRAST_METRICS)} or part:measure pairs, got {spec!r}")
+        return (spec,) * N_PARTS
+    out = ["cosine"] * N_PARTS
+    for item in filter(None, (x.strip() for x in spec.split(","))):
+        part, _, measure = item.partition(":")
+        if part not in PARTS:
+            raise ValueError(f"unknown part {part!r} in {spec!r}; choose from {', '.join(PARTS)}")
+        if measure not in CONTRAST_METRICS:
+            raise ValueError(f"unknown measure {measure!r} for {part} in {spec!r}; "
+                             f"choose from {', '.join(CONTRAST_METRICS)}")
+        out[PARTS.index(part)] = measure
+    return tuple(out)
+
+
 def part_contrast_loss(emb: torch.Tensor, labels: torch.Tensor, present: torch.Tensor,
                        tau: float = 0.1, parts: Sequence[int] | None = None,
-                       metric: str = "cosine") -> torch.Tensor:
+                       metric: str | Sequence[str] = "cosine") -> torch.Tensor:
     """Supervised contrastive loss in each subspace, over every row of a batch at once.
 
     ``labels[i, c]`` names where the c-part of row i comes from (its source track; -1 when the
@@ -125,13 +146,15 @@ def part_contrast_loss(emb: torch.Tensor, labels: torch.Tensor, present: torch.T
     the distance search and the evaluation use, so lengths count too; s, the mean squared length
     of the subspace's rows (held constant), makes tau mean the same in a long subspace (drums,
     about 3.3 on the shipped model) as in a short one (others, 0.8). For unit rows it is the
-    cosine form at tau / 2.
+    cosine form at tau / 2. ``metric`` may also name one measure per part (five, in PARTS order;
+    see ``contrast_metrics``).
     """
-    if metric not in CONTRAST_METRICS:
-        raise ValueError(f"metric must be one of {', '.join(CONTRAST_METRICS)}, got {metric!r}")
-    sub = stack_parts(emb).float()
-    if metric == "cosine":
-        sub = F.normalize(sub, dim=2, eps=_EPS)
+    metrics = (metric,) * N_PARTS if isinstance(metric, str) else tuple(metric)
+    if len(metrics) != N_PARTS or any(m not in CONTRAST_METRICS for m in metrics):
+        raise ValueError(f"metric must be one of {', '.join(CONTRAST_METRICS)} or {N_PARTS} of them, "
+                         f"got {metric!r}")
+    raw = stack_parts(emb).float()
+    unit = F.normalize(raw, dim=2, eps=_EPS)
     on = (labels >= 0) & (present > 0)
     # share[d, i, j]: rows i and j sound part d from the same track
     share = (labels.T[:, :, None] == labels.T[:, None, :]) & on.T[:, :, None] & on.T[:, None, :]
@@ -149,9 +172,9 @@ def part_contrast_loss(emb: torch.Tensor, labels: torch.Tensor, present: torch.T
         has = pos.any(dim=1)
         if not bool(has.any()):
             continue
-        z = sub[rows, c]
+        z = (unit if metrics[c] == "cosine" else raw)[rows, c]
         sim = z @ z.T
-        if metric == "euclid":  # -|z_i - z_j|^2 / s, with smooth gradients at zero distance
+        if metrics[c] == "euclid":  # -|z_i - z_j|^2 / s, with smooth gradients at zero distance
             sq = z.pow(2).sum(dim=1)
             sim = (2.0 * sim - sq[:, None] - sq[None, :]) / sq.mean().detach().clamp_min(_EPS)
         logp = (sim / tau).masked_fill(drop, float("-inf")).log_softmax(dim=1)

@@ -12,7 +12,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from model.audio import N_MELS, SAMPLE_RATE, AudioConfig
-from model.losses import CONTRAST_METRICS, NORM_LAMBDA, TRIPLET_MARGIN
+from model.losses import NORM_LAMBDA, TRIPLET_MARGIN, contrast_metrics
 from model.network import ModelSpec, NetConfig
 from model.parts import PARTS, SUBSPACE_DIM
 
@@ -54,7 +54,8 @@ class TrainConfig:
     contrast_tau: float = 0.1  # its temperature (on cosines; with euclid, on squared distances over s)
     contrast_same_time: bool = False  # its positives share a part's audio (track and time), not only its track
     contrast_parts: tuple[str, ...] = PARTS  # the subspaces it acts on
-    contrast_metric: str = "cosine"  # cosine: on directions; euclid: -squared distance, lengths too
+    contrast_metric: str = "cosine"  # cosine: on directions; euclid: -squared distance, lengths too;
+    # or per part, cosine where not named: "drums:euclid,bass:euclid"
     # --- individual networks (one per part, clean stems, plain triplet loss)
     ind_widths: tuple[int, ...] = WIDTHS
     ind_epochs: int = 100
@@ -176,9 +177,10 @@ def apply_overrides(cfg: TrainConfig, overrides: list[str] | None) -> TrainConfi
         if not sep or key not in fields:
             raise ValueError(f"bad override {item!r}: expected key=value with key one of the config fields")
         setattr(cfg, key, _parse_value(fields[key].type, getattr(cfg, key), value))
-    if cfg.contrast_metric not in CONTRAST_METRICS:
-        raise ValueError(f"contrast_metric: expected one of {', '.join(CONTRAST_METRICS)}, "
-                         f"got {cfg.contrast_metric!r}")
+    try:
+        contrast_metrics(cfg.contrast_metric)
+    except ValueError as e:
+        raise ValueError(f"contrast_metric: {e}") from None
     unknown = [name for name in cfg.contrast_parts if name not in PARTS]
     if unknown:
         raise ValueError(f"contrast_parts: unknown part(s) {', '.join(unknown)}; choose from {', '.join(PARTS)}")

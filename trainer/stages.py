@@ -26,6 +26,7 @@ from model.embedder import Embedder
 from model.losses import (
     NormLoss,
     block_cosine,
+    contrast_metrics,
     masked_distance,
     masked_triplet_loss,
     part_contrast_loss,
@@ -407,7 +408,7 @@ class Run:
             labels = source_labels(trip, dev, same_time=cfg.contrast_same_time)
             lc = part_contrast_loss(emb, labels, present, cfg.contrast_tau,
                                     parts=[PARTS.index(name) for name in cfg.contrast_parts],
-                                    metric=cfg.contrast_metric)
+                                    metric=contrast_metrics(cfg.contrast_metric))
             out["contrast"] = lc
             loss = loss + cfg.contrast_lambda * lc
         out["loss"] = loss

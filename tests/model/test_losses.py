@@ -345,3 +345,30 @@ def test_part_contrast_loss_on_distances():
     assert torch.isfinite(x.grad).all()
     with pytest.raises(ValueError, match="metric"):
         part_contrast_loss(emb, labels, present, metric="manhattan")
+
+
+def test_part_contrast_loss_with_a_measure_per_part():
+    from model.losses import contrast_metrics, part_contrast_loss
+
+    g = torch.Generator().manual_seed(5)
+    emb = torch.randn(8, 640, generator=g) * torch.linspace(0.5, 3.0, 8)[:, None]
+    labels = torch.tensor([[1, 5, -1, -1, -1], [1, 6, -1, -1, -1], [2, 5, -1, -1, -1], [2, 7, -1, -1, -1],
+                           [3, 8, -1, -1, -1], [3, 8, -1, -1, -1], [4, 9, -1, -1, -1], [9, 9, -1, -1, -1]])
+    present = torch.ones(8, 5)
+    per_part = contrast_metrics("drums:euclid")
+    assert per_part == ("euclid", "cosine", "cosine", "cosine", "cosine")
+    drums = part_contrast_loss(emb, labels, present, parts=[0], metric="euclid")
+    bass = part_contrast_loss(emb, labels, present, parts=[1], metric="cosine")
+    both = part_contrast_loss(emb, labels, present, parts=[0, 1], metric=per_part)
+    assert math.isclose(both.item(), (drums.item() + bass.item()) / 2, rel_tol=1e-5)
+    # and it differs from one measure for both parts
+    assert not math.isclose(both.item(), part_contrast_loss(emb, labels, present, parts=[0, 1]).item(),
+                            rel_tol=1e-3)
+    assert contrast_metrics("euclid") == ("euclid",) * 5
+    assert contrast_metrics(" bass:euclid , others:cosine ")[1] == "euclid"
+    with pytest.raises(ValueError, match="violin"):
+        contrast_metrics("violin:euclid")
+    with pytest.raises(ValueError, match="manhattan.*bass"):
+        contrast_metrics("bass:manhattan")
+    with pytest.raises(ValueError, match="metric"):
+        part_contrast_loss(emb, labels, present, metric=("euclid", "cosine"))

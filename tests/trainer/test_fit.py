@@ -311,6 +311,12 @@ def test_contrast_term_reads_the_triplet_rows_and_their_sources():
                             trip, emb, present, norm)
     want = part_contrast_loss(emb[:6], source_labels(trip), present[:6], parts=[2, 4])
     assert some["contrast"].item() == pytest.approx(want.item())
+    mixed = Run._main_losses(SimpleNamespace(cfg=_smoke(contrast_lambda=0.5, contrast_metric="drums:euclid")),
+                             trip, emb, present, norm)
+    want = part_contrast_loss(emb[:6], source_labels(trip), present[:6],
+                              metric=("euclid", "cosine", "cosine", "cosine", "cosine"))
+    assert mixed["contrast"].item() == pytest.approx(want.item())
+    assert mixed["contrast"].item() != pytest.approx(out["contrast"].item())
 
 
 def test_contrast_parts_from_the_command_line():
@@ -323,6 +329,10 @@ def test_contrast_parts_from_the_command_line():
     assert resolve("smoke", ["--contrast_metric=euclid"]).contrast_metric == "euclid"
     with pytest.raises(ValueError, match="contrast_metric"):
         resolve("smoke", ["--contrast_metric=dot"])
+    per_part = "drums:euclid,bass:euclid"
+    assert resolve("smoke", [f"--contrast_metric={per_part}"]).contrast_metric == per_part
+    with pytest.raises(ValueError, match="contrast_metric: unknown part 'violin'"):
+        resolve("smoke", ["--contrast_metric=drums:euclid,violin:cosine"])
 
 
 def test_a_run_stopped_by_sigterm_still_records_its_chunk(tiny_data, tmp_path, monkeypatch):
