@@ -157,7 +157,11 @@ class Run:
             save_weights(self.out / "pretrained.safetensors", net, self.spec, card={"val": row})
         else:
             bias = unwrap(modules["norm"]).bias.detach().cpu().tolist() if "norm" in modules else None
-            card = {"val": row, "norm_bias": bias, "data": self.summary}
+            # the training config too, so `fit --init` from a run's own best weights trains on with
+            # what trained them (the start file by name only, as in an exported card)
+            config = self.cfg.to_dict() | {"init_weights": Path(self.cfg.init_weights).name
+                                           if self.cfg.init_weights else ""}
+            card = {"val": row, "norm_bias": bias, "data": self.summary, "config": config}
             if self.init_info:  # what the run started from, with that model's chunks of training
                 card["init"] = self.init_info
             save_weights(self.out / "best.safetensors", net, self.spec, card=card)

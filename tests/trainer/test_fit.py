@@ -256,6 +256,11 @@ def test_init_starts_the_main_stage_from_other_weights(tiny_data, tmp_path):
                  "--margin=0.3"]) == 0
     export(first, tmp_path / "w.safetensors")
     card = json.loads((tmp_path / "w.json").read_text())["card"]
+    # a run's own best weights carry its config too, so --init from them is not the preset's
+    from trainer.fit import init_config
+    own = init_config(first / "best.safetensors", "cpu", ["--epochs=3"])
+    assert own.margin == 0.3 and own.preset == "smoke" and own.epochs == 3
+    assert own.init_weights == str(first / "best.safetensors")
     assert len(card["training"]["chunks"]) == 1
     start = torch.load(first / "ckpt-main.pt", weights_only=True)["modules"]
     assert main([*args, "--out", str(second), "--init", str(tmp_path / "w.safetensors"),
