@@ -116,6 +116,8 @@ def init_config(weights: Path, preset: str, overrides: list[str]) -> TrainConfig
 
     card = load_weights(weights).card
     if not isinstance(card.get("config"), dict):
+        log.warning("%s: no training config in its card; the %r preset and the options given "
+                    "are this run's config", weights, preset)
         cfg = resolve(preset, overrides)
     else:
         base = TrainConfig.from_dict(card["config"])

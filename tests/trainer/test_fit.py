@@ -246,7 +246,7 @@ def test_pretraining_by_blocks_logs_its_score_and_the_block_cosine(tiny_data, tm
         Run(_smoke(pre_loss="cosine", epochs=1), tiny_data, tmp_path / "run2", progress=False).fit()
 
 
-def test_init_starts_the_main_stage_from_other_weights(tiny_data, tmp_path):
+def test_init_starts_the_main_stage_from_other_weights(tiny_data, tmp_path, caplog):
     """fit --init: no individual networks or pre-training; the first main epoch starts from the
     given weights and their trained presence biases; their card's config is the base config;
     the exported card goes on from their chunks of training."""
@@ -261,6 +261,12 @@ def test_init_starts_the_main_stage_from_other_weights(tiny_data, tmp_path):
     own = init_config(first / "best.safetensors", "cpu", ["--epochs=3"])
     assert own.margin == 0.3 and own.preset == "smoke" and own.epochs == 3
     assert own.init_weights == str(first / "best.safetensors")
+    from model.weights import load_weights, save_weights
+    bare = load_weights(first / "best.safetensors")
+    save_weights(tmp_path / "bare.safetensors", bare.model, bare.spec, card={})
+    with caplog.at_level("WARNING", logger="trainer.fit"):
+        assert init_config(tmp_path / "bare.safetensors", "smoke", []).margin != 0.3
+    assert "no training config in its card" in caplog.text and "bare.safetensors" in caplog.text
     assert len(card["training"]["chunks"]) == 1
     start = torch.load(first / "ckpt-main.pt", weights_only=True)["modules"]
     assert main([*args, "--out", str(second), "--init", str(tmp_path / "w.safetensors"),
