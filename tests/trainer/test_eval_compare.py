@@ -76,3 +76,26 @@ def test_reports_of_other_draws_are_refused(tmp_path, capsys):
     assert cli.main(["compare", str(pa), str(pa), "--json"]) == 0
     out = json.loads(capsys.readouterr().out)
     assert out["parts"]["drums"]["table2"]["change"] == 0.0
+
+
+def test_draws_that_are_all_the_same_are_one_draw(tmp_path):
+    """A split so small that every draw holds every track repeats one draw: a change there has no
+    error to be judged by, and is not marked as beyond it."""
+    a = report({p: [68.5] * 4 for p in PARTS})
+    b = report({"drums": [78.5] * 4, **{p: [v, v + 1, v, v + 2] for p, v in zip(PARTS[1:], (40, 50, 60, 70),
+                                                                               strict=True)}})
+    a["tables"]["table2_draws"]["proposed"]["bass"] = [30.0, 31.0, 30.0, 32.0]
+    a, b = load(write(tmp_path, "a", a)), load(write(tmp_path, "b", b))
+    drums = paired(a, b, "drums")
+    assert drums["change"] == pytest.approx(10.0) and drums["distinct_draws"] == 1
+    assert math.isnan(drums["change_se"]) and not drums["significant"]
+    bass = paired(a, b, "bass")  # draws that differ, by the same amount each time: beyond doubt
+    assert bass["distinct_draws"] == 3 and bass["change_se"] == pytest.approx(0.0) and bass["significant"]
+    out = cli_text(a, b)
+    assert "+10.0 ± - " in out and "Table 2 of drums, piano, guitar, others: every draw the same" not in out
+    assert "Table 2 of drums: every draw the same pieces" in out
+
+
+def cli_text(a, b):
+    from trainer.evaluate.compare import text
+    return text(compare(a, b))

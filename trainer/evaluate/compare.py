@@ -82,7 +82,10 @@ def paired(a: dict, b: dict, part: str) -> dict | None:
     d = [y - x for x, y in zip(xa, xb, strict=True)]
     n = len(d)
     mean = sum(d) / n
-    se = math.sqrt(sum((v - mean) ** 2 for v in d) / (n - 1) / n) if n > 1 else float("nan")
+    # a small split puts every track in every draw: then the draws are one draw, and a change
+    # has no error to be judged by (not a standard error of zero)
+    distinct = len(set(zip(xa, xb, strict=True)))
+    se = math.sqrt(sum((v - mean) ** 2 for v in d) / (n - 1) / n) if distinct > 1 else float("nan")
 
     def spread(x: list[float]) -> tuple[float, float]:
         m = sum(x) / len(x)
@@ -93,7 +96,7 @@ def paired(a: dict, b: dict, part: str) -> dict | None:
     sa = _get(a, "tables", "table2_spread", "proposed", part, "std") or sa
     sb = _get(b, "tables", "table2_spread", "proposed", part, "std") or sb
     return {"a": ma, "a_std": sa, "b": mb, "b_std": sb, "change": mean, "change_se": se, "draws": n,
-            "significant": bool(n > 1 and abs(mean) > 2 * se)}
+            "distinct_draws": distinct, "significant": bool(distinct > 1 and abs(mean) > 2 * se)}
 
 
 def compare(a: dict, b: dict) -> dict:
@@ -139,12 +142,16 @@ def text(res: dict) -> str:
     row("Table 2, A", t2("a"))
     row("Table 2, B", t2("b"))
     row("Table 2, B - A (paired)", lambda r: "-" if r["table2"] is None else
-        f"{r['table2']['change']:+.1f} ± {r['table2']['change_se']:.1f}" + ("*" if r["table2"]["significant"] else " "))
+        f"{r['table2']['change']:+.1f} ± {_num(r['table2']['change_se'])}" + ("*" if r["table2"]["significant"] else " "))
     row("Table 2, MFCC (B)", lambda r: _num(r["table2_mfcc"]))
     for name, k in (("Table 1", "table1"), ("Table 3", "table3"), ("eff. dim. on mixes", "dim_mix"),
                     ("stem presence acc.", "stem_presence")):
         row(f"{name}, A -> B", lambda r, k=k: f"{_num(r[k][0])} -> {_num(r[k][1])}"
             if r[k][1] is not None else "-")
+    same = [p for p in PARTS if res["parts"][p]["table2"] and res["parts"][p]["table2"]["distinct_draws"] < 2]
+    if same:
+        lines.append(f"Table 2 of {', '.join(same)}: every draw the same pieces (too few tracks), "
+                     "so one draw: no error, no *")
     return "\n".join(lines)
 
 
