@@ -99,3 +99,13 @@ def test_draws_that_are_all_the_same_are_one_draw(tmp_path):
 def cli_text(a, b):
     from trainer.evaluate.compare import text
     return text(compare(a, b))
+
+
+def test_a_repeated_draw_counts_once_in_the_error(tmp_path):
+    a = report({p: [50.0, 60.0] * 5 for p in PARTS})  # ten draws, two distinct sets of pieces
+    b = report({p: [53.0, 61.0] * 5 for p in PARTS})
+    a, b = load(write(tmp_path, "a", a)), load(write(tmp_path, "b", b))
+    drums = paired(a, b, "drums")
+    assert drums["draws"] == 10 and drums["distinct_draws"] == 2 and drums["change"] == pytest.approx(2.0)
+    # changes 3 and 1 from two draws: standard error 1, not the 0.33 that ten draws would claim
+    assert drums["change_se"] == pytest.approx(1.0) and not drums["significant"]

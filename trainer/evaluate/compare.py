@@ -84,8 +84,12 @@ def paired(a: dict, b: dict, part: str) -> dict | None:
     mean = sum(d) / n
     # a small split puts every track in every draw: then the draws are one draw, and a change
     # has no error to be judged by (not a standard error of zero)
-    distinct = len(set(zip(xa, xb, strict=True)))
-    se = math.sqrt(sum((v - mean) ** 2 for v in d) / (n - 1) / n) if distinct > 1 else float("nan")
+    # (and a draw that repeats another adds no evidence: the error counts each distinct draw once)
+    pairs = set(zip(xa, xb, strict=True))
+    distinct = len(pairs)
+    du = [y - x for x, y in pairs]
+    mu = sum(du) / distinct
+    se = math.sqrt(sum((v - mu) ** 2 for v in du) / (distinct - 1) / distinct) if distinct > 1 else float("nan")
 
     def spread(x: list[float]) -> tuple[float, float]:
         m = sum(x) / len(x)
