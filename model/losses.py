@@ -121,7 +121,7 @@ def contrast_metrics(spec: str) -> tuple[str, ...]:
 
 def part_contrast_loss(emb: torch.Tensor, labels: torch.Tensor, present: torch.Tensor,
                        tau: float = 0.1, parts: Sequence[int] | None = None,
-                       metric: str | Sequence[str] = "cosine") -> torch.Tensor:
+                       metric: str | Sequence[str] = "cosine", hold_scale: bool = True) -> torch.Tensor:
     """Supervised contrastive loss in each subspace, over every row of a batch at once.
 
     ``labels[i, c]`` names where the c-part of row i comes from (its source track; -1 when the
@@ -148,6 +148,11 @@ def part_contrast_loss(emb: torch.Tensor, labels: torch.Tensor, present: torch.T
     about 3.3 on the shipped model) as in a short one (others, 0.8). For unit rows it is the
     cosine form at tau / 2. ``metric`` may also name one measure per part (five, in PARTS order;
     see ``contrast_metrics``).
+
+    ``hold_scale`` (the default, as chunks r13e1 and r13v trained): s is a constant of the step,
+    so a longer subspace sharpens every score and lowers the loss, and the lengths grow (drums'
+    mean norm 3.9 -> 13.2 over r13v). ``hold_scale=False`` lets s carry its gradient: the
+    distance form is then blind to the subspace's overall length, which stays the norm loss's.
     """
     metrics = (metric,) * N_PARTS if isinstance(metric, str) else tuple(metric)
     if len(metrics) != N_PARTS or any(m not in CONTRAST_METRICS for m in metrics):
@@ -176,7 +181,8 @@ def part_contrast_loss(emb: torch.Tensor, labels: torch.Tensor, present: torch.T
         sim = z @ z.T
         if metrics[c] == "euclid":  # -|z_i - z_j|^2 / s, with smooth gradients at zero distance
             sq = z.pow(2).sum(dim=1)
-            sim = (2.0 * sim - sq[:, None] - sq[None, :]) / sq.mean().detach().clamp_min(_EPS)
+            scale = sq.mean().clamp_min(_EPS)
+            sim = (2.0 * sim - sq[:, None] - sq[None, :]) / (scale.detach() if hold_scale else scale)
         logp = (sim / tau).masked_fill(drop, float("-inf")).log_softmax(dim=1)
         per_row = -(logp.masked_fill(~pos, 0.0).sum(dim=1) / pos.sum(dim=1).clamp_min(1))
         terms.append(per_row[has].mean())

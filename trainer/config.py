@@ -56,6 +56,7 @@ class TrainConfig:
     contrast_parts: tuple[str, ...] = PARTS  # the subspaces it acts on
     contrast_metric: str = "cosine"  # cosine: on directions; euclid: -squared distance, lengths too;
     # or per part, cosine where not named: "drums:euclid,bass:euclid"
+    contrast_hold_scale: bool = True  # euclid: the subspace's scale a constant of the step (lengths may grow)
     # --- individual networks (one per part, clean stems, plain triplet loss)
     ind_widths: tuple[int, ...] = WIDTHS
     ind_epochs: int = 100

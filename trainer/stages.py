@@ -412,7 +412,8 @@ class Run:
             labels = source_labels(trip, dev, same_time=cfg.contrast_same_time)
             lc = part_contrast_loss(emb, labels, present, cfg.contrast_tau,
                                     parts=[PARTS.index(name) for name in cfg.contrast_parts],
-                                    metric=contrast_metrics(cfg.contrast_metric))
+                                    metric=contrast_metrics(cfg.contrast_metric),
+                                    hold_scale=cfg.contrast_hold_scale)
             out["contrast"] = lc
             loss = loss + cfg.contrast_lambda * lc
         out["loss"] = loss

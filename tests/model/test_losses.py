@@ -372,3 +372,28 @@ def test_part_contrast_loss_with_a_measure_per_part():
         contrast_metrics("bass:manhattan")
     with pytest.raises(ValueError, match="metric"):
         part_contrast_loss(emb, labels, present, metric=("euclid", "cosine"))
+
+
+def test_the_distance_form_with_a_free_scale_gives_lengths_no_push():
+    """Held scale: growing a subspace lowers the loss (its lengths drift up, as in chunk r13v);
+    free scale: the loss is blind to the subspace's overall length."""
+    from model.losses import part_contrast_loss
+
+    g = torch.Generator().manual_seed(4)
+    labels = torch.arange(100).reshape(20, 5) + 100
+    for k in range(10):  # rows 2k and 2k+1 share part k % 5 and nothing else
+        labels[2 * k + 1, k % 5] = labels[2 * k, k % 5]
+    present = torch.ones(20, 5)
+    emb = torch.randn(20, 640, generator=g)
+    emb[1::2] = emb[0::2] + 0.3 * torch.randn(10, 640, generator=g)  # pairs near in every subspace
+
+    def radial(hold: bool) -> float:  # d loss / d alpha at alpha 1, for emb scaled by alpha
+        alpha = torch.tensor(1.0, requires_grad=True)
+        part_contrast_loss(alpha * emb, labels, present, tau=0.5, metric="euclid", hold_scale=hold).backward()
+        return alpha.grad.item()
+
+    assert radial(True) < -0.1
+    assert abs(radial(False)) < 1e-4
+    free = part_contrast_loss(emb, labels, present, tau=0.5, metric="euclid", hold_scale=False)
+    held = part_contrast_loss(emb, labels, present, tau=0.5, metric="euclid")
+    assert free.item() == pytest.approx(held.item())  # the same value; only the gradient differs
