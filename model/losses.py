@@ -144,9 +144,9 @@ def part_contrast_loss(emb: torch.Tensor, labels: torch.Tensor, present: torch.T
 
     ``metric="euclid"`` scores pairs by -|x_i - x_j|^2 / (tau * s) on the subspaces as they are,
     the distance search and the evaluation use, so lengths count too; s, the mean squared length
-    of the subspace's rows (held constant), makes tau mean the same in a long subspace (drums,
-    about 3.3 on the shipped model) as in a short one (others, 0.8). For unit rows it is the
-    cosine form at tau / 2. ``metric`` may also name one measure per part (five, in PARTS order;
+    of the subspace's rows (a constant of the step unless ``hold_scale`` is off), makes tau mean
+    the same in a long subspace (drums, about 3.3 on r13k1) as in a short one (others, 0.8). For
+    unit rows it is the cosine form at tau / 2. ``metric`` may also name one measure per part (five, in PARTS order;
     see ``contrast_metrics``).
 
     ``hold_scale`` (the default, as chunks r13e1 and r13v trained): s is a constant of the step,

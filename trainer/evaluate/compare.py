@@ -82,9 +82,8 @@ def paired(a: dict, b: dict, part: str) -> dict | None:
     d = [y - x for x, y in zip(xa, xb, strict=True)]
     n = len(d)
     mean = sum(d) / n
-    # a small split puts every track in every draw: then the draws are one draw, and a change
-    # has no error to be judged by (not a standard error of zero)
-    # (and a draw that repeats another adds no evidence: the error counts each distinct draw once)
+    # A small split repeats draws (all ten are one when every track is in every draw): a repeat
+    # adds no evidence, so the error counts each distinct draw once, and one draw has none.
     pairs = set(zip(xa, xb, strict=True))
     distinct = len(pairs)
     du = [y - x for x, y in pairs]
