@@ -80,6 +80,7 @@ class TrainConfig:
     weight_decay: float = 0.0
     warmup_steps: int = 200
     solo_rows: int = 0  # clean single stems added to each step for the norm loss only (sampling.solo_pieces)
+    ema_decay: float = 0.0  # > 0: validate and keep a moving average of the weights (decay per step)
     # --- bookkeeping
     val_triplets: int = 600  # fixed validation triplets (drawn once from the validation split)
     val_solos: int = 250  # fixed clean validation stems: largest-norm identification (Table 3) per epoch
@@ -185,6 +186,8 @@ def apply_overrides(cfg: TrainConfig, overrides: list[str] | None) -> TrainConfi
     unknown = [name for name in cfg.contrast_parts if name not in PARTS]
     if unknown:
         raise ValueError(f"contrast_parts: unknown part(s) {', '.join(unknown)}; choose from {', '.join(PARTS)}")
+    if not 0.0 <= cfg.ema_decay < 1.0:
+        raise ValueError(f"ema_decay: {cfg.ema_decay} is not in [0, 1) (0 = no moving average)")
     return cfg
 
 

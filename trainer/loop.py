@@ -4,7 +4,8 @@ stage.
 
 CUDA when present (DDP when ``torchrun`` sets RANK), CPU otherwise. Only rank 0 logs, validates
 and saves. A stage's checkpoint is ``ckpt-<stage>.pt`` in the run folder (``:`` written as
-``-``): its modules' state dicts, the optimizer, the :class:`StageState` and the config.
+``-``): its modules' state dicts, the optimizer, the :class:`StageState` and the config, and
+with an exponential moving average of the weights (``ema_decay``) the averaged modules too.
 """
 
 from __future__ import annotations
@@ -14,7 +15,8 @@ import logging
 import math
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
@@ -23,6 +25,7 @@ import numpy as np
 import torch
 import torch.distributed as dist
 from torch import nn
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from tqdm import tqdm
 
 from model.parts import PARTS
@@ -116,14 +119,25 @@ class StageState:
 
 
 class Stage:
-    """An epoch loop with validation, early stopping, checkpoints and resume."""
+    """An epoch loop with validation, early stopping, checkpoints and resume.
+
+    With ``ema_decay`` in (0, 1) the stage also keeps an exponential moving average of its
+    modules' weights and buffers, updated after every step (decay per step); validation, the
+    best weights (``RunHost.on_best``) and the checkpoint's ``ema`` read the average, while the
+    optimizer goes on stepping the raw weights.
+    """
 
     def __init__(self, run: RunHost, name: str, modules: dict[str, nn.Module], lr: float,
-                 epochs: int, steps: int, budget_s: float, warmup: int = 0):
+                 epochs: int, steps: int, budget_s: float, warmup: int = 0, ema_decay: float = 0.0):
+        if not 0.0 <= ema_decay < 1.0:
+            raise ValueError(f"ema_decay must be in [0, 1), not {ema_decay}")
         self.run, self.name = run, name
         self.modules = modules
         params = [p for m in modules.values() for p in m.parameters()]
         self.opt = torch.optim.Adam(params, lr=lr, weight_decay=run.cfg.weight_decay)
+        self.ema = {k: AveragedModel(unwrap(m), multi_avg_fn=get_ema_multi_avg_fn(ema_decay),
+                                     use_buffers=True)
+                    for k, m in modules.items()} if ema_decay else {}
         self.lr, self.epochs, self.steps, self.budget_s, self.warmup = lr, epochs, steps, budget_s, warmup
         self.ckpt = run.out / f"ckpt-{name.replace(':', '-')}.pt"
         self.state = StageState()
@@ -138,6 +152,10 @@ class Stage:
             self.opt.load_state_dict(blob["opt"])
         else:  # a widened network (trainer.widen): new shapes, so the moments start afresh
             log.info("%s: optimizer starts afresh", self.name)
+        # an average saved by an earlier process goes on; without one it starts from these weights
+        for k, avg in self.ema.items():
+            if k in blob.get("ema", {}):
+                avg.load_state_dict(blob["ema"][k])
         self.state = StageState(**blob["state"])
         log.info("%s: resumed at epoch %d, step %d", self.name, self.state.epoch, self.state.step)
 
@@ -147,6 +165,8 @@ class Stage:
         blob = {"modules": {k: unwrap(m).state_dict() for k, m in self.modules.items()},
                 "opt": self.opt.state_dict(), "state": self.state.__dict__,
                 "config": self.run.cfg.to_dict()}
+        if self.ema:
+            blob["ema"] = {k: avg.state_dict() for k, avg in self.ema.items()}
         atomic_torch_save(blob, self.ckpt)
 
     def train(self, step_fn: Callable[[np.random.Generator], dict[str, float]],
@@ -188,6 +208,8 @@ class Stage:
             for g in self.opt.param_groups:
                 g["lr"] = lr_at(st.step, total, self.lr, self.warmup, spent)
             out = step_fn(rng)
+            for k, avg in self.ema.items():
+                avg.update_parameters(unwrap(self.modules[k]))
             for k, v in out.items():
                 if k in timing:
                     timing[k] += v
@@ -202,14 +224,32 @@ class Stage:
         st = self.state
         for m in self.modules.values():
             m.eval()
-        row.update(val_fn())
-        score = row[score_key]
-        if score > st.best:
-            st.best, st.bad_epochs = score, 0
-            self.run.on_best(self.name, self.modules, row)
-        else:
-            st.bad_epochs += 1
+        with self.averaged():
+            row.update(val_fn())
+            score = row[score_key]
+            if score > st.best:
+                st.best, st.bad_epochs = score, 0
+                self.run.on_best(self.name, self.modules, row)
+            else:
+                st.bad_epochs += 1
         self.run.log(row)
+
+    @contextmanager
+    def averaged(self) -> Iterator[None]:
+        """Inside, the modules hold the moving average of their weights (if the stage keeps one
+        and it has seen a step); on leaving, their raw weights come back."""
+        if not self.ema or any(int(avg.n_averaged) == 0 for avg in self.ema.values()):
+            yield
+            return
+        raw = {k: {n: t.detach().clone() for n, t in unwrap(self.modules[k]).state_dict().items()}
+               for k in self.ema}
+        try:
+            for k, avg in self.ema.items():
+                unwrap(self.modules[k]).load_state_dict(avg.module.state_dict())
+            yield
+        finally:
+            for k, state in raw.items():
+                unwrap(self.modules[k]).load_state_dict(state)
 
     def _end_epoch(self) -> None:
         """Early stop, time budget and epoch count; checkpoint; pause at this process's cap."""

@@ -318,7 +318,8 @@ class Run:
         net, norm = self.wrap(base), norm.to(self.env.device)
         mods = {"net": net, "norm": norm} if cfg.use_norm else {"net": net}
         steps = max(1, cfg.triplets_per_epoch // cfg.batch)
-        stage = Stage(self, "main", mods, cfg.lr, cfg.epochs, steps, self.budget(2), cfg.warmup_steps)
+        stage = Stage(self, "main", mods, cfg.lr, cfg.epochs, steps, self.budget(2), cfg.warmup_steps,
+                      ema_decay=cfg.ema_decay)
         sampler = TripletSampler(self.train.index, pseudo=cfg.use_pseudo, additional=cfg.use_additional,
                                  same_tempo=cfg.same_tempo, keep_prob=cfg.keep_prob,
                                  aligned=cfg.aligned_prob)

@@ -6,6 +6,7 @@ import torch
 
 from model.embedder import Embedder
 from model.parts import PARTS
+from model.weights import load_weights
 from trainer.config import resolve
 from trainer.export import export
 from trainer.fit import main
@@ -224,6 +225,19 @@ def test_solo_rows_reach_the_norm_loss_and_validation_logs_table3(tiny_data, tmp
     assert any(k.startswith("val_solo_id_") for k in main_rows[0])
 
 
+def test_main_stage_keeps_a_moving_average_of_network_and_presence_biases(tiny_data, tmp_path):
+    cfg = _smoke(use_pretrain=False, epochs=1, ema_decay=0.9)
+    Run(cfg, tiny_data, tmp_path / "run", progress=False).fit()
+    blob = torch.load(tmp_path / "run" / "ckpt-main.pt", weights_only=True)
+    assert set(blob["ema"]) == {"net", "norm"}
+    raw, avg = blob["modules"]["net"], blob["ema"]["net"]
+    assert any(not torch.equal(raw[k], avg["module." + k]) for k in raw if raw[k].is_floating_point())
+    best = load_weights(tmp_path / "run" / "best.safetensors")
+    saved = best.model.state_dict()
+    assert all(torch.equal(saved[k], avg["module." + k]) for k in saved if saved[k].is_floating_point())
+    assert best.card["config"]["ema_decay"] == 0.9
+
+
 def test_centred_pretraining_targets_and_the_spread_term(tiny_data, tmp_path):
     cfg = _smoke(pre_center=True, spread_lambda=0.2, epochs=1)
     Run(cfg, tiny_data, tmp_path / "run", progress=False).fit()
@@ -261,7 +275,7 @@ def test_init_starts_the_main_stage_from_other_weights(tiny_data, tmp_path, capl
     own = init_config(first / "best.safetensors", "cpu", ["--epochs=3"])
     assert own.margin == 0.3 and own.preset == "smoke" and own.epochs == 3
     assert own.init_weights == str(first / "best.safetensors")
-    from model.weights import load_weights, save_weights
+    from model.weights import save_weights
     bare = load_weights(first / "best.safetensors")
     save_weights(tmp_path / "bare.safetensors", bare.model, bare.spec, card={})
     with caplog.at_level("WARNING", logger="trainer.fit"):

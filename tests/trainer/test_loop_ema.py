@@ -1,0 +1,88 @@
+"""The main stage's moving average of the weights (``--ema_decay``): validated, kept, resumed."""
+
+from types import SimpleNamespace
+
+import pytest
+import torch
+from torch import nn
+
+from trainer.config import resolve
+from trainer.loop import Stage
+
+
+def _host(tmp_path, decay):
+    cfg = resolve("smoke", ["threads=1", f"ema_decay={decay}", "patience=100", "ckpt_every=1"])
+    best = []
+    host = SimpleNamespace(cfg=cfg, out=tmp_path, progress=False, epochs_this_run=0, rows=[],
+                           env=SimpleNamespace(device=torch.device("cpu"), main=True, rank=0),
+                           should_pause=lambda: False)
+    host.log = host.rows.append
+    host.on_best = lambda stage, modules, row: best.append(modules["net"].weight.item())
+    return host, best
+
+
+def _stage(host, net, decay, steps=3):
+    return Stage(host, "main", {"net": net}, lr=0.1, epochs=2, steps=steps, budget_s=0.0,
+                 ema_decay=decay)
+
+
+def test_validation_and_best_weights_read_the_average_and_training_the_raw_weights(tmp_path):
+    decay = 0.5
+    host, best = _host(tmp_path, decay)
+    net = nn.Linear(1, 1, bias=False)
+    stage = _stage(host, net, decay)
+    values = iter(float(v) for v in range(1, 100))
+    seen = []
+
+    def step(rng):  # stands in for an optimizer step: the raw weight becomes 1, 2, 3, ...
+        with torch.no_grad():
+            net.weight.fill_(next(values))
+        return {"loss": 0.0}
+
+    def val():
+        seen.append(net.weight.item())
+        return {"score": len(seen)}  # rising: every epoch is the best so far
+
+    stage.train(step, val, "score")
+    # ema_1 = 1; ema_k = 0.5 ema_(k-1) + 0.5 k  ->  after 3 steps 2.25, after 6 steps 5.03125
+    assert seen == pytest.approx([2.25, 5.03125])
+    assert best == pytest.approx(seen)  # the best weights handed on are the average's
+    assert net.weight.item() == 6.0  # and training goes on from the raw weights
+
+    blob = torch.load(tmp_path / "ckpt-main.pt", weights_only=True)
+    assert blob["modules"]["net"]["weight"].item() == 6.0
+    assert blob["ema"]["net"]["module.weight"].item() == pytest.approx(5.03125)
+
+    # a resumed stage goes on averaging from the saved average, not from the raw weights
+    net2 = nn.Linear(1, 1, bias=False)
+    resumed = _stage(host, net2, decay)
+    assert net2.weight.item() == 6.0
+    assert resumed.ema["net"].module.weight.item() == pytest.approx(5.03125)
+    with torch.no_grad():
+        net2.weight.fill_(7.0)
+    resumed.ema["net"].update_parameters(net2)
+    with resumed.averaged():
+        assert net2.weight.item() == pytest.approx(6.015625)
+    assert net2.weight.item() == 7.0
+
+
+def test_without_a_decay_validation_reads_the_raw_weights(tmp_path):
+    host, best = _host(tmp_path, 0.0)
+    net = nn.Linear(1, 1, bias=False)
+    stage = _stage(host, net, 0.0, steps=2)
+    values = iter(float(v) for v in range(1, 100))
+
+    def step(rng):
+        with torch.no_grad():
+            net.weight.fill_(next(values))
+        return {"loss": 0.0}
+
+    stage.train(step, lambda: {"score": net.weight.item()}, "score")
+    assert best == [2.0, 4.0] and stage.ema == {}
+    assert "ema" not in torch.load(tmp_path / "ckpt-main.pt", weights_only=True)
+
+
+@pytest.mark.parametrize("bad", ["1.0", "-0.1", "1.5"])
+def test_ema_decay_outside_zero_to_one_is_refused(bad):
+    with pytest.raises(ValueError, match="ema_decay"):
+        resolve("smoke", [f"--ema_decay={bad}"])
