@@ -11,6 +11,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "fit": ("trainer.fit", "train: individual networks, pre-training, CSN (presets paper|cpu|smoke)"),
     "widen": ("trainer.widen", "continue a run's main stage with a wider network that starts out equal"),
     "export": ("trainer.export", "write a run's best model as a weights file"),
+    "average": ("trainer.average", "the weighted mean of exported weights files of one model (a soup)"),
     "calibrate": ("trainer.calibrate", "fit each part's presence bias on real-music validation data"),
     "eval": ("trainer.evaluate.cli", "the paper's tables on a Slakh-layout dataset"),
     "compare": ("trainer.evaluate.compare", "two eval reports side by side, Table 2 changed on the same draws"),

@@ -1,0 +1,130 @@
+"""``partwise-train average A B [...] --out FILE``: the weighted mean of several exported weights
+files of one model, as a shippable weights file.
+
+Runs that start from the same weights and train on with different settings stay close enough
+in weight space that the mean of their weights is itself a good model, often better than each
+(a "model soup"; chunk r13s1 in docs/training.md measures one). Every floating-point tensor
+(weights and batch-norm statistics) is averaged; integer counters come from the first file.
+The presence biases the runs trained (``norm_bias_trained``, else ``norm_bias``) are averaged
+too, and any presence calibration is dropped: calibrate the result again.
+
+The card records each parent (name, checksum, share, training seconds) and the union of their
+chunks of training. Its ``training.seconds`` is the compute behind the result when the parents
+form one line of descent (each one's chunks begin with the chunks of those before it), so
+nothing is counted twice; for runs that diverged it is left out.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import math
+from collections.abc import Sequence
+from pathlib import Path
+
+import torch
+
+from model.network import CSN
+from model.weights import WeightsError, load_weights, save_weights
+from trainer.clitools import setup_logging
+from trainer.export import report_summary
+
+log = logging.getLogger(__name__)
+
+
+def _shares(n: int, mix: Sequence[float] | None) -> list[float]:
+    if mix is None:
+        return [1.0 / n] * n
+    if len(mix) != n:
+        raise ValueError(f"--mix has {len(mix)} shares for {n} weights files")
+    if any(not math.isfinite(m) or m < 0 for m in mix) or sum(mix) <= 0:
+        raise ValueError(f"--mix shares must be non-negative with a positive sum, not {list(mix)}")
+    total = sum(mix)
+    return [m / total for m in mix]
+
+
+def _training(cards: list[dict]) -> dict:
+    """Union of the parents' chunks (first seen first); total seconds along one line of descent."""
+    runs = [list((c.get("training") or {}).get("chunks") or []) for c in cards]
+    seen, chunks = set(), []
+    for run in runs:
+        for ch in run:
+            key = json.dumps(ch, sort_keys=True)
+            if key not in seen:
+                seen.add(key)
+                chunks.append(ch)
+    order = sorted(range(len(cards)), key=lambda i: len(runs[i]))
+    line = all(runs[b][:len(runs[a])] == runs[a] for a, b in zip(order, order[1:], strict=False))
+    training: dict = {"chunks": chunks}
+    last = (cards[order[-1]].get("training") or {}).get("seconds")
+    if line and last is not None:
+        training["seconds"] = last
+    else:
+        log.warning("the runs averaged diverged (or a card lacks its training time): the card "
+                    "keeps each one's seconds, not a total")
+    for key in ("device", "world_size"):
+        values = {(c.get("training") or {}).get(key) for c in cards} - {None}
+        if len(values) == 1:
+            training[key] = values.pop()
+    return training
+
+
+def average(paths: Sequence[Path], out: Path, mix: Sequence[float] | None = None,
+            reports: Sequence[Path] = ()) -> str:
+    """Write the weighted mean of ``paths`` to ``out`` with its card; returns the sha256."""
+    if len(paths) < 2:
+        raise ValueError("average needs at least two weights files")
+    shares = _shares(len(paths), mix)
+    ws = [load_weights(p) for p in paths]
+    for p, w in zip(paths[1:], ws[1:], strict=True):
+        if w.spec.to_dict() != ws[0].spec.to_dict():
+            raise WeightsError(f"{p}: its model spec {w.spec.to_dict()} is not that of {paths[0]} "
+                               f"({ws[0].spec.to_dict()}); only one model's weights can be averaged")
+    states = [w.model.state_dict() for w in ws]
+    mean = {}
+    for k, first in states[0].items():
+        if first.is_floating_point():
+            mean[k] = sum(s * st[k].to(torch.float64) for s, st in zip(shares, states, strict=True)).to(first.dtype)
+        else:
+            mean[k] = first.clone()
+    net = CSN(ws[0].spec.net)
+    net.load_state_dict(mean)
+
+    cards = [w.card for w in ws]
+    card = {k: v for k, v in cards[0].items()
+            if k not in ("val", "metrics", "evaluation", "presence_calibration", "norm_bias",
+                         "norm_bias_trained", "training", "epoch_note", "average")}
+    biases = [c.get("norm_bias_trained") or c.get("norm_bias") for c in cards]
+    if all(b is not None and len(b) == len(biases[0]) for b in biases):
+        card["norm_bias"] = [sum(s * b[i] for s, b in zip(shares, biases, strict=True)) for i in range(len(biases[0]))]
+    else:
+        log.warning("not every file has trained presence biases: the result has none (calibrate it)")
+    card["average"] = [{"weights": Path(p).name, "sha256": w.sha256, "share": round(s, 6),
+                        "seconds": (w.card.get("training") or {}).get("seconds")}
+                       for p, w, s in zip(paths, ws, shares, strict=True)]
+    card["training"] = _training(cards)
+    if reports:
+        card["evaluation"] = dict(report_summary(d) for d in reports)
+    return save_weights(out, net, ws[0].spec, card=card)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="partwise-train average",
+                                 description="Write the weighted mean of exported weights files of one "
+                                             "model (runs from the same start) as NAME.safetensors + NAME.json.")
+    ap.add_argument("weights", type=Path, nargs="+", help="exported weights files (.safetensors), two or more")
+    ap.add_argument("--out", type=Path, required=True, help="weights file to write (.safetensors)")
+    ap.add_argument("--mix", type=lambda s: [float(x) for x in s.split(",")], default=None,
+                    help="shares, comma-separated, one per file (default: equal)")
+    ap.add_argument("--report", type=Path, action="append", default=[],
+                    help="an evaluation report folder whose key figures go into the card (repeatable)")
+    args = ap.parse_args(argv)
+    setup_logging()
+    try:
+        digest = average(args.weights, args.out, args.mix, args.report)
+    except (WeightsError, OSError, ValueError) as e:
+        log.error("%s", e)
+        return 1
+    print(f"{args.out} sha256={digest}")
+    return 0
