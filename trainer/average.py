@@ -2,7 +2,7 @@
 files of one model, as a shippable weights file.
 
 Runs that start from the same weights and train on with different settings stay close enough
-in weight space that the mean of their weights is itself a good model, often better than each
+in weight space that the mean of their weights is itself a model, and can be better than each
 (a "model soup"; docs/training.md measures some). Every floating-point tensor
 (weights and batch-norm statistics) is averaged; integer counters come from the first file.
 The presence biases the runs trained (``norm_bias_trained``, else ``norm_bias``) are averaged
