@@ -8,8 +8,8 @@ in weight space that the mean of their weights is itself a model, and can be bet
 The presence biases the runs trained (``norm_bias_trained``, else ``norm_bias``) are averaged
 too, and any presence calibration is dropped: calibrate the result again.
 
-The card records each parent (name, checksum, share, training seconds) and the union of their
-chunks of training. Its ``training.seconds`` is the compute behind the result when the parents
+The card records each parent (name, checksum, share, training seconds) in place of the start
+weights one run names (``init``), and the union of their chunks of training. Its ``training.seconds`` is the compute behind the result when the parents
 form one line of descent (each one's chunks begin with the chunks of those before it), so
 nothing is counted twice; for runs that diverged it is left out.
 """
@@ -94,7 +94,7 @@ def average(paths: Sequence[Path], out: Path, mix: Sequence[float] | None = None
     cards = [w.card for w in ws]
     card = {k: v for k, v in cards[0].items()
             if k not in ("val", "metrics", "evaluation", "presence_calibration", "norm_bias",
-                         "norm_bias_trained", "training", "epoch_note", "average")}
+                         "norm_bias_trained", "training", "epoch_note", "average", "init")}
     biases = [c.get("norm_bias_trained") or c.get("norm_bias") for c in cards]
     if all(b is not None and len(b) == len(biases[0]) for b in biases):
         card["norm_bias"] = [sum(s * b[i] for s, b in zip(shares, biases, strict=True)) for i in range(len(biases[0]))]

@@ -28,7 +28,7 @@ def _chunk(name):
 
 
 def test_the_mean_of_two_files_with_equal_and_with_given_shares(tmp_path):
-    a = _file(tmp_path / "a.safetensors", 1, [_chunk("c1")], 100.0, [0.0] * 5)
+    a = _file(tmp_path / "a.safetensors", 1, [_chunk("c1")], 100.0, [0.0] * 5, init={"weights": "x"})
     b = _file(tmp_path / "b.safetensors", 2, [_chunk("c1"), _chunk("c2")], 160.0, [1.0] * 5)
     sa, sb = (load_weights(p).model.state_dict() for p in (a, b))
     average([a, b], tmp_path / "ab.safetensors")
@@ -45,7 +45,7 @@ def test_the_mean_of_two_files_with_equal_and_with_given_shares(tmp_path):
     assert "presence_calibration" not in mid.card and "norm_bias_trained" not in mid.card
     assert [p["weights"] for p in mid.card["average"]] == ["a.safetensors", "b.safetensors"]
     assert [p["share"] for p in skew.card["average"]] == [0.75, 0.25]
-    assert mid.card["config"] == {"lr": 1e-4}
+    assert mid.card["config"] == {"lr": 1e-4} and "init" not in mid.card  # the parents say it
     # b trained on from a: one line of descent, so b's time is the whole of it
     assert mid.card["training"]["seconds"] == 160.0
     assert [c["started"] for c in mid.card["training"]["chunks"]] == ["c1", "c2"]
