@@ -122,9 +122,9 @@ class Stage:
     """An epoch loop with validation, early stopping, checkpoints and resume.
 
     With ``ema_decay`` in (0, 1) the stage also keeps an exponential moving average of its
-    modules' weights and buffers, updated after every step (decay per step); validation, the
-    best weights (``RunHost.on_best``) and the checkpoint's ``ema`` read the average, while the
-    optimizer goes on stepping the raw weights.
+    modules' weights and buffers, updated after every step (decay per step). Validation and the
+    best weights (``RunHost.on_best``) read the average, the checkpoint keeps it beside the raw
+    weights (``ema``), and the optimizer goes on stepping the raw weights.
     """
 
     def __init__(self, run: RunHost, name: str, modules: dict[str, nn.Module], lr: float,

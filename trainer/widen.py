@@ -178,6 +178,7 @@ def widen_run(run: Path, out: Path, widths: Sequence[int] | None = None, n_mels:
     blob = torch.load(ckpt, map_location="cpu", weights_only=True)
     blob["modules"]["net"], _ = reshape_state(blob["modules"]["net"], old, widths, n_mels, cfg.seed)
     blob.pop("opt", None)
+    blob.pop("ema", None)  # a moving average of the old shapes starts again from the widened weights
     state = blob["state"]
     log.info("widening %s at epoch %d: widths %s -> %s, mel bands %d -> %d", run.name,
              state["epoch"], ",".join(map(str, old.widths)), ",".join(map(str, widths)),

@@ -52,13 +52,14 @@ def test_widen_run_then_fit_continues_it(tmp_path):
     run, wide = tmp_path / "run", tmp_path / "wide"
     common = ["--data", str(data), "--quiet", "--threads=1", "--ind_epochs=1", "--pre_epochs=1",
               "--triplets_per_epoch=16", "--batch=8", "--val_triplets=12"]
-    assert fit([*common, "--preset", "smoke", "--out", str(run), "--epochs=2"]) == 0
+    assert fit([*common, "--preset", "smoke", "--out", str(run), "--epochs=2", "--ema_decay=0.9"]) == 0
     assert cli(["widen", str(run), "--out", str(wide), "--widths", "4,8,8,16,16"]) == 1  # same
     assert cli(["widen", str(run), "--out", str(wide), "--widths", "4,8,8,16,40"]) == 0
     assert json.loads((wide / "config.json").read_text())["widths"] == [4, 8, 8, 16, 40]
     old = torch.load(run / "ckpt-main.pt", weights_only=True)
     new = torch.load(wide / "ckpt-main.pt", weights_only=True)
     assert "opt" not in new and new["state"]["epoch"] == old["state"]["epoch"] == 2
+    assert "ema" in old and "ema" not in new  # the old shapes' average starts again, widened
     assert old["state"]["seconds"] > 0 and new["state"]["seconds"] == 0.0  # a budget of its own
     assert new["widened_from"] == [4, 8, 8, 16, 16]
     assert cli(["widen", str(run), "--out", str(wide), "--widths", "4,8,8,16,40"]) == 1  # not empty
