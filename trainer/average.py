@@ -44,9 +44,14 @@ def _shares(n: int, mix: Sequence[float] | None) -> list[float]:
     return [m / total for m in mix]
 
 
+def _trained(card: dict) -> dict:
+    """A card's record of its training (empty when it has none)."""
+    return card.get("training") or {}
+
+
 def _training(cards: list[dict]) -> dict:
     """Union of the parents' chunks (first seen first); total seconds along one line of descent."""
-    runs = [list((c.get("training") or {}).get("chunks") or []) for c in cards]
+    runs = [list(_trained(c).get("chunks") or []) for c in cards]
     seen, chunks = set(), []
     for run in runs:
         for ch in run:
@@ -57,14 +62,14 @@ def _training(cards: list[dict]) -> dict:
     order = sorted(range(len(cards)), key=lambda i: len(runs[i]))
     line = all(runs[b][:len(runs[a])] == runs[a] for a, b in zip(order, order[1:], strict=False))
     training: dict = {"chunks": chunks}
-    last = (cards[order[-1]].get("training") or {}).get("seconds")
+    last = _trained(cards[order[-1]]).get("seconds")
     if line and last is not None:
         training["seconds"] = last
     else:
         log.warning("the runs averaged diverged (or a card lacks its training time): the card "
                     "keeps each one's seconds, not a total")
     for key in ("device", "world_size"):
-        values = {(c.get("training") or {}).get(key) for c in cards} - {None}
+        values = {_trained(c).get(key) for c in cards} - {None}
         if len(values) == 1:
             training[key] = values.pop()
     return training
@@ -101,7 +106,7 @@ def average(paths: Sequence[Path], out: Path, mix: Sequence[float] | None = None
     else:
         log.warning("not every file has trained presence biases: the result has none (calibrate it)")
     card["average"] = [{"weights": Path(p).name, "sha256": w.sha256, "share": round(s, 6),
-                        "seconds": (w.card.get("training") or {}).get("seconds")}
+                        "seconds": _trained(w.card).get("seconds")}
                        for p, w, s in zip(paths, ws, shares, strict=True)]
     card["training"] = _training(cards)
     if reports:
