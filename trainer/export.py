@@ -1,4 +1,10 @@
-"""``partwise-train export RUN --out FILE``: a run's best CSN as a shippable weights file."""
+"""``partwise-train export RUN --out FILE``: a run's best CSN as a shippable weights file.
+
+``--last`` exports the main stage's last epoch instead (its checkpoint), ``--ema`` that epoch's
+moving average of the weights (a run trained with ``--ema_decay``): at the end of a cosine
+schedule the last epoch is often the one to measure and ship, while ``best.safetensors`` is the
+epoch a small validation set happened to score highest.
+"""
 
 from __future__ import annotations
 
@@ -8,7 +14,7 @@ import logging
 from collections.abc import Sequence
 from pathlib import Path
 
-from model.weights import WeightsError, load_weights, read_card, save_weights
+from model.weights import Weights, WeightsError, load_weights, read_card, save_weights
 from trainer.clitools import setup_logging
 
 log = logging.getLogger(__name__)
@@ -43,14 +49,52 @@ def _chunks(run: Path) -> list[dict]:
     return [json.loads(x) for x in path.read_text().splitlines() if x.strip()]
 
 
+def _last_epoch(run: Path, w: Weights, card: dict, ema: bool) -> dict:
+    """Load the main stage's last checkpoint (or its moving average) into ``w.model``; returns
+    ``card`` with that epoch's validation row and presence biases."""
+    import torch
+
+    path = run / "ckpt-main.pt"
+    if not path.is_file():
+        raise WeightsError(f"{path}: no main-stage checkpoint in this run")
+    try:
+        blob = torch.load(path, map_location="cpu", weights_only=True)
+        src = blob["ema"] if ema else blob["modules"]
+        epoch = int(blob["state"]["epoch"])
+    except KeyError as e:
+        what = "no moving average (train with --ema_decay)" if ema else f"no {e.args[0]!r}"
+        raise WeightsError(f"{path}: {what}") from None
+    except (RuntimeError, OSError, EOFError) as e:
+        raise WeightsError(f"{path}: not a readable checkpoint ({e})") from None
+    prefix = "module." if ema else ""
+    state = {k.removeprefix(prefix): v for k, v in src["net"].items() if k != "n_averaged"}
+    try:
+        w.model.load_state_dict(state)
+    except RuntimeError as e:
+        raise WeightsError(f"{path}: its network does not match the run's best file ({e})") from None
+    bias = src.get("norm", {}).get(prefix + "bias")
+    rows = [json.loads(x) for x in (run / "log.jsonl").read_text().splitlines() if x.strip()] \
+        if (run / "log.jsonl").is_file() else []
+    row = next((r for r in reversed(rows) if r.get("stage") == "main" and r.get("epoch") == epoch), None)
+    card = card | {"exported": {"epoch": epoch, "weights": "moving average" if ema else "last"}}
+    if row is not None:
+        card["val"] = row
+    if bias is not None:
+        card["norm_bias"] = [float(x) for x in bias]
+    return card
+
+
 def export(run: Path, out: Path, extra_card: dict | None = None,
-           reports: list[Path] | None = None) -> str:
-    """Copy ``run/best.safetensors`` to ``out`` with a full card; returns the sha256."""
+           reports: list[Path] | None = None, last: bool = False, ema: bool = False) -> str:
+    """Copy ``run/best.safetensors`` (or, with ``last``, the main stage's last epoch; with
+    ``ema`` its moving average) to ``out`` with a full card; returns the sha256."""
     src = run / "best.safetensors"
     if not src.is_file():
         raise WeightsError(f"{src}: no trained model in this run (has 'fit' finished a main epoch?)")
     w = load_weights(src)
     card = dict(read_card(src).get("card", {}))
+    if last or ema:
+        card = _last_epoch(run, w, card, ema)
     config = json.loads((run / "config.json").read_text()) if (run / "config.json").exists() else {}
     if config.get("init_weights"):  # the file's name, as in card["init"]: no machine paths
         config["init_weights"] = Path(config["init_weights"]).name
@@ -78,15 +122,20 @@ def export(run: Path, out: Path, extra_card: dict | None = None,
 
 def main(argv: Sequence[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="partwise-train export",
-                                 description="Write a run's best model as NAME.safetensors + NAME.json.")
+                                 description="Write a run's best model (or its last epoch) as "
+                                             "NAME.safetensors + NAME.json.")
     ap.add_argument("run", type=Path, help="run folder written by 'partwise-train fit'")
     ap.add_argument("--out", type=Path, required=True, help="weights file to write (.safetensors)")
     ap.add_argument("--report", type=Path, action="append", default=[],
                     help="an evaluation report folder whose key figures go into the card (repeatable)")
+    ap.add_argument("--last", action="store_true",
+                    help="the main stage's last epoch (its checkpoint) instead of the best one")
+    ap.add_argument("--ema", action="store_true",
+                    help="the last epoch's moving average of the weights (fit --ema_decay)")
     args = ap.parse_args(argv)
     setup_logging()
     try:
-        digest = export(args.run, args.out, reports=args.report)
+        digest = export(args.run, args.out, reports=args.report, last=args.last, ema=args.ema)
     except (WeightsError, OSError, ValueError) as e:
         log.error("%s", e)
         return 1

@@ -14,11 +14,12 @@ reads the new number of frequency rows (:func:`remel_state`). That start is appr
 exact; the individual networks are copied as they are (they have done their work once a run is
 in its main stage).
 
-The new run folder is a copy of RUN (config, log, individual networks, pre-training) with the
-main stage's checkpoint and the pre-trained weights widened, the widths (and mel bands) in the
-config replaced, and the main stage reopened. The optimizer starts afresh (its moments have the
-old shapes), and so do the step count and the stage's clock, so the warm-up runs again and the
-rate then follows the time budget given to the resumed run over that run alone. Continue with
+The new run folder is a copy of RUN (config, log, chunks of training, individual networks,
+pre-training) with the main stage's checkpoint and the pre-trained weights widened, the widths
+(and mel bands) in the config replaced, and the main stage reopened. The optimizer starts
+afresh (its moments have the old shapes), and so do the step count and the stage's clock, so
+the warm-up runs again and the rate then follows the time budget given to the resumed run over
+that run alone. An export of the new run lists RUN's chunks of training before its own. Continue with
 ``partwise-train fit --data ... --out NEW --resume --time_budget_min=...``.
 """
 
@@ -44,7 +45,7 @@ from trainer.loop import atomic_torch_save
 log = logging.getLogger(__name__)
 
 # what the new run folder takes over unchanged from the old one
-_COPIED = ("individual", "log.jsonl", "pretrain.done")
+_COPIED = ("individual", "log.jsonl", "chunks.jsonl", "pretrain.done")
 
 
 def _conv_names(n_blocks: int) -> list[str]:

@@ -6,7 +6,7 @@ import torch
 
 from model.embedder import Embedder
 from model.parts import PARTS
-from model.weights import load_weights
+from model.weights import WeightsError, load_weights
 from trainer.config import resolve
 from trainer.export import export
 from trainer.fit import main
@@ -79,6 +79,8 @@ def test_full_pipeline_resume_and_export(tiny_data, tmp_path):
     assert vec.segments.shape == (3, 640)
     card = json.loads(out.with_suffix(".json").read_text())["card"]
     assert len(card["norm_bias"]) == 5 and card["config"]["preset"] == "smoke"
+    with pytest.raises(WeightsError, match="no moving average"):  # trained without --ema_decay
+        export(paused, tmp_path / "ema.safetensors", ema=True)
     # each fit process left its chunk, and the card carries them: the paused one ended in the
     # middle of a stage, the resumed one trained on from there with its own arguments
     chunks = card["training"]["chunks"]

@@ -4,7 +4,9 @@ import pytest
 import torch
 
 from model.network import CSN, NetConfig
+from model.weights import load_weights
 from trainer.cli import main as cli
+from trainer.export import export
 from trainer.fit import main as fit
 from trainer.widen import remel_state, widen_model, widen_state
 
@@ -68,6 +70,20 @@ def test_widen_run_then_fit_continues_it(tmp_path):
     assert [r["epoch"] for r in rows if r["stage"] == "main"] == [1, 2, 3, 4]
     best = json.loads((wide / "best.json").read_text())
     assert best["spec"]["net"]["widths"] == [4, 8, 8, 16, 40]
+    # the widened run's record goes on from the old run's chunk of training
+    chunks = [json.loads(x) for x in (wide / "chunks.jsonl").read_text().splitlines()]
+    assert [c["stages"]["main"]["last_epoch"] for c in chunks] == [2, 4]
+    # the last epoch and its moving average, exported with the run's card
+    ckpt = torch.load(wide / "ckpt-main.pt", weights_only=True)
+    for ema, src, prefix in ((False, ckpt["modules"]["net"], ""), (True, ckpt["ema"]["net"], "module.")):
+        out = tmp_path / f"last-{ema}.safetensors"
+        export(wide, out, last=True, ema=ema)
+        w = load_weights(out)
+        assert w.card["exported"] == {"epoch": 4, "weights": "moving average" if ema else "last"}
+        assert w.card["val"]["epoch"] == 4 and len(w.card["training"]["chunks"]) == 2
+        for k, v in w.model.state_dict().items():
+            assert torch.equal(v, src[prefix + k]), k
+    assert not torch.equal(ckpt["modules"]["net"]["fc.weight"], ckpt["ema"]["net"]["module.fc.weight"])
 
 
 @pytest.mark.parametrize("n_mels", [64, 96, 128])
