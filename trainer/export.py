@@ -112,8 +112,10 @@ def export(run: Path, out: Path, extra_card: dict | None = None,
         "config": config,
         "training": training | {"chunks": earlier + _chunks(run)},
         "data": summary.get("data", card.get("data")),
-        "metrics": json.loads(metrics.read_text()) if metrics.exists() else {},
     })
+    # the run's final validation metrics describe its best file; beside another epoch, say so
+    card["metrics_of_best" if last or ema else "metrics"] = \
+        json.loads(metrics.read_text()) if metrics.exists() else {}
     if reports:
         card["evaluation"] = dict(report_summary(d) for d in reports)
     card.update(extra_card or {})

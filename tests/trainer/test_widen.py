@@ -81,6 +81,7 @@ def test_widen_run_then_fit_continues_it(tmp_path):
         w = load_weights(out)
         assert w.card["exported"] == {"epoch": 4, "weights": "moving average" if ema else "last"}
         assert w.card["val"]["epoch"] == 4 and len(w.card["training"]["chunks"]) == 2
+        assert "metrics" not in w.card and "table2_draws" in w.card["metrics_of_best"]
         for k, v in w.model.state_dict().items():
             assert torch.equal(v, src[prefix + k]), k
     assert not torch.equal(ckpt["modules"]["net"]["fc.weight"], ckpt["ema"]["net"]["module.fc.weight"])
