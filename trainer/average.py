@@ -9,9 +9,10 @@ The presence biases the runs trained (``norm_bias_trained``, else ``norm_bias``)
 too, and any presence calibration is dropped: calibrate the result again.
 
 The card records each parent (name, checksum, share, training seconds) in place of the start
-weights one run names (``init``), and the union of their chunks of training. Its ``training.seconds`` is the compute behind the result when the parents
-form one line of descent (each one's chunks begin with the chunks of those before it), so
-nothing is counted twice; for runs that diverged it is left out.
+weights one run names (``init``), and the union of their chunks of training. Its
+``training.seconds`` is the compute behind the result when the parents form one line of descent
+(each one's chunks begin with the chunks of those before it), so nothing is counted twice; for
+runs that diverged it is left out.
 """
 
 from __future__ import annotations

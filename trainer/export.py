@@ -14,8 +14,11 @@ import logging
 from collections.abc import Sequence
 from pathlib import Path
 
+import torch
+
 from model.weights import Weights, WeightsError, load_weights, read_card, save_weights
 from trainer.clitools import setup_logging
+from trainer.loop import averaged_state
 
 log = logging.getLogger(__name__)
 
@@ -41,9 +44,8 @@ def report_summary(report_dir: Path) -> tuple[str, dict]:
     }
 
 
-def _chunks(run: Path) -> list[dict]:
-    """The run's chunks of training, oldest first (``RUN/chunks.jsonl``, written by each fit)."""
-    path = run / "chunks.jsonl"
+def _jsonl(path: Path) -> list[dict]:
+    """The rows of a run's JSON-lines file, oldest first (none when it is missing)."""
     if not path.is_file():
         return []
     return [json.loads(x) for x in path.read_text().splitlines() if x.strip()]
@@ -52,8 +54,6 @@ def _chunks(run: Path) -> list[dict]:
 def _last_epoch(run: Path, w: Weights, card: dict, ema: bool) -> dict:
     """Load the main stage's last checkpoint (or its moving average) into ``w.model``; returns
     ``card`` with that epoch's validation row and presence biases."""
-    import torch
-
     path = run / "ckpt-main.pt"
     if not path.is_file():
         raise WeightsError(f"{path}: no main-stage checkpoint in this run")
@@ -66,16 +66,14 @@ def _last_epoch(run: Path, w: Weights, card: dict, ema: bool) -> dict:
         raise WeightsError(f"{path}: {what}") from None
     except (RuntimeError, OSError, EOFError) as e:
         raise WeightsError(f"{path}: not a readable checkpoint ({e})") from None
-    prefix = "module." if ema else ""
-    state = {k.removeprefix(prefix): v for k, v in src["net"].items() if k != "n_averaged"}
+    own = averaged_state if ema else dict
     try:
-        w.model.load_state_dict(state)
+        w.model.load_state_dict(own(src["net"]))
     except RuntimeError as e:
         raise WeightsError(f"{path}: its network does not match the run's best file ({e})") from None
-    bias = src.get("norm", {}).get(prefix + "bias")
-    rows = [json.loads(x) for x in (run / "log.jsonl").read_text().splitlines() if x.strip()] \
-        if (run / "log.jsonl").is_file() else []
-    row = next((r for r in reversed(rows) if r.get("stage") == "main" and r.get("epoch") == epoch), None)
+    bias = own(src.get("norm", {})).get("bias")
+    row = next((r for r in reversed(_jsonl(run / "log.jsonl"))
+                if r.get("stage") == "main" and r.get("epoch") == epoch), None)
     card = card | {"exported": {"epoch": epoch, "weights": "moving average" if ema else "last"}}
     if row is not None:
         card["val"] = row
@@ -110,7 +108,7 @@ def export(run: Path, out: Path, extra_card: dict | None = None,
         training["seconds"] = round(earlier_s + training["seconds"], 3)
     card.update({
         "config": config,
-        "training": training | {"chunks": earlier + _chunks(run)},
+        "training": training | {"chunks": earlier + _jsonl(run / "chunks.jsonl")},
         "data": summary.get("data", card.get("data")),
     })
     # the run's final validation metrics describe its best file; beside another epoch, say so

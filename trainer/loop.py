@@ -87,6 +87,12 @@ def unwrap(m: nn.Module) -> nn.Module:
     return m.module if isinstance(m, nn.parallel.DistributedDataParallel) else m
 
 
+def averaged_state(saved: dict) -> dict:
+    """A module's own state from its moving average as a checkpoint keeps it (``ckpt["ema"][k]``,
+    an ``AveragedModel``'s state: the module's keys under ``module.`` beside the count)."""
+    return {k.removeprefix("module."): v for k, v in saved.items() if k != "n_averaged"}
+
+
 class Paused(Exception):
     """This process's epoch cap was reached; the run resumes from its checkpoint."""
 

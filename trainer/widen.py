@@ -19,8 +19,8 @@ pre-training) with the main stage's checkpoint and the pre-trained weights widen
 (and mel bands) in the config replaced, and the main stage reopened. The optimizer starts
 afresh (its moments have the old shapes), and so do the step count and the stage's clock, so
 the warm-up runs again and the rate then follows the time budget given to the resumed run over
-that run alone. An export of the new run lists RUN's chunks of training before its own. Continue with
-``partwise-train fit --data ... --out NEW --resume --time_budget_min=...``.
+that run alone. An export of the new run lists RUN's chunks of training before its own.
+Continue with ``partwise-train fit --data ... --out NEW --resume --time_budget_min=...``.
 """
 
 from __future__ import annotations
