@@ -11,7 +11,7 @@ import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from model.audio import N_MELS, SAMPLE_RATE, AudioConfig
+from model.audio import N_FFT, N_MELS, SAMPLE_RATE, AudioConfig
 from model.losses import NORM_LAMBDA, TRIPLET_MARGIN, contrast_metrics
 from model.network import ModelSpec, NetConfig
 from model.parts import PARTS, SUBSPACE_DIM
@@ -39,6 +39,7 @@ class TrainConfig:
     # --- model (the main CSN)
     widths: tuple[int, ...] = WIDTHS
     n_mels: int = N_MELS
+    n_fft: int = N_FFT  # STFT window (samples); hop stays 512, so the network's input shape does not change
     sample_rate: int = SAMPLE_RATE
     # --- method switches (paper Table 2 rows)
     use_norm: bool = True  # norm loss
@@ -91,11 +92,11 @@ class TrainConfig:
     max_epochs_this_run: int = 0  # stop (resumable) after this many epochs in this process; 0 = off
 
     def model_spec(self) -> ModelSpec:
-        audio = AudioConfig(sample_rate=self.sample_rate, n_mels=self.n_mels)
+        audio = AudioConfig(sample_rate=self.sample_rate, n_mels=self.n_mels, n_fft=self.n_fft)
         return ModelSpec(net=NetConfig(widths=tuple(self.widths), n_mels=self.n_mels), audio=audio)
 
     def individual_spec(self) -> ModelSpec:
-        audio = AudioConfig(sample_rate=self.sample_rate, n_mels=self.n_mels)
+        audio = AudioConfig(sample_rate=self.sample_rate, n_mels=self.n_mels, n_fft=self.n_fft)
         net = NetConfig(widths=tuple(self.ind_widths), n_mels=self.n_mels, out_dim=SUBSPACE_DIM)
         return ModelSpec(net=net, audio=audio)
 
