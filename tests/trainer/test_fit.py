@@ -396,3 +396,41 @@ def test_training_time_keeps_a_short_epoch(tmp_path):
         {"stage": "main", "epoch": 1, "epoch_s": 0.012}, {"stage": "main", "epoch": 2, "epoch_s": 0.02},
         {"note": "a row without epoch time"})) + "\n")
     assert training_seconds(log_path) == pytest.approx(0.032)
+
+
+def test_init_may_change_the_stft_window(tiny_data, tmp_path, caplog):
+    """--n_fft is a config value that reaches the model spec; --init may start from weights
+    trained with another window (the network's input keeps its shape) and says so, while a
+    network of another shape is still refused. Configs written before the option read 2048."""
+    from trainer.config import TrainConfig
+    old = TrainConfig().to_dict()
+    del old["n_fft"]
+    assert TrainConfig.from_dict(old).model_spec().audio.n_fft == 2048
+    first, second = tmp_path / "first", tmp_path / "second"
+    args = ["--data", str(tiny_data), "--quiet", "--threads=1"]
+    assert main([*args, "--preset", "smoke", "--out", str(first), "--use_pretrain=0", "--epochs=1"]) == 0
+    start = load_weights(first / "best.safetensors")
+    assert start.spec.audio.n_fft == 2048
+    with caplog.at_level("WARNING", logger="trainer.stages"):
+        assert main([*args, "--out", str(second), "--init", str(first / "best.safetensors"),
+                     "--n_fft=1024", "--epochs=1", "--lr=0"]) == 0
+    assert "STFT window of 2048 samples; this run's is 1024" in caplog.text
+    assert json.loads((second / "config.json").read_text())["n_fft"] == 1024
+    export(second, tmp_path / "w.safetensors")
+    w = load_weights(tmp_path / "w.safetensors")
+    assert w.spec.audio.n_fft == 1024 and w.spec.net == start.spec.net
+    for k, v in start.model.state_dict().items():
+        if "running" not in k and "num_batches" not in k:
+            assert torch.equal(v, w.model.state_dict()[k]), k
+    # the app computes its features with the window the weights name
+    from model.audio import log_mel
+    emb = Embedder.from_file(tmp_path / "w.safetensors", device="cpu")
+    x = torch.randn(2, int(emb.audio.sample_rate * 1.5)) * 0.1
+    assert emb.audio == w.spec.audio
+    with torch.no_grad():
+        want = w.model.eval()(log_mel(x, w.spec.audio)).numpy()
+    assert np.allclose(emb.embed_clips(x), want, atol=1e-6)
+    # and the two windows do give different features
+    assert (log_mel(x, w.spec.audio) - log_mel(x, start.spec.audio)).abs().mean() > 0.01
+    assert main([*args, "--out", str(tmp_path / "third"), "--init", str(first / "best.safetensors"),
+                 "--n_fft=1024", "--widths=4,8,8,16,32"]) == 1
