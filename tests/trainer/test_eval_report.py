@@ -183,3 +183,28 @@ def test_cuda_embeddings_match_cpu():
     assert np.allclose(cpu, gpu, atol=1e-3)
     mfcc = MFCCStats(AUDIO, device="cuda")(clips)
     assert np.allclose(mfcc, MFCCStats(AUDIO, device="cpu")(clips), atol=1e-3)
+
+
+def test_the_mfcc_baseline_does_not_follow_the_models_front_end(dataset_root, tmp_path, monkeypatch):
+    """A model with its own mel bands and window is measured against MFCCs from the standard
+    front end at its sample rate, the same for every model."""
+    from trainer.evaluate import report
+
+    own = AudioConfig(sample_rate=16000, n_mels=64, n_fft=1024)
+    assert report.mfcc_front_end(own) == AudioConfig(sample_rate=16000)
+    torch.manual_seed(1)
+    spec = ModelSpec(net=NetConfig(widths=(4, 8, 8, 16, 16), n_mels=64), audio=own)
+    save_weights(tmp_path / "other.safetensors", CSN(spec.net).eval(), spec)
+    seen = []
+
+    class Spy(MFCCStats):
+        def __init__(self, audio, *a, **kw):
+            seen.append(audio)
+            super().__init__(audio, *a, **kw)
+
+    monkeypatch.setattr(report, "MFCCStats", Spy)
+    assert main(["--data", str(dataset_root), "--weights", str(tmp_path / "other.safetensors"),
+                 "--seconds", "2", "--labels", "3", "--per-label", "2", "--no-progress",
+                 "--no-plots", "--out", str(tmp_path / "b")]) == 0
+    assert seen == [AudioConfig(sample_rate=16000)]
+    assert "window 2048, hop 512, 128 mel bands" in (tmp_path / "b" / "report.md").read_text()

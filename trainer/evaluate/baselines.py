@@ -81,9 +81,10 @@ def model_embed_fn(model: CSN, audio: AudioConfig, device: str | torch.device | 
 class MFCCStats:
     """Classical timbre baseline: mean and standard deviation over time of ``n_mfcc`` MFCCs.
 
-    (B, samples) -> (B, 2 * n_mfcc). The MFCCs are the orthonormal DCT-II of the model's own
-    dB mel spectrogram (same window, hop and mel bands), so a shared :class:`MelCache` makes
-    them nearly free.
+    (B, samples) -> (B, 2 * n_mfcc). The MFCCs are the orthonormal DCT-II of the dB mel
+    spectrogram ``audio`` describes (the report passes a fixed front end, not the model's:
+    :func:`trainer.evaluate.report.mfcc_front_end`); a shared :class:`MelCache` computes it once
+    for everything that reads the same front end.
     """
 
     def __init__(self, audio: AudioConfig, n_mfcc: int = 20,

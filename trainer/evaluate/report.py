@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import math
@@ -20,6 +21,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from model.audio import AudioConfig
 from model.embedder import Embedder
 from model.parts import EMBED_DIM, PARTS
 from model.weights import WeightsError, read_card
@@ -377,8 +379,23 @@ def markdown(report: dict[str, Any]) -> str:
               f"- Pseudo pieces are cut to at most {cfg['max_pseudo_seconds']} s "
               "(None: whole pieces, as in the paper).",
               "- MFCC statistics: mean and std of "
-              f"{cfg['n_mfcc']} MFCCs, z-scored per column over the evaluated segments.", ""]
+              f"{cfg['n_mfcc']} MFCCs, z-scored per column over the evaluated segments, from "
+              f"a fixed front end whatever the model's ({_front_end_words(MFCC_FRONT_END)}).", ""]
     return "\n".join(lines)
+
+
+# the MFCC baseline's analysis (at the model's sample rate): window, hop and bands as the
+# common MFCC tools default to
+MFCC_FRONT_END = AudioConfig()
+
+
+def mfcc_front_end(model_audio: AudioConfig) -> AudioConfig:
+    """The MFCC baseline's front end for a model: :data:`MFCC_FRONT_END` at its sample rate."""
+    return dataclasses.replace(MFCC_FRONT_END, sample_rate=model_audio.sample_rate)
+
+
+def _front_end_words(a: AudioConfig) -> str:
+    return f"window {a.n_fft}, hop {a.hop_length}, {a.n_mels} mel bands from {a.f_min:g} Hz"
 
 
 DIM_NAMES = {
@@ -437,8 +454,11 @@ def run(data: str | os.PathLike, weights: str | os.PathLike, out: str | os.PathL
                            f"{EMBED_DIM} of a CSN (an individual network goes to --individual)")
     audio = emb.audio
     cache = MelCache()
+    # the baseline's front end is the standard one whatever the model's, so that a model's
+    # own front end (its mel bands, its window) does not move the bar it is measured against
     fns: dict[str, EmbedFn] = {"csn": emb.embed_clips,
-                               "mfcc": MFCCStats(audio, config.n_mfcc, emb.device, cache)}
+                               "mfcc": MFCCStats(mfcc_front_end(audio), config.n_mfcc, emb.device,
+                                                 cache)}
     weights_info: dict[str, Any] = {"name": Path(weights).name, "sha256": emb.sha256,
                                     "spec": emb.spec.to_dict()}
     if individual is not None:
