@@ -14,6 +14,7 @@ import json
 import logging
 import time
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -370,16 +371,15 @@ class Run:
                           "seconds": trained.get("seconds"), "chunks": trained.get("chunks", [])}
         if not load:
             return
-        theirs, ours = w.spec.to_dict(), self.spec.to_dict()
         # the STFT window may change (--n_fft): the network's input keeps its shape, so the
         # weights are a start that training adapts to the sharper (or blurrier) spectrum
-        theirs["audio"]["n_fft"] = ours["audio"]["n_fft"]
-        if theirs != ours:
+        window = self.spec.audio.n_fft
+        if replace(w.spec, audio=replace(w.spec.audio, n_fft=window)) != self.spec:
             raise ValueError(f"{path}: its model spec {w.spec.to_dict()} is not this run's "
                              f"{self.spec.to_dict()} (pass the same widths, n_mels, sample_rate)")
-        if w.spec.audio.n_fft != self.spec.audio.n_fft:
+        if w.spec.audio.n_fft != window:
             log.warning("%s was trained with an STFT window of %d samples; this run's is %d "
-                        "(an approximate start)", path, w.spec.audio.n_fft, self.spec.audio.n_fft)
+                        "(an approximate start)", path, w.spec.audio.n_fft, window)
         net.load_state_dict(w.model.state_dict())
         bias = w.card.get("norm_bias_trained") or w.card.get("norm_bias")
         if bias is not None and len(bias) == N_PARTS:
