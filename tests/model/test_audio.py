@@ -46,3 +46,18 @@ def test_prepare_mixes_down_and_resamples():
     assert torch.allclose(out[1000:-1000], torch.full((20050,), 0.25), atol=1e-3)
     with pytest.raises(ValueError):
         prepare(np.zeros((2, 2, 2)), 44100)
+
+
+@pytest.mark.parametrize("n_fft", [2048, 4096])
+def test_the_cpu_front_end_computes_rows_apart_with_the_same_result(n_fft, monkeypatch):
+    import model.audio as audio
+
+    cfg = AudioConfig(sample_rate=16000, n_fft=n_fft, n_mels=128)
+    wave = 0.3 * torch.randn(5, 16000 * 2, generator=torch.Generator().manual_seed(0))
+    front = audio.LogMel(cfg)
+    monkeypatch.setattr(audio, "CPU_ROWS", 10**6)  # the whole batch in one call
+    whole = front(wave)
+    for rows in (1, 2, 3):
+        monkeypatch.setattr(audio, "CPU_ROWS", rows)
+        assert torch.equal(front(wave), whole)
+    assert whole.shape == (5, 128, cfg.frames(2.0))

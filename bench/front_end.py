@@ -1,0 +1,66 @@
+"""What the audio front end and the network cost a scan, per batch of analysis windows, on this
+machine's CPU.
+
+    python bench/front_end.py [--weights assets/partwise-default.safetensors] [--rounds 7]
+
+Times, as medians over ``--rounds`` repeats, for one batch of ``--batch`` five-second windows
+(the scan's batch): ``log_mel`` computed row by row (as :class:`model.audio.LogMel` does on a
+CPU) and over the whole batch at once (as it did before), the network alone on the
+spectrograms, and :meth:`model.embedder.Embedder.embed_clips` (front end and network, what a
+scan pays per batch). Both front-end forms must agree exactly; the benchmark checks that.
+Prints one JSON.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import time
+
+import torch
+
+import model.audio as audio
+from model.embedder import Embedder
+
+
+def _median_ms(fn, rounds: int) -> float:
+    fn()
+    times = []
+    for _ in range(rounds):
+        t = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t)
+    return round(statistics.median(times) * 1000, 1)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--weights", default="assets/partwise-default.safetensors")
+    ap.add_argument("--batch", type=int, default=32)
+    ap.add_argument("--seconds", type=float, default=5.0)
+    ap.add_argument("--rounds", type=int, default=7)
+    args = ap.parse_args()
+
+    emb = Embedder.from_file(args.weights, device="cpu", batch_size=args.batch)
+    cfg = emb.audio
+    clips = 0.1 * torch.randn(args.batch, int(round(args.seconds * cfg.sample_rate)),
+                              generator=torch.Generator().manual_seed(0))
+    rows = audio.CPU_ROWS
+    out = {"weights": args.weights, "n_fft": cfg.n_fft, "n_mels": cfg.n_mels,
+           "batch": args.batch, "seconds": args.seconds, "threads": torch.get_num_threads()}
+    with torch.inference_mode():
+        audio.CPU_ROWS = 10**9
+        whole = audio.log_mel(clips, cfg)
+        out["log_mel_whole_batch_ms"] = _median_ms(lambda: audio.log_mel(clips, cfg), args.rounds)
+        audio.CPU_ROWS = rows
+        by_row = audio.log_mel(clips, cfg)
+        out["log_mel_by_rows_ms"] = _median_ms(lambda: audio.log_mel(clips, cfg), args.rounds)
+        out["same_result"] = bool(torch.equal(whole, by_row))
+        out["network_ms"] = _median_ms(lambda: emb.model(by_row), args.rounds)
+        out["embed_clips_ms"] = _median_ms(lambda: emb.embed_clips(clips), args.rounds)
+    print(json.dumps(out, indent=1))
+
+
+if __name__ == "__main__":
+    main()
