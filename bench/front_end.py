@@ -3,8 +3,8 @@ machine's CPU.
 
     python bench/front_end.py [--weights assets/partwise-default.safetensors] [--rounds 7]
 
-Times, as medians over ``--rounds`` repeats, for one batch of ``--batch`` five-second windows
-(the scan's batch): ``log_mel`` computed row by row (as :class:`model.audio.LogMel` does on a
+Times, as medians over ``--rounds`` repeats, for one batch of the scan's windows (by default
+as a scan cuts them: ``--batch`` 64 windows of the analysis policy's ``--seconds``, 3 s): ``log_mel`` computed row by row (as :class:`model.audio.LogMel` does on a
 CPU) and over the whole batch at once (as it did before), the network alone on the
 spectrograms, and :meth:`model.embedder.Embedder.embed_clips` (front end and network, what a
 scan pays per batch). Both front-end forms must agree exactly; the benchmark checks that.
@@ -21,6 +21,7 @@ import time
 import torch
 
 import model.audio as audio
+from app.library import AnalysisPolicy
 from model.embedder import Embedder
 
 
@@ -37,8 +38,8 @@ def _median_ms(fn, rounds: int) -> float:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--weights", default="assets/partwise-default.safetensors")
-    ap.add_argument("--batch", type=int, default=32)
-    ap.add_argument("--seconds", type=float, default=5.0)
+    ap.add_argument("--batch", type=int, default=64)
+    ap.add_argument("--seconds", type=float, default=AnalysisPolicy().window)
     ap.add_argument("--rounds", type=int, default=7)
     args = ap.parse_args()
 
