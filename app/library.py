@@ -8,7 +8,8 @@ own lock).
 
 Analysis policy: windows of ``window`` seconds without overlap, at most ``max_windows`` of
 them spread evenly over the track (``model.audioio.segment_starts``); only those windows are
-decoded. Segment vectors, the track vector (their mean) and the presence of each part come
+decoded. The window is as long as the model's training pieces (its card's ``segment_seconds``):
+the model hears best what it learned on. Segment vectors, the track vector (their mean) and the presence of each part come
 from the one embedding path, :meth:`model.embedder.Embedder.embed_tracks`, fed with the
 windows of several tracks at once.
 
@@ -44,7 +45,7 @@ from app.timeline import Timeline, moment, part_timeline
 from app.walk import FoundFile, Problem, shown, walk_audio
 from assets import DEFAULT_WEIGHTS
 from model.parts import EMBED_DIM, N_PARTS, PARTS, track_presence
-from model.weights import WeightsError, file_sha256, read_card
+from model.weights import DEFAULT_WINDOW, WeightsError, file_sha256, read_card, training_window
 
 if TYPE_CHECKING:  # the model (and torch) load on first use: reading a library needs neither;
     # the scan's and the journey's helpers too, so that the commands that read start sooner
@@ -68,11 +69,17 @@ class LibraryError(RuntimeError):
 class AnalysisPolicy:
     """Which windows of a track are analysed (see the module docstring)."""
 
-    window: float = 3.0
+    window: float = DEFAULT_WINDOW
     max_windows: int = 10
 
     def key(self) -> str:
         return f"win={self.window:g};max={self.max_windows}"
+
+    @classmethod
+    def for_card(cls, card: dict, path: str | Path | None = None) -> AnalysisPolicy:
+        """Windows as long as the pieces the model was trained on
+        (:func:`model.weights.training_window`)."""
+        return cls(window=training_window(card, path))
 
 
 @dataclass(frozen=True)
@@ -175,7 +182,6 @@ class Library:
         self.store = Store(self.root)
         self.weights_path = Path(weights).expanduser() if weights is not None else DEFAULT_WEIGHTS
         self.device = device
-        self.policy = policy or AnalysisPolicy()
         self.workers = workers or max(os.cpu_count() or 1, 1)
         self.batch_size = batch_size
         self.scan_problems: list[Problem] = []  # from the last scan's walk
@@ -189,6 +195,7 @@ class Library:
         self._outside_lock = threading.Lock()
         self.card: dict = {}
         self.model_sha = self._model_sha()
+        self.policy = policy or AnalysisPolicy.for_card(self.card, self.weights_path)
         self._synced: int | None = None  # the store's change count the index is in step with
         self.graphs = graphs  # False: a command that searches a few times and exits (_open_index)
         self._saved_graphs = False
@@ -370,7 +377,7 @@ class Library:
             segs, starts = self.store.load_segments(row)
         except StoreError as e:
             raise LibraryError(str(e)) from e
-        return part_timeline(segs, starts, self.policy.window, self.card.get("norm_bias"))
+        return part_timeline(segs, starts, self._window_of(row), self.card.get("norm_bias"))
 
     def journey(self, start: int, end: int | None = None, **options) -> Journey:
         """A part-locked journey over this library (:func:`app.journey.build`; options: steps,
@@ -730,9 +737,9 @@ class Library:
         w = parse_focus(focus)
         if k <= 0:
             return []
-        q, q_segs, q_starts, q_presence, exclude = self._query(query)
+        q, q_segs, q_starts, q_presence, exclude, q_window = self._query(query)
         if at is not None:
-            m = moment(q_segs, q_starts, self.policy.window, float(at[0]), float(at[1]))
+            m = moment(q_segs, q_starts, q_window, float(at[0]), float(at[1]))
             q, q_segs, q_starts = m.vector, m.segments, m.starts
             q_presence = track_presence(m.segments, self.card.get("norm_bias"))
         hits = self.index.search(q, w, k, exclude=exclude)
@@ -776,9 +783,24 @@ class Library:
                                f"{row.error or 'not analysed yet'}")
         return row
 
-    def _query(self, query: int | str | Path) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, set[int]]:
-        """Query vector (640,), its segments (n, 640), starts (n,) and presence (5,), and ids to
-        leave out."""
+    def _window_of(self, row: Row) -> float:
+        """The window length (s) a stored track was analysed with (its policy key), so that its
+        windows are placed right even before a rescan brings it to the current policy."""
+        for part in (row.policy or "").split(";"):
+            name, _, value = part.partition("=")
+            if name == "win":
+                try:
+                    seconds = float(value)
+                except ValueError:
+                    break
+                if seconds > 0:
+                    return seconds
+        return self.policy.window
+
+    def _query(self, query: int | str | Path) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray,
+                                                       set[int], float]:
+        """Query vector (640,), its segments (n, 640), starts (n,) and presence (5,), ids to
+        leave out, and the length (s) of its windows."""
         if isinstance(query, (int, np.integer)) and not isinstance(query, bool):
             row = self._analysed_row(int(query))
         else:
@@ -795,9 +817,10 @@ class Library:
         except StoreError as e:
             log.warning("%s", e)
             segs, starts = vec[None, :], np.zeros(1, np.float32)
-        return vec, segs, starts, _track(row).presence, {row.id}
+        return vec, segs, starts, _track(row).presence, {row.id}, self._window_of(row)
 
-    def _embed_file(self, path: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, set[int]]:
+    def _embed_file(self, path: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray,
+                                               set[int], float]:
         """Embed a file outside the library; the last :attr:`OUTSIDE_CACHE` files' embeddings
         are kept, keyed by path, size, mtime, the weights' checksum and the analysis policy, so
         a new focus for the same file (a fader move) re-ranks without decoding or embedding."""
@@ -815,7 +838,7 @@ class Library:
             got = self._outside.get(key)
             if got is not None:
                 self._outside.move_to_end(key)
-                return got.track, got.segments, got.starts, got.presence, set()
+                return got.track, got.segments, got.starts, got.presence, set(), self.policy.window
         try:
             clips = read_clips(path, self._rate(), self.policy.window, self.policy.max_windows)
         except DecodeError as e:
@@ -830,7 +853,7 @@ class Library:
             self._outside.move_to_end(key)
             while len(self._outside) > self.OUTSIDE_CACHE:
                 self._outside.popitem(last=False)
-        return e.track, e.segments, e.starts, e.presence, set()
+        return e.track, e.segments, e.starts, e.presence, set(), self.policy.window
 
     # ------------------------------------------------------------ lifecycle
     def info(self) -> dict:

@@ -4,8 +4,9 @@ machine's CPU.
     python bench/front_end.py [--weights assets/partwise-default.safetensors] [--rounds 7]
 
 Times, as medians over ``--rounds`` repeats, for one batch of the scan's windows (by default
-as a scan cuts them: ``--batch`` 64 windows of the analysis policy's ``--seconds``, 3 s): ``log_mel`` computed row by row (as :class:`model.audio.LogMel` does on a
-CPU) and over the whole batch at once (as it did before), the network alone on the
+as a scan cuts them: ``--batch`` 64 windows of ``--seconds``, by default the model's own window,
+the length of its training pieces): ``log_mel`` computed row by row (as
+:class:`model.audio.LogMel` does on a CPU) and over the whole batch at once (as it did before), the network alone on the
 spectrograms, and :meth:`model.embedder.Embedder.embed_clips` (front end and network, what a
 scan pays per batch). Both front-end forms must agree exactly; the benchmark checks that.
 Prints one JSON.
@@ -21,7 +22,6 @@ import time
 import torch
 
 import model.audio as audio
-from app.library import AnalysisPolicy
 from model.embedder import Embedder
 
 
@@ -39,11 +39,12 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--weights", default="assets/partwise-default.safetensors")
     ap.add_argument("--batch", type=int, default=64)
-    ap.add_argument("--seconds", type=float, default=AnalysisPolicy().window)
+    ap.add_argument("--seconds", type=float, default=None, help="window length (default: the model's)")
     ap.add_argument("--rounds", type=int, default=7)
     args = ap.parse_args()
 
     emb = Embedder.from_file(args.weights, device="cpu", batch_size=args.batch)
+    args.seconds = args.seconds or emb.window
     cfg = emb.audio
     clips = 0.1 * torch.randn(args.batch, int(round(args.seconds * cfg.sample_rate)),
                               generator=torch.Generator().manual_seed(0))

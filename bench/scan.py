@@ -1,6 +1,6 @@
 """Scan throughput against its floor: what a user waits for, beside the decoding it cannot skip.
 
-    python bench/scan.py [--tracks 12] [--format flac] [--weights W] [--keep DIR] [--cli]
+    python bench/scan.py [--tracks 12] [--format flac] [--weights W] [--window S] [--keep DIR] [--cli]
 
 - ``decode_floor``: decoding only the windows the scanner reads (``read_clips``, same analysis
   policy), on as many threads as the scan decodes with (``Library.workers``): the least a scan
@@ -32,6 +32,7 @@ import sys
 import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -84,6 +85,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--widths", default=",".join(map(str, CPU_WIDTHS)))
     ap.add_argument("--device", default=None)
     ap.add_argument("--max-windows", type=int, default=AnalysisPolicy.max_windows)
+    ap.add_argument("--window", type=float, default=None,
+                    help="analysis window in seconds (default: the app's, the model's training pieces)")
     ap.add_argument("--workers", type=int, default=None)
     ap.add_argument("--batch-size", type=int, default=64)
     ap.add_argument("--keep", type=Path, default=None, help="write the tracks here and keep them")
@@ -108,7 +111,11 @@ def main(argv: list[str] | None = None) -> int:
             for f in files:
                 (folder / f.name).symlink_to(f.resolve())
         audio_s = sum(probe(f).duration for f in files)
-        policy = AnalysisPolicy(max_windows=args.max_windows)
+        # the app's policy for these weights (windows as long as their training pieces)
+        policy = replace(AnalysisPolicy.for_card(read_card(weights).get("card") or {}, weights),
+                         max_windows=args.max_windows)
+        if args.window:
+            policy = replace(policy, window=args.window)
 
         lib = Library(tmp / "lib", weights=weights, device=args.device, policy=policy,
                       workers=args.workers, batch_size=args.batch_size)

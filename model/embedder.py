@@ -26,7 +26,7 @@ from model.audio import AudioConfig, log_mel, prepare
 from model.audioio import segment_starts
 from model.network import CSN, ModelSpec
 from model.parts import EMBED_DIM, N_PARTS, track_presence
-from model.weights import Weights, load_weights
+from model.weights import DEFAULT_WINDOW, Weights, load_weights, training_window
 
 log = logging.getLogger(__name__)
 
@@ -77,20 +77,22 @@ class Embedder:
     """
 
     def __init__(self, model: CSN, spec: ModelSpec, device: str | torch.device | None = None,
-                 batch_size: int = 32, sha256: str = "", norm_bias: Sequence[float] | None = None):
+                 batch_size: int = 32, sha256: str = "", norm_bias: Sequence[float] | None = None,
+                 window: float = DEFAULT_WINDOW):
         self.device = torch.device(device) if device is not None else default_device()
         self.model = model.to(self.device).eval()
         self.spec = spec
         self.batch_size = batch_size
         self.sha256 = sha256
         self.norm_bias = norm_bias
+        self.window = window  # seconds: the pieces it was trained on, its default window
 
     @classmethod
     def from_file(cls, path: str | os.PathLike, device: str | torch.device | None = None,
                   batch_size: int = 32) -> Embedder:
         w: Weights = load_weights(Path(path))
         return cls(w.model, w.spec, device=device, batch_size=batch_size, sha256=w.sha256,
-                   norm_bias=_card_norm_bias(w.card, path))
+                   norm_bias=_card_norm_bias(w.card, path), window=training_window(w.card, path))
 
     @property
     def audio(self) -> AudioConfig:
@@ -136,9 +138,10 @@ class Embedder:
                                       presence=track_presence(s, self.norm_bias)))
         return out
 
-    def check(self, window: float = 3.0) -> None:
-        """Run the model on made-up audio (silence, noise, a tone: (3, window * rate)) and raise
-        :class:`NonFiniteError` when it answers with NaN or infinity."""
+    def check(self, window: float | None = None) -> None:
+        """Run the model on made-up audio (silence, noise, a tone: (3, window * rate); by default
+        its own window) and raise :class:`NonFiniteError` when it answers with NaN or infinity."""
+        window = window or self.window
         rate = self.audio.sample_rate
         n = int(round(window * rate))
         t = np.arange(n, dtype=np.float32) / rate
@@ -147,10 +150,12 @@ class Embedder:
                           0.3 * np.sin(2 * np.pi * 220.0 * t)])
         self.embed_tracks([probe], [np.arange(3, dtype=np.float32) * window])
 
-    def embed(self, wave: np.ndarray, sr: int, window: float = 3.0, hop: float | None = None,
+    def embed(self, wave: np.ndarray, sr: int, window: float | None = None, hop: float | None = None,
               max_windows: int | None = None) -> TrackEmbedding:
         """Decoded audio (samples[, channels]) at rate ``sr`` -> its :class:`TrackEmbedding`,
-        windowed like the scan (:func:`model.audioio.segment_starts`)."""
+        windowed like the scan (:func:`model.audioio.segment_starts`; windows of the model's
+        own length unless ``window`` says otherwise)."""
+        window = window or self.window
         mono = prepare(wave, sr, self.audio)
         if mono.numel() == 0:
             raise ValueError("empty audio: nothing to embed")

@@ -8,6 +8,7 @@ tensors only. Every failure names the file and the problem.
 from __future__ import annotations
 
 import json
+import logging
 import math
 import os
 from dataclasses import dataclass, field
@@ -20,6 +21,8 @@ if TYPE_CHECKING:  # torch, safetensors and the network load only when tensors a
     import torch
 
     from model.network import CSN, ModelSpec
+
+log = logging.getLogger(__name__)
 
 FORMAT = "partwise-weights"
 FORMAT_VERSION = 1
@@ -105,6 +108,28 @@ def read_card(path: str | os.PathLike) -> dict:
     if doc.get("parts") != list(PARTS):
         raise WeightsError(f"{js}: part order {doc.get('parts')} differs from {list(PARTS)}")
     return doc
+
+
+DEFAULT_WINDOW = 5.0  # seconds: the shipped model's training pieces, for a card that does not say
+
+
+def training_window(card: dict, path: str | os.PathLike | None = None) -> float:
+    """The length (s) of the pieces a model was trained on (``card["config"]["segment_seconds"]``):
+    the window it hears best. :data:`DEFAULT_WINDOW` when the card does not say or says nonsense
+    (with a warning naming ``path``)."""
+    config = card.get("config") if isinstance(card, dict) else None
+    given = config.get("segment_seconds") if isinstance(config, dict) else None
+    if given is None:
+        return DEFAULT_WINDOW
+    try:
+        seconds = float(given)
+    except (TypeError, ValueError):
+        seconds = math.nan
+    if not 0.5 <= seconds <= 60.0:  # NaN fails too
+        log.warning("%s: the card gives %r s as the training window; using %g-s windows",
+                    path or "weights", given, DEFAULT_WINDOW)
+        return DEFAULT_WINDOW
+    return seconds
 
 
 def check_spec(spec: ModelSpec, card: dict) -> list[str]:

@@ -47,7 +47,7 @@ def parts_of(song: str, sr: int) -> np.ndarray:
 
 
 def presence(embedder: Embedder, wave: np.ndarray) -> np.ndarray:
-    return embedder.embed(wave, embedder.audio.sample_rate, window=3.0).presence
+    return embedder.embed(wave, embedder.audio.sample_rate).presence
 
 
 def test_the_scan_of_the_demo_files_is_the_embedding_path(embedder, tmp_path):
@@ -105,7 +105,7 @@ def test_drums_focus_prefers_the_shared_drum_part(embedder):
         seg = slice(0, half) if first else slice(half, 2 * half)
         rest = np.delete(parts_of(rest_song, sr), drums, axis=0).sum(0)
         wave = parts_of(drum_song, sr)[drums][seg] + rest[seg]
-        return embedder.embed(wave, sr, window=3.0).track[part_slice("drums")]
+        return embedder.embed(wave, sr).track[part_slice("drums")]
 
     wins = []
     for a, b, c, d in itertools.permutations(SONGS):

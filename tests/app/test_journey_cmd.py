@@ -71,12 +71,13 @@ def test_query_at_a_moment(lib_args, capsys):
     from app import query_cmd
 
     capsys.readouterr()
-    assert query_cmd.main(["2", "--at", "0:03-0:06", "-k", "3", "--json", *lib_args]) == 0
+    # 10-s tracks: two 5-s windows, at 0 s and 5 s; the stretch is the second
+    assert query_cmd.main(["2", "--at", "0:05-0:10", "-k", "3", "--json", *lib_args]) == 0
     doc = json.loads(capsys.readouterr().out)
-    assert doc["at"] == [3.0, 6.0] and len(doc["results"]) == 3
-    assert all(3.0 <= r["query_start"] < 6.0 for r in doc["results"])
-    assert query_cmd.main(["2", "--at", "0:03-0:06", *lib_args]) == 0
-    assert "from 0:03-0:06" in capsys.readouterr().out
+    assert doc["at"] == [5.0, 10.0] and len(doc["results"]) == 3
+    assert all(r["query_start"] == 5.0 for r in doc["results"])
+    assert query_cmd.main(["2", "--at", "0:05-0:10", *lib_args]) == 0
+    assert "from 0:05-0:10" in capsys.readouterr().out
     assert query_cmd.main(["2", "--at", "1:10", *lib_args]) == 2
     assert "argument --at" in capsys.readouterr().err
     assert query_cmd.main(["2", "--at", "9:00-9:10", *lib_args]) == 1

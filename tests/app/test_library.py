@@ -13,7 +13,7 @@ import pytest
 import soundfile as sf
 
 from app.focus import match, similarity
-from app.library import Library, LibraryError
+from app.library import DEFAULT_WINDOW, AnalysisPolicy, Library, LibraryError
 from app.userdirs import default_library_dir
 from model.parts import EMBED_DIM, part_norms, presence
 from tests.app.library_helpers import (
@@ -255,10 +255,43 @@ def test_missing_weights_give_a_clear_error(tmp_path):
     lib.close()
 
 
+def test_the_window_is_as_long_as_the_models_training_pieces(caplog):
+    assert AnalysisPolicy.for_card({}).window == DEFAULT_WINDOW == 5.0
+    assert AnalysisPolicy.for_card({"config": {"segment_seconds": 3}}) == AnalysisPolicy(window=3.0)
+    for odd in ("long", -1.0, 0.0, float("nan"), 600.0):
+        caplog.clear()
+        assert AnalysisPolicy.for_card({"config": {"segment_seconds": odd}}).window == DEFAULT_WINDOW
+        assert "training window" in caplog.text
+
+
+def test_the_scan_analyses_the_cards_window_and_rescans_when_it_changes(tmp_path):
+    """Weights trained on 3-s pieces are fed 3-s windows; weights of another window length
+    re-analyse every track, and until then a track's windows keep the length it was analysed
+    with (the timeline and a moment search place them right)."""
+    songs(tmp_path / "music", 2, seconds=10.0)
+    three = tiny_weights(tmp_path / "w3.safetensors", card={"config": {"segment_seconds": 3.0}})
+    with Library(tmp_path / "lib", weights=three, device="cpu") as lib:
+        assert lib.policy.window == 3.0
+        run_scan(lib, [tmp_path / "music"])
+        tid = lib.tracks()[0].id
+        tl = lib.timeline(tid)
+        np.testing.assert_array_equal(tl.starts, [0.0, 3.0, 6.0])
+        np.testing.assert_array_equal(tl.ends - tl.starts, [3.0, 3.0, 3.0])
+    with Library(tmp_path / "lib", weights=three, device="cpu", policy=AnalysisPolicy(5.0)) as lib:
+        tl = lib.timeline(tid)  # not rescanned yet: the stored 3-s windows
+        np.testing.assert_array_equal(tl.ends - tl.starts, [3.0, 3.0, 3.0])
+        assert {r.query_start for r in lib.search(tid, [1] * 5, k=1, at=(6.5, 8.5))} == {6.0}
+        last, _ = run_scan(lib, [tmp_path / "music"])
+        assert last.updated == 2
+        tl = lib.timeline(tid)
+        np.testing.assert_array_equal(tl.starts, [0.0, 5.0])
+        np.testing.assert_array_equal(tl.ends - tl.starts, [5.0, 5.0])
+
+
 def test_presence_uses_the_cards_norm_bias(tmp_path):
     bias = [0.5, -1.0, 0.0, 2.0, 1.0]
     w = tiny_weights(tmp_path / "w.safetensors", card={"norm_bias": bias})
-    songs(tmp_path / "music", 2, seconds=7.0)
+    songs(tmp_path / "music", 2, seconds=11.0)  # two 5-s windows
     with Library(tmp_path / "lib", weights=w, device="cpu") as lib:
         run_scan(lib, [tmp_path / "music"])
         ids, vecs = lib.track_vectors()
@@ -442,21 +475,21 @@ def test_search_from_a_moment_finds_the_tracks_made_of_it(tmp_path):
     from assets import DEFAULT_WEIGHTS as weights
 
     sr = 22050
-    x, y = music(9.0, sr, seed=11), music(9.0, sr, seed=12)
+    x, y = music(10.0, sr, seed=11), music(10.0, sr, seed=12)  # two 5-s windows each
     folder = tmp_path / "music"
     folder.mkdir()
     for name, wave in {"a": np.r_[x, y], "b": np.r_[x, x], "c": np.r_[y, y],
-                       "d": music(18.0, sr, seed=13), "e": music(18.0, sr, seed=14)}.items():
+                       "d": music(20.0, sr, seed=13), "e": music(20.0, sr, seed=14)}.items():
         sf.write(folder / f"{name}.wav", wave, sr)
     with Library(tmp_path / "lib", weights=weights, device="cpu") as lib:
         run_scan(lib, [folder])
         a = lib.find(folder / "a.wav").id
-        first = lib.search(a, [1, 1, 1, 1, 1], k=4, at=(0.0, 9.0))
-        second = lib.search(a, [1, 1, 1, 1, 1], k=4, at=(9.0, 18.0))
+        first = lib.search(a, [1, 1, 1, 1, 1], k=4, at=(0.0, 10.0))
+        second = lib.search(a, [1, 1, 1, 1, 1], k=4, at=(10.0, 20.0))
         whole = lib.search(a, [1, 1, 1, 1, 1], k=4)
         assert first[0].track.path.name == "b.wav" and first[0].score > 0.99
         assert second[0].track.path.name == "c.wav" and second[0].score > 0.99
-        assert all(r.query_start < 9.0 for r in first) and all(r.query_start >= 9.0 for r in second)
+        assert all(r.query_start < 10.0 for r in first) and all(r.query_start >= 10.0 for r in second)
         assert whole[0].score < first[0].score
         with pytest.raises(ValueError, match="outside the analysed audio"):
             lib.search(a, [1, 1, 1, 1, 1], at=(60.0, 70.0))

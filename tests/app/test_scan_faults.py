@@ -247,7 +247,7 @@ def test_nan_for_one_file_fails_that_file(tmp_path, weights, monkeypatch):
     """A model that answers NaN for one file's windows only: that file fails, the rest is stored."""
     songs(tmp_path / "music", 3)
     odd = tmp_path / "music" / "dc.wav"
-    sf.write(odd, np.full(4 * 22050, 0.25, np.float32), 22050)
+    sf.write(odd, np.full(6 * 22050, 0.25, np.float32), 22050)  # one whole 5-s window
     real = Embedder.embed_clips
 
     def embed_clips(self, clips):
@@ -468,7 +468,7 @@ def test_schema_2_window_files_are_read_then_moved_into_the_database(tmp_path, w
 
 def test_windows_are_stored_as_int8_and_older_rows_still_read(tmp_path, weights):
     folder = tmp_path / "music"
-    songs(folder, 3, seconds=8.0)
+    songs(folder, 3, seconds=11.0)  # two 5-s windows
     root = tmp_path / "lib"
     with Library(root, weights=weights, device="cpu") as lib:
         run_scan(lib, [folder])

@@ -95,6 +95,18 @@ def test_embedder_shapes_and_track_vector(saved):
     assert short.segments.shape == (1, 640)
 
 
+def test_the_embedder_windows_default_to_the_pieces_it_was_trained_on(saved, tmp_path):
+    path, model = saved
+    assert Embedder.from_file(path, device="cpu").window == 5.0  # the card does not say
+    four = tmp_path / "four.safetensors"
+    save_weights(four, model, SPEC, card={"config": {"segment_seconds": 4.0}})
+    emb = Embedder.from_file(four, device="cpu")
+    assert emb.window == 4.0
+    wave = np.random.default_rng(1).normal(0, 0.1, 16000 * 12).astype(np.float32)
+    assert np.allclose(emb.embed(wave, 16000).starts, [0, 4, 8])
+    assert np.allclose(emb.embed(wave, 16000, window=6.0).starts, [0, 6])
+
+
 def test_segment_starts_spread():
     s = segment_starts(100, 10, window=2.0, hop=1.0)
     assert s.tolist() == list(range(0, 81, 10))

@@ -19,7 +19,7 @@ from tests.app.nullaudio import use_null_audio
 use_null_audio()
 
 RATE = 22050
-SECONDS = 7.0
+SECONDS = 11.0  # two 5-s analysis windows
 
 
 def _synth(kind: str, seed: int) -> np.ndarray:
@@ -70,7 +70,7 @@ def make_weights(path: Path) -> Path:
     net = NetConfig(widths=(4, 8, 8, 16, 16), n_mels=64)
     audio = AudioConfig(n_mels=64)
     model = CSN(net)
-    clips = [_synth(kind, i)[: 3 * RATE, 0] for i, kind in enumerate(KINDS)]
+    clips = [_synth(kind, i)[: 5 * RATE, 0] for i, kind in enumerate(KINDS)]
     mel = log_mel(torch.from_numpy(np.stack(clips)), audio)
     calibrate_batch_norm(model, mel)
     save_weights(path, model, ModelSpec(net=net, audio=audio))

@@ -22,7 +22,7 @@ def test_track_model_passes_modeltester(qtmodeltester, library):
     assert m.rowCount() == len(KINDS) and m.columnCount() == 5
     t = m.track(0)
     assert m.index(0, 0).data() == t.title and m.index(0, 0).data(ID_ROLE) == t.id
-    assert m.index(0, 3).data(SORT_ROLE) == t.duration and m.index(0, 3).data() == "0:07"
+    assert m.index(0, 3).data(SORT_ROLE) == t.duration and m.index(0, 3).data() == "0:11"
     assert m.index(0, 4).data(BARS_ROLE) == [float(v) for v in t.presence]
     assert "Bass:" in m.index(0, 4).data(Qt.ItemDataRole.ToolTipRole)
     assert m.row_of(t.id) == 0 and m.by_id(-5) is None
