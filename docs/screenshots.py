@@ -4,7 +4,8 @@
 
 Without ``--weights`` (or when the shipped model is absent) it uses a tiny random network whose
 batch-norm statistics are fitted to the generated audio: enough to give the map and the results
-some structure, not a trained model. Writes docs/window.png, docs/map-bass.png, docs/failed.png.
+some structure, not a trained model. Writes docs/window.png, docs/map-bass.png, docs/timeline.png
+(a moment search from the picked track's part timeline) and docs/failed.png.
 """
 
 from __future__ import annotations
@@ -157,6 +158,18 @@ def main() -> int:
         app.processEvents()
     w.map_view.grab().save(str(args.out / "map-bass.png"))
 
+    # a moment search from the query track's part timeline: its middle third, all parts
+    w.focus_panel.set_focus((1, 1, 1, 1, 1))  # the map follows: the whole mix
+    w.select_track(pick.id)
+    wait(app, lambda: w.results and w.timeline_track is not None and w.timeline_track.id == pick.id
+         and w.map_space == w.wanted_space() and w.map_space in w.maps and w.maps[w.map_space].final)
+    third, before = pick.duration / 3, w.results
+    w.search_moment(pick.id, third, 2 * third)
+    wait(app, lambda: w.results and w.results is not before)
+    for _ in range(20):
+        app.processEvents()
+    w.grab().save(str(args.out / "timeline.png"))
+
     if lib.failures():
         w.tabs.setCurrentIndex(2)
         for _ in range(10):
@@ -164,7 +177,7 @@ def main() -> int:
         w.tabs.grab().save(str(args.out / "failed.png"))
     w.shutdown()
     lib.close()
-    print(f"wrote {args.out}/window.png, map-bass.png, failed.png (work files in {work})")
+    print(f"wrote {args.out}/window.png, map-bass.png, timeline.png, failed.png (work files in {work})")
     return 0
 
 
