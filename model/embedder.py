@@ -81,6 +81,11 @@ class Embedder:
                  window: float = DEFAULT_WINDOW):
         self.device = torch.device(device) if device is not None else default_device()
         self.model = model.to(self.device).eval()
+        # what embed_clips runs: on the CPU a folded, channels-last copy made now (about twice
+        # as fast, the same answers to float rounding; CSN.for_inference), so a model changed
+        # after this is not seen; elsewhere the model itself
+        self.net = model.for_inference() if self.device.type == "cpu" and isinstance(model, CSN) \
+            else self.model
         self.spec = spec
         self.batch_size = batch_size
         self.sha256 = sha256
@@ -107,7 +112,7 @@ class Embedder:
         out = []
         for i in range(0, len(clips), self.batch_size):
             batch = clips[i:i + self.batch_size].to(self.device)
-            out.append(self.model(log_mel(batch, self.audio)).float().cpu())
+            out.append(self.net(log_mel(batch, self.audio)).float().cpu())
         emb = torch.cat(out) if out else torch.zeros(0, self.model.cfg.out_dim)
         return emb.numpy().astype(np.float32, copy=False)
 

@@ -8,10 +8,12 @@ per-instrument "individual network" used for pre-training targets and as a basel
 
 from __future__ import annotations
 
+import copy
 from dataclasses import asdict, dataclass, field
 
 import torch
 from torch import nn
+from torch.nn.utils.fusion import fuse_conv_bn_eval
 
 from model.audio import AudioConfig
 from model.parts import EMBED_DIM
@@ -82,13 +84,32 @@ class CSN(nn.Module):
             c_in = w
         self.encoder = nn.Sequential(*layers)
         self.fc = nn.Linear(cfg.widths[-1] * (cfg.n_mels // 32), cfg.out_dim)
+        self.channels_last = False  # feed the encoder channels-last (see for_inference)
+
+    def for_inference(self) -> CSN:
+        """A copy for inference only: each batch norm folded into the convolution before it
+        (its running statistics and affine become the convolution's weight scale and bias) and
+        the weights laid out channels-last, the layout the CPU's convolution kernels run
+        fastest. The same answers to float rounding (a few 1e-6 on the shipped model), at about
+        half the CPU time. Not trainable: the copy has no batch norms left to update."""
+        m = copy.deepcopy(self).eval()
+        for block in m.encoder:
+            if isinstance(block, nn.Sequential) and isinstance(block[0], nn.Conv2d) \
+                    and isinstance(block[1], nn.BatchNorm2d):
+                block[0] = fuse_conv_bn_eval(block[0], block[1])
+                block[1] = nn.Identity()
+        m.channels_last = True
+        return m.to(memory_format=torch.channels_last)
 
     def forward(self, mel: torch.Tensor) -> torch.Tensor:
         if mel.dim() != 3 or mel.shape[1] != self.cfg.n_mels:
             raise ValueError(
                 f"expected (batch, {self.cfg.n_mels}, frames), got {tuple(mel.shape)}"
             )
-        h = self.encoder(mel.unsqueeze(1))  # (B, C, F/32, T/32)
+        x = mel.unsqueeze(1)
+        if self.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        h = self.encoder(x)  # (B, C, F/32, T/32)
         b, c, f, t = h.shape
         h = h.reshape(b, c * f, t).mean(dim=2)  # time average
         return self.fc(h)

@@ -2,7 +2,7 @@ import pytest
 import torch
 
 from model.audio import AudioConfig, log_mel
-from model.network import CSN, ModelSpec, NetConfig
+from model.network import CSN, ModelSpec, NetConfig, calibrate_batch_norm
 
 SMALL = NetConfig(widths=(4, 8, 8, 16, 16), n_mels=64)
 
@@ -34,6 +34,32 @@ def test_wrong_input_shape_is_refused():
         CSN(SMALL)(torch.zeros(1, 128, 100))
     with pytest.raises(ValueError, match="multiple of 32"):
         NetConfig(n_mels=100)
+
+
+def test_the_inference_copy_folds_batch_norm_and_answers_the_same():
+    torch.manual_seed(0)
+    audio = AudioConfig(n_mels=64)
+    t = torch.arange(audio.sample_rate * 5) / audio.sample_rate
+    waves = torch.stack([0.3 * torch.sin(2 * torch.pi * f * t) for f in (55.0, 220.0, 880.0, 3000.0)]
+                        + [0.05 * torch.randn(len(t)), 0.4 * torch.randn(len(t))])
+    mel = log_mel(waves, audio)
+    net = CSN(NetConfig(widths=(8, 16, 16, 32, 32), n_mels=64))
+    calibrate_batch_norm(net, mel)  # running statistics of these inputs: they answer apart
+    with torch.no_grad():  # and an affine that is not the identity
+        for m in net.modules():
+            if isinstance(m, torch.nn.BatchNorm2d):
+                m.weight.uniform_(0.5, 2.0)
+                m.bias.uniform_(-0.5, 0.5)
+    fast = net.for_inference()
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in fast.modules())
+    assert fast.encoder[0][0].weight.is_contiguous(memory_format=torch.channels_last)
+    assert sum(isinstance(m, torch.nn.BatchNorm2d) for m in net.modules()) == 10  # untouched
+    with torch.inference_mode():
+        want, got = net(mel), fast(mel)
+    assert got.shape == want.shape == (6, 640)
+    spread = float((want - want.mean(0)).abs().max())
+    assert spread > 0.1  # the six inputs answer differently
+    assert float((got - want).abs().max()) < 1e-4 * spread
 
 
 @pytest.mark.gpu
