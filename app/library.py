@@ -9,9 +9,9 @@ own lock).
 Analysis policy: windows of ``window`` seconds without overlap, at most ``max_windows`` of
 them spread evenly over the track (``model.audioio.segment_starts``); only those windows are
 decoded. The window is as long as the model's training pieces (its card's ``segment_seconds``):
-the model hears best what it learned on. Segment vectors, the track vector (their mean) and the presence of each part come
-from the one embedding path, :meth:`model.embedder.Embedder.embed_tracks`, fed with the
-windows of several tracks at once.
+the model hears best what it learned on. Segment vectors, the track vector (their mean) and the
+presence of each part come from the one embedding path,
+:meth:`model.embedder.Embedder.embed_tracks`, fed with the windows of several tracks at once.
 
 Scan policy: one process writes a library at a time (:class:`app.store.WriterLock`); others may
 query meanwhile. Every problem with one file (decoding, embedding, storing it) becomes a failed
