@@ -75,6 +75,19 @@ class AnalysisPolicy:
     def key(self) -> str:
         return f"win={self.window:g};max={self.max_windows}"
 
+    @staticmethod
+    def window_in(key: str | None) -> float | None:
+        """The window (s) a :meth:`key` names; None when it names none."""
+        for part in (key or "").split(";"):
+            name, _, value = part.partition("=")
+            if name == "win":
+                try:
+                    seconds = float(value)
+                except ValueError:
+                    return None
+                return seconds if seconds > 0 else None
+        return None
+
     @classmethod
     def for_card(cls, card: dict, path: str | Path | None = None) -> AnalysisPolicy:
         """Windows as long as the pieces the model was trained on
@@ -786,16 +799,7 @@ class Library:
     def _window_of(self, row: Row) -> float:
         """The window length (s) a stored track was analysed with (its policy key), so that its
         windows are placed right even before a rescan brings it to the current policy."""
-        for part in (row.policy or "").split(";"):
-            name, _, value = part.partition("=")
-            if name == "win":
-                try:
-                    seconds = float(value)
-                except ValueError:
-                    break
-                if seconds > 0:
-                    return seconds
-        return self.policy.window
+        return AnalysisPolicy.window_in(row.policy) or self.policy.window
 
     def _query(self, query: int | str | Path) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray,
                                                        set[int], float]:

@@ -97,7 +97,8 @@ def main(argv: list[str] | None = None) -> int:
         tmp = Path(tmp)
         weights = args.weights or stand_in_weights(tmp / "w.safetensors",
                                                    widths=tuple(int(x) for x in args.widths.split(",")))
-        rate = read_card(weights)["spec"]["audio"]["sample_rate"]
+        doc = read_card(weights)
+        rate = doc["spec"]["audio"]["sample_rate"]
         folder = args.keep or tmp / "music"
         t0 = time.perf_counter()
         files = sorted(folder.glob(f"*.{args.format}")) if folder.is_dir() else []
@@ -112,7 +113,7 @@ def main(argv: list[str] | None = None) -> int:
                 (folder / f.name).symlink_to(f.resolve())
         audio_s = sum(probe(f).duration for f in files)
         # the app's policy for these weights (windows as long as their training pieces)
-        policy = replace(AnalysisPolicy.for_card(read_card(weights).get("card") or {}, weights),
+        policy = replace(AnalysisPolicy.for_card(doc.get("card") or {}, weights),
                          max_windows=args.max_windows)
         if args.window:
             policy = replace(policy, window=args.window)

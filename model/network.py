@@ -98,8 +98,14 @@ class CSN(nn.Module):
                     and isinstance(block[1], nn.BatchNorm2d):
                 block[0] = fuse_conv_bn_eval(block[0], block[1])
                 block[1] = nn.Identity()
-        m.channels_last = True
-        return m.to(memory_format=torch.channels_last)
+        return m.use_channels_last()
+
+    def use_channels_last(self) -> CSN:
+        """Lay the weights out channels-last and feed the encoder so (in place; returns self):
+        the layout the CPU's convolution kernels run fastest, in training too. Saved weights
+        stay contiguous (:func:`model.weights.save_weights`)."""
+        self.channels_last = True
+        return self.to(memory_format=torch.channels_last)
 
     def forward(self, mel: torch.Tensor) -> torch.Tensor:
         if mel.dim() != 3 or mel.shape[1] != self.cfg.n_mels:

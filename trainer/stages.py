@@ -144,10 +144,7 @@ class Run:
     def wrap(self, m: nn.Module) -> nn.Module:
         m = m.to(self.env.device)
         if self.env.device.type == "cpu" and isinstance(m, CSN):
-            # channels-last: the CPU's convolution kernels run a training step about 1.5x as
-            # fast in that layout (forward and backward); weights are saved contiguous
-            m.channels_last = True
-            m = m.to(memory_format=torch.channels_last)
+            m = m.use_channels_last()  # a training step about 1.5x as fast on the CPU
         if self.env.world > 1:
             m = nn.SyncBatchNorm.convert_sync_batchnorm(m) if self.env.device.type == "cuda" else m
             ids = [self.env.local_rank] if self.env.device.type == "cuda" else None
