@@ -95,6 +95,21 @@ def spread_loss(emb: torch.Tensor, present: torch.Tensor, min_rows: int = 8, flo
     return torch.stack(terms).mean() if terms else emb.sum() * 0.0
 
 
+def solo_id_loss(emb: torch.Tensor, present: torch.Tensor) -> torch.Tensor:
+    """Cross-entropy of the sounding part over the five subspaces' log-lengths, on the rows
+    where exactly one part sounds: -log(||f_c|| / sum_j ||f_j||), 0 when that part holds all
+    the length. The training form of Table 3's rule (a clean stem is identified by its longest
+    subspace), which the norm loss reaches only through five separate presence decisions, each
+    with its own bias. Scale-free; rows with none or several parts are skipped (0 when no row
+    qualifies). emb: (B, 640); present: (B, 5) in {0, 1}.
+    """
+    one = present.sum(dim=1) == 1
+    if not bool(one.any()):
+        return emb.sum() * 0.0
+    logits = torch.log(part_norms(emb[one]) + _EPS)
+    return F.cross_entropy(logits, present[one].argmax(dim=1))
+
+
 CONTRAST_METRICS: tuple[str, ...] = ("cosine", "euclid")  # part_contrast_loss's pair measures
 
 

@@ -34,6 +34,7 @@ from model.losses import (
     pretrain_block_loss,
     pretrain_loss,
     pretrain_target,
+    solo_id_loss,
     spread_loss,
     triplet_loss,
 )
@@ -418,6 +419,10 @@ class Run:
             ls = spread_loss(emb, present, floor=cfg.spread_floor)
             out["spread"] = ls
             loss = loss + cfg.spread_lambda * ls
+        if cfg.solo_id_lambda:
+            li = solo_id_loss(emb_all, present_all)
+            out["solo_id"] = li
+            loss = loss + cfg.solo_id_lambda * li
         if cfg.contrast_lambda:
             labels = source_labels(trip, dev, same_time=cfg.contrast_same_time)
             lc = part_contrast_loss(emb, labels, present, cfg.contrast_tau,

@@ -9,6 +9,7 @@ from model.losses import (
     masked_triplet_loss,
     pretrain_loss,
     pretrain_target,
+    solo_id_loss,
     spread_loss,
 )
 
@@ -397,3 +398,27 @@ def test_the_distance_form_with_a_free_scale_gives_lengths_no_push():
     free = part_contrast_loss(emb, labels, present, tau=0.5, metric="euclid", hold_scale=False)
     held = part_contrast_loss(emb, labels, present, tau=0.5, metric="euclid")
     assert free.item() == pytest.approx(held.item())  # the same value; only the gradient differs
+
+
+def test_solo_id_loss_is_the_cross_entropy_of_the_sounding_part_over_log_lengths():
+    bass = torch.tensor([[0.0, 1.0, 0.0, 0.0, 0.0]])
+    # all length in the sounding part: nothing to learn
+    assert solo_id_loss(_vec(bass=2.0)[None], bass).item() == pytest.approx(0.0, abs=1e-5)
+    # five equal lengths: log 5, whatever the scale
+    even = _vec(drums=1.0, bass=1.0, piano=1.0, guitar=1.0, others=1.0)[None]
+    assert solo_id_loss(even, bass).item() == pytest.approx(math.log(5), rel=1e-4)
+    assert solo_id_loss(7.0 * even, bass).item() == pytest.approx(math.log(5), rel=1e-4)
+    # the bass holds a third of the summed length: -log(1/3)
+    row = _vec(bass=1.0, others=2.0)[None]
+    assert solo_id_loss(row, bass).item() == pytest.approx(math.log(3), rel=1e-4)
+
+
+def test_solo_id_loss_reads_only_rows_where_one_part_sounds():
+    rows = torch.stack([_vec(bass=1.0, others=2.0), _vec(drums=1.0), _vec(piano=5.0)])
+    present = torch.tensor([[0.0, 1, 0, 0, 0], [1.0, 1, 0, 0, 0], [0.0, 0, 0, 0, 0]])
+    assert solo_id_loss(rows, present).item() == pytest.approx(math.log(3), rel=1e-4)
+    none = solo_id_loss(rows, torch.ones(3, 5))
+    assert none.item() == 0.0
+    x = torch.randn(4, 640, requires_grad=True)
+    solo_id_loss(x, torch.eye(5)[[0, 1, 3, 4]]).backward()
+    assert x.grad is not None and x.grad.abs().sum() > 0

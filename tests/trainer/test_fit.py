@@ -218,6 +218,26 @@ def test_solo_rows_feed_the_norm_loss_only():
     assert out["triplet"].item() == pytest.approx(want.item())
 
 
+def test_solo_id_term_reads_every_row_with_one_part():
+    from types import SimpleNamespace
+
+    from model.losses import NormLoss, solo_id_loss
+    from trainer.sampling import Triplet
+
+    g = torch.Generator().manual_seed(2)
+    trip = [Triplet((), (), (), cond=c) for c in (1, 2)]
+    emb = torch.randn(6 + 4, 640, generator=g)
+    present = torch.eye(5)[torch.tensor([0, 1, 2, 3, 4, 0, 1, 2, 3, 4])]
+    present[0, 4] = 1.0  # a triplet row with two parts: not read
+    norm = NormLoss()
+    off = Run._main_losses(SimpleNamespace(cfg=_smoke(spread_lambda=0.0)), trip, emb, present, norm)
+    on = Run._main_losses(SimpleNamespace(cfg=_smoke(spread_lambda=0.0, solo_id_lambda=0.5)),
+                          trip, emb, present, norm)
+    assert "solo_id" not in off
+    assert on["solo_id"].item() == pytest.approx(solo_id_loss(emb[1:], present[1:]).item())
+    assert on["loss"].item() == pytest.approx(off["loss"].item() + 0.5 * on["solo_id"].item())
+
+
 def test_solo_rows_reach_the_norm_loss_and_validation_logs_table3(tiny_data, tmp_path):
     cfg = _smoke(use_pretrain=False, epochs=1, solo_rows=4, val_solos=20)
     Run(cfg, tiny_data, tmp_path / "run", progress=False).fit()
