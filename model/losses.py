@@ -103,11 +103,10 @@ def solo_id_loss(emb: torch.Tensor, present: torch.Tensor) -> torch.Tensor:
     with its own bias. Scale-free; rows with none or several parts are skipped (0 when no row
     qualifies). emb: (B, 640); present: (B, 5) in {0, 1}.
     """
-    one = present.sum(dim=1) == 1
-    if not bool(one.any()):
-        return emb.sum() * 0.0
-    logits = torch.log(part_norms(emb[one]) + _EPS)
-    return F.cross_entropy(logits, present[one].argmax(dim=1))
+    one = (present.sum(dim=1) == 1).to(emb.dtype)
+    # weighed, not indexed: no branch on the data, so a CUDA step never waits for the device
+    ce = F.cross_entropy(torch.log(part_norms(emb) + _EPS), present.argmax(dim=1), reduction="none")
+    return (ce * one).sum() / one.sum().clamp_min(1.0)
 
 
 CONTRAST_METRICS: tuple[str, ...] = ("cosine", "euclid")  # part_contrast_loss's pair measures

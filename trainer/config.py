@@ -81,7 +81,7 @@ class TrainConfig:
     lr: float = 1e-3
     weight_decay: float = 0.0
     warmup_steps: int = 200
-    solo_rows: int = 0  # clean single stems added to each step for the norm loss only (sampling.solo_pieces)
+    solo_rows: int = 0  # clean single stems added to each step for the norm loss (and solo_id_lambda's term) only (sampling.solo_pieces)
     ema_decay: float = 0.0  # > 0: validate and keep a moving average of the weights (decay per step)
     # --- bookkeeping
     val_triplets: int = 600  # fixed validation triplets (drawn once from the validation split)

@@ -393,7 +393,8 @@ class Run:
     def _main_losses(self, trip: Sequence[Triplet], emb: torch.Tensor, present: torch.Tensor,
                      norm: NormLoss) -> dict[str, torch.Tensor]:
         """Losses of one step. ``emb`` holds the triplets' rows (anchor, positive, negative in
-        turn) and after them any solo rows, which only the norm loss reads."""
+        turn) and after them any solo rows, which only the norm loss and the solo-identification
+        term read."""
         cfg, dev = self.cfg, emb.device
         rows = 3 * len(trip)
         emb_all, present_all = emb, present
