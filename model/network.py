@@ -2,7 +2,9 @@
 
 Ten 3x3 convolutions, each followed by batch norm and ReLU; max pooling after every two (the
 encoder half of a U-Net); the frequency axis is folded into channels, averaged over time, and a
-fully connected layer maps to the embedding. The same class, with ``out_dim=128``, is the
+fully connected layer maps to the embedding. With ``pool="meanstd"`` the time axis gives each
+feature's standard deviation beside its mean (statistics pooling), so the embedding layer also
+sees how a feature moves within the segment, not only its average. The same class, with ``out_dim=128``, is the
 per-instrument "individual network" used for pre-training targets and as a baseline.
 """
 
@@ -18,6 +20,9 @@ from torch.nn.utils.fusion import fuse_conv_bn_eval
 from model.audio import AudioConfig
 from model.parts import EMBED_DIM
 
+POOLS = ("mean", "meanstd")
+STD_EPS = 1e-5  # under the standard deviation's square root: finite gradients on constant features
+
 
 @dataclass(frozen=True)
 class NetConfig:
@@ -27,16 +32,26 @@ class NetConfig:
     out_dim: int = EMBED_DIM
     n_mels: int = 128
     kernel: int = 3
+    pool: str = "mean"  # over time: "mean" (the paper's) or "meanstd" (mean and standard deviation)
 
     def __post_init__(self) -> None:
         if len(self.widths) != 5:
             raise ValueError(f"widths needs 5 entries (10 conv layers), got {self.widths}")
         if self.n_mels % 32:
             raise ValueError(f"n_mels must be a multiple of 32 (5 poolings), got {self.n_mels}")
+        if self.pool not in POOLS:
+            raise ValueError(f"pool must be one of {', '.join(POOLS)}, got {self.pool!r}")
+
+    @property
+    def features(self) -> int:
+        """Inputs of the embedding layer: channels x frequency rows, twice with ``meanstd``."""
+        return self.widths[-1] * (self.n_mels // 32) * (2 if self.pool == "meanstd" else 1)
 
     def to_dict(self) -> dict:
         d = asdict(self)
         d["widths"] = list(self.widths)
+        if self.pool == "mean":  # the paper's pooling: cards (and their checksums) as before
+            del d["pool"]
         return d
 
     @classmethod
@@ -83,7 +98,7 @@ class CSN(nn.Module):
             layers.append(nn.MaxPool2d(2, ceil_mode=True))
             c_in = w
         self.encoder = nn.Sequential(*layers)
-        self.fc = nn.Linear(cfg.widths[-1] * (cfg.n_mels // 32), cfg.out_dim)
+        self.fc = nn.Linear(cfg.features, cfg.out_dim)
         self.channels_last = False  # feed the encoder channels-last (see for_inference)
 
     def for_inference(self) -> CSN:
@@ -117,8 +132,11 @@ class CSN(nn.Module):
             x = x.contiguous(memory_format=torch.channels_last)
         h = self.encoder(x)  # (B, C, F/32, T/32)
         b, c, f, t = h.shape
-        h = h.reshape(b, c * f, t).mean(dim=2)  # time average
-        return self.fc(h)
+        h = h.reshape(b, c * f, t)
+        if self.cfg.pool == "meanstd":
+            var, mean = torch.var_mean(h, dim=2, correction=0)
+            return self.fc(torch.cat([mean, torch.sqrt(var + STD_EPS)], dim=1))
+        return self.fc(h.mean(dim=2))  # time average
 
 
 @torch.no_grad()

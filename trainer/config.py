@@ -39,6 +39,7 @@ class TrainConfig:
     # --- model (the main CSN)
     widths: tuple[int, ...] = WIDTHS
     n_mels: int = N_MELS
+    pool: str = "mean"  # time pooling of the main network: mean, or meanstd (model.network)
     n_fft: int = N_FFT  # STFT window (samples); hop stays 512, so the network's input shape does not change
     sample_rate: int = SAMPLE_RATE
     # --- method switches (paper Table 2 rows)
@@ -94,7 +95,8 @@ class TrainConfig:
 
     def model_spec(self) -> ModelSpec:
         audio = AudioConfig(sample_rate=self.sample_rate, n_mels=self.n_mels, n_fft=self.n_fft)
-        return ModelSpec(net=NetConfig(widths=tuple(self.widths), n_mels=self.n_mels), audio=audio)
+        net = NetConfig(widths=tuple(self.widths), n_mels=self.n_mels, pool=self.pool)
+        return ModelSpec(net=net, audio=audio)
 
     def individual_spec(self) -> ModelSpec:
         audio = AudioConfig(sample_rate=self.sample_rate, n_mels=self.n_mels, n_fft=self.n_fft)

@@ -55,6 +55,7 @@ from trainer.sampling import (
     source_labels,
 )
 from trainer.summary import finish
+from trainer.widen import repool_state
 
 log = logging.getLogger(__name__)
 EVAL_BATCH = 64  # clips per forward pass when embedding for validation and targets
@@ -376,14 +377,21 @@ class Run:
             return
         # the STFT window may change (--n_fft): the network's input keeps its shape, so the
         # weights are a start that training adapts to the sharper (or blurrier) spectrum
-        window = self.spec.audio.n_fft
-        if replace(w.spec, audio=replace(w.spec.audio, n_fft=window)) != self.spec:
+        # and the time pooling may gain standard deviations (--pool=meanstd): an exact start
+        window, pool = self.spec.audio.n_fft, self.spec.net.pool
+        if replace(w.spec, audio=replace(w.spec.audio, n_fft=window),
+                   net=replace(w.spec.net, pool=pool)) != self.spec:
             raise ValueError(f"{path}: its model spec {w.spec.to_dict()} is not this run's "
                              f"{self.spec.to_dict()} (pass the same widths, n_mels, sample_rate)")
         if w.spec.audio.n_fft != window:
             log.warning("%s was trained with an STFT window of %d samples; this run's is %d "
                         "(an approximate start)", path, w.spec.audio.n_fft, window)
-        net.load_state_dict(w.model.state_dict())
+        state = w.model.state_dict()
+        if w.spec.net.pool != pool:
+            state = repool_state(state, w.spec.net, pool)
+            log.info("%s pools over time by %s; this run by %s (the standard deviations start "
+                     "at zero weight)", path, w.spec.net.pool, pool)
+        net.load_state_dict(state)
         bias = w.card.get("norm_bias_trained") or w.card.get("norm_bias")
         if bias is not None and len(bias) == N_PARTS:
             with torch.no_grad():

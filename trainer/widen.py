@@ -31,6 +31,7 @@ import logging
 import math
 import shutil
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 
 import torch
@@ -56,7 +57,7 @@ def _conv_names(n_blocks: int) -> list[str]:
 
 def _check_widths(old: NetConfig, widths: Sequence[int]) -> NetConfig:
     """The wider network's config; ValueError if ``widths`` is not 5 counts, none narrower."""
-    new = NetConfig(widths=tuple(widths), out_dim=old.out_dim, n_mels=old.n_mels, kernel=old.kernel)
+    new = replace(old, widths=tuple(widths))
     if any(w < o for w, o in zip(new.widths, old.widths, strict=True)):
         raise ValueError(f"widths {new.widths} must not be narrower than {old.widths} anywhere")
     return new
@@ -87,8 +88,25 @@ def widen_state(state: dict[str, torch.Tensor], old: NetConfig, widths: Sequence
     rows = old.n_mels // 32
     fc_old, fc = state["fc.weight"], out["fc.weight"]
     fc.zero_()
-    fc[:, : c_in_old * rows] = fc_old
+    for k in range(2 if old.pool == "meanstd" else 1):  # mean features, then standard deviations
+        fc[:, k * c_in_new * rows: k * c_in_new * rows + c_in_old * rows] = \
+            fc_old[:, k * c_in_old * rows: (k + 1) * c_in_old * rows]
     out["fc.bias"] = state["fc.bias"].clone()
+    return out
+
+
+def repool_state(state: dict[str, torch.Tensor], old: NetConfig, pool: str) -> dict[str, torch.Tensor]:
+    """The state dict of ``old``'s network with ``pool="meanstd"``, computing exactly what
+    ``state`` (a mean-pooled network) computes: the embedding layer keeps its weights on the
+    time averages and gets zero weights on the standard deviations, which training then moves
+    (their gradient is not zero). ValueError for any other change of pooling."""
+    if old.pool == pool:
+        return dict(state)
+    if (old.pool, pool) != ("mean", "meanstd"):
+        raise ValueError(f"pooling {old.pool!r} -> {pool!r}: only mean -> meanstd keeps the function")
+    out = dict(state)
+    fc = state["fc.weight"]
+    out["fc.weight"] = torch.cat([fc, torch.zeros_like(fc)], dim=1)
     return out
 
 
@@ -121,7 +139,7 @@ def remel_state(state: dict[str, torch.Tensor], old: NetConfig, n_mels: int) -> 
 def _check_mels(old: NetConfig, n_mels: int) -> tuple[int, int]:
     """The frequency rows (old, new) the embedding layer reads; ValueError if ``n_mels`` is no
     network's band count or its rows cannot be mapped onto ``old``'s."""
-    NetConfig(widths=old.widths, out_dim=old.out_dim, n_mels=n_mels, kernel=old.kernel)  # validates
+    replace(old, n_mels=n_mels)  # validates
     rows_old, rows_new = old.n_mels // 32, n_mels // 32
     if rows_new % rows_old and rows_old % rows_new:
         raise ValueError(f"n_mels {n_mels} and {old.n_mels}: one must be a multiple of the other")
@@ -133,10 +151,10 @@ def reshape_state(state: dict[str, torch.Tensor], old: NetConfig, widths: Sequen
     """``state`` (of ``old``'s network) widened to ``widths`` (:func:`widen_state`), then
     re-banded to ``n_mels`` (:func:`remel_state`) where that differs; with the new config."""
     state = widen_state(state, old, widths, seed)
-    cfg = NetConfig(widths=tuple(widths), out_dim=old.out_dim, n_mels=old.n_mels, kernel=old.kernel)
+    cfg = replace(old, widths=tuple(widths))
     if n_mels != old.n_mels:
         state = remel_state(state, cfg, n_mels)
-        cfg = NetConfig(widths=cfg.widths, out_dim=cfg.out_dim, n_mels=n_mels, kernel=cfg.kernel)
+        cfg = replace(cfg, n_mels=n_mels)
     return state, cfg
 
 

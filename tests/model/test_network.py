@@ -72,3 +72,29 @@ def test_cpu_and_cuda_agree():
         cpu = m(log_mel(x, spec.audio))
         gpu = m.cuda()(log_mel(x.cuda(), spec.audio)).cpu()
     assert torch.allclose(cpu, gpu, atol=1e-3, rtol=1e-3)
+
+
+def test_statistics_pooling_reads_the_mean_and_spread_over_time():
+    torch.manual_seed(0)
+    cfg = NetConfig(widths=SMALL.widths, n_mels=64, pool="meanstd")
+    net = CSN(cfg).eval()
+    assert net.fc.in_features == 2 * CSN(SMALL).fc.in_features == cfg.features
+    mel = torch.randn(3, 64, 200)
+    with torch.no_grad():
+        h = net.encoder(mel.unsqueeze(1)).flatten(1, 2)  # (B, C * F/32, T/32)
+        want = net.fc(torch.cat([h.mean(2), (h.var(2, correction=0) + 1e-5).sqrt()], dim=1))
+        torch.testing.assert_close(net(mel), want)
+        torch.testing.assert_close(net.for_inference()(mel), want, atol=1e-5, rtol=1e-5)
+    # one frame after pooling: no spread over time, and the gradient stays finite
+    net.train()
+    net(torch.randn(2, 64, 20)).square().sum().backward()
+    assert all(torch.isfinite(p.grad).all() for p in net.parameters())
+
+
+def test_pooling_is_part_of_the_spec_and_checked():
+    assert "pool" not in SMALL.to_dict()  # the paper's mean: cards as they were before the option
+    assert NetConfig.from_dict(SMALL.to_dict()).pool == "mean"
+    std = NetConfig(widths=SMALL.widths, n_mels=64, pool="meanstd")
+    assert NetConfig.from_dict(std.to_dict()) == std
+    with pytest.raises(ValueError, match="pool must be one of mean, meanstd"):
+        NetConfig(pool="max")

@@ -418,6 +418,40 @@ def test_training_time_keeps_a_short_epoch(tmp_path):
     assert training_seconds(log_path) == pytest.approx(0.032)
 
 
+def test_init_may_add_statistics_pooling(tiny_data, tmp_path, caplog):
+    """--pool=meanstd from mean-pooled weights: the run starts from exactly their function (the
+    standard deviations at zero weight), its card names the pooling, and the app loads it."""
+    first, second = tmp_path / "first", tmp_path / "second"
+    args = ["--data", str(tiny_data), "--quiet", "--threads=1"]
+    assert main([*args, "--preset", "smoke", "--out", str(first), "--use_pretrain=0", "--epochs=1"]) == 0
+    start = load_weights(first / "best.safetensors")
+    assert start.spec.net.pool == "mean"
+    with caplog.at_level("INFO", logger="trainer.stages"):
+        assert main([*args, "--out", str(second), "--init", str(first / "best.safetensors"),
+                     "--pool=meanstd", "--epochs=1", "--lr=0"]) == 0
+    assert "pools over time by mean; this run by meanstd" in caplog.text
+    export(second, tmp_path / "w.safetensors")
+    w = load_weights(tmp_path / "w.safetensors")
+    assert w.spec.net.pool == "meanstd" and w.card["config"]["pool"] == "meanstd"
+    fc, fc0 = w.model.state_dict()["fc.weight"], start.model.state_dict()["fc.weight"]
+    assert torch.equal(fc[:, : fc0.shape[1]], fc0) and not fc[:, fc0.shape[1]:].any()
+    # the app computes what the same network pooled by the mean alone computes (the epoch at
+    # rate 0 moved the batch norms' running statistics only)
+    from dataclasses import replace
+
+    from model.audio import log_mel
+    from model.network import CSN
+    plain = CSN(replace(w.spec.net, pool="mean"))
+    plain.load_state_dict(w.model.state_dict() | {"fc.weight": fc[:, : fc0.shape[1]]})
+    emb = Embedder.from_file(tmp_path / "w.safetensors", device="cpu")
+    x = torch.randn(2, int(emb.audio.sample_rate * 1.5)) * 0.1
+    with torch.no_grad():
+        want = plain.eval()(log_mel(x, w.spec.audio)).numpy()
+    assert np.allclose(emb.embed_clips(x), want, atol=1e-5)
+    assert main([*args, "--out", str(tmp_path / "third"), "--init", str(tmp_path / "w.safetensors"),
+                 "--pool=mean", "--epochs=1"]) == 1  # dropping the spread is not the same function
+
+
 def test_init_may_change_the_stft_window(tiny_data, tmp_path, caplog):
     """--n_fft is a config value that reaches the model spec; --init may start from weights
     trained with another window (the network's input keeps its shape) and says so, while a

@@ -132,3 +132,26 @@ def test_remel_a_run_started_from_weights_then_resume(tmp_path):
     best = json.loads((fine / "best.json").read_text())
     assert best["spec"]["net"]["n_mels"] == best["spec"]["audio"]["n_mels"] == 64
     assert best["card"]["init"]["weights"] == "best.safetensors"
+
+
+def test_repooled_network_computes_the_same_embedding_and_learns_the_spread():
+    from dataclasses import replace
+
+    from trainer.widen import repool_state
+    net = _trained_like()
+    cfg = replace(net.cfg, pool="meanstd")
+    std = CSN(cfg)
+    std.load_state_dict(repool_state(net.state_dict(), net.cfg, "meanstd"))
+    x = torch.randn(3, 32, 70)
+    for mode in ("eval", "train"):
+        getattr(net, mode)(), getattr(std, mode)()
+        with torch.no_grad():
+            torch.testing.assert_close(std(x), net(x), atol=1e-5, rtol=1e-5)
+    std(x).square().sum().backward()
+    assert std.fc.weight.grad[:, cfg.features // 2:].abs().sum() > 0  # the spread joins in
+    with pytest.raises(ValueError, match="only mean -> meanstd"):
+        repool_state(std.state_dict(), cfg, "mean")
+    # and a network that pools both ways widens to the same function too
+    wide = widen_model(std.eval(), (4, 8, 8, 16, 24)).eval()
+    with torch.no_grad():
+        torch.testing.assert_close(wide(x), std(x), atol=1e-5, rtol=1e-5)
