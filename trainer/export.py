@@ -17,7 +17,7 @@ from pathlib import Path
 import torch
 
 from model.weights import Weights, WeightsError, load_weights, read_card, save_weights
-from trainer.clitools import setup_logging
+from trainer.clitools import portable_args, setup_logging
 from trainer.loop import averaged_state
 
 log = logging.getLogger(__name__)
@@ -108,7 +108,9 @@ def export(run: Path, out: Path, extra_card: dict | None = None,
         training["seconds"] = round(earlier_s + training["seconds"], 3)
     card.update({
         "config": config,
-        "training": training | {"chunks": earlier + _jsonl(run / "chunks.jsonl")},
+        "training": training | {"chunks": earlier + [
+            ch | {"args": portable_args(ch["args"])} if isinstance(ch.get("args"), list) else ch
+            for ch in _jsonl(run / "chunks.jsonl")]},  # older runs may have kept whole paths
         "data": summary.get("data", card.get("data")),
     })
     # the run's final validation metrics describe its best file; beside another epoch, say so

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import torch.distributed as dist
 
-from trainer.clitools import setup_logging
+from trainer.clitools import portable_args, setup_logging
 from trainer.config import PRESETS, TrainConfig, apply_overrides, resolve
 from trainer.loop import Paused, reopen
 from trainer.stages import Run
@@ -159,7 +159,7 @@ def record_chunk(out: Path, started: float, rows_before: int, argv: list[str]) -
     chunk = {
         "started": datetime.datetime.fromtimestamp(started, datetime.UTC).isoformat(timespec="seconds"),
         "wall_minutes": round((time.time() - started) / 60.0, 1),
-        "args": argv,
+        "args": portable_args(argv),
         "stages": stages,
     }
     with open(out / CHUNKS, "a") as f:

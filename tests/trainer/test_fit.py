@@ -319,6 +319,11 @@ def test_init_starts_the_main_stage_from_other_weights(tiny_data, tmp_path, capl
         if "running" not in k and "num_batches" not in k:
             assert torch.equal(v, end["net"][k]), k
     assert torch.equal(start["norm"]["bias"], end["norm"]["bias"])
+    lines = (second / "chunks.jsonl").read_text().splitlines()
+    assert json.loads(lines[-1])["args"][-4:] == ["--init", "w.safetensors", "--epochs=2", "--lr=0"]
+    old = json.loads(lines[-1])  # as runs recorded before: the whole path
+    old["args"] = [str(tmp_path / a) if a == "w.safetensors" else a for a in old["args"]]
+    (second / "chunks.jsonl").write_text("\n".join([*lines[:-1], json.dumps(old)]) + "\n")
     export(second, tmp_path / "w2.safetensors")
     card2 = json.loads((tmp_path / "w2.json").read_text())["card"]
     assert card2["init"]["weights"] == "w.safetensors" and len(card2["init"]["sha256"]) == 64
@@ -327,6 +332,10 @@ def test_init_starts_the_main_stage_from_other_weights(tiny_data, tmp_path, capl
     assert card2["training"]["seconds"] > card["training"]["seconds"] > 0
     assert "seconds" not in card2["init"]
     assert card2["config"]["init_weights"] == "w.safetensors"
+    # the card names the files the chunks used, never the folders they lay in
+    text = json.dumps(card2)
+    assert str(tmp_path) not in text
+    assert card2["training"]["chunks"][1]["args"][-4:] == ["--init", "w.safetensors", "--epochs=2", "--lr=0"]
     # resuming with other weights is refused; a spec that does not match is refused
     assert main([*args, "--out", str(second), "--resume", "--init", str(tmp_path / "w2.safetensors")]) == 1
     assert main([*args, "--out", str(tmp_path / "third"), "--init", str(tmp_path / "w.safetensors"),
@@ -488,3 +497,11 @@ def test_init_may_change_the_stft_window(tiny_data, tmp_path, caplog):
     assert (log_mel(x, w.spec.audio) - log_mel(x, start.spec.audio)).abs().mean() > 0.01
     assert main([*args, "--out", str(tmp_path / "third"), "--init", str(first / "best.safetensors"),
                  "--n_fft=1024", "--widths=4,8,8,16,32"]) == 1
+
+
+def test_chunk_arguments_keep_file_names_only():
+    from trainer.clitools import portable_args
+    assert portable_args(["--data", "data/pop909", "--init", "/srv/models/w.safetensors",
+                          "--out=/home/x/runs/r1", "--lr=1e-4", "--contrast_metric=drums:euclid"]) == \
+        ["--data", "data/pop909", "--init", "w.safetensors", "--out=r1", "--lr=1e-4",
+         "--contrast_metric=drums:euclid"]
