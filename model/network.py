@@ -4,8 +4,9 @@ Ten 3x3 convolutions, each followed by batch norm and ReLU; max pooling after ev
 encoder half of a U-Net); the frequency axis is folded into channels, averaged over time, and a
 fully connected layer maps to the embedding. With ``pool="meanstd"`` the time axis gives each
 feature's standard deviation beside its mean (statistics pooling), so the embedding layer also
-sees how a feature moves within the segment, not only its average. The same class, with ``out_dim=128``, is the
-per-instrument "individual network" used for pre-training targets and as a baseline.
+sees how a feature moves within the segment, not only its average. The same class, with
+``out_dim=128``, is the per-instrument "individual network" used for pre-training targets and
+as a baseline.
 """
 
 from __future__ import annotations

@@ -126,13 +126,15 @@ def remel_state(state: dict[str, torch.Tensor], old: NetConfig, n_mels: int) -> 
     rows_old, rows_new = _check_mels(old, n_mels)
     out = {k: v.clone() for k, v in state.items()}
     fc = state["fc.weight"]
-    per_row = fc.reshape(fc.shape[0], old.widths[-1], rows_old)
+    stats = 2 if old.pool == "meanstd" else 1  # mean features, then standard deviations
+    per_row = fc.reshape(fc.shape[0], stats, old.widths[-1], rows_old)
     if rows_new >= rows_old:
         k = rows_new // rows_old
-        per_row = per_row.repeat_interleave(k, dim=2) / k
+        per_row = per_row.repeat_interleave(k, dim=3) / k
     else:  # coarser rows: each new row stands for the old rows it merges
-        per_row = per_row.reshape(fc.shape[0], old.widths[-1], rows_new, rows_old // rows_new).sum(dim=3)
-    out["fc.weight"] = per_row.reshape(fc.shape[0], old.widths[-1] * rows_new).contiguous()
+        per_row = per_row.reshape(fc.shape[0], stats, old.widths[-1], rows_new,
+                                  rows_old // rows_new).sum(dim=4)
+    out["fc.weight"] = per_row.reshape(fc.shape[0], stats * old.widths[-1] * rows_new).contiguous()
     return out
 
 

@@ -155,3 +155,8 @@ def test_repooled_network_computes_the_same_embedding_and_learns_the_spread():
     wide = widen_model(std.eval(), (4, 8, 8, 16, 24)).eval()
     with torch.no_grad():
         torch.testing.assert_close(wide(x), std(x), atol=1e-5, rtol=1e-5)
+    # and is re-banded statistic by statistic: finer rows and back give the same layer
+    fine = widen_model(std, std.cfg.widths, n_mels=64)
+    assert fine.cfg.pool == "meanstd" and fine.eval()(torch.randn(2, 64, 50)).shape == (2, 640)
+    back = remel_state(fine.state_dict(), fine.cfg, 32)
+    torch.testing.assert_close(back["fc.weight"], std.state_dict()["fc.weight"], atol=1e-6, rtol=1e-6)
