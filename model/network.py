@@ -44,9 +44,15 @@ class NetConfig:
             raise ValueError(f"pool must be one of {', '.join(POOLS)}, got {self.pool!r}")
 
     @property
+    def stats(self) -> int:
+        """Statistics the time pooling gives each feature: the mean, and with ``meanstd`` the
+        standard deviation after it (the embedding layer reads them in that order)."""
+        return 2 if self.pool == "meanstd" else 1
+
+    @property
     def features(self) -> int:
-        """Inputs of the embedding layer: channels x frequency rows, twice with ``meanstd``."""
-        return self.widths[-1] * (self.n_mels // 32) * (2 if self.pool == "meanstd" else 1)
+        """Inputs of the embedding layer: channels x frequency rows x statistics."""
+        return self.widths[-1] * (self.n_mels // 32) * self.stats
 
     def to_dict(self) -> dict:
         d = asdict(self)

@@ -88,7 +88,7 @@ def widen_state(state: dict[str, torch.Tensor], old: NetConfig, widths: Sequence
     rows = old.n_mels // 32
     fc_old, fc = state["fc.weight"], out["fc.weight"]
     fc.zero_()
-    for k in range(2 if old.pool == "meanstd" else 1):  # mean features, then standard deviations
+    for k in range(old.stats):  # mean features, then standard deviations
         fc[:, k * c_in_new * rows: k * c_in_new * rows + c_in_old * rows] = \
             fc_old[:, k * c_in_old * rows: (k + 1) * c_in_old * rows]
     out["fc.bias"] = state["fc.bias"].clone()
@@ -100,8 +100,6 @@ def repool_state(state: dict[str, torch.Tensor], old: NetConfig, pool: str) -> d
     ``state`` (a mean-pooled network) computes: the embedding layer keeps its weights on the
     time averages and gets zero weights on the standard deviations, which training then moves
     (their gradient is not zero). ValueError for any other change of pooling."""
-    if old.pool == pool:
-        return dict(state)
     if (old.pool, pool) != ("mean", "meanstd"):
         raise ValueError(f"pooling {old.pool!r} -> {pool!r}: only mean -> meanstd keeps the function")
     out = dict(state)
@@ -126,7 +124,7 @@ def remel_state(state: dict[str, torch.Tensor], old: NetConfig, n_mels: int) -> 
     rows_old, rows_new = _check_mels(old, n_mels)
     out = {k: v.clone() for k, v in state.items()}
     fc = state["fc.weight"]
-    stats = 2 if old.pool == "meanstd" else 1  # mean features, then standard deviations
+    stats = old.stats  # mean features, then standard deviations
     per_row = fc.reshape(fc.shape[0], stats, old.widths[-1], rows_old)
     if rows_new >= rows_old:
         k = rows_new // rows_old
