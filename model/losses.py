@@ -66,7 +66,8 @@ class NormLoss(nn.Module):
         return F.binary_cross_entropy_with_logits(self.logits(emb), present.to(emb.dtype))
 
 
-def spread_loss(emb: torch.Tensor, present: torch.Tensor, min_rows: int = 8, floor: float = 0.0) -> torch.Tensor:
+def spread_loss(emb: torch.Tensor, present: torch.Tensor, min_rows: int = 8, floor: float = 0.0,
+                labels: torch.Tensor | None = None, min_pairs: int = 4) -> torch.Tensor:
     """Mean over parts of 1 - log(PR_c) / log(128): how far each subspace is from spreading its
     variance over all its directions (0 = even spread, 1 = one direction).
 
@@ -79,18 +80,43 @@ def spread_loss(emb: torch.Tensor, present: torch.Tensor, min_rows: int = 8, flo
     subspace spread over fewer than ``floor`` directions in the batch is pushed, and a part
     above it costs nothing (the plain term rewards doubling the dimension of a part at 20 as
     much as of one at 5, and spent its weight on parts already spread: chunk r13z).
+
+    With ``labels`` ((B, 5) long, as :func:`part_contrast_loss` reads them: where each row's
+    part comes from, -1 when it is not mixed in), C is the *between-part* scatter: the total
+    covariance less the within-part one, estimated from the pairs of rows that sound the same
+    c-part (C_w = mean of (x_i - x_j)(x_i - x_j)^T / 2 over those pairs). A direction along
+    which the subspace follows the rest of the mix (the pair moves) then adds to C_w as much as
+    to the total and earns nothing; only directions that tell one part from another count.
+    Why: on the raw subspace the term filled the new directions of drums and bass with the song
+    around the part, raising music-ID and lowering separation (chunk r13z3). A part with fewer
+    than ``min_pairs`` such pairs is skipped. Computed on the (128 x 128) covariances.
     """
     sub = stack_parts(emb)
     hinge = floor > 1.0
     terms = []
     for c in range(N_PARTS):
-        x = sub[present[:, c] > 0, c]
+        rows = present[:, c] > 0
+        if labels is not None:
+            rows = rows & (labels[:, c] >= 0)
+        x = sub[rows, c]
         if len(x) < min_rows:
             continue
-        x = x - x.mean(dim=0, keepdim=True)
-        gram = x @ x.T
-        pr = torch.diagonal(gram).sum() ** 2 / (gram.pow(2).sum() + _EPS)
-        term = 1.0 - torch.log(pr.clamp_min(1.0)) / math.log(floor if hinge else x.shape[1])
+        x = x.float()
+        xc = x - x.mean(dim=0, keepdim=True)
+        if labels is None:
+            gram = xc @ xc.T
+            pr = (torch.diagonal(gram).sum() ** 2 / (gram.pow(2).sum() + _EPS)).clamp_min(1.0)
+        else:
+            lab = labels[rows, c]
+            i, j = torch.triu((lab[:, None] == lab[None, :]), diagonal=1).nonzero(as_tuple=True)
+            if len(i) < min_pairs:
+                continue
+            d = x[i] - x[j]
+            cov = xc.T @ xc / len(x) - d.T @ d / (2 * len(i))
+            # an estimate, not a covariance: the difference may have negative eigenvalues, and
+            # PR then falls under 1; let the term see down to 0.1 (a cap, and a gradient there)
+            pr = (torch.trace(cov).clamp_min(0.0) ** 2 / (cov.pow(2).sum() + _EPS)).clamp_min(0.1)
+        term = 1.0 - torch.log(pr) / math.log(floor if hinge else x.shape[1])
         terms.append(torch.relu(term) if hinge else term)
     return torch.stack(terms).mean() if terms else emb.sum() * 0.0
 

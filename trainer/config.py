@@ -52,6 +52,7 @@ class TrainConfig:
     norm_lambda: float = NORM_LAMBDA
     spread_lambda: float = 0.0  # weight of the subspace-spread term (model.losses.spread_loss)
     spread_floor: float = 0.0  # > 1: the spread term pushes only subspaces under this many directions
+    spread_between: bool = False  # the spread term on between-part scatter (pairs sharing a part's audio removed)
     solo_id_lambda: float = 0.0  # weight of the single-part identification term (model.losses.solo_id_loss)
     contrast_lambda: float = 0.0  # weight of the in-batch contrastive term (model.losses.part_contrast_loss)
     contrast_tau: float = 0.1  # its temperature (on cosines; with euclid, on squared distances over s)

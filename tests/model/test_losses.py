@@ -191,6 +191,38 @@ def test_spread_floor_pushes_only_the_subspaces_under_it():
     assert spread_loss(torch.randn(400, 640, generator=g), present, floor=8.0).item() == 0.0
 
 
+def test_between_part_spread_counts_only_directions_that_tell_parts_apart():
+    g = torch.Generator().manual_seed(2)
+    n_labels, per = 40, 4
+    labels = torch.arange(n_labels).repeat_interleave(per).reshape(-1, 1).repeat(1, 5)
+    present = torch.ones(len(labels), 5)
+
+    def rows(k_part: int, context: float) -> torch.Tensor:
+        # each label's part vector spans k_part directions; every row adds its own context
+        # (what the rest of its mix puts in the subspace) over 50 other directions
+        part = torch.randn(n_labels, k_part, generator=g) @ torch.randn(k_part, 128, generator=g)
+        ctx = torch.randn(len(labels), 50, generator=g) @ torch.randn(50, 128, generator=g)
+        return (part.repeat_interleave(per, dim=0) + context * ctx).repeat(1, 5)
+
+    # the part on one line, the context spread wide: the raw subspace looks spread, the
+    # between-part scatter does not
+    line = rows(1, 0.3)
+    assert spread_loss(line, present, floor=8.0).item() == 0.0
+    assert spread_loss(line, present, floor=8.0, labels=labels).item() > 0.7
+    # the part itself over 24 directions: nothing to push, context or not
+    wide = rows(24, 0.3)
+    assert spread_loss(wide, present, floor=8.0, labels=labels).item() == 0.0
+    # rows whose part is not mixed in (label -1) are left out; too few pairs: the part is skipped
+    alone = labels.clone()
+    alone[:, 0] = torch.arange(len(labels))  # no two rows share drums
+    loss = spread_loss(line, present, floor=8.0, labels=alone)
+    assert math.isclose(loss.item(), spread_loss(line, present, floor=8.0, labels=labels).item(), rel_tol=1e-5)
+    # the gradient reaches the collapsed subspace
+    x = line.clone().requires_grad_(True)
+    spread_loss(x, present, floor=8.0, labels=labels).backward()
+    assert torch.isfinite(x.grad).all() and x.grad.abs().sum() > 0
+
+
 def test_pretrain_block_loss_learns_direction_and_length_part_by_part():
     from model.losses import block_cosine, pretrain_block_loss
 

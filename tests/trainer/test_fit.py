@@ -505,3 +505,48 @@ def test_chunk_arguments_keep_file_names_only():
                           "--out=/home/x/runs/r1", "--lr=1e-4", "--contrast_metric=drums:euclid"]) == \
         ["--data", "data/pop909", "--init", "w.safetensors", "--out=r1", "--lr=1e-4",
          "--contrast_metric=drums:euclid"]
+
+
+def test_between_spread_reads_the_pairs_that_share_a_parts_audio():
+    from types import SimpleNamespace
+
+    from model.losses import NormLoss, spread_loss
+    from trainer.sampling import Source, Triplet, source_labels
+
+    g = torch.Generator().manual_seed(3)
+    trip = []
+    for i in range(12):  # aligned triplets: anchor and positive share the drums' audio
+        drums, rest = Source(i, 0), Source(100 + i, 0)
+        trip.append(Triplet((drums, rest, rest, None, None), (drums, Source(200 + i, 0), None, None, None),
+                            (Source(300 + i, 0), rest, rest, None, None), cond=0))
+    emb = torch.randn(36, 640, generator=g)
+    present = (source_labels(trip) >= 0).float()
+    norm = NormLoss()
+    plain = Run._main_losses(SimpleNamespace(cfg=_smoke(spread_lambda=0.5, spread_floor=200.0)),
+                             trip, emb, present, norm)
+    between = Run._main_losses(SimpleNamespace(cfg=_smoke(spread_lambda=0.5, spread_floor=200.0,
+                                                           spread_between=True)), trip, emb, present, norm)
+    want = spread_loss(emb, present, floor=200.0, labels=source_labels(trip, same_time=True))
+    assert between["spread"].item() == pytest.approx(want.item())
+    assert plain["spread"].item() == pytest.approx(spread_loss(emb, present, floor=200.0).item())
+    assert between["spread"].item() != pytest.approx(plain["spread"].item())
+
+
+def test_retrieval_top1_asks_for_the_positive_among_every_row():
+    from trainer.sampling import Triplet
+    from trainer.stages import retrieval_top1
+
+    trip = [Triplet((), (), (), cond=c) for c in (0, 0, 1)]
+    emb = torch.zeros(9, 640)
+    present = torch.ones(9, 5)
+    for t in range(3):  # each positive right beside its anchor in both subspaces, far from the rest
+        for r in range(3):
+            emb[3 * t + r, 0] = emb[3 * t + r, 128] = 10.0 * t + (0.1 * r if r < 2 else 5.0)
+    row = retrieval_top1(trip, emb, present)
+    assert row == {"val_top1_drums": 1.0, "val_top1_bass": 1.0}
+    # the first triplet's negative sits on its anchor: its positive is no longer the nearest
+    emb[2, 0] = emb[0, 0]
+    assert retrieval_top1(trip, emb, present)["val_top1_drums"] == 0.5
+    # a row where the part is silent is never a neighbour
+    present[2, 0] = 0
+    assert retrieval_top1(trip, emb, present)["val_top1_drums"] == 1.0
