@@ -490,15 +490,16 @@ def subspace_dims(emb: torch.Tensor, present: torch.Tensor, norms: bool = False
 
 
 def retrieval_top1(trip: Sequence[Triplet], emb: torch.Tensor, present: torch.Tensor) -> dict[str, float]:
-    """Per part, the share of validation triplets of that condition whose positive (the same
-    track's part at another time, the rest of the mix different) is the anchor's nearest
-    neighbour in the part's subspace among *all* validation rows where the part sounds
-    (``val_top1_<part>``). A triplet shows one negative, so a subspace of one or two directions
-    still ranks most of them right (run r15: drums triplet accuracy 0.84-0.89 at effective
-    dimension 2, music-ID halved); among hundreds of rows it does not.
+    """Per part, the share of validation anchors of that condition whose nearest neighbour in
+    the part's subspace, among *all* other validation rows where the part sounds, plays the
+    same track's part (``val_top1_<part>``: music-ID within the part, the rest of the mix
+    different). A triplet shows one negative, so a subspace of one or two directions still
+    ranks most of them right (run r15: drums triplet accuracy 0.84-0.89 at effective dimension
+    2, music-ID halved); among hundreds of rows it does not.
     emb: (3 * len(trip), 640) in :func:`trainer.sampling.flatten` order; present: (N, 5)."""
     sub = emb.detach().float().reshape(len(emb), N_PARTS, -1)
-    on = present.bool()
+    labels = source_labels(trip, emb.device)
+    on = present.bool() & (labels >= 0)
     cond = torch.tensor([t.cond for t in trip], device=emb.device)
     out: dict[str, float] = {}
     for c, part in enumerate(PARTS):
@@ -508,7 +509,8 @@ def retrieval_top1(trip: Sequence[Triplet], emb: torch.Tensor, present: torch.Te
         d = torch.cdist(sub[anchors, c], sub[:, c])
         d[:, ~on[:, c]] = float("inf")
         d[torch.arange(len(anchors)), anchors] = float("inf")  # not itself
-        out[f"val_top1_{part}"] = (d.argmin(dim=1) == anchors + 1).float().mean().item()
+        hit = labels[d.argmin(dim=1), c] == labels[anchors, c]
+        out[f"val_top1_{part}"] = hit.float().mean().item()
     return out
 
 

@@ -532,21 +532,36 @@ def test_between_spread_reads_the_pairs_that_share_a_parts_audio():
     assert between["spread"].item() != pytest.approx(plain["spread"].item())
 
 
-def test_retrieval_top1_asks_for_the_positive_among_every_row():
-    from trainer.sampling import Triplet
+def test_retrieval_top1_asks_for_the_same_part_among_every_row():
+    from trainer.sampling import Source, Triplet
     from trainer.stages import retrieval_top1
 
-    trip = [Triplet((), (), (), cond=c) for c in (0, 0, 1)]
+    def piece(drums: int, bass: int) -> tuple:
+        return (Source(drums, 0), Source(bass, 0), None, None, None)
+
+    # drums of tracks 0 and 1 under different bass; the negatives bring other drums
+    trip = [Triplet(piece(0, 10), piece(0, 11), piece(5, 10), cond=0),
+            Triplet(piece(1, 12), piece(1, 13), piece(6, 12), cond=0),
+            Triplet(piece(20, 2), piece(21, 2), piece(20, 7), cond=1)]
     emb = torch.zeros(9, 640)
-    present = torch.ones(9, 5)
+    present = torch.zeros(9, 5)
+    present[:, :2] = 1
     for t in range(3):  # each positive right beside its anchor in both subspaces, far from the rest
         for r in range(3):
             emb[3 * t + r, 0] = emb[3 * t + r, 128] = 10.0 * t + (0.1 * r if r < 2 else 5.0)
     row = retrieval_top1(trip, emb, present)
     assert row == {"val_top1_drums": 1.0, "val_top1_bass": 1.0}
-    # the first triplet's negative sits on its anchor: its positive is no longer the nearest
+    # the first triplet's negative (other drums) sits on its anchor: a miss
     emb[2, 0] = emb[0, 0]
     assert retrieval_top1(trip, emb, present)["val_top1_drums"] == 0.5
     # a row where the part is silent is never a neighbour
     present[2, 0] = 0
+    assert retrieval_top1(trip, emb, present)["val_top1_drums"] == 1.0
+    # any other row with the anchor's drum track is a hit, wherever the positive lies
+    trip[1] = Triplet(piece(1, 12), piece(1, 13), piece(0, 12), cond=0)  # its negative: track 0's drums
+    present[:] = 0
+    present[:, :2] = 1
+    emb.zero_()
+    for r, x in enumerate((0.0, 50.0, 30.0, 10.0, 10.1, 0.1, 70.0, 80.0, 90.0)):
+        emb[r, 0] = x
     assert retrieval_top1(trip, emb, present)["val_top1_drums"] == 1.0
