@@ -67,7 +67,8 @@ class NormLoss(nn.Module):
 
 
 def spread_loss(emb: torch.Tensor, present: torch.Tensor, min_rows: int = 8, floor: float = 0.0,
-                labels: torch.Tensor | None = None, min_pairs: int = 4) -> torch.Tensor:
+                labels: torch.Tensor | None = None, min_pairs: int = 4,
+                parts: Sequence[int] | None = None) -> torch.Tensor:
     """Mean over parts of 1 - log(PR_c) / log(128): how far each subspace is from spreading its
     variance over all its directions (0 = even spread, 1 = one direction).
 
@@ -90,11 +91,13 @@ def spread_loss(emb: torch.Tensor, present: torch.Tensor, min_rows: int = 8, flo
     Why: on the raw subspace the term filled the new directions of drums and bass with the song
     around the part, raising music-ID and lowering separation (chunk r13z3). A part with fewer
     than ``min_pairs`` such pairs is skipped. Computed on the (128 x 128) covariances.
+
+    ``parts`` (indices) limits the term to those subspaces (all when None).
     """
     sub = stack_parts(emb)
     hinge = floor > 1.0
     terms = []
-    for c in range(N_PARTS):
+    for c in range(N_PARTS) if parts is None else parts:
         rows = present[:, c] > 0
         if labels is not None:
             rows = rows & (labels[:, c] >= 0)

@@ -53,6 +53,7 @@ class TrainConfig:
     spread_lambda: float = 0.0  # weight of the subspace-spread term (model.losses.spread_loss)
     spread_floor: float = 0.0  # > 1: the spread term pushes only subspaces under this many directions
     spread_between: bool = False  # the spread term on between-part scatter (pairs sharing a part's audio removed)
+    spread_parts: tuple[str, ...] = PARTS  # the subspaces the spread term acts on
     solo_id_lambda: float = 0.0  # weight of the single-part identification term (model.losses.solo_id_loss)
     contrast_lambda: float = 0.0  # weight of the in-batch contrastive term (model.losses.part_contrast_loss)
     contrast_tau: float = 0.1  # its temperature (on cosines; with euclid, on squared distances over s)
@@ -188,9 +189,10 @@ def apply_overrides(cfg: TrainConfig, overrides: list[str] | None) -> TrainConfi
         contrast_metrics(cfg.contrast_metric)
     except ValueError as e:
         raise ValueError(f"contrast_metric: {e}") from None
-    unknown = [name for name in cfg.contrast_parts if name not in PARTS]
-    if unknown:
-        raise ValueError(f"contrast_parts: unknown part(s) {', '.join(unknown)}; choose from {', '.join(PARTS)}")
+    for key in ("contrast_parts", "spread_parts"):
+        unknown = [name for name in getattr(cfg, key) if name not in PARTS]
+        if unknown:
+            raise ValueError(f"{key}: unknown part(s) {', '.join(unknown)}; choose from {', '.join(PARTS)}")
     if not 0.0 <= cfg.ema_decay < 1.0:
         raise ValueError(f"ema_decay: {cfg.ema_decay} is not in [0, 1) (0 = no moving average)")
     return cfg

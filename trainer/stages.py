@@ -426,7 +426,8 @@ class Run:
             loss = loss + cfg.norm_lambda * ln
         if cfg.spread_lambda:
             between = source_labels(trip, dev, same_time=True) if cfg.spread_between else None
-            ls = spread_loss(emb, present, floor=cfg.spread_floor, labels=between)
+            ls = spread_loss(emb, present, floor=cfg.spread_floor, labels=between,
+                             parts=[PARTS.index(name) for name in cfg.spread_parts])
             out["spread"] = ls
             loss = loss + cfg.spread_lambda * ls
         if cfg.solo_id_lambda:

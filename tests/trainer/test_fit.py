@@ -381,6 +381,9 @@ def test_contrast_parts_from_the_command_line():
     assert resolve("smoke", ["--contrast_parts=piano,guitar"]).contrast_parts == ("piano", "guitar")
     with pytest.raises(ValueError, match="contrast_parts: unknown part.*violin"):
         resolve("smoke", ["--contrast_parts=piano,violin"])
+    assert resolve("smoke", ["--spread_parts=drums,bass"]).spread_parts == ("drums", "bass")
+    with pytest.raises(ValueError, match="spread_parts: unknown part.*tuba"):
+        resolve("smoke", ["--spread_parts=tuba"])
     assert resolve("smoke", ["--contrast_metric=euclid"]).contrast_metric == "euclid"
     with pytest.raises(ValueError, match="contrast_metric"):
         resolve("smoke", ["--contrast_metric=dot"])
@@ -530,6 +533,12 @@ def test_between_spread_reads_the_pairs_that_share_a_parts_audio():
     assert between["spread"].item() == pytest.approx(want.item())
     assert plain["spread"].item() == pytest.approx(spread_loss(emb, present, floor=200.0).item())
     assert between["spread"].item() != pytest.approx(plain["spread"].item())
+    drums = Run._main_losses(SimpleNamespace(cfg=_smoke(spread_lambda=0.5, spread_floor=200.0, spread_between=True,
+                                                        spread_parts="drums")), trip, emb, present, norm)
+    one = torch.zeros_like(present)
+    one[:, 0] = present[:, 0]
+    assert drums["spread"].item() == pytest.approx(
+        spread_loss(emb, one, floor=200.0, labels=source_labels(trip, same_time=True)).item())
 
 
 def test_retrieval_top1_asks_for_the_same_part_among_every_row():
