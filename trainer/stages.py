@@ -39,7 +39,7 @@ from model.losses import (
     triplet_loss,
 )
 from model.network import CSN, ModelSpec
-from model.parts import N_PARTS, PARTS
+from model.parts import N_PARTS, PARTS, stack_parts
 from model.weights import load_weights, save_weights
 from trainer.bank import StemBank
 from trainer.config import TrainConfig
@@ -498,7 +498,7 @@ def retrieval_top1(trip: Sequence[Triplet], emb: torch.Tensor, present: torch.Te
     ranks most of them right (run r15: drums triplet accuracy 0.84-0.89 at effective dimension
     2, music-ID halved); among hundreds of rows it does not.
     emb: (3 * len(trip), 640) in :func:`trainer.sampling.flatten` order; present: (N, 5)."""
-    sub = emb.detach().float().reshape(len(emb), N_PARTS, -1)
+    sub = stack_parts(emb.detach().float())
     labels = source_labels(trip, emb.device)
     on = present.bool() & (labels >= 0)
     cond = torch.tensor([t.cond for t in trip], device=emb.device)
