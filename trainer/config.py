@@ -52,8 +52,12 @@ class TrainConfig:
     norm_lambda: float = NORM_LAMBDA
     spread_lambda: float = 0.0  # weight of the subspace-spread term (model.losses.spread_loss)
     spread_floor: float = 0.0  # > 1: the spread term pushes only subspaces under this many directions
-    spread_between: bool = False  # the spread term on between-part scatter (pairs sharing a part's audio removed)
     spread_parts: tuple[str, ...] = PARTS  # the subspaces the spread term acts on
+    # a second spread term, on each subspace's between-part scatter (pairs sharing a part's audio
+    # removed), with its own weight, floor and parts
+    spread_between_lambda: float = 0.0
+    spread_between_floor: float = 0.0
+    spread_between_parts: tuple[str, ...] = PARTS
     solo_id_lambda: float = 0.0  # weight of the single-part identification term (model.losses.solo_id_loss)
     contrast_lambda: float = 0.0  # weight of the in-batch contrastive term (model.losses.part_contrast_loss)
     contrast_tau: float = 0.1  # its temperature (on cosines; with euclid, on squared distances over s)
@@ -119,6 +123,9 @@ class TrainConfig:
             if f.name in d:
                 v = d[f.name]
                 setattr(cfg, f.name, tuple(v) if isinstance(v, list) else v)
+        if d.get("spread_between"):  # runs r16-r16c: one spread term, switched to the between form
+            cfg.spread_between_lambda, cfg.spread_lambda = cfg.spread_lambda, 0.0
+            cfg.spread_between_floor, cfg.spread_between_parts = cfg.spread_floor, cfg.spread_parts
         return cfg
 
 
@@ -189,7 +196,7 @@ def apply_overrides(cfg: TrainConfig, overrides: list[str] | None) -> TrainConfi
         contrast_metrics(cfg.contrast_metric)
     except ValueError as e:
         raise ValueError(f"contrast_metric: {e}") from None
-    for key in ("contrast_parts", "spread_parts"):
+    for key in ("contrast_parts", "spread_parts", "spread_between_parts"):
         unknown = [name for name in getattr(cfg, key) if name not in PARTS]
         if unknown:
             raise ValueError(f"{key}: unknown part(s) {', '.join(unknown)}; choose from {', '.join(PARTS)}")

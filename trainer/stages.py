@@ -425,11 +425,16 @@ class Run:
             out["norm"] = ln
             loss = loss + cfg.norm_lambda * ln
         if cfg.spread_lambda:
-            between = source_labels(trip, dev, same_time=True) if cfg.spread_between else None
-            ls = spread_loss(emb, present, floor=cfg.spread_floor, labels=between,
+            ls = spread_loss(emb, present, floor=cfg.spread_floor,
                              parts=[PARTS.index(name) for name in cfg.spread_parts])
             out["spread"] = ls
             loss = loss + cfg.spread_lambda * ls
+        if cfg.spread_between_lambda:
+            lb = spread_loss(emb, present, floor=cfg.spread_between_floor,
+                             labels=source_labels(trip, dev, same_time=True),
+                             parts=[PARTS.index(name) for name in cfg.spread_between_parts])
+            out["spread_between"] = lb
+            loss = loss + cfg.spread_between_lambda * lb
         if cfg.solo_id_lambda:
             li = solo_id_loss(emb_all, present_all)
             out["solo_id"] = li

@@ -527,18 +527,35 @@ def test_between_spread_reads_the_pairs_that_share_a_parts_audio():
     norm = NormLoss()
     plain = Run._main_losses(SimpleNamespace(cfg=_smoke(spread_lambda=0.5, spread_floor=200.0)),
                              trip, emb, present, norm)
-    between = Run._main_losses(SimpleNamespace(cfg=_smoke(spread_lambda=0.5, spread_floor=200.0,
-                                                           spread_between=True)), trip, emb, present, norm)
+    both = Run._main_losses(SimpleNamespace(cfg=_smoke(spread_lambda=0.5, spread_floor=200.0,
+                                                        spread_between_lambda=2.0, spread_between_floor=200.0)),
+                            trip, emb, present, norm)
     want = spread_loss(emb, present, floor=200.0, labels=source_labels(trip, same_time=True))
-    assert between["spread"].item() == pytest.approx(want.item())
+    assert both["spread_between"].item() == pytest.approx(want.item())
     assert plain["spread"].item() == pytest.approx(spread_loss(emb, present, floor=200.0).item())
-    assert between["spread"].item() != pytest.approx(plain["spread"].item())
-    drums = Run._main_losses(SimpleNamespace(cfg=_smoke(spread_lambda=0.5, spread_floor=200.0, spread_between=True,
-                                                        spread_parts="drums")), trip, emb, present, norm)
+    assert both["spread"].item() == pytest.approx(plain["spread"].item())
+    assert both["spread_between"].item() != pytest.approx(plain["spread"].item())
+    assert "spread_between" not in plain
+    assert both["loss"].item() == pytest.approx(plain["loss"].item() + 2.0 * want.item(), rel=1e-5)
+    drums = Run._main_losses(SimpleNamespace(cfg=_smoke(spread_between_lambda=0.5, spread_between_floor=200.0,
+                                                        spread_between_parts="drums")), trip, emb, present, norm)
     one = torch.zeros_like(present)
     one[:, 0] = present[:, 0]
-    assert drums["spread"].item() == pytest.approx(
+    assert "spread" not in drums
+    assert drums["spread_between"].item() == pytest.approx(
         spread_loss(emb, one, floor=200.0, labels=source_labels(trip, same_time=True)).item())
+
+
+def test_a_config_with_the_one_between_spread_term_of_runs_r16_reads_as_the_second_term():
+    from trainer.config import TrainConfig
+    old = TrainConfig(spread_lambda=2.0, spread_floor=8.0, spread_parts=("drums", "bass")).to_dict()
+    cfg = TrainConfig.from_dict(old | {"spread_between": True})
+    assert (cfg.spread_lambda, cfg.spread_between_lambda, cfg.spread_between_floor) == (0.0, 2.0, 8.0)
+    assert cfg.spread_between_parts == ("drums", "bass")
+    same = TrainConfig.from_dict(old)
+    assert (same.spread_lambda, same.spread_between_lambda) == (2.0, 0.0)
+    with pytest.raises(ValueError, match="spread_between_parts: unknown part.*tuba"):
+        resolve("smoke", ["--spread_between_parts=tuba"])
 
 
 def test_retrieval_top1_asks_for_the_same_part_among_every_row():
