@@ -429,9 +429,10 @@ class Run:
                              parts=[PARTS.index(name) for name in cfg.spread_parts])
             out["spread"] = ls
             loss = loss + cfg.spread_lambda * ls
+        same_time = source_labels(trip, dev, same_time=True) \
+            if cfg.spread_between_lambda or (cfg.contrast_lambda and cfg.contrast_same_time) else None
         if cfg.spread_between_lambda:
-            lb = spread_loss(emb, present, floor=cfg.spread_between_floor,
-                             labels=source_labels(trip, dev, same_time=True),
+            lb = spread_loss(emb, present, floor=cfg.spread_between_floor, labels=same_time,
                              parts=[PARTS.index(name) for name in cfg.spread_between_parts])
             out["spread_between"] = lb
             loss = loss + cfg.spread_between_lambda * lb
@@ -440,7 +441,7 @@ class Run:
             out["solo_id"] = li
             loss = loss + cfg.solo_id_lambda * li
         if cfg.contrast_lambda:
-            labels = source_labels(trip, dev, same_time=cfg.contrast_same_time)
+            labels = same_time if cfg.contrast_same_time else source_labels(trip, dev)
             lc = part_contrast_loss(emb, labels, present, cfg.contrast_tau,
                                     parts=[PARTS.index(name) for name in cfg.contrast_parts],
                                     metric=contrast_metrics(cfg.contrast_metric),
