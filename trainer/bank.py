@@ -40,7 +40,8 @@ class StemBank:
 
     def __init__(self, parts: Iterable[np.ndarray], tempo_class: Sequence[int], sample_rate: int,
                  segment_seconds: float, hop_seconds: float, threshold_db: float,
-                 device: str | torch.device = "cpu", names: Sequence[str] | None = None):
+                 device: str | torch.device = "cpu", names: Sequence[str] | None = None,
+                 weight: Sequence[float] | None = None):
         self.sr = sample_rate
         self.win = int(round(segment_seconds * sample_rate))
         self.threshold_db = threshold_db
@@ -59,15 +60,18 @@ class StemBank:
             on = audible(frames, threshold_db).numpy()
             active.append([starts[on[j]] for j in range(N_PARTS)])
             self.audio.append(t.to(self.device, torch.float16))
-        self.index = SegmentIndex(tempo_class=np.asarray(tempo_class), active=active)
+        self.index = SegmentIndex(tempo_class=np.asarray(tempo_class), active=active,
+                                  weight=None if weight is None else np.asarray(weight, dtype=float))
 
     @classmethod
     def from_datasets(cls, datasets: Sequence, *, segment_seconds: float, hop_seconds: float,
                       max_tracks: int = 0, device: str | torch.device = "cpu",
-                      progress: bool = True, threads: int = 0) -> StemBank:
+                      progress: bool = True, threads: int = 0,
+                      weights: Sequence[float] | None = None) -> StemBank:
         """Load one split of several datasets (same sample rate) into one bank.
 
-        ``max_tracks`` caps each dataset. Files are decoded by a thread pool (libsndfile and the
+        ``max_tracks`` caps each dataset; ``weights`` (one per dataset) make its tracks drawn
+        that many times as often as a track of weight 1. Files are decoded by a thread pool (libsndfile and the
         resampler release the GIL). Track names are prefixed with their dataset's folder name
         when there are several datasets.
         """
@@ -80,13 +84,16 @@ class StemBank:
         rates = {d.sample_rate for d in datasets}
         if len(rates) != 1:
             raise ValueError(f"datasets load at different sample rates: {sorted(rates)}")
-        jobs, tempo, names = [], [], []
-        for d in datasets:
+        if weights is not None and len(weights) != len(datasets):
+            raise ValueError(f"{len(weights)} dataset weights for {len(datasets)} datasets")
+        jobs, tempo, names, track_weight = [], [], [], []
+        for k, d in enumerate(datasets):
             n = len(d) if not max_tracks else min(max_tracks, len(d))
             for i in range(n):
                 t = d.tracks[i]
                 jobs.append((d, i))
                 tempo.append(t.tempo_class)
+                track_weight.append(1.0 if weights is None else float(weights[k]))
                 names.append(f"{d.root.name}/{t.name}" if len(datasets) > 1 else t.name)
         t0 = time.perf_counter()
         threads = threads or min(8, (os.cpu_count() or 1) + 1)
@@ -96,7 +103,7 @@ class StemBank:
             parts = tqdm(pool.map(lambda job: job[0].load_parts(job[1]), jobs), total=len(jobs),
                          desc=f"load {datasets[0].split}", disable=not progress, unit="track")
             bank = cls(parts, tempo, sr, segment_seconds, hop_seconds, ACTIVITY_THRESHOLD_DB, device,
-                       names=names)
+                       names=names, weight=track_weight)
         log.info("loaded %d %s tracks from %s (%.0f s of audio) in %.1f s", len(jobs),
                  datasets[0].split, ", ".join(d.root.name for d in datasets),
                  sum(a.shape[1] for a in bank.audio) / sr, time.perf_counter() - t0)

@@ -29,6 +29,9 @@ class TrainConfig:
     # --- data
     max_tracks: int = 0  # 0 = every training track
     max_val_tracks: int = 0
+    # how often each dataset's training tracks are drawn, by folder name: "freedoom:4" draws a
+    # Freedoom track four times as often as a track of a dataset not named (weight 1)
+    data_weights: str = ""
     segment_seconds: float = 3.0  # training and validation segment length (paper: 3 s)
     hop_seconds: float = 1.5  # candidate segment starts (paper: 50 % overlap)
     same_tempo: bool = True  # mix pseudo pieces only within one of the 36 tempo classes
@@ -200,9 +203,44 @@ def apply_overrides(cfg: TrainConfig, overrides: list[str] | None) -> TrainConfi
         unknown = [name for name in getattr(cfg, key) if name not in PARTS]
         if unknown:
             raise ValueError(f"{key}: unknown part(s) {', '.join(unknown)}; choose from {', '.join(PARTS)}")
+    try:
+        parse_data_weights(cfg.data_weights)
+    except ValueError as e:
+        raise ValueError(f"data_weights: {e}") from None
     if not 0.0 <= cfg.ema_decay < 1.0:
         raise ValueError(f"ema_decay: {cfg.ema_decay} is not in [0, 1) (0 = no moving average)")
     return cfg
 
 
-__all__ = ["PRESETS", "TrainConfig", "apply_overrides", "resolve"]
+def parse_data_weights(text: str) -> dict[str, float]:
+    """``"freedoom:4,synth600:0.5"`` -> {"freedoom": 4.0, "synth600": 0.5}; "" -> {}."""
+    out: dict[str, float] = {}
+    for item in filter(None, (x.strip() for x in text.split(","))):
+        name, sep, value = item.rpartition(":")
+        try:
+            w = float(value)
+        except ValueError:
+            w = float("nan")
+        if not sep or not name or not (w > 0 and w != float("inf")):
+            raise ValueError(f"{item!r}: expected dataset:weight with a positive weight, "
+                             "e.g. freedoom:4")
+        if name in out:
+            raise ValueError(f"{name!r} is weighted twice")
+        out[name] = w
+    return out
+
+
+def dataset_weights(text: str, names: list[str]) -> list[float] | None:
+    """One weight per dataset folder name in ``names`` (1 where not named); None when every
+    weight is 1. A name in ``text`` that is not among ``names`` is an error."""
+    given = parse_data_weights(text)
+    unknown = sorted(set(given) - set(names))
+    if unknown:
+        raise ValueError(f"data_weights names {', '.join(unknown)}, not among the datasets "
+                         f"({', '.join(names)})")
+    weights = [given.get(n, 1.0) for n in names]
+    return None if all(w == 1.0 for w in weights) else weights
+
+
+__all__ = ["PRESETS", "TrainConfig", "apply_overrides", "dataset_weights", "parse_data_weights",
+           "resolve"]

@@ -55,19 +55,34 @@ class Triplet:
 @dataclass
 class SegmentIndex:
     """Where each part is active: ``active[t][p]`` = start samples of windows where part p of
-    track t is audible; ``tempo_class[t]`` = its tempo class."""
+    track t is audible; ``tempo_class[t]`` = its tempo class; ``weight[t]`` = how often track t
+    is drawn relative to the others (default: all alike)."""
 
     tempo_class: np.ndarray
     active: list[list[np.ndarray]]
+    weight: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         self.tempo_class = np.asarray(self.tempo_class)
         assert len(self.active) == len(self.tempo_class)
         self.has = np.array([[len(a) > 0 for a in parts] for parts in self.active], dtype=bool)
         self.has = self.has.reshape(len(self.active), N_PARTS)
+        w = np.ones(len(self.active)) if self.weight is None else np.asarray(self.weight, dtype=float)
+        if w.shape != (len(self.active),) or not np.all(np.isfinite(w)) or np.any(w <= 0):
+            raise ValueError(f"track weights must be {len(self.active)} positive numbers")
+        self.weight = w
+        self.uniform = bool(np.all(w == w[0])) if len(w) else True
 
     def __len__(self) -> int:
         return len(self.tempo_class)
+
+    def p(self, tracks: np.ndarray) -> np.ndarray | None:
+        """Draw probabilities over ``tracks`` by weight; None when the weights are alike, so a
+        draw then uses numpy's uniform path (the same numbers as before weights existed)."""
+        if self.uniform:
+            return None
+        w = self.weight[tracks]
+        return w / w.sum()
 
 
 def dataset_piece(track: int, start: int) -> Piece:
@@ -94,6 +109,10 @@ class TripletSampler:
             for c in range(N_PARTS)
         }
         self.usable_conds = [c for c in range(N_PARTS) if self.usable[c]]
+        # a tempo group is picked by the mean weight of its tracks (uniformly when all are alike)
+        self.group_p = {c: None if index.uniform or not gs else
+                        _normalised([index.weight[self.groups[g]].mean() for g in gs])
+                        for c, gs in self.usable.items()}
         if not self.usable_conds and pseudo:
             raise ValueError("no tempo class has enough tracks to mix pseudo pieces "
                              "(need 4 tracks, 2 with the condition part); use more tracks "
@@ -114,7 +133,7 @@ class TripletSampler:
 
     def _dataset(self, c: int, rng: np.random.Generator) -> Triplet:
         with_c = np.flatnonzero(self.index.has[:, c])
-        a, d = rng.choice(with_c, 2, replace=False)
+        a, d = rng.choice(with_c, 2, replace=False, p=self.index.p(with_c))
         return Triplet(
             anchor=dataset_piece(int(a), self._start(rng, int(a), c)),
             positive=dataset_piece(int(a), self._start(rng, int(a), c)),
@@ -125,12 +144,13 @@ class TripletSampler:
     def _pseudo(self, c: int, rng: np.random.Generator) -> Triplet:
         has = self.index.has
         for _ in range(100):
-            members = self.groups[int(rng.choice(self.usable[c]))]
-            a, d = rng.choice(members[has[members, c]], 2, replace=False)
+            members = self.groups[int(rng.choice(self.usable[c], p=self.group_p[c]))]
+            with_c = members[has[members, c]]
+            a, d = rng.choice(with_c, 2, replace=False, p=self.index.p(with_c))
             rest = members[(members != a) & (members != d)]
             if len(rest) < 2:
                 continue
-            b, cc = (int(x) for x in rng.choice(rest, 2, replace=False))
+            b, cc = (int(x) for x in rng.choice(rest, 2, replace=False, p=self.index.p(rest)))
             shared = [j for j in range(N_PARTS) if j != c and has[b, j] and has[cc, j]]
             if self.additional and not shared:
                 continue
@@ -171,7 +191,7 @@ def individual_triplets(index: SegmentIndex, part: int, n: int,
         raise ValueError(f"part {part} is audible in fewer than 2 training tracks")
     out = []
     for _ in range(n):
-        a, d = rng.choice(with_p, 2, replace=False)
+        a, d = rng.choice(with_p, 2, replace=False, p=index.p(with_p))
         s = index.active
         out.append((Source(int(a), int(rng.choice(s[a][part]))),
                     Source(int(a), int(rng.choice(s[a][part]))),
@@ -189,10 +209,16 @@ def solo_pieces(index: SegmentIndex, n: int, rng: np.random.Generator) -> list[P
         raise ValueError("no part is audible in any track")
     out = []
     for c in rng.permutation(np.resize(np.array(parts), n)):
-        track = int(rng.choice(np.flatnonzero(index.has[:, c])))
+        with_c = np.flatnonzero(index.has[:, c])
+        track = int(rng.choice(with_c, p=index.p(with_c)))
         start = int(rng.choice(index.active[track][c]))
         out.append(tuple(Source(track, start) if j == c else None for j in range(N_PARTS)))
     return out
+
+
+def _normalised(x: Sequence[float]) -> np.ndarray:
+    x = np.asarray(x, dtype=float)
+    return x / x.sum()
 
 
 def flatten(triplets: Sequence[Triplet]) -> list[Piece]:

@@ -42,7 +42,7 @@ from model.network import CSN, ModelSpec
 from model.parts import N_PARTS, PARTS, stack_parts
 from model.weights import load_weights, save_weights
 from trainer.bank import StemBank
-from trainer.config import TrainConfig
+from trainer.config import TrainConfig, dataset_weights
 from trainer.evaluate.metrics import largest_norm_predict, participation_ratio
 from trainer.loop import Stage, setup_env, unwrap
 from trainer.sampling import (
@@ -97,12 +97,15 @@ class Run:
                                  "tracks; at least 4 are needed")
         kw = dict(segment_seconds=cfg.segment_seconds, hop_seconds=cfg.hop_seconds,
                   device=self.env.device, progress=self.progress and self.env.main)
-        self.train = StemBank.from_datasets(train, max_tracks=cfg.max_tracks, **kw)
+        weights = dataset_weights(cfg.data_weights, [d.root.name for d in train])
+        self.train = StemBank.from_datasets(train, max_tracks=cfg.max_tracks, weights=weights, **kw)
         self.val = StemBank.from_datasets(val, max_tracks=cfg.max_val_tracks, **kw)
         per_dataset = [{"root": d.root.name, "train_tracks": len(d), "validation_tracks": len(v),
                         "sources": sorted({t.source for t in d.tracks}),
                         "fonts": sorted({t.font for t in d.tracks if t.font})}
                        for d, v in zip(train, val, strict=True)]
+        for entry, w in zip(per_dataset, weights or [], strict=False):
+            entry["draw_weight"] = w
         self.summary = {
             "root": "+".join(d.name for d in self.data), "datasets": per_dataset,
             "train_tracks": len(self.train), "validation_tracks": len(self.val),

@@ -154,10 +154,12 @@ def test_two_datasets_are_pooled_and_validated_apart(tiny_data, tmp_path):
     other = tmp_path / "other"
     shutil.copytree(tiny_data, other)
     rc = main(["--data", str(tiny_data), "--data", str(other), "--preset", "smoke", "--out",
-               str(tmp_path / "run"), "--quiet", "--threads=1", "--use_pretrain=0", "--epochs=1"])
+               str(tmp_path / "run"), "--quiet", "--threads=1", "--use_pretrain=0", "--epochs=1",
+               "--data_weights=other:3"])
     assert rc == 0
     summary = json.loads((tmp_path / "run" / "summary.json").read_text())["data"]
     assert summary["root"] == f"{tiny_data.name}+other"
+    assert [d.get("draw_weight") for d in summary["datasets"]] == [1.0, 3.0]
     assert summary["train_tracks"] == sum(d["train_tracks"] for d in summary["datasets"]) == 24
     metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
     assert set(metrics["datasets"]) == {tiny_data.name, "other"}
@@ -165,6 +167,23 @@ def test_two_datasets_are_pooled_and_validated_apart(tiny_data, tmp_path):
         metrics["datasets"][tiny_data.name]["table3_stem_identification"]
     assert main(["--data", str(tmp_path / "missing"), "--data", str(other), "--out",
                  str(tmp_path / "run2")]) == 1
+    assert main(["--data", str(tiny_data), "--data", str(other), "--preset", "smoke", "--out",
+                 str(tmp_path / "run3"), "--quiet", "--data_weights=freedoom:3"]) == 1
+
+
+def test_data_weights_are_read_by_dataset_name():
+    from trainer.config import dataset_weights, parse_data_weights
+
+    assert parse_data_weights("") == {}
+    assert parse_data_weights("freedoom:4, synth600:0.5") == {"freedoom": 4.0, "synth600": 0.5}
+    assert dataset_weights("freedoom:4", ["pop909x80", "freedoom"]) == [1.0, 4.0]
+    assert dataset_weights("freedoom:1", ["pop909x80", "freedoom"]) is None
+    with pytest.raises(ValueError, match="not among the datasets"):
+        dataset_weights("slakh:2", ["pop909x80", "freedoom"])
+    for bad in ("freedoom", "freedoom:0", "freedoom:-1", "freedoom:x", ":2", "a:1,a:2", "a:inf"):
+        with pytest.raises(ValueError, match="data_weights"):
+            resolve("smoke", [f"--data_weights={bad}"])
+    assert resolve("smoke", ["--data_weights=freedoom:4"]).data_weights == "freedoom:4"
 
 
 def test_subspace_dims_see_a_collapse():

@@ -226,6 +226,55 @@ def test_bank_from_several_datasets_pools_and_names_the_tracks():
     with pytest.raises(ValueError, match="sample rates"):
         StemBank.from_datasets([Fake("a", 2), Fake("b", 2, sr=2000)], segment_seconds=1.0,
                                hop_seconds=0.5, progress=False)
+    weighted = StemBank.from_datasets([Fake("gen", 3), Fake("real", 2)], segment_seconds=1.0,
+                                      hop_seconds=0.5, progress=False, weights=[1.0, 4.0])
+    assert list(weighted.index.weight) == [1, 1, 1, 4, 4]
+    assert list(bank.index.weight) == [1] * 5 and bank.index.uniform
+    with pytest.raises(ValueError, match="2 dataset weights for 1 datasets"):
+        StemBank.from_datasets([Fake("gen", 3)], segment_seconds=1.0, hop_seconds=0.5,
+                               progress=False, weights=[1.0, 2.0])
+
+
+def _with_weight(idx, weight):
+    return SegmentIndex(tempo_class=idx.tempo_class, active=idx.active, weight=weight)
+
+
+def test_weights_alike_draw_the_same_triplets_as_no_weights():
+    idx = _index()
+    alike = _with_weight(idx, np.full(len(idx), 3.0))
+    for pseudo in (True, False):
+        a = TripletSampler(idx, pseudo=pseudo).draw(40, np.random.default_rng(5))
+        b = TripletSampler(alike, pseudo=pseudo).draw(40, np.random.default_rng(5))
+        assert a == b
+    assert solo_pieces(idx, 20, np.random.default_rng(1)) == solo_pieces(alike, 20, np.random.default_rng(1))
+
+
+def test_weighted_tracks_are_drawn_that_much_more_often():
+    idx = _index(n_tracks=40, n_classes=2, seed=3)
+    heavy = np.arange(len(idx)) % 4 == 0  # a quarter of the tracks
+    weighted = _with_weight(idx, np.where(heavy, 4.0, 1.0))
+
+    def heavy_share(index, pseudo):
+        trips = TripletSampler(index, pseudo=pseudo).draw(3000, np.random.default_rng(0))
+        tracks = [s.track for t in trips for s in (t.anchor[t.cond], t.negative[t.cond])]
+        return heavy[tracks].mean()
+
+    for pseudo in (True, False):
+        plain, more = heavy_share(idx, pseudo), heavy_share(weighted, pseudo)
+        assert 0.18 < plain < 0.32  # about a quarter without weights
+        assert 0.48 < more < 0.66  # 4 x 10 / (4 x 10 + 30) = 0.57 with them
+    solo = solo_pieces(weighted, 3000, np.random.default_rng(0))
+    share = heavy[[next(s.track for s in p if s is not None) for p in solo]].mean()
+    assert 0.48 < share < 0.66
+    trip = individual_triplets(weighted, 0, 3000, np.random.default_rng(0))
+    assert 0.48 < heavy[[a.track for a, _, _ in trip]].mean() < 0.66
+
+
+def test_bad_track_weights_are_refused():
+    idx = _index(n_tracks=6)
+    for bad in ([1, 1, 1], [1, 1, 1, 1, 1, 0], [1, 1, 1, 1, 1, np.nan]):
+        with pytest.raises(ValueError, match="6 positive numbers"):
+            _with_weight(idx, np.array(bad, dtype=float))
 
 
 def test_source_labels_follow_flatten_order():
