@@ -60,8 +60,7 @@ class StemBank:
             on = audible(frames, threshold_db).numpy()
             active.append([starts[on[j]] for j in range(N_PARTS)])
             self.audio.append(t.to(self.device, torch.float16))
-        self.index = SegmentIndex(tempo_class=np.asarray(tempo_class), active=active,
-                                  weight=None if weight is None else np.asarray(weight, dtype=float))
+        self.index = SegmentIndex(tempo_class=np.asarray(tempo_class), active=active, weight=weight)
 
     @classmethod
     def from_datasets(cls, datasets: Sequence, *, segment_seconds: float, hop_seconds: float,
@@ -71,9 +70,9 @@ class StemBank:
         """Load one split of several datasets (same sample rate) into one bank.
 
         ``max_tracks`` caps each dataset; ``weights`` (one per dataset) make its tracks drawn
-        that many times as often as a track of weight 1. Files are decoded by a thread pool (libsndfile and the
-        resampler release the GIL). Track names are prefixed with their dataset's folder name
-        when there are several datasets.
+        that many times as often as a track of weight 1. Files are decoded by a thread pool
+        (libsndfile and the resampler release the GIL). Track names are prefixed with their
+        dataset's folder name when there are several datasets.
         """
         from concurrent.futures import ThreadPoolExecutor
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -220,8 +221,8 @@ def parse_data_weights(text: str) -> dict[str, float]:
         try:
             w = float(value)
         except ValueError:
-            w = float("nan")
-        if not sep or not name or not (w > 0 and w != float("inf")):
+            w = 0.0
+        if not sep or not name or not (math.isfinite(w) and w > 0):
             raise ValueError(f"{item!r}: expected dataset:weight with a positive weight, "
                              "e.g. freedoom:4")
         if name in out:

@@ -60,7 +60,7 @@ class SegmentIndex:
 
     tempo_class: np.ndarray
     active: list[list[np.ndarray]]
-    weight: np.ndarray | None = None
+    weight: Sequence[float] | None = None
 
     def __post_init__(self) -> None:
         self.tempo_class = np.asarray(self.tempo_class)
@@ -110,8 +110,9 @@ class TripletSampler:
         }
         self.usable_conds = [c for c in range(N_PARTS) if self.usable[c]]
         # a tempo group is picked by the mean weight of its tracks (uniformly when all are alike)
+        mean_weight = {g: index.weight[m].mean() for g, m in self.groups.items()}
         self.group_p = {c: None if index.uniform or not gs else
-                        _normalised([index.weight[self.groups[g]].mean() for g in gs])
+                        np.array([mean_weight[g] for g in gs]) / sum(mean_weight[g] for g in gs)
                         for c, gs in self.usable.items()}
         if not self.usable_conds and pseudo:
             raise ValueError("no tempo class has enough tracks to mix pseudo pieces "
@@ -214,11 +215,6 @@ def solo_pieces(index: SegmentIndex, n: int, rng: np.random.Generator) -> list[P
         start = int(rng.choice(index.active[track][c]))
         out.append(tuple(Source(track, start) if j == c else None for j in range(N_PARTS)))
     return out
-
-
-def _normalised(x: Sequence[float]) -> np.ndarray:
-    x = np.asarray(x, dtype=float)
-    return x / x.sum()
 
 
 def flatten(triplets: Sequence[Triplet]) -> list[Piece]:

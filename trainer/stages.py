@@ -104,8 +104,9 @@ class Run:
                         "sources": sorted({t.source for t in d.tracks}),
                         "fonts": sorted({t.font for t in d.tracks if t.font})}
                        for d, v in zip(train, val, strict=True)]
-        for entry, w in zip(per_dataset, weights or [], strict=False):
-            entry["draw_weight"] = w
+        if weights is not None:
+            for entry, w in zip(per_dataset, weights, strict=True):
+                entry["draw_weight"] = w
         self.summary = {
             "root": "+".join(d.name for d in self.data), "datasets": per_dataset,
             "train_tracks": len(self.train), "validation_tracks": len(self.val),
