@@ -25,7 +25,8 @@ log = logging.getLogger(__name__)
 
 def report_summary(report_dir: Path) -> tuple[str, dict]:
     """Key figures of a ``partwise-train eval`` report for the weights card: Tables 1 (5 s),
-    2 and 3 per part for the model and the baselines, keyed by dataset and split."""
+    2 and 3 per part for the model and the baselines, keyed by dataset and split, with Table
+    2's plan and the model's spread (std over draws, or standard error over label tracks)."""
     path = report_dir / "report.json"
     if not path.is_file():
         raise ValueError(f"{path}: no evaluation report there")
@@ -40,6 +41,9 @@ def report_summary(report_dir: Path) -> tuple[str, dict]:
         "tracks": rep["dataset"]["tracks"],
         "table1_music_id_5s": {m: r(v["5"]) for m, v in t["table1"].items() if "5" in v},
         "table2_pseudo_piece_knn": {m: r(v) for m, v in t["table2"].items()},
+        # how Table 2 was taken: seeded draws, or every pair of a small split once
+        "table2_plan": rep["config"].get("plan", "drawn"),
+        "table2_std": r({p: s["std"] for p, s in t.get("table2_spread", {}).get("proposed", {}).items()}),
         "table3_stem_identification": r(t["table3"]["proposed"]),
     }
 

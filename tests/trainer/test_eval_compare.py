@@ -109,3 +109,53 @@ def test_a_repeated_draw_counts_once_in_the_error(tmp_path):
     assert drums["draws"] == 10 and drums["distinct_draws"] == 2 and drums["change"] == pytest.approx(2.0)
     # changes 3 and 1 from two draws: standard error 1, not the 0.33 that ten draws would claim
     assert drums["change_se"] == pytest.approx(1.0) and not drums["significant"]
+
+
+def every_report(hits: dict[str, dict[str, list[int]]]) -> dict:
+    """A report of a small split tested on every pair: Table 2 counted per label track."""
+    from trainer.evaluate.metrics import label_spread
+
+    doc = report({p: [label_spread(h)["mean"]] for p, h in hits.items()})
+    doc["config"] |= {"plan": "every", "draws": 1, "max_pseudo_seconds": None}
+    doc["tables"]["table2_labels"] = {"proposed": hits}
+    doc["tables"]["table2_spread"] = {"proposed": {p: label_spread(h) for p, h in hits.items()}}
+    return doc
+
+
+def test_every_pair_reports_are_compared_label_by_label(tmp_path):
+    """On a split too small for draws the change is taken over the same segments, its error from
+    how much it varies between label tracks."""
+    ha = {"1": [10, 20], "2": [5, 20], "3": [16, 20], "4": [0, 10]}
+    same_gain = {"1": [12, 20], "2": [7, 20], "3": [18, 20], "4": [1, 10]}  # +2, +2, +2, +1
+    mixed = {"1": [20, 20], "2": [0, 20], "3": [16, 20], "4": [0, 10]}  # +10, -5, 0, 0
+    a = load(write(tmp_path, "a", every_report({p: ha for p in PARTS})))
+    b = load(write(tmp_path, "b", every_report({"drums": same_gain, **{p: mixed for p in PARTS[1:]}})))
+    check_comparable(a, b)
+    drums = paired(a, b, "drums")
+    assert drums["change"] == pytest.approx(100 * 7 / 70) and drums["labels"] == 4
+    # each label gains in proportion to its segments, (2, 2, 2, 1) of (20, 20, 20, 10): no error
+    assert drums["change_se"] == pytest.approx(0.0) and drums["significant"]
+    assert drums["a"] == pytest.approx(100 * 31 / 70) and drums["a_std"] > 0
+    bass = paired(a, b, "bass")
+    c = 5 / 70  # the change as a fraction; residuals of each label's change against it
+    r = [10 - 20 * c, -5 - 20 * c, 0 - 20 * c, 0 - 10 * c]
+    assert bass["change"] == pytest.approx(100 * c)
+    assert bass["change_se"] == pytest.approx(100 * math.sqrt(4 / 3 * sum(x * x for x in r)) / 70)
+    assert not bass["significant"]
+    out = cli_text(a, b)
+    assert "every pair of a small split" in out and "drums 4" in out
+    # a drawn report and an every-pair report of the same split are not the same draws
+    drawn = load(write(tmp_path, "c", report({p: [40.0] for p in PARTS})))
+    with pytest.raises(CompareError, match="plan"):
+        check_comparable(drawn, a)
+    # segments scored differently (another audible set) cannot be paired
+    other = every_report({p: {**ha, "4": [0, 12]} for p in PARTS})
+    with pytest.raises(CompareError, match="different segments"):
+        compare(a, load(write(tmp_path, "d", other)))
+
+
+def test_reports_from_before_plans_count_as_drawn(tmp_path):
+    old = report({p: [1.0, 2.0, 3.0, 4.0] for p in PARTS})  # no plan in its config
+    new = copy.deepcopy(old)
+    new["config"]["plan"] = "drawn"
+    check_comparable(load(write(tmp_path, "a", old)), load(write(tmp_path, "b", new)))

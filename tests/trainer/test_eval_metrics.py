@@ -108,6 +108,17 @@ def test_spread_over_draws():
     assert np.isnan(spread([])["mean"]) and spread([])["n"] == 0
 
 
+def test_spread_over_label_tracks():
+    from trainer.evaluate.metrics import label_spread
+
+    # three labels: 8/10, 3/10, 9/20 -> 20/40 overall; residuals 3, -2, -1 segments
+    s = label_spread({1: [8, 10], 2: [3, 10], 3: [9, 20], 4: [0, 0]})
+    assert s["mean"] == 50.0 and s["n"] == 3 and s["min"] == 30.0 and s["max"] == 80.0
+    assert s["std"] == pytest.approx(100 * np.sqrt(3 / 2 * (9 + 4 + 1)) / 40)
+    assert label_spread({1: [8, 10], 2: [4, 5]})["std"] == 0.0  # every label at the same rate
+    assert np.isnan(label_spread({1: [3, 4]})["std"]) and np.isnan(label_spread({})["mean"])
+
+
 def test_presence_with_and_without_norm_biases():
     from trainer.evaluate.metrics import presence_predict
 

@@ -208,3 +208,43 @@ def test_the_mfcc_baseline_does_not_follow_the_models_front_end(dataset_root, tm
                  "--no-plots", "--out", str(tmp_path / "b")]) == 0
     assert seen == [AudioConfig(sample_rate=16000)]
     assert "window 2048, hop 512, 128 mel bands" in (tmp_path / "b" / "report.md").read_text()
+
+
+def test_a_small_split_is_tested_on_every_pair():
+    """With no more label tracks than labels asked for, every draw would hold every label: the
+    plan becomes every label with every other track, whole pieces, once, with its error over
+    the label tracks."""
+    from trainer.evaluate.segments import every_pair
+
+    data = F.ToneDataset(n_tracks=5, seconds=12.0, absent={(1, 3)})
+    assert every_pair(data.tracks, PARTS, 5, "auto") and not every_pair(data.tracks, PARTS, 4, "auto")
+    assert every_pair(data.tracks, PARTS, 2, "every") and not every_pair(data.tracks, PARTS, 9, "drawn")
+    with pytest.raises(ValueError, match="plan"):
+        every_pair(data.tracks, PARTS, 5, "some")
+    with pytest.raises(ValueError, match="plan"):
+        EvalConfig(plan="some")
+    fns = {"csn": F.leaky, "mfcc": F.leaky}
+    cfg = EvalConfig(seconds=(3.0,), main_seconds=3.0, plots=False)  # 10 labels asked, 5 tracks
+    res = evaluate(data, fns, cfg, activity=F.activity).results
+    assert res["table2_plan"] == {"plan": "every", "draws": 1, "max_pseudo_seconds": None}
+    t, counts = res["tables"], res["counts"]
+    # every label with each of the 4 other tracks; track 1 has no guitar
+    assert counts["pseudo_pieces"] == {p: (4 if p == "guitar" else 5) * 4 for p in PARTS}
+    assert counts["table2_draws"] == 1
+    for p in PARTS:
+        hits = t["table2_labels"]["proposed"][p]
+        right, n = sum(h[0] for h in hits.values()), sum(h[1] for h in hits.values())
+        sp = t["table2_spread"]["proposed"][p]
+        assert sp["mean"] == pytest.approx(100 * right / n) == t["table2"]["proposed"][p]
+        assert sp["n"] == len(hits) and sp["min"] <= sp["mean"] <= sp["max"]
+        assert t["table2_draws"]["proposed"][p] == [sp["mean"]]
+    # the same votes as the drawn plan's scoring of the same pieces
+    drawn = EvalConfig(seconds=(3.0,), main_seconds=3.0, plots=False, plan="drawn", n_labels=5,
+                       per_label=4, draws=1, max_pseudo_seconds=None)
+    res2 = evaluate(data, fns, drawn, activity=F.activity).results
+    assert res2["table2_plan"]["plan"] == "drawn" and "table2_labels" not in res2["tables"]
+    assert res2["tables"]["table2"]["proposed"] == pytest.approx(t["table2"]["proposed"])
+    md = markdown({**res, "config": vars(cfg), "dataset": {}, "plots": [],
+                   "weights": {"name": "leaky", "sha256": "0" * 64},
+                   "environment": {"device": "cpu", "elapsed_s": 0.0}})
+    assert "Every pair of the split" in md and "standard error over label tracks" in md

@@ -8,6 +8,8 @@ from pathlib import Path
 
 import pytest
 
+from model.parts import PARTS
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -21,6 +23,8 @@ def test_oneshot_builds_trains_evaluates_and_exports(tmp_path):
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
     card = json.loads((out / "partwise.json").read_text())["card"]
     assert list(card["evaluation"]) == ["synth/test"]
+    ev = card["evaluation"]["synth/test"]
+    assert ev["table2_plan"] in ("drawn", "every") and set(ev["table2_std"]) <= set(PARTS)
     assert (out / "eval-synth" / "report.md").is_file()
     assert "== " in (out / "oneshot.log").read_text()
 

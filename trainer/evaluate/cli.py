@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from model.weights import WeightsError
 from trainer.clitools import setup_logging
 from trainer.evaluate.report import EvalConfig, run
+from trainer.evaluate.segments import PLANS
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +46,12 @@ def parser() -> argparse.ArgumentParser:
     ap.add_argument("--draws", type=_positive_int, default=d.draws,
                     help="Table 2: seeded draws of pseudo pieces, averaged, with their spread "
                          "(default: %(default)s)")
+    ap.add_argument("--plan", choices=PLANS, default=d.plan,
+                    help="Table 2's pseudo pieces: 'drawn' (--labels x --per-label, --draws "
+                         "seeded draws), 'every' (every label track with every other track, "
+                         "whole pieces, once, with its error over label tracks) or 'auto' "
+                         "(every pair when no part has more label tracks than --labels, where "
+                         "the draws would repeat the same pieces; default)")
     ap.add_argument("--seed", type=int, default=d.seed)
     ap.add_argument("--all-segments", action="store_true",
                     help="score parts on silent segments too (default: audible segments only)")
@@ -70,7 +77,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         cfg = EvalConfig(split=args.split, seconds=tuple(args.seconds),
                          main_seconds=args.main_seconds, k=args.k, n_labels=args.labels,
-                         per_label=args.per_label, draws=args.draws, seed=args.seed,
+                         per_label=args.per_label, draws=args.draws, plan=args.plan,
+                         seed=args.seed,
                          audible_only=not args.all_segments, max_tracks=args.max_tracks,
                          max_segments=args.max_segments,
                          max_pseudo_seconds=None if args.full else args.max_pseudo_seconds,
@@ -91,7 +99,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         cells = "  ".join(f"{p} {'-' if v is None else f'{v:.2f}'}" for p, v in row.items())
         print(f"{name:26s} {cells}")
     std = {p: s["std"] for p, s in t["table2_spread"]["proposed"].items()}
-    for name, row in ((f"Table 2 std ({cfg.draws} draws)", std),
+    every = report["config"]["plan"] == "every"
+    spread_name = "Table 2 se (labels)" if every else f"Table 2 std ({cfg.draws} draws)"
+    for name, row in ((spread_name, std),
                       ("Effective dim. (mix)", report["effective_dimension"]["proposed_mix"])):
         cells = "  ".join(f"{p} {'-' if v is None else f'{v:.2f}'}" for p, v in row.items())
         print(f"{name:26s} {cells}")

@@ -8,7 +8,9 @@ the same evaluation settings (seed, draws, segment length), so that draw *i* of 
 of the other: the same label songs and the same pseudo pieces. The change per part is then the
 mean of the per-draw differences, with its standard error; the two models' own spreads over the
 draws (``± std``) are mostly the draws' difficulty, which the paired difference cancels. A change
-of more than two standard errors is marked ``*``.
+of more than two standard errors is marked ``*``. Where both reports tested every pair of a small
+split once (``eval --plan every``, or ``auto`` on such a split), the change is taken over the same
+segments and its standard error from the label tracks' changes.
 
 Besides Table 2: Table 1 at the main segment length, Table 3, the effective dimension of each
 subspace on mixes and the presence accuracy on clean stems, each as ``A -> B``.
@@ -26,8 +28,10 @@ from pathlib import Path
 from model.parts import PARTS
 
 # evaluation settings that must agree for draw i of A to be draw i of B
-SAME = ("split", "seconds", "main_seconds", "k", "n_labels", "per_label", "draws", "seed",
+SAME = ("plan", "split", "seconds", "main_seconds", "k", "n_labels", "per_label", "draws", "seed",
         "audible_only", "max_tracks", "max_segments", "max_pseudo_seconds")
+# a report written before Table 2 had plans ran the seeded draws
+DEFAULTS = {"plan": "drawn"}
 
 
 class CompareError(ValueError):
@@ -51,7 +55,7 @@ def load(path: Path) -> dict:
 
 def check_comparable(a: dict, b: dict) -> None:
     """CompareError naming what differs when draw i of ``a`` is not draw i of ``b``."""
-    diff = [k for k in SAME if a["config"].get(k) != b["config"].get(k)]
+    diff = [k for k in SAME if a["config"].get(k, DEFAULTS.get(k)) != b["config"].get(k, DEFAULTS.get(k))]
     da, db = a.get("dataset", {}), b.get("dataset", {})
     for k in ("tracks", "split", "sample_rate"):
         if da.get(k) != db.get(k):
@@ -73,8 +77,37 @@ def _get(doc: dict, *keys):
     return x
 
 
+def paired_by_label(a: dict, b: dict, part: str) -> dict | None:
+    """Table 2 (proposed) of ``part`` from every pair of a small split: the change over the same
+    segments, with its standard error from the label tracks' changes (segments clustered by
+    label, as each report's own error). None when either report lacks per-label counts."""
+    ha = _get(a, "tables", "table2_labels", "proposed", part)
+    hb = _get(b, "tables", "table2_labels", "proposed", part)
+    if not ha or not hb or set(ha) != set(hb):
+        return None
+    if any(ha[k][1] != hb[k][1] for k in ha):
+        raise CompareError(f"{a['_path']} and {b['_path']}: {part} was scored on different "
+                           "segments (the audible segments differ); evaluate both the same way")
+    labels = [k for k in ha if ha[k][1] > 0]
+    n = sum(ha[k][1] for k in labels)
+    if not n:
+        return None
+    change = sum(hb[k][0] - ha[k][0] for k in labels) / n
+    L = len(labels)
+    se = (math.sqrt(L / (L - 1) * sum((hb[k][0] - ha[k][0] - change * ha[k][1]) ** 2
+                                       for k in labels)) / n if L > 1 else float("nan"))
+    sa = _get(a, "tables", "table2_spread", "proposed", part) or {}
+    sb = _get(b, "tables", "table2_spread", "proposed", part) or {}
+    return {"a": sa.get("mean"), "a_std": sa.get("std"), "b": sb.get("mean"), "b_std": sb.get("std"),
+            "change": 100 * change, "change_se": 100 * se, "draws": 1, "labels": L,
+            "distinct_draws": L, "significant": bool(L > 1 and abs(change) > 2 * se)}
+
+
 def paired(a: dict, b: dict, part: str) -> dict | None:
-    """Table 2 (proposed) of ``part``: both means and spreads, and the change on the same draws."""
+    """Table 2 (proposed) of ``part``: both means and spreads, and the change on the same draws
+    (on the same label tracks, when the reports tested every pair of a small split)."""
+    if _get(a, "tables", "table2_labels") is not None:
+        return paired_by_label(a, b, part)
     xa = _get(a, "tables", "table2_draws", "proposed", part)
     xb = _get(b, "tables", "table2_draws", "proposed", part)
     if not xa or not xb or len(xa) != len(xb):
@@ -151,6 +184,11 @@ def text(res: dict) -> str:
                     ("stem presence acc.", "stem_presence")):
         row(f"{name}, A -> B", lambda r, k=k: f"{_num(r[k][0])} -> {_num(r[k][1])}"
             if r[k][1] is not None else "-")
+    labels = {p: res["parts"][p]["table2"]["labels"] for p in PARTS
+              if res["parts"][p]["table2"] and "labels" in res["parts"][p]["table2"]}
+    if labels:
+        lines.append("Table 2: every pair of a small split, once; ± is the standard error over "
+                     "label tracks (" + ", ".join(f"{p} {n}" for p, n in labels.items()) + ")")
     same = [p for p in PARTS if res["parts"][p]["table2"] and res["parts"][p]["table2"]["distinct_draws"] < 2]
     if same:
         lines.append(f"Table 2 of {', '.join(same)}: every draw the same pieces (too few tracks), "
@@ -168,10 +206,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         a, b = load(args.a), load(args.b)
         check_comparable(a, b)
+        res = compare(a, b)
     except CompareError as e:
         print(f"partwise-train compare: {e}", file=sys.stderr)
         return 1
-    res = compare(a, b)
     print(json.dumps(res, indent=2) if args.json else text(res))
     return 0
 

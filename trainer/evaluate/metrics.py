@@ -1,5 +1,6 @@
 """The scores behind the tables: kNN accuracy, largest-norm identification, matrix correlation,
-effective dimension (participation ratio) and the spread of a score over seeded draws.
+effective dimension (participation ratio) and the spread of a score over seeded draws or
+over label tracks.
 
 Pure numpy on embeddings that are already computed. Every random choice (breaking exact ties)
 comes from a seeded generator, so the same inputs always give the same numbers. Accuracies are
@@ -7,6 +8,10 @@ percentages in [0, 100]; an empty evaluation gives NaN (shown as "-" in reports)
 """
 
 from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import numpy as np
 from scipy.spatial.distance import pdist
@@ -152,3 +157,21 @@ def spread(values: list[float] | np.ndarray) -> dict[str, float]:
         return {"mean": nan, "std": nan, "min": nan, "max": nan, "n": 0}
     return {"mean": float(v.mean()), "std": float(v.std()), "min": float(v.min()),
             "max": float(v.max()), "n": int(len(v))}
+
+
+def label_spread(hits: Mapping[Any, Sequence[int]]) -> dict[str, float]:
+    """Table 2 from every pair of a split, with its error: ``hits`` maps each label track to
+    [right, scored] segments. ``mean``: accuracy % over all segments; ``std``: its standard
+    error with the segments clustered by label track (a label's segments are not independent);
+    ``min``/``max``: the per-label accuracies; ``n``: labels. NaN fields when nothing scored."""
+    h = np.asarray([v for v in hits.values() if v[1] > 0], dtype=np.float64).reshape(-1, 2)
+    nan = float("nan")
+    if not len(h):
+        return {"mean": nan, "std": nan, "min": nan, "max": nan, "n": 0}
+    right, n = h[:, 0], h[:, 1]
+    acc = right.sum() / n.sum()
+    L = len(h)
+    se = math.sqrt(L / (L - 1) * np.sum((right - acc * n) ** 2)) / n.sum() if L > 1 else nan
+    per = right / n
+    return {"mean": float(100 * acc), "std": float(100 * se), "min": float(100 * per.min()),
+            "max": float(100 * per.max()), "n": L}

@@ -32,8 +32,9 @@ from trainer.evaluate.baselines import (
     MFCCStats,
     check_rates,
 )
-from trainer.evaluate.metrics import spread
+from trainer.evaluate.metrics import label_spread, spread
 from trainer.evaluate.segments import (
+    PLANS,
     ActivityFn,
     Dataset,
     EmbedFn,
@@ -41,6 +42,7 @@ from trainer.evaluate.segments import (
     SegmentSet,
     collect_pieces,
     collect_pseudo,
+    every_pair,
     plan_draws,
     tempo_mismatches,
 )
@@ -55,6 +57,7 @@ from trainer.evaluate.tables import (
     music_id,
     per_part_method,
     pseudo_separation_draws,
+    pseudo_separation_hits,
     shared_method,
     stem_identification_table,
     stem_mix_correlation,
@@ -78,6 +81,10 @@ class EvalConfig:
     n_labels: int = 10  # Table 2: labels per part ...
     per_label: int = 4  # ... times pseudo pieces per label = 40 pseudo pieces
     draws: int = 10  # Table 2: seeded draws of those pseudo pieces (seed, seed + 1, ...), averaged
+    # Table 2's plan: "drawn" (the draws above), "every" (every label with every other track,
+    # whole pieces, once) or "auto" (every pair when no part has more label tracks than
+    # n_labels: on so small a split the draws would repeat the same few pieces)
+    plan: str = "auto"
     seed: int = 0
     audible_only: bool = True  # score a part only on segments where it is audible
     max_tracks: int | None = None  # seeded subset of the split's tracks
@@ -95,6 +102,8 @@ class EvalConfig:
             self.seconds = tuple(sorted({*self.seconds, float(self.main_seconds)}))
         if self.k < 1 or self.n_labels < 1 or self.per_label < 1 or self.draws < 1:
             raise ValueError("k, n_labels, per_label and draws must be at least 1")
+        if self.plan not in PLANS:
+            raise ValueError(f"plan must be one of {', '.join(PLANS)}, got {self.plan!r}")
 
 
 # Method ids (JSON keys) and their names in the Markdown report.
@@ -172,14 +181,18 @@ def evaluate(dataset: Dataset, fns: Mapping[str, EmbedFn], config: EvalConfig | 
 
     t0 = time.perf_counter()
     sub_tracks = [dataset.tracks[i] for i in tracks]
-    draws = plan_draws(sub_tracks, PARTS, cfg.n_labels, cfg.per_label, cfg.seed, cfg.draws,
-                       indices=tracks)
+    every = every_pair(sub_tracks, PARTS, cfg.n_labels, cfg.plan)
+    n = len(sub_tracks)
+    draws = (plan_draws(sub_tracks, PARTS, n, n, cfg.seed, 1, indices=tracks) if every else
+             plan_draws(sub_tracks, PARTS, cfg.n_labels, cfg.per_label, cfg.seed, cfg.draws,
+                        indices=tracks))
+    max_pseudo_seconds = None if every else cfg.max_pseudo_seconds
     plan = draws.pieces
     first = {p: draws.draws[0][p] for p in PARTS}  # the single-draw plan (counts, figures)
     pp_methods = [k for k in ("proposed", "individual_mix_pp", "mfcc") if k in ms]
     pp_jobs = {p: set().union(*(ms[k].jobs((p,)) for k in pp_methods)) for p in PARTS}
     pseudo = collect_pseudo(dataset, plan, cfg.main_seconds, pp_jobs, fns,
-                            batch_size=cfg.batch_size, max_seconds=cfg.max_pseudo_seconds,
+                            batch_size=cfg.batch_size, max_seconds=max_pseudo_seconds,
                             max_segments=cfg.max_segments, activity=activity, progress=progress)
     timing["embed_pseudo_s"] = time.perf_counter() - t0
 
@@ -188,9 +201,16 @@ def evaluate(dataset: Dataset, fns: Mapping[str, EmbedFn], config: EvalConfig | 
     main = pieces[cfg.main_seconds]
     table1 = {k: {_key(s): music_id(pieces[s], ms[k], **knn) for s in t1_lengths[k]}
               for k in t1_methods}
-    per_draw = {("individual_mix" if k == "individual_mix_pp" else k):
-                pseudo_separation_draws(pseudo, ms[k], draws, **knn) for k in pp_methods}
-    table2_spread = {k: {p: spread(v) for p, v in row.items()} for k, row in per_draw.items()}
+    t2_name = {k: "individual_mix" if k == "individual_mix_pp" else k for k in pp_methods}
+    hits: dict[str, dict[str, dict[int, list[int]]]] = {}
+    if every:  # one plan: the figure, and its error over label tracks
+        hits = {t2_name[k]: pseudo_separation_hits(pseudo, ms[k], **knn) for k in pp_methods}
+        table2_spread = {k: {p: label_spread(h) for p, h in row.items()} for k, row in hits.items()}
+        per_draw = {k: {p: [sp["mean"]] for p, sp in row.items()} for k, row in table2_spread.items()}
+    else:
+        per_draw = {t2_name[k]: pseudo_separation_draws(pseudo, ms[k], draws, **knn)
+                    for k in pp_methods}
+        table2_spread = {k: {p: spread(v) for p, v in row.items()} for k, row in per_draw.items()}
     table2 = {k: {p: sp["mean"] for p, sp in row.items()} for k, row in table2_spread.items()}
     t3, t3_counts = stem_identification_table(main, "csn", seed=cfg.seed)
     corr = dict(seed=cfg.seed, max_segments=cfg.max_matrix_segments)
@@ -217,7 +237,10 @@ def evaluate(dataset: Dataset, fns: Mapping[str, EmbedFn], config: EvalConfig | 
     results = {
         "tables": {"table1": table1, "table2": table2, "table3": {"proposed": t3},
                    "table4": table4, "table5": table5, "table2_spread": table2_spread,
-                   "table2_draws": per_draw},
+                   "table2_draws": per_draw, **({"table2_labels": hits} if every else {})},
+        # what Table 2 ran: the plan and the settings it changes (written into the config)
+        "table2_plan": {"plan": "every" if every else "drawn",
+                        "draws": len(draws.draws), "max_pseudo_seconds": max_pseudo_seconds},
         "effective_dimension": dims,
         "presence": presence,
         "counts": {
@@ -232,7 +255,7 @@ def evaluate(dataset: Dataset, fns: Mapping[str, EmbedFn], config: EvalConfig | 
             "pseudo_tempo_mismatches": {
                 p: tempo_mismatches(dataset.tracks, [plan[i] for i in first[p]])
                 for p in PARTS},
-            "table2_draws": cfg.draws,
+            "table2_draws": len(draws.draws),
             "pseudo_pieces_all_draws": {p: sum(pp.part == p for pp in plan) for p in PARTS},
         },
         "timing": timing,
@@ -313,12 +336,21 @@ def markdown(report: dict[str, Any]) -> str:
     sp2 = t.get("table2_spread", {})
     draws = cfg.get("draws", 1)
     cols2 = [k for k in ("individual_mix", "mfcc") if k in t2]
+    if "table2_labels" in t:
+        plan = ("Every pair of the split: each track that has the part as its label, mixed with "
+                "every other track that has another part, whole pieces, scored once (on a split "
+                f"with at most {cfg['n_labels']} label tracks per part, seeded draws would repeat "
+                "the same few pieces). std: the standard error over label tracks (segments "
+                "clustered by label); min-max: the per-label accuracies. `partwise-train compare` "
+                "pairs two models label by label.")
+    else:
+        plan = (f"{cfg['n_labels']} labels x {cfg['per_label']} pseudo pieces per part (fewer "
+                f"when the split is small), mean of {draws} seeded draws (std and min-max over "
+                "the draws). Two models differ on a part when their means differ by more than "
+                "about two stds.")
     lines += [f"## Table 2: pseudo-piece separation ({cfg['main_seconds']:g} s)", "",
-              f"{cfg['n_labels']} labels x {cfg['per_label']} pseudo pieces per part (fewer when "
-              f"the split is small), mean of {draws} seeded draws (std and min-max over the "
-              "draws); the target's own pseudo piece never votes. Chance is one label in "
-              "`labels`; the paper's numbers are for 5 s segments. Two models differ on a part "
-              "when their means differ by more than about two stds.", ""]
+              plan + " The target's own pseudo piece never votes. Chance is one label in "
+              "`labels`; the paper's numbers are for 5 s segments.", ""]
 
     def spread_cells(k: str, p: str) -> list[str]:
         s = sp2.get(k, {}).get(p, {})
@@ -482,7 +514,8 @@ def run(data: str | os.PathLike, weights: str | os.PathLike, out: str | os.PathL
     weights_info["norm_bias"] = norm_bias
     report: dict[str, Any] = {
         "version": REPORT_VERSION,
-        "config": asdict(config),
+        # the settings Table 2 ran with: the resolved plan (the one asked for beside it)
+        "config": asdict(config) | ev.results.pop("table2_plan") | {"plan_asked": config.plan},
         "weights": weights_info,
         "dataset": {"root": str(data), "sample_rate": dataset.sample_rate, **summary,
                     "evaluated": [dataset.tracks[i].name for i in ev.tracks]},

@@ -315,6 +315,26 @@ def plan_draws(tracks: Sequence[Any], parts: Sequence[str], n_labels: int, per_l
     return DrawPlan(pieces, out)
 
 
+PLANS = ("auto", "drawn", "every")
+
+
+def every_pair(tracks: Sequence[Any], parts: Sequence[str], n_labels: int, plan: str) -> bool:
+    """Whether Table 2 tests every pair of the split (each track that has a part as its label,
+    mixed with every other track that has some other part) rather than seeded draws.
+
+    ``plan``: ``"every"``, ``"drawn"``, or ``"auto"``: every pair when no part has more label
+    tracks than ``n_labels``. Then every draw would hold every label, and each label's pieces
+    are chosen by tempo first, so the draws repeat nearly the same few pieces: ten of them
+    are about one, and whole-split pairs use the split's music instead.
+    """
+    if plan not in PLANS:
+        raise ValueError(f"plan must be one of {', '.join(PLANS)}, got {plan!r}")
+    if plan != "auto":
+        return plan == "every"
+    most = max((sum(bool(t.present[part_index(p)]) for t in tracks) for p in parts), default=0)
+    return most <= n_labels
+
+
 def tempo_mismatches(tracks: Sequence[Any], plan: Sequence[PseudoPiece]) -> int:
     """How many pseudo pieces mix tracks of different tempo classes."""
     return sum(int(tracks[p.label].tempo_class) != int(tracks[p.other].tempo_class) for p in plan)

@@ -23,6 +23,7 @@ import numpy as np
 from model.parts import PARTS, part_index, part_slice
 from trainer.evaluate.metrics import (
     knn_accuracy,
+    knn_predict,
     largest_norm_predict,
     matrix_correlation,
     participation_ratio,
@@ -141,6 +142,26 @@ def pseudo_separation_draws(sets: Mapping[str, SegmentSet], method: Method, plan
             sub = segs.subset(rows)
             out[p].append(pseudo_separation({p: sub}, method, k=k, seed=seed + d,
                                             audible_only=audible_only)[p])
+    return out
+
+
+def pseudo_separation_hits(sets: Mapping[str, SegmentSet], method: Method, *, k: int = 5,
+                           seed: int = 0, audible_only: bool = True
+                           ) -> dict[str, dict[int, list[int]]]:
+    """Table 2 on every piece of ``sets``, counted per label track: ``{part: {label: [right,
+    scored]}}``. The same votes as :func:`pseudo_separation` with the same ``seed``, so the
+    counts sum to its accuracy; kept per label so that two models can be compared label by
+    label when a split is too small for seeded draws."""
+    out: dict[str, dict[int, list[int]]] = {}
+    for p, segs in sets.items():
+        if p not in method.spaces:
+            continue
+        rows = _rows(segs, p, audible_only)
+        labels = segs.label[rows]
+        pred = knn_predict(method.vectors(segs.subset(rows), p), labels, segs.group[rows],
+                           k=k, seed=seed)
+        out[p] = {int(lab): [int(np.sum(pred[labels == lab] == lab)), int(np.sum(labels == lab))]
+                  for lab in np.unique(labels)}
     return out
 
 
