@@ -182,8 +182,7 @@ def evaluate(dataset: Dataset, fns: Mapping[str, EmbedFn], config: EvalConfig | 
     t0 = time.perf_counter()
     sub_tracks = [dataset.tracks[i] for i in tracks]
     every = every_pair(sub_tracks, PARTS, cfg.n_labels, cfg.plan)
-    n = len(sub_tracks)
-    draws = (plan_draws(sub_tracks, PARTS, n, n, cfg.seed, 1, indices=tracks) if every else
+    draws = (plan_draws(sub_tracks, PARTS, None, None, cfg.seed, 1, indices=tracks) if every else
              plan_draws(sub_tracks, PARTS, cfg.n_labels, cfg.per_label, cfg.seed, cfg.draws,
                         indices=tracks))
     max_pseudo_seconds = None if every else cfg.max_pseudo_seconds

@@ -248,21 +248,23 @@ class PseudoPiece:
     piece: int
 
 
-def plan_pseudo_pieces(tracks: Sequence[Any], part: str, n_labels: int = 10, per_label: int = 4,
-                       seed: int = 0, indices: Sequence[int] | None = None) -> list[PseudoPiece]:
+def plan_pseudo_pieces(tracks: Sequence[Any], part: str, n_labels: int | None = 10,
+                       per_label: int | None = 4, seed: int = 0,
+                       indices: Sequence[int] | None = None) -> list[PseudoPiece]:
     """Choose the pseudo pieces that test ``part`` (sec. 4.2.2), deterministically from ``seed``.
 
     ``n_labels`` label tracks that have ``part``, each mixed with ``per_label`` distinct other
     tracks that have some other part. The others come from the label's tempo class; where that
     class holds too few tracks, from the nearest classes (a small test set cannot fill 36 classes).
-    Fewer labels when fewer tracks qualify. Piece ids are 0, 1, ... in plan order.
+    Fewer labels when fewer tracks qualify; ``None``: every label track, or every other track
+    per label (the ordering is the same). Piece ids are 0, 1, ... in plan order.
     """
     c = part_index(part)
     pool = list(range(len(tracks))) if indices is None else list(indices)
     rng = np.random.default_rng([seed, c])
     labels = [i for i in pool if bool(tracks[i].present[c])]
     others = [i for i in pool if any(bool(p) for j, p in enumerate(tracks[i].present) if j != c)]
-    if len(labels) < n_labels:
+    if n_labels is not None and len(labels) < n_labels:
         log.info("%s: %d tracks have this part, fewer than the %d labels asked for",
                  part, len(labels), n_labels)
     chosen = [labels[j] for j in rng.permutation(len(labels))[:n_labels]]
@@ -289,7 +291,7 @@ class DrawPlan:
     draws: list[dict[str, list[int]]]
 
 
-def plan_draws(tracks: Sequence[Any], parts: Sequence[str], n_labels: int, per_label: int,
+def plan_draws(tracks: Sequence[Any], parts: Sequence[str], n_labels: int | None, per_label: int | None,
                seed: int, draws: int, indices: Sequence[int] | None = None) -> DrawPlan:
     """``draws`` plans of :func:`plan_pseudo_pieces` (seeds ``seed``, ``seed + 1``, ...),
     merged so that a pseudo piece drawn twice is embedded once. Draw 0 is the single-draw plan.
