@@ -148,6 +148,11 @@ def test_every_pair_reports_are_compared_label_by_label(tmp_path):
     drawn = load(write(tmp_path, "c", report({p: [40.0] for p in PARTS})))
     with pytest.raises(CompareError, match="plan"):
         check_comparable(drawn, a)
+    # one label track: a figure with no error, shown as such
+    one = {"1": [3, 4]}
+    solo = cli_text(load(write(tmp_path, "e", every_report({p: one for p in PARTS}))),
+                    load(write(tmp_path, "f", every_report({p: {"1": [4, 4]} for p in PARTS}))))
+    assert "75.0 ± -" in solo and "+25.0 ± - " in solo
     # segments scored differently (another audible set) cannot be paired
     other = every_report({p: {**ha, "4": [0, 12]} for p in PARTS})
     with pytest.raises(CompareError, match="different segments"):

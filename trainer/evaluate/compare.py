@@ -173,7 +173,7 @@ def text(res: dict) -> str:
 
     def t2(side: str):
         return lambda r: "-" if r["table2"] is None else \
-            f"{r['table2'][side]:.1f} ± {r['table2'][side + '_std']:.1f}"
+            f"{_num(r['table2'][side])} ± {_num(r['table2'][side + '_std'])}"
 
     row("Table 2, A", t2("a"))
     row("Table 2, B", t2("b"))
