@@ -189,7 +189,8 @@ def text(res: dict) -> str:
     if labels:
         lines.append("Table 2: every pair of a small split, once; ± is the standard error over "
                      "label tracks (" + ", ".join(f"{p} {n}" for p, n in labels.items()) + ")")
-    same = [p for p in PARTS if res["parts"][p]["table2"] and res["parts"][p]["table2"]["distinct_draws"] < 2]
+    same = [p for p in PARTS if res["parts"][p]["table2"] and p not in labels
+            and res["parts"][p]["table2"]["distinct_draws"] < 2]
     if same:
         lines.append(f"Table 2 of {', '.join(same)}: every draw the same pieces (too few tracks), "
                      "so one draw: no error, no *")

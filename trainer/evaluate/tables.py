@@ -114,14 +114,15 @@ def pseudo_separation(sets: Mapping[str, SegmentSet], method: Method, *, k: int 
     """Table 2: kNN label accuracy (%) on each part's pseudo pieces, with every segment of the
     target's own pseudo piece left out (only pieces sharing that part, and differing elsewhere,
     can vote correctly)."""
-    out = {}
-    for p, segs in sets.items():
-        if p not in method.spaces:
-            continue
-        rows = _rows(segs, p, audible_only)
-        x = method.vectors(segs.subset(rows), p)
-        out[p] = knn_accuracy(x, segs.label[rows], segs.group[rows], k=k, seed=seed)
-    return out
+    return {p: knn_accuracy(*_pseudo_rows(segs, p, method, audible_only), k=k, seed=seed)
+            for p, segs in sets.items() if p in method.spaces}
+
+
+def _pseudo_rows(segs: SegmentSet, part: str, method: Method, audible_only: bool
+                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The vectors, labels and pieces (groups) that Table 2 scores for ``part``."""
+    rows = _rows(segs, part, audible_only)
+    return method.vectors(segs.subset(rows), part), segs.label[rows], segs.group[rows]
 
 
 def pseudo_separation_draws(sets: Mapping[str, SegmentSet], method: Method, plan: DrawPlan,
@@ -156,10 +157,8 @@ def pseudo_separation_hits(sets: Mapping[str, SegmentSet], method: Method, *, k:
     for p, segs in sets.items():
         if p not in method.spaces:
             continue
-        rows = _rows(segs, p, audible_only)
-        labels = segs.label[rows]
-        pred = knn_predict(method.vectors(segs.subset(rows), p), labels, segs.group[rows],
-                           k=k, seed=seed)
+        x, labels, groups = _pseudo_rows(segs, p, method, audible_only)
+        pred = knn_predict(x, labels, groups, k=k, seed=seed)
         out[p] = {int(lab): [int(np.sum(pred[labels == lab] == lab)), int(np.sum(labels == lab))]
                   for lab in np.unique(labels)}
     return out
