@@ -66,9 +66,43 @@ class NormLoss(nn.Module):
         return F.binary_cross_entropy_with_logits(self.logits(emb), present.to(emb.dtype))
 
 
+class ScatterMemory:
+    """Scatter matrices pooled over training steps, for the between-part spread term.
+
+    A step holds a few dozen rows of a part and some fifteen pairs that sound the same audio of
+    it: too few to estimate a 128 x 128 covariance, so the term's value (a participation ratio)
+    jumps from step to step with the sample. :meth:`blend` keeps a decaying sum of each key's
+    scatter, sum_t m^(T-t) S_t over count sum_t m^(T-t) n_t, and returns that pooled mean as the
+    value while its gradient is the step's own, S_T / n_T: the pooled estimate says where the
+    participation ratio stands, and the step's rows, an unbiased sample of the same quantity,
+    say how the network moves it. ``momentum`` m in [0, 1): 0 is the step alone; 0.98 pools about
+    fifty steps. Kept in memory only: a resumed run starts the pool again (it fills in about
+    1 / (1 - m) steps).
+    """
+
+    def __init__(self, momentum: float):
+        if not 0.0 <= momentum < 1.0:
+            raise ValueError(f"momentum must be in [0, 1), got {momentum}")
+        self.momentum = momentum
+        self._sums: dict[object, torch.Tensor] = {}
+        self._counts: dict[object, float] = {}
+
+    def blend(self, key: object, scatter: torch.Tensor, n: int) -> torch.Tensor:
+        """``scatter``: the step's sum of n outer products ((D, D), with its graph) -> the pooled
+        mean as value, the step's mean ``scatter / n`` as gradient."""
+        m, step = self.momentum, scatter / n
+        total = scatter.detach().float()
+        count = float(n)
+        if key in self._sums:
+            total = total + m * self._sums[key]
+            count += m * self._counts[key]
+        self._sums[key], self._counts[key] = total, count
+        return total / count + (step - step.detach())
+
+
 def spread_loss(emb: torch.Tensor, present: torch.Tensor, min_rows: int = 8, floor: float = 0.0,
                 labels: torch.Tensor | None = None, min_pairs: int = 4,
-                parts: Sequence[int] | None = None) -> torch.Tensor:
+                parts: Sequence[int] | None = None, memory: ScatterMemory | None = None) -> torch.Tensor:
     """Mean over parts of 1 - log(PR_c) / log(128): how far each subspace is from spreading its
     variance over all its directions (0 = even spread, 1 = one direction).
 
@@ -93,6 +127,9 @@ def spread_loss(emb: torch.Tensor, present: torch.Tensor, min_rows: int = 8, flo
     than ``min_pairs`` such pairs is skipped. Computed on the (128 x 128) covariances.
 
     ``parts`` (indices) limits the term to those subspaces (all when None).
+
+    ``memory`` (with ``labels``): the total and within-part scatters are pooled over steps
+    (:class:`ScatterMemory`) instead of taken from this step's rows and pairs alone.
     """
     sub = stack_parts(emb)
     hinge = floor > 1.0
@@ -115,7 +152,11 @@ def spread_loss(emb: torch.Tensor, present: torch.Tensor, min_rows: int = 8, flo
             if len(i) < min_pairs:
                 continue
             d = x[i] - x[j]
-            cov = xc.T @ xc / len(x) - d.T @ d / (2 * len(i))
+            if memory is None:
+                cov = xc.T @ xc / len(x) - d.T @ d / (2 * len(i))
+            else:
+                cov = memory.blend(("total", c), xc.T @ xc, len(x)) \
+                    - memory.blend(("within", c), d.T @ d / 2, len(i))
             # an estimate, not a covariance: the difference may have negative eigenvalues, and
             # PR then falls under 1; let the term see down to 0.1 (a cap, and a gradient there)
             pr = (torch.trace(cov).clamp_min(0.0) ** 2 / (cov.pow(2).sum() + _EPS)).clamp_min(0.1)

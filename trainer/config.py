@@ -62,6 +62,9 @@ class TrainConfig:
     spread_between_lambda: float = 0.0
     spread_between_floor: float = 0.0
     spread_between_parts: tuple[str, ...] = PARTS
+    # > 0: its total and within-part scatters pooled over steps with this decay (0.98: about fifty
+    # steps) instead of one step's rows and pairs (model.losses.ScatterMemory)
+    spread_between_memory: float = 0.0
     solo_id_lambda: float = 0.0  # weight of the single-part identification term (model.losses.solo_id_loss)
     contrast_lambda: float = 0.0  # weight of the in-batch contrastive term (model.losses.part_contrast_loss)
     contrast_tau: float = 0.1  # its temperature (on cosines; with euclid, on squared distances over s)
@@ -210,6 +213,9 @@ def apply_overrides(cfg: TrainConfig, overrides: list[str] | None) -> TrainConfi
         raise ValueError(f"data_weights: {e}") from None
     if not 0.0 <= cfg.ema_decay < 1.0:
         raise ValueError(f"ema_decay: {cfg.ema_decay} is not in [0, 1) (0 = no moving average)")
+    if not 0.0 <= cfg.spread_between_memory < 1.0:
+        raise ValueError(f"spread_between_memory: {cfg.spread_between_memory} is not in [0, 1) "
+                         "(0 = each step's own rows)")
     return cfg
 
 

@@ -26,6 +26,7 @@ from model.audio import log_mel
 from model.embedder import Embedder
 from model.losses import (
     NormLoss,
+    ScatterMemory,
     block_cosine,
     contrast_metrics,
     masked_distance,
@@ -335,6 +336,7 @@ class Run:
         # validation stays unaligned, so its scores compare across runs whatever aligned_prob is
         val_sampler = TripletSampler(self.val.index, pseudo=cfg.use_pseudo, additional=cfg.use_additional,
                                      same_tempo=False, keep_prob=cfg.keep_prob)
+        memory = ScatterMemory(cfg.spread_between_memory) if cfg.spread_between_memory else None
         val_trip = val_sampler.draw(cfg.val_triplets, np.random.default_rng([cfg.seed, 97]))
         val_clips, val_present = self.val.render(flatten(val_trip), level_db=self.level)
         # clean stems at the dataset's own level, as Table 3 feeds them (own generator, so the
@@ -351,7 +353,7 @@ class Run:
             clips, present = self.train.render(pieces, self._gains(rng, len(pieces)), self.level)
             t1 = time.perf_counter()
             emb = self.embed(net, clips)
-            losses = self._main_losses(trip, emb, present, norm)
+            losses = self._main_losses(trip, emb, present, norm, memory)
             self._update(stage.opt, losses["loss"])
             return {k: v.item() for k, v in losses.items()} | {
                 "data_s": t1 - t0, "compute_s": time.perf_counter() - t1}
@@ -403,10 +405,10 @@ class Run:
         log.info("main stage starts from %s (%s)", path, w.sha256[:12])
 
     def _main_losses(self, trip: Sequence[Triplet], emb: torch.Tensor, present: torch.Tensor,
-                     norm: NormLoss) -> dict[str, torch.Tensor]:
+                     norm: NormLoss, memory: ScatterMemory | None = None) -> dict[str, torch.Tensor]:
         """Losses of one step. ``emb`` holds the triplets' rows (anchor, positive, negative in
         turn) and after them any solo rows, which only the norm loss and the solo-identification
-        term read."""
+        term read. ``memory`` pools the between-part spread term's scatters over steps."""
         cfg, dev = self.cfg, emb.device
         rows = 3 * len(trip)
         emb_all, present_all = emb, present
@@ -437,7 +439,8 @@ class Run:
             if cfg.spread_between_lambda or (cfg.contrast_lambda and cfg.contrast_same_time) else None
         if cfg.spread_between_lambda:
             lb = spread_loss(emb, present, floor=cfg.spread_between_floor, labels=same_time,
-                             parts=[PARTS.index(name) for name in cfg.spread_between_parts])
+                             parts=[PARTS.index(name) for name in cfg.spread_between_parts],
+                             memory=memory)
             out["spread_between"] = lb
             loss = loss + cfg.spread_between_lambda * lb
         if cfg.solo_id_lambda:

@@ -5,6 +5,7 @@ import torch
 
 from model.losses import (
     NormLoss,
+    ScatterMemory,
     masked_distance,
     masked_triplet_loss,
     pretrain_loss,
@@ -221,6 +222,59 @@ def test_between_part_spread_counts_only_directions_that_tell_parts_apart():
     x = line.clone().requires_grad_(True)
     spread_loss(x, present, floor=8.0, labels=labels).backward()
     assert torch.isfinite(x.grad).all() and x.grad.abs().sum() > 0
+
+
+def test_scatter_memory_pools_the_value_and_keeps_the_steps_gradient():
+    g = torch.Generator().manual_seed(5)
+    mem = ScatterMemory(0.5)
+    a, b = torch.randn(6, 3, generator=g), torch.randn(4, 3, generator=g)
+    first = mem.blend("k", a.T @ a, 6)
+    assert torch.allclose(first, a.T @ a / 6)
+    x = b.clone().requires_grad_(True)
+    second = mem.blend("k", x.T @ x, 4)
+    # value: the decayed sum over the decayed count, by hand
+    assert torch.allclose(second, (b.T @ b + 0.5 * a.T @ a) / (4 + 0.5 * 6), atol=1e-6)
+    # gradient: that of the step's own mean
+    w = torch.randn(3, 3, generator=g)
+    (second * w).sum().backward()
+    y = b.clone().requires_grad_(True)
+    ((y.T @ y / 4) * w).sum().backward()
+    assert torch.allclose(x.grad, y.grad, atol=1e-6)
+    # keys pool apart; momentum 0 is the step alone
+    assert torch.allclose(mem.blend("other", b.T @ b, 4), b.T @ b / 4)
+    assert torch.allclose(ScatterMemory(0.0).blend("k", a.T @ a, 6), a.T @ a / 6)
+    with pytest.raises(ValueError, match="momentum"):
+        ScatterMemory(1.0)
+
+
+def test_pooled_between_part_spread_holds_still_where_one_steps_pairs_jump():
+    g = torch.Generator().manual_seed(3)
+    part_dirs, ctx_dirs = torch.randn(10, 128, generator=g), torch.randn(50, 128, generator=g)
+
+    def batch(n_labels: int, per: int = 2) -> tuple[torch.Tensor, torch.Tensor]:
+        labels = torch.arange(n_labels).repeat_interleave(per).reshape(-1, 1).repeat(1, 5)
+        part = (torch.randn(n_labels, 10, generator=g) @ part_dirs).repeat_interleave(per, dim=0)
+        ctx = 0.3 * torch.randn(n_labels * per, 50, generator=g) @ ctx_dirs
+        return (part + ctx).repeat(1, 5), labels
+
+    big, big_labels = batch(2000)
+    truth = spread_loss(big, torch.ones(len(big), 5), floor=64.0, labels=big_labels).item()
+    assert 0.2 < truth < 0.8
+    errors = {0.0: [], 0.95: []}
+    for momentum in errors:
+        mem = ScatterMemory(momentum) if momentum else None
+        for step in range(120):
+            x, labels = batch(15)  # a step's some fifteen pairs
+            value = spread_loss(x, torch.ones(len(x), 5), floor=64.0, labels=labels, memory=mem).item()
+            if step >= 60:
+                errors[momentum].append(abs(value - truth))
+    one, pooled = sum(errors[0.0]) / 60, sum(errors[0.95]) / 60
+    assert pooled < 0.3 * one, (one, pooled)
+    # without memory the term is exactly the step's own
+    x, labels = batch(15)
+    assert spread_loss(x, torch.ones(len(x), 5), floor=64.0, labels=labels,
+                       memory=ScatterMemory(0.0)).item() == pytest.approx(
+        spread_loss(x, torch.ones(len(x), 5), floor=64.0, labels=labels).item(), rel=1e-5)
 
 
 def test_pretrain_block_loss_learns_direction_and_length_part_by_part():

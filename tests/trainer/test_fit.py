@@ -565,6 +565,41 @@ def test_between_spread_reads_the_pairs_that_share_a_parts_audio():
         spread_loss(emb, one, floor=200.0, labels=source_labels(trip, same_time=True)).item())
 
 
+def test_the_between_spread_term_pools_its_scatters_over_steps_when_asked():
+    from model.losses import NormLoss, ScatterMemory, spread_loss
+    from trainer.sampling import Source, Triplet, source_labels
+    from types import SimpleNamespace
+    g = torch.Generator().manual_seed(4)
+    trip = []
+    for i in range(12):
+        drums, rest = Source(i, 0), Source(100 + i, 0)
+        trip.append(Triplet((drums, rest, rest, None, None), (drums, Source(200 + i, 0), None, None, None),
+                            (Source(300 + i, 0), rest, rest, None, None), cond=0))
+    present = (source_labels(trip) >= 0).float()
+    labels = source_labels(trip, same_time=True)
+    run = SimpleNamespace(cfg=_smoke(spread_between_lambda=1.0, spread_between_floor=200.0))
+
+    def rows() -> torch.Tensor:  # rows sounding the same part's audio share its vector
+        blocks = []
+        for c in range(5):
+            _, which = torch.unique(labels[:, c], return_inverse=True)
+            blocks.append(torch.randn(int(which.max()) + 1, 128, generator=g)[which])
+        return torch.cat(blocks, dim=1) + 0.3 * torch.randn(36, 640, generator=g)
+
+    first, second = rows(), rows()
+    mem = ScatterMemory(0.9)
+    Run._main_losses(run, trip, first, present, NormLoss(), mem)
+    pooled = Run._main_losses(run, trip, second, present, NormLoss(), mem)["spread_between"]
+    alone = Run._main_losses(run, trip, second, present, NormLoss())["spread_between"]
+    ref = ScatterMemory(0.9)
+    spread_loss(first, present, floor=200.0, labels=labels, memory=ref)
+    assert pooled.item() == pytest.approx(spread_loss(second, present, floor=200.0, labels=labels, memory=ref).item())
+    assert pooled.item() != pytest.approx(alone.item())
+    assert resolve("smoke", ["--spread_between_memory=0.98"]).spread_between_memory == 0.98
+    with pytest.raises(ValueError, match="spread_between_memory: 1.0 is not in"):
+        resolve("smoke", ["--spread_between_memory=1.0"])
+
+
 def test_a_config_with_the_one_between_spread_term_of_runs_r16_reads_as_the_second_term():
     from trainer.config import TrainConfig
     old = TrainConfig(spread_lambda=2.0, spread_floor=8.0, spread_parts=("drums", "bass")).to_dict()
