@@ -13,6 +13,8 @@ Fast checks for validation during training (each returns ``{part: accuracy %}``)
     pseudo_piece_knn(val_set, fn, n_labels=10, per_label=4, seconds=3.0, seed=0,
                      draws=1, max_seconds=30.0)    # Table 2 in small (mean over draws)
     pseudo_piece_draws(...)                        # the same, {part: [accuracy per draw]}
+    pseudo_piece_spread(...)                       # ("drawn" | "every", {part: mean, std, ...}):
+                                                   # every pair on a split too small for draws
     stem_identification(val_set, fn, seconds=3.0, max_tracks=None, seed=0)  # Table 3
     music_id_knn(val_set, fn, seconds=3.0, max_tracks=None, seed=0)         # Table 1
 
@@ -45,8 +47,9 @@ from trainer.evaluate.validation import (
     music_id_knn,
     pseudo_piece_draws,
     pseudo_piece_knn,
+    pseudo_piece_spread,
     stem_identification,
 )
 
 __all__ = ["EmbedFn", "MFCCStats", "MelCache", "model_embed_fn", "music_id_knn",
-           "pseudo_piece_draws", "pseudo_piece_knn", "stem_identification"]
+           "pseudo_piece_draws", "pseudo_piece_knn", "pseudo_piece_spread", "stem_identification"]

@@ -11,19 +11,21 @@ from collections.abc import Sequence
 import numpy as np
 
 from model.parts import PARTS
-from trainer.evaluate.metrics import spread
+from trainer.evaluate.metrics import label_spread, spread
 from trainer.evaluate.segments import (
     ActivityFn,
     Dataset,
     EmbedFn,
     collect_pieces,
     collect_pseudo,
+    every_pair,
     plan_draws,
 )
 from trainer.evaluate.tables import (
     csn_method,
     music_id,
     pseudo_separation_draws,
+    pseudo_separation_hits,
     stem_identification_table,
 )
 
@@ -54,6 +56,32 @@ def pseudo_piece_draws(dataset: Dataset, embed_fn: EmbedFn, n_labels: int = 10,
                           activity=activity, progress=progress)
     scores = pseudo_separation_draws(sets, method, plan, k=k, seed=seed)
     return {p: scores.get(p, [float("nan")] * draws) for p in parts}
+
+
+def pseudo_piece_spread(dataset: Dataset, embed_fn: EmbedFn, n_labels: int = 10,
+                        per_label: int = 4, seconds: float = 3.0, seed: int = 0, draws: int = 1,
+                        *, plan: str = "auto", k: int = 5, max_seconds: float | None = 30.0,
+                        parts: Sequence[str] = PARTS, batch_size: int = 32,
+                        activity: ActivityFn | None = None,
+                        progress: bool = False) -> tuple[str, dict[str, dict[str, float]]]:
+    """Table 2 in small with its error, on the plan ``partwise-train eval`` would take
+    (:func:`trainer.evaluate.segments.every_pair`): ``("drawn", {part: spread over the seeded
+    draws})``, or on a split too small for draws to differ, ``("every", {part: figure over every
+    pair of whole pieces, with its standard error over label tracks})``; ``max_seconds`` and
+    ``draws`` only shape the drawn plan. The spreads are :func:`trainer.evaluate.metrics.spread`
+    and :func:`~trainer.evaluate.metrics.label_spread` (``mean``, ``std``, ...)."""
+    if not every_pair(dataset.tracks, parts, n_labels, plan):
+        per_draw = pseudo_piece_draws(dataset, embed_fn, n_labels, per_label, seconds, seed,
+                                      draws, k=k, max_seconds=max_seconds, parts=parts,
+                                      batch_size=batch_size, activity=activity, progress=progress)
+        return "drawn", {p: spread(v) for p, v in per_draw.items()}
+    pairs = plan_draws(dataset.tracks, parts, None, None, seed, 1)
+    method = csn_method("model", FN)
+    sets = collect_pseudo(dataset, pairs.pieces, seconds, {p: method.jobs((p,)) for p in parts},
+                          {FN: embed_fn}, batch_size=batch_size, activity=activity,
+                          progress=progress)
+    hits = pseudo_separation_hits(sets, method, k=k, seed=seed)
+    return "every", {p: label_spread(hits.get(p, {})) for p in parts}
 
 
 def pseudo_piece_knn(dataset: Dataset, embed_fn: EmbedFn, n_labels: int = 10, per_label: int = 4,
