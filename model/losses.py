@@ -102,7 +102,8 @@ class ScatterMemory:
 
 def spread_loss(emb: torch.Tensor, present: torch.Tensor, min_rows: int = 8, floor: float = 0.0,
                 labels: torch.Tensor | None = None, min_pairs: int = 4,
-                parts: Sequence[int] | None = None, memory: ScatterMemory | None = None) -> torch.Tensor:
+                parts: Sequence[int] | None = None, memory: ScatterMemory | None = None,
+                prs: dict[int, torch.Tensor] | None = None) -> torch.Tensor:
     """Mean over parts of 1 - log(PR_c) / log(128): how far each subspace is from spreading its
     variance over all its directions (0 = even spread, 1 = one direction).
 
@@ -130,6 +131,8 @@ def spread_loss(emb: torch.Tensor, present: torch.Tensor, min_rows: int = 8, flo
 
     ``memory`` (with ``labels``): the total and within-part scatters are pooled over steps
     (:class:`ScatterMemory`) instead of taken from this step's rows and pairs alone.
+
+    ``prs``, when given, receives each scored part's participation ratio (detached), for the log.
     """
     sub = stack_parts(emb)
     hinge = floor > 1.0
@@ -160,6 +163,8 @@ def spread_loss(emb: torch.Tensor, present: torch.Tensor, min_rows: int = 8, flo
             # an estimate, not a covariance: the difference may have negative eigenvalues, and
             # PR then falls under 1; let the term see down to 0.1 (a cap, and a gradient there)
             pr = (torch.trace(cov).clamp_min(0.0) ** 2 / (cov.pow(2).sum() + _EPS)).clamp_min(0.1)
+        if prs is not None:
+            prs[c] = pr.detach()
         term = 1.0 - torch.log(pr) / math.log(floor if hinge else x.shape[1])
         terms.append(torch.relu(term) if hinge else term)
     return torch.stack(terms).mean() if terms else emb.sum() * 0.0

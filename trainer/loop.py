@@ -186,7 +186,7 @@ class Stage:
             st.seconds += time.perf_counter() - t0
             row = {"stage": self.name, "epoch": st.epoch, "step": st.step,
                    "lr": self.opt.param_groups[0]["lr"],
-                   **{k: v / self.steps for k, v in sums.items()}, **timing,
+                   **sums, **timing,
                    "epoch_s": time.perf_counter() - t0}
             if self.run.env.main:
                 self._validate(row, val_fn, score_key)
@@ -196,8 +196,8 @@ class Stage:
 
     def _epoch(self, step_fn: Callable[[np.random.Generator], dict[str, float]], t0: float
                ) -> tuple[dict[str, float], dict[str, float]]:
-        """One epoch of ``self.steps`` training steps; the sums of the step rows, and the
-        data and compute seconds."""
+        """One epoch of ``self.steps`` training steps; the means of the step rows (each over
+        the steps that reported it: a term may skip a step), and the data and compute seconds."""
         cfg, env, st = self.run.cfg, self.run.env, self.state
         total = self.epochs * self.steps
         stage_id = STAGES.index(self.name.split(":")[0])
@@ -206,6 +206,7 @@ class Stage:
         for m in self.modules.values():
             m.train()
         sums: dict[str, float] = {}
+        counts: dict[str, int] = {}
         timing = {"data_s": 0.0, "compute_s": 0.0}
         bar = tqdm(range(self.steps), desc=f"{self.name} {st.epoch + 1}/{self.epochs}",
                    disable=not env.main or not self.run.progress, leave=False)
@@ -221,9 +222,10 @@ class Stage:
                     timing[k] += v
                 else:
                     sums[k] = sums.get(k, 0.0) + v
+                    counts[k] = counts.get(k, 0) + 1
             st.step += 1
             bar.set_postfix(loss=f"{out['loss']:.4f}")
-        return sums, timing
+        return {k: v / counts[k] for k, v in sums.items()}, timing
 
     def _validate(self, row: dict, val_fn: Callable[[], dict[str, float]], score_key: str) -> None:
         """Rank 0: add the validation figures to ``row``, keep the best, log the row."""

@@ -438,10 +438,13 @@ class Run:
         same_time = source_labels(trip, dev, same_time=True) \
             if cfg.spread_between_lambda or (cfg.contrast_lambda and cfg.contrast_same_time) else None
         if cfg.spread_between_lambda:
+            prs: dict[int, torch.Tensor] = {}
             lb = spread_loss(emb, present, floor=cfg.spread_between_floor, labels=same_time,
                              parts=[PARTS.index(name) for name in cfg.spread_between_parts],
-                             memory=memory)
+                             memory=memory, prs=prs)
             out["spread_between"] = lb
+            # what the term reads: each part's between-part dimension (pooled with a memory)
+            out |= {f"between_pr_{PARTS[c]}": pr for c, pr in prs.items()}
             loss = loss + cfg.spread_between_lambda * lb
         if cfg.solo_id_lambda:
             li = solo_id_loss(emb_all, present_all)

@@ -603,6 +603,22 @@ def test_the_between_spread_term_pools_its_scatters_over_steps_when_asked():
         resolve("smoke", ["--spread_between_memory=1.0"])
 
 
+def test_a_run_with_the_pooled_between_term_logs_what_the_term_reads(tiny_data, tmp_path):
+    out = tmp_path / "run"
+    assert main(["--data", str(tiny_data), "--preset", "smoke", "--out", str(out), "--quiet",
+                 "--threads=1", "--use_pretrain=0", "--epochs=2", "--aligned_prob=1", "--batch=16",
+                 "--triplets_per_epoch=32",
+                 "--spread_between_lambda=1", "--spread_between_floor=16",
+                 "--spread_between_parts=bass,piano", "--spread_between_memory=0.9"]) == 0
+    rows = [r for r in map(json.loads, (out / "log.jsonl").read_text().splitlines())
+            if r.get("stage") == "main" and "spread_between" in r]
+    assert [r["epoch"] for r in rows] == [1, 2]
+    for r in rows:
+        assert {k for k in r if k.startswith("between_pr_")} == {"between_pr_bass", "between_pr_piano"}
+        assert all(0.1 <= r[f"between_pr_{p}"] <= 128.0 for p in ("bass", "piano"))
+    assert json.loads((out / "config.json").read_text())["spread_between_memory"] == 0.9
+
+
 def test_a_config_with_the_one_between_spread_term_of_runs_r16_reads_as_the_second_term():
     from trainer.config import TrainConfig
     old = TrainConfig(spread_lambda=2.0, spread_floor=8.0, spread_parts=("drums", "bass")).to_dict()
