@@ -61,6 +61,8 @@ def validation_metrics(run: Run, seed: int = 0, draws: int = 5) -> dict:
 
     def one(root: Path) -> dict:
         ds = SlakhDataset(root, "validation", sample_rate=run.cfg.sample_rate)
+        if not len(ds):  # a training-only dataset: nothing to measure, and no plan to name
+            return {"split": "validation", "tracks": 0, "segment_seconds": sec}
         plan, sp = pseudo_piece_spread(ds, fn, seconds=sec, seed=seed, draws=draws)
         return {
             "split": "validation", "tracks": len(ds), "segment_seconds": sec,

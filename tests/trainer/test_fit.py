@@ -155,16 +155,22 @@ def test_two_datasets_are_pooled_and_validated_apart(tiny_data, tmp_path):
 
     other = tmp_path / "other"
     shutil.copytree(tiny_data, other)
-    rc = main(["--data", str(tiny_data), "--data", str(other), "--preset", "smoke", "--out",
-               str(tmp_path / "run"), "--quiet", "--threads=1", "--use_pretrain=0", "--epochs=1",
-               "--data_weights=other:3"])
+    # a third set with training tracks only: measured as nothing, not as an empty plan
+    train_only = data_mod.build_dataset(tmp_path / "trainonly", n_tracks=3, seed=5, song_seconds=8,
+                                        splits=(1.0, 0.0, 0.0), workers=1)
+    for split in ("validation", "test"):  # as an excerpt set has them: folders without tracks
+        (train_only / split).mkdir(exist_ok=True)
+    rc = main(["--data", str(tiny_data), "--data", str(other), "--data", str(train_only),
+               "--preset", "smoke", "--out", str(tmp_path / "run"), "--quiet", "--threads=1",
+               "--use_pretrain=0", "--epochs=1", "--data_weights=other:3"])
     assert rc == 0
     summary = json.loads((tmp_path / "run" / "summary.json").read_text())["data"]
-    assert summary["root"] == f"{tiny_data.name}+other"
-    assert [d.get("draw_weight") for d in summary["datasets"]] == [1.0, 3.0]
-    assert summary["train_tracks"] == sum(d["train_tracks"] for d in summary["datasets"]) == 24
+    assert summary["root"] == f"{tiny_data.name}+other+trainonly"
+    assert [d.get("draw_weight") for d in summary["datasets"]] == [1.0, 3.0, 1.0]
+    assert summary["train_tracks"] == sum(d["train_tracks"] for d in summary["datasets"]) == 27
     metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
-    assert set(metrics["datasets"]) == {tiny_data.name, "other"}
+    assert set(metrics["datasets"]) == {tiny_data.name, "other", "trainonly"}
+    assert metrics["datasets"]["trainonly"] == {"split": "validation", "tracks": 0, "segment_seconds": 1.0}
     assert metrics["table3_stem_identification"] == \
         metrics["datasets"][tiny_data.name]["table3_stem_identification"]
     assert main(["--data", str(tmp_path / "missing"), "--data", str(other), "--out",
