@@ -42,8 +42,7 @@ from trainer.evaluate.segments import (
     SegmentSet,
     collect_pieces,
     collect_pseudo,
-    every_pair,
-    plan_draws,
+    table2_plan,
     tempo_mismatches,
 )
 from trainer.evaluate.tables import (
@@ -181,10 +180,8 @@ def evaluate(dataset: Dataset, fns: Mapping[str, EmbedFn], config: EvalConfig | 
 
     t0 = time.perf_counter()
     sub_tracks = [dataset.tracks[i] for i in tracks]
-    every = every_pair(sub_tracks, PARTS, cfg.n_labels, cfg.plan)
-    draws = (plan_draws(sub_tracks, PARTS, None, None, cfg.seed, 1, indices=tracks) if every else
-             plan_draws(sub_tracks, PARTS, cfg.n_labels, cfg.per_label, cfg.seed, cfg.draws,
-                        indices=tracks))
+    every, draws = table2_plan(sub_tracks, PARTS, cfg.n_labels, cfg.per_label, cfg.seed,
+                               cfg.draws, cfg.plan, indices=tracks)
     max_pseudo_seconds = None if every else cfg.max_pseudo_seconds
     plan = draws.pieces
     first = {p: draws.draws[0][p] for p in PARTS}  # the single-draw plan (counts, figures)

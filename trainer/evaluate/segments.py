@@ -337,6 +337,17 @@ def every_pair(tracks: Sequence[Any], parts: Sequence[str], n_labels: int, plan:
     return most <= n_labels
 
 
+def table2_plan(tracks: Sequence[Any], parts: Sequence[str], n_labels: int, per_label: int,
+                seed: int, draws: int, plan: str = "auto",
+                indices: Sequence[int] | None = None) -> tuple[bool, DrawPlan]:
+    """The pseudo pieces Table 2 scores: (True, every pair once) when :func:`every_pair` says
+    so, else (False, ``draws`` seeded draws of ``n_labels`` x ``per_label``). ``indices`` as for
+    :func:`plan_draws`."""
+    if every_pair(tracks, parts, n_labels, plan):
+        return True, plan_draws(tracks, parts, None, None, seed, 1, indices=indices)
+    return False, plan_draws(tracks, parts, n_labels, per_label, seed, draws, indices=indices)
+
+
 def tempo_mismatches(tracks: Sequence[Any], plan: Sequence[PseudoPiece]) -> int:
     """How many pseudo pieces mix tracks of different tempo classes."""
     return sum(int(tracks[p.label].tempo_class) != int(tracks[p.other].tempo_class) for p in plan)

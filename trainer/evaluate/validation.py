@@ -18,8 +18,8 @@ from trainer.evaluate.segments import (
     EmbedFn,
     collect_pieces,
     collect_pseudo,
-    every_pair,
     plan_draws,
+    table2_plan,
 )
 from trainer.evaluate.tables import (
     csn_method,
@@ -70,18 +70,17 @@ def pseudo_piece_spread(dataset: Dataset, embed_fn: EmbedFn, n_labels: int = 10,
     pair of whole pieces, with its standard error over label tracks})``; ``max_seconds`` and
     ``draws`` only shape the drawn plan. The spreads are :func:`trainer.evaluate.metrics.spread`
     and :func:`~trainer.evaluate.metrics.label_spread` (``mean``, ``std``, ...)."""
-    if not every_pair(dataset.tracks, parts, n_labels, plan):
-        per_draw = pseudo_piece_draws(dataset, embed_fn, n_labels, per_label, seconds, seed,
-                                      draws, k=k, max_seconds=max_seconds, parts=parts,
-                                      batch_size=batch_size, activity=activity, progress=progress)
-        return "drawn", {p: spread(v) for p, v in per_draw.items()}
-    pairs = plan_draws(dataset.tracks, parts, None, None, seed, 1)
+    every, pieces = table2_plan(dataset.tracks, parts, n_labels, per_label, seed, draws, plan)
     method = csn_method("model", FN)
-    sets = collect_pseudo(dataset, pairs.pieces, seconds, {p: method.jobs((p,)) for p in parts},
-                          {FN: embed_fn}, batch_size=batch_size, activity=activity,
+    sets = collect_pseudo(dataset, pieces.pieces, seconds, {p: method.jobs((p,)) for p in parts},
+                          {FN: embed_fn}, batch_size=batch_size,
+                          max_seconds=None if every else max_seconds, activity=activity,
                           progress=progress)
-    hits = pseudo_separation_hits(sets, method, k=k, seed=seed)
-    return "every", {p: label_spread(hits.get(p, {})) for p in parts}
+    if every:
+        hits = pseudo_separation_hits(sets, method, k=k, seed=seed)
+        return "every", {p: label_spread(hits.get(p, {})) for p in parts}
+    scores = pseudo_separation_draws(sets, method, pieces, k=k, seed=seed)
+    return "drawn", {p: spread(scores.get(p, [float("nan")] * draws)) for p in parts}
 
 
 def pseudo_piece_knn(dataset: Dataset, embed_fn: EmbedFn, n_labels: int = 10, per_label: int = 4,
