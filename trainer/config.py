@@ -70,6 +70,11 @@ class TrainConfig:
     contrast_tau: float = 0.1  # its temperature (on cosines; with euclid, on squared distances over s)
     contrast_same_time: bool = False  # its positives share a part's audio (track and time), not only its track
     contrast_parts: tuple[str, ...] = PARTS  # the subspaces it acts on
+    # groups of pseudo pieces sharing one part's audio (Table 2's structure) added to each step for
+    # the contrastive term (and the norm loss): label_groups groups of group_size pieces
+    # (sampling.TripletSampler.label_groups); 0 = the triplets' rows alone
+    label_groups: int = 0
+    group_size: int = 4
     contrast_metric: str = "cosine"  # cosine: on directions; euclid: -squared distance, lengths too;
     # or per part, cosine where not named: "drums:euclid,bass:euclid"
     contrast_hold_scale: bool = True  # euclid: the subspace's scale a constant of the step (lengths may grow)
@@ -213,6 +218,11 @@ def apply_overrides(cfg: TrainConfig, overrides: list[str] | None) -> TrainConfi
         raise ValueError(f"data_weights: {e}") from None
     if not 0.0 <= cfg.ema_decay < 1.0:
         raise ValueError(f"ema_decay: {cfg.ema_decay} is not in [0, 1) (0 = no moving average)")
+    if cfg.label_groups < 0 or cfg.group_size < 2:
+        raise ValueError(f"label_groups: need label_groups >= 0 and group_size >= 2, got "
+                         f"{cfg.label_groups} and {cfg.group_size}")
+    if cfg.label_groups and not cfg.contrast_lambda:
+        raise ValueError("label_groups: the groups feed the contrastive term; set contrast_lambda > 0")
     if not 0.0 <= cfg.spread_between_memory < 1.0:
         raise ValueError(f"spread_between_memory: {cfg.spread_between_memory} is not in [0, 1) "
                          "(0 = each step's own rows)")

@@ -21,6 +21,11 @@ Every triplet piece mixes at least two parts (the condition part and, for the ad
 triplet, c'), so a clean stem alone never reaches the norm loss through them. :func:`solo_pieces`
 draws such single stems, for the norm loss alone: Table 3 asks which subspace is the longest
 when one part plays by itself.
+
+:meth:`TripletSampler.label_groups` draws Table 2's own structure: groups of pieces that share
+one part's audio (one label track, one time) and take every other part from a different song.
+A step's triplets give the in-batch contrastive term about one such pair per aligned triplet;
+the groups give it K - 1 positives for each of their rows.
 """
 
 from __future__ import annotations
@@ -183,6 +188,34 @@ class TripletSampler:
             )
         raise RuntimeError(f"could not draw a triplet for part {c} in 100 tries")
 
+    def label_groups(self, n: int, size: int, rng: np.random.Generator) -> list[list[Piece]]:
+        """``n`` groups of ``size`` pseudo pieces, as Table 2 builds them: in a group, part c
+        comes from one label track at one time in every piece, and the other parts of each
+        piece from its own song (one time for all of them, each kept with ``keep_prob``), so
+        two pieces of a group share part c's audio and nothing else. The conditions are spread
+        evenly over the usable parts; with ``same_tempo`` a group's songs share a tempo class
+        (songs repeat only where the class has fewer than ``size`` others)."""
+        if n < 0 or size < 2:
+            raise ValueError(f"label groups: need n >= 0 and size >= 2, got n={n}, size={size}")
+        conds = rng.permutation(np.resize(np.array(self.usable_conds or range(N_PARTS)), n))
+        return [self._group(int(c), size, rng) for c in conds]
+
+    def _group(self, c: int, size: int, rng: np.random.Generator) -> list[Piece]:
+        has = self.index.has
+        members = self.groups[int(rng.choice(self.usable[c], p=self.group_p[c]))]
+        with_c = members[has[members, c]]
+        a = int(rng.choice(with_c, p=self.index.p(with_c)))
+        label = Source(a, self._start(rng, a, c))
+        rest = members[members != a]
+        others = rng.choice(rest, size, replace=len(rest) < size, p=self.index.p(rest))
+        out = []
+        for b in (int(x) for x in others):
+            start = self._start(rng, b, None)
+            out.append(tuple(label if j == c else
+                             (Source(b, start) if rng.random() < self.keep_prob else None)
+                             for j in range(N_PARTS)))
+        return out
+
 
 def individual_triplets(index: SegmentIndex, part: int, n: int,
                         rng: np.random.Generator) -> list[tuple[Source, Source, Source]]:
@@ -229,10 +262,16 @@ def source_labels(triplets: Sequence[Triplet], device: torch.device | str = "cpu
     calls two rows' c-parts the same when they share it). With ``same_time`` the label is the
     track and the segment's start, so only the same audio of a part counts as shared (what the
     aligned triplets and Table 2's pseudo pieces share)."""
+    return piece_labels(flatten(triplets), device, same_time)
+
+
+def piece_labels(pieces: Sequence[Piece], device: torch.device | str = "cpu",
+                 same_time: bool = False) -> torch.Tensor:
+    """:func:`source_labels` for any list of pieces: (len(pieces), 5), a row per piece."""
     def label(src: Source | None) -> int:
         if src is None:
             return -1
         return src.track * (1 << 32) + src.start if same_time else src.track
 
-    rows = [[label(src) for src in piece] for piece in flatten(triplets)]
+    rows = [[label(src) for src in piece] for piece in pieces]
     return torch.tensor(rows, dtype=torch.long, device=device).reshape(-1, N_PARTS)

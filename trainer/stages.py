@@ -47,11 +47,13 @@ from trainer.config import TrainConfig, dataset_weights
 from trainer.evaluate.metrics import largest_norm_predict, participation_ratio
 from trainer.loop import Stage, setup_env, unwrap
 from trainer.sampling import (
+    Piece,
     Triplet,
     TripletSampler,
     dataset_piece,
     flatten,
     individual_triplets,
+    piece_labels,
     solo_pieces,
     source_labels,
 )
@@ -348,12 +350,15 @@ class Run:
             t0 = time.perf_counter()
             trip = sampler.draw(cfg.batch, rng)
             pieces = flatten(trip)
+            groups = [piece for g in sampler.label_groups(cfg.label_groups, cfg.group_size, rng)
+                      for piece in g] if cfg.label_groups else []
+            pieces += groups
             if cfg.solo_rows:
                 pieces += solo_pieces(self.train.index, cfg.solo_rows, rng)
             clips, present = self.train.render(pieces, self._gains(rng, len(pieces)), self.level)
             t1 = time.perf_counter()
             emb = self.embed(net, clips)
-            losses = self._main_losses(trip, emb, present, norm, memory)
+            losses = self._main_losses(trip, emb, present, norm, memory, groups)
             self._update(stage.opt, losses["loss"])
             return {k: v.item() for k, v in losses.items()} | {
                 "data_s": t1 - t0, "compute_s": time.perf_counter() - t1}
@@ -405,12 +410,17 @@ class Run:
         log.info("main stage starts from %s (%s)", path, w.sha256[:12])
 
     def _main_losses(self, trip: Sequence[Triplet], emb: torch.Tensor, present: torch.Tensor,
-                     norm: NormLoss, memory: ScatterMemory | None = None) -> dict[str, torch.Tensor]:
+                     norm: NormLoss, memory: ScatterMemory | None = None,
+                     groups: Sequence[Piece] = ()) -> dict[str, torch.Tensor]:
         """Losses of one step. ``emb`` holds the triplets' rows (anchor, positive, negative in
-        turn) and after them any solo rows, which only the norm loss and the solo-identification
-        term read. ``memory`` pools the between-part spread term's scatters over steps."""
+        turn), then the rows of the label groups' pieces ``groups`` (which the contrastive term
+        and the norm loss read), then any solo rows, which only the norm loss and the
+        solo-identification term read. ``memory`` pools the between-part spread term's
+        scatters over steps."""
         cfg, dev = self.cfg, emb.device
         rows = 3 * len(trip)
+        n_group = len(groups)
+        emb_c, present_c = emb[:rows + n_group], present[:rows + n_group]
         emb_all, present_all = emb, present
         emb, present = emb[:rows], present[:rows]
         a, p, n = emb[0::3], emb[1::3], emb[2::3]
@@ -452,7 +462,9 @@ class Run:
             loss = loss + cfg.solo_id_lambda * li
         if cfg.contrast_lambda:
             labels = same_time if cfg.contrast_same_time else source_labels(trip, dev)
-            lc = part_contrast_loss(emb, labels, present, cfg.contrast_tau,
+            if n_group:
+                labels = torch.cat([labels, piece_labels(groups, dev, cfg.contrast_same_time)])
+            lc = part_contrast_loss(emb_c, labels, present_c, cfg.contrast_tau,
                                     parts=[PARTS.index(name) for name in cfg.contrast_parts],
                                     metric=contrast_metrics(cfg.contrast_metric),
                                     hold_scale=cfg.contrast_hold_scale)

@@ -670,3 +670,49 @@ def test_retrieval_top1_asks_for_the_same_part_among_every_row():
     for r, x in enumerate((0.0, 50.0, 30.0, 10.0, 10.1, 0.1, 70.0, 80.0, 90.0)):
         emb[r, 0] = x
     assert retrieval_top1(trip, emb, present)["val_top1_drums"] == 1.0
+
+
+def test_label_groups_join_the_contrast_term_and_the_norm_loss():
+    from types import SimpleNamespace
+
+    from model.losses import NormLoss, part_contrast_loss
+    from trainer.sampling import Source, Triplet, piece_labels, source_labels
+
+    g = torch.Generator().manual_seed(4)
+    a = (Source(1, 0), Source(2, 0), None, Source(3, 0), None)
+    p = (Source(1, 0), Source(5, 0), None, None, Source(6, 0))
+    n = (Source(7, 0), Source(2, 0), None, Source(3, 0), None)
+    trip = [Triplet(a, p, n, cond=0)]
+    label = Source(9, 100)
+    groups = [(None, None, label, Source(b, 0), Source(b, 0)) for b in (11, 12, 13)]
+    emb = torch.randn(3 + 3 + 2, 640, generator=g)  # a triplet, a group of three, two solo rows
+    present = torch.ones(8, 5)
+    norm = NormLoss()
+    host = SimpleNamespace(cfg=_smoke(contrast_lambda=0.5, contrast_same_time=True))
+    without = Run._main_losses(host, trip, emb[[0, 1, 2, 6, 7]], present[:5], norm)
+    out = Run._main_losses(host, trip, emb, present, norm, groups=groups)
+    labels = torch.cat([source_labels(trip, same_time=True), piece_labels(groups, same_time=True)])
+    want = part_contrast_loss(emb[:6], labels, present[:6])
+    assert out["contrast"].item() == pytest.approx(want.item())
+    assert out["contrast"].item() != pytest.approx(without["contrast"].item())
+    assert out["norm"].item() == pytest.approx(norm(emb, present).item())
+    # the triplet loss reads the triplets' rows alone
+    assert out["triplet"].item() == pytest.approx(without["triplet"].item())
+    # the group's pieces share piano's audio (track and time) and nothing else
+    lab = piece_labels(groups, same_time=True)
+    assert len(set(lab[:, 2].tolist())) == 1 and len(set(lab[:, 3].tolist())) == 3
+
+
+def test_label_groups_are_checked_and_a_run_with_them_trains(tiny_data, tmp_path):
+    with pytest.raises(ValueError, match="label_groups: the groups feed the contrastive term"):
+        resolve("smoke", ["--label_groups=4"])
+    with pytest.raises(ValueError, match="group_size >= 2"):
+        resolve("smoke", ["--label_groups=4", "--contrast_lambda=0.1", "--group_size=1"])
+    out = tmp_path / "run"
+    assert main(["--data", str(tiny_data), "--preset", "smoke", "--out", str(out), "--quiet",
+                 "--threads=1", "--use_pretrain=0", "--epochs=1", "--contrast_lambda=0.3",
+                 "--contrast_same_time=1", "--label_groups=2", "--group_size=3"]) == 0
+    rows = [r for r in map(json.loads, (out / "log.jsonl").read_text().splitlines())
+            if r.get("stage") == "main" and "contrast" in r]
+    assert rows and all(np.isfinite(r["contrast"]) and r["contrast"] > 0 for r in rows)
+    assert json.loads((out / "config.json").read_text())["label_groups"] == 2

@@ -292,3 +292,42 @@ def test_source_labels_follow_flatten_order():
     # by track and time: the positive's drums start elsewhere in track 3, so they differ
     timed = source_labels(trip, same_time=True)
     assert timed[0, 0] != timed[1, 0] and timed[0, 2] == timed[2, 2] and timed[0, 1] == -1
+
+
+def test_label_groups_share_one_parts_audio_and_nothing_else():
+    idx = _index(n_tracks=40, n_classes=2)
+    sampler = TripletSampler(idx, same_tempo=True, keep_prob=0.7)
+    groups = sampler.label_groups(20, 4, np.random.default_rng(5))
+    assert len(groups) == 20 and all(len(g) == 4 for g in groups)
+    conds = []
+    for g in groups:
+        shared = [j for j in range(N_PARTS) if all(p[j] is not None for p in g)
+                  and len({p[j] for p in g}) == 1]
+        assert len(shared) == 1  # one part, the same audio (track and time) in every piece
+        c = shared[0]
+        conds.append(c)
+        label = g[0][c]
+        assert label.start in idx.active[label.track][c]
+        songs = []
+        for piece in g:
+            rest = {(s.track, s.start) for j, s in _src(piece).items() if j != c}
+            assert len(rest) <= 1  # the other parts come from one song at one time
+            songs += [t for t, _ in rest]
+            tracks = {s.track for s in _src(piece).values()}
+            assert len({int(idx.tempo_class[t]) for t in tracks}) == 1
+        assert label.track not in songs
+        assert len(songs) == len(set(songs))  # each piece its own song
+    # the conditions spread evenly over the parts
+    assert sorted(np.bincount(conds, minlength=N_PARTS)) == [4] * N_PARTS
+    # keep_prob thins the other parts
+    kept = np.mean([p[j] is not None for g, c in zip(groups, conds, strict=True) for p in g
+                    for j in range(N_PARTS) if j != c])
+    assert 0.55 < kept < 0.85
+    with pytest.raises(ValueError, match="size >= 2"):
+        sampler.label_groups(3, 1, np.random.default_rng(0))
+
+
+def test_label_groups_repeat_songs_only_when_a_tempo_class_is_small():
+    idx = _index(n_tracks=6, n_classes=1)
+    groups = TripletSampler(idx, same_tempo=True).label_groups(5, 8, np.random.default_rng(2))
+    assert all(len(g) == 8 for g in groups)
