@@ -419,8 +419,6 @@ class Run:
         scatters over steps."""
         cfg, dev = self.cfg, emb.device
         rows = 3 * len(trip)
-        n_group = len(groups)
-        emb_c, present_c = emb[:rows + n_group], present[:rows + n_group]
         emb_all, present_all = emb, present
         emb, present = emb[:rows], present[:rows]
         a, p, n = emb[0::3], emb[1::3], emb[2::3]
@@ -462,9 +460,10 @@ class Run:
             loss = loss + cfg.solo_id_lambda * li
         if cfg.contrast_lambda:
             labels = same_time if cfg.contrast_same_time else source_labels(trip, dev)
-            if n_group:
+            if groups:
                 labels = torch.cat([labels, piece_labels(groups, dev, cfg.contrast_same_time)])
-            lc = part_contrast_loss(emb_c, labels, present_c, cfg.contrast_tau,
+            seen = rows + len(groups)  # the triplets' rows and the groups', not the solo rows
+            lc = part_contrast_loss(emb_all[:seen], labels, present_all[:seen], cfg.contrast_tau,
                                     parts=[PARTS.index(name) for name in cfg.contrast_parts],
                                     metric=contrast_metrics(cfg.contrast_metric),
                                     hold_scale=cfg.contrast_hold_scale)
