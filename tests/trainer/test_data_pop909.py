@@ -14,6 +14,7 @@ import yaml
 
 from trainer.data.arrange import KICK, Chords, Grid, arrange, step_time
 from trainer.data.cli import main as data_main
+from trainer.data.dataset import SlakhDataset
 from trainer.data.pop909 import (
     N_SONGS,
     Pop909Error,
@@ -227,6 +228,8 @@ def test_build_layout_licence_fonts_and_fixed_splits(tmp_path, capsys):
     assert json.loads(capsys.readouterr().out)["built"] == 2
     assert {p.parent.name + "/" + p.name for p in (tmp_path / "b").glob("*/Track*")} == \
         {"validation/Track00005", "test/Track00010"}
+    # no song fell into train: its folder is there, empty, so the set pools with others for training
+    assert (tmp_path / "b" / "train").is_dir() and SlakhDataset(tmp_path / "b", "train").tracks == []
 
 
 def test_build_resumes_and_refuses_other_settings(tmp_path):

@@ -270,6 +270,8 @@ def _finish(out: Path, record: dict, results: list[TrackResult], t0: float) -> N
               "skipped": [r.reason for r in results if r.status == "skipped"],
               "seconds_built": round(sum(r.seconds for r in built), 2),
               "wall_seconds": round(time.perf_counter() - t0, 2)}
+    for split in SPLITS:  # a split no track fell into is there, empty, as a dataset has all three
+        (out / split).mkdir(exist_ok=True)
     (out / BUILD_FILE).write_text(json.dumps(record, indent=2))
     log.info("%s: %d tracks built, %d kept, %d skipped (%.0f s of audio in %.1f s)", out,
              record["built"], record["kept"], len(record["skipped"]), record["seconds_built"],
