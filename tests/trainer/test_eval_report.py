@@ -122,12 +122,14 @@ def test_evaluate_with_oracles_scores_perfectly():
     assert t["table1"]["proposed"]["3"] == {p: 100.0 for p in PARTS}
     assert t["table2"]["proposed"] == {p: 100.0 for p in PARTS}
     assert t["table3"]["proposed"] == {p: 100.0 for p in PARTS}
+    assert t["table3_taken_for"]["bass"] == {p: 100.0 * (p == "bass") for p in PARTS}
     assert t["table4"]["proposed"] == pytest.approx({p: 1.0 for p in PARTS})
     assert "individual_mix" not in t["table1"]  # no individual networks given
     md = markdown({**ev.results, "config": vars(cfg), "dataset": {}, "plots": [],
                    "weights": {"name": "oracle", "sha256": "0" * 64},
                    "environment": {"device": "cpu", "elapsed_s": 0.0}})
     assert "| drums | 100.00 | 0.00 | 100.00-100.00 | 95.80 |" in md
+    assert "| guitar | 0.00 | 0.00 | 0.00 | 100.00 | 0.00 |" in md  # what each stem is taken for
     assert t["table2_spread"]["proposed"]["bass"] == {"mean": 100.0, "std": 0.0, "min": 100.0,
                                                       "max": 100.0, "n": 10}
     # the oracle's subspaces: one-hots of 6 tracks, equally often -> 5 directions

@@ -21,6 +21,7 @@ from trainer.evaluate.tables import (
     pseudo_separation,
     pseudo_separation_draws,
     shared_method,
+    stem_identification_confusion,
     stem_identification_table,
     stem_mix_correlation,
     stem_presence,
@@ -84,6 +85,28 @@ def test_table3_oracle_identifies_every_stem_constant_is_chance(pieces):
     assert count["piano"] == 28 and count["bass"] == 31 and count["drums"] == 32
     acc, _ = stem_identification_table(pieces[3.0], "constant", seed=1)
     assert 5.0 < np.mean(list(acc.values())) < 40.0
+
+
+def _bass_as_guitar(clips: np.ndarray) -> np.ndarray:
+    """The oracle with the bass and guitar subspaces swapped: every bass is taken for guitar."""
+    e = F.oracle(clips).reshape(len(clips), len(PARTS), -1)
+    e[:, [1, 3]] = e[:, [3, 1]]
+    return e.reshape(len(clips), -1)
+
+
+def test_table3_confusion_says_what_each_part_is_taken_for(data, pieces):
+    taken = stem_identification_confusion(pieces[3.0], "oracle")
+    assert taken == {p: {q: 100.0 * (p == q) for q in PARTS} for p in PARTS}
+    swapped = collect_pieces(data, range(len(data)), {3.0: {("swap", p) for p in PARTS}},
+                             {"swap": _bass_as_guitar}, batch_size=5, activity=F.activity)[3.0]
+    taken = stem_identification_confusion(swapped, "swap")
+    assert taken["bass"]["guitar"] == 100.0 and taken["guitar"]["bass"] == 100.0
+    assert taken["drums"]["drums"] == 100.0 and taken["bass"]["bass"] == 0.0
+    # the diagonal is Table 3, with the same tie-breaks, and every row sums to 100
+    acc, _ = stem_identification_table(pieces[3.0], "constant", seed=1)
+    taken = stem_identification_confusion(pieces[3.0], "constant", seed=1)
+    assert {p: taken[p][p] for p in PARTS} == pytest.approx(acc)
+    assert all(sum(row.values()) == pytest.approx(100.0) for row in taken.values())
 
 
 def test_table4_oracle_correlates_perfectly(pieces):

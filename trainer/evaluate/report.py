@@ -58,6 +58,7 @@ from trainer.evaluate.tables import (
     pseudo_separation_draws,
     pseudo_separation_hits,
     shared_method,
+    stem_identification_confusion,
     stem_identification_table,
     stem_mix_correlation,
     stem_presence,
@@ -209,6 +210,7 @@ def evaluate(dataset: Dataset, fns: Mapping[str, EmbedFn], config: EvalConfig | 
         table2_spread = {k: {p: spread(v) for p, v in row.items()} for k, row in per_draw.items()}
     table2 = {k: {p: sp["mean"] for p, sp in row.items()} for k, row in table2_spread.items()}
     t3, t3_counts = stem_identification_table(main, "csn", seed=cfg.seed)
+    t3_taken_for = stem_identification_confusion(main, "csn", seed=cfg.seed)
     corr = dict(seed=cfg.seed, max_segments=cfg.max_matrix_segments)
     pairs = [("proposed", "proposed_stem", "proposed"),
              ("individual", "individual_clean", "individual_mix"),
@@ -232,6 +234,7 @@ def evaluate(dataset: Dataset, fns: Mapping[str, EmbedFn], config: EvalConfig | 
 
     results = {
         "tables": {"table1": table1, "table2": table2, "table3": {"proposed": t3},
+                   "table3_taken_for": t3_taken_for,
                    "table4": table4, "table5": table5, "table2_spread": table2_spread,
                    "table2_draws": per_draw, **({"table2_labels": hits} if every else {})},
         # what Table 2 ran: the plan and the settings it changes (written into the config)
@@ -371,6 +374,12 @@ def markdown(report: dict[str, Any]) -> str:
              str(counts["table3_segments"][p])] for p in PARTS]
     rows.append(["mean", _fmt(mean(t3)), _fmt(np.mean(list(paper.TABLE3_PROPOSED.values()))), ""])
     lines += [*_table(["part", "ours", "paper", "segments"], rows), "", "Chance is 20 %.", ""]
+    taken = t.get("table3_taken_for")
+    if taken:  # reports written before it have no such table
+        lines += ["What each part's clean stems are taken for (% of its segments; the diagonal "
+                  "is Table 3):", ""]
+        rows = [[p, *[_fmt(taken[p][q]) for q in PARTS]] for p in PARTS if p in taken]
+        lines += [*_table(["clean stem", *[f"as {q}" for q in PARTS]], rows), ""]
 
     lines += _dimension_lines(report)
     lines += _presence_lines(report)

@@ -239,6 +239,22 @@ def stem_identification_table(segs: SegmentSet, fn: str, *, seed: int = 0
     return acc, count
 
 
+def stem_identification_confusion(segs: SegmentSet, fn: str, *, seed: int = 0
+                                  ) -> dict[str, dict[str, float]]:
+    """Where Table 3's clean stems go: for each part with audible segments, the share (%) of
+    its stems whose largest-norm subspace is each part (the diagonal is Table 3; the same
+    seeded tie-breaks). A part's misses read as what it is taken for, e.g. low guitars as bass."""
+    out = {}
+    for c, p in enumerate(PARTS):
+        rows = np.flatnonzero(segs.active[c])
+        if not len(rows):
+            continue
+        pred = largest_norm_predict(segs.emb[(fn, p)][rows], seed=seed + c)
+        counts = np.bincount(pred, minlength=len(PARTS))
+        out[p] = {q: float(100.0 * counts[j] / len(rows)) for j, q in enumerate(PARTS)}
+    return out
+
+
 def _sample(rows: np.ndarray, max_segments: int | None, seed: int) -> np.ndarray:
     if max_segments is None or len(rows) <= max_segments:
         return rows
