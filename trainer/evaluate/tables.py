@@ -228,15 +228,20 @@ def stem_identification_table(segs: SegmentSet, fn: str, *, seed: int = 0
     Needs the 640-d ``(fn, part)`` embeddings; returns (accuracy per part, segments per part).
     """
     acc, count = {}, {}
+    for c, p, pred in _stem_predictions(segs, fn, seed):
+        count[p] = int(len(pred))
+        acc[p] = float(100.0 * np.mean(pred == c)) if len(pred) else float("nan")
+    return acc, count
+
+
+def _stem_predictions(segs: SegmentSet, fn: str, seed: int):
+    """(part index, part, largest-norm subspace of each of its audible clean stems) per part,
+    with Table 3's seeded tie-breaks; an empty array where the part is never audible."""
     for c, p in enumerate(PARTS):
         rows = np.flatnonzero(segs.active[c])
-        count[p] = int(len(rows))
-        if not len(rows):
-            acc[p] = float("nan")
-            continue
-        pred = largest_norm_predict(segs.emb[(fn, p)][rows], seed=seed + c)
-        acc[p] = float(100.0 * np.mean(pred == c))
-    return acc, count
+        pred = (largest_norm_predict(segs.emb[(fn, p)][rows], seed=seed + c) if len(rows)
+                else np.zeros(0, dtype=np.int64))
+        yield c, p, pred
 
 
 def stem_identification_confusion(segs: SegmentSet, fn: str, *, seed: int = 0
@@ -245,13 +250,10 @@ def stem_identification_confusion(segs: SegmentSet, fn: str, *, seed: int = 0
     its stems whose largest-norm subspace is each part (the diagonal is Table 3; the same
     seeded tie-breaks). A part's misses read as what it is taken for, e.g. low guitars as bass."""
     out = {}
-    for c, p in enumerate(PARTS):
-        rows = np.flatnonzero(segs.active[c])
-        if not len(rows):
-            continue
-        pred = largest_norm_predict(segs.emb[(fn, p)][rows], seed=seed + c)
-        counts = np.bincount(pred, minlength=len(PARTS))
-        out[p] = {q: float(100.0 * counts[j] / len(rows)) for j, q in enumerate(PARTS)}
+    for _, p, pred in _stem_predictions(segs, fn, seed):
+        if len(pred):
+            counts = np.bincount(pred, minlength=len(PARTS))
+            out[p] = {q: float(100.0 * counts[j] / len(pred)) for j, q in enumerate(PARTS)}
     return out
 
 
