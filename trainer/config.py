@@ -75,6 +75,7 @@ class TrainConfig:
     # (sampling.TripletSampler.label_groups); 0 = the triplets' rows alone
     label_groups: int = 0
     group_size: int = 4
+    group_other_time: float = 0.0  # chance a group piece takes the label part at another time (music-ID)
     contrast_metric: str = "cosine"  # cosine: on directions; euclid: -squared distance, lengths too;
     # or per part, cosine where not named: "drums:euclid,bass:euclid"
     contrast_hold_scale: bool = True  # euclid: the subspace's scale a constant of the step (lengths may grow)
@@ -221,6 +222,11 @@ def apply_overrides(cfg: TrainConfig, overrides: list[str] | None) -> TrainConfi
     if cfg.label_groups < 0 or cfg.group_size < 2:
         raise ValueError(f"label_groups: need label_groups >= 0 and group_size >= 2, got "
                          f"{cfg.label_groups} and {cfg.group_size}")
+    if not 0.0 <= cfg.group_other_time <= 1.0:
+        raise ValueError(f"group_other_time: need a probability in [0, 1], got {cfg.group_other_time}")
+    if cfg.group_other_time and cfg.contrast_same_time:
+        raise ValueError("group_other_time: with contrast_same_time a group piece at another time "
+                         "would count as a negative; use one or the other")
     if cfg.label_groups and not cfg.contrast_lambda:
         raise ValueError("label_groups: the groups feed the contrastive term; set contrast_lambda > 0")
     if not 0.0 <= cfg.spread_between_memory < 1.0:

@@ -188,19 +188,27 @@ class TripletSampler:
             )
         raise RuntimeError(f"could not draw a triplet for part {c} in 100 tries")
 
-    def label_groups(self, n: int, size: int, rng: np.random.Generator) -> list[list[Piece]]:
+    def label_groups(self, n: int, size: int, rng: np.random.Generator,
+                     other_time: float = 0.0) -> list[list[Piece]]:
         """``n`` groups of ``size`` pseudo pieces, as Table 2 builds them: in a group, part c
         comes from one label track at one time in every piece, and the other parts of each
         piece from its own song (one time for all of them, each kept with ``keep_prob``), so
         two pieces of a group share part c's audio and nothing else. The conditions are spread
         evenly over the usable parts; with ``same_tempo`` a group's songs share a tempo class
-        (songs repeat only where the class has fewer than ``size`` others)."""
+        (songs repeat only where the class has fewer than ``size`` others).
+
+        With ``other_time`` (a probability per piece after the first) a piece takes part c
+        from another time of the label track instead: the same song's part, not the same
+        audio, which is what Table 1's music-ID asks to find."""
         if n < 0 or size < 2:
             raise ValueError(f"label groups: need n >= 0 and size >= 2, got n={n}, size={size}")
+        if not 0.0 <= other_time <= 1.0:
+            raise ValueError(f"label groups: other_time must be a probability, got {other_time}")
         conds = rng.permutation(np.resize(np.array(self.usable_conds or range(N_PARTS)), n))
-        return [self._group(int(c), size, rng) for c in conds]
+        return [self._group(int(c), size, rng, other_time) for c in conds]
 
-    def _group(self, c: int, size: int, rng: np.random.Generator) -> list[Piece]:
+    def _group(self, c: int, size: int, rng: np.random.Generator,
+               other_time: float = 0.0) -> list[Piece]:
         has = self.index.has
         members = self.groups[int(rng.choice(self.usable[c], p=self.group_p[c]))]
         with_c = members[has[members, c]]
@@ -209,9 +217,12 @@ class TripletSampler:
         rest = members[members != a]
         others = rng.choice(rest, size, replace=len(rest) < size, p=self.index.p(rest))
         out = []
-        for b in (int(x) for x in others):
+        for i, b in enumerate(int(x) for x in others):
             start = self._start(rng, b, None)
-            out.append(tuple(label if j == c else
+            # (no draw from rng unless other_time is on, so earlier runs' groups are unchanged)
+            own = (Source(a, self._start(rng, a, c))
+                   if other_time > 0.0 and i > 0 and rng.random() < other_time else label)
+            out.append(tuple(own if j == c else
                              (Source(b, start) if rng.random() < self.keep_prob else None)
                              for j in range(N_PARTS)))
         return out

@@ -350,7 +350,8 @@ class Run:
             t0 = time.perf_counter()
             trip = sampler.draw(cfg.batch, rng)
             pieces = flatten(trip)
-            groups = [piece for g in sampler.label_groups(cfg.label_groups, cfg.group_size, rng)
+            groups = [piece for g in sampler.label_groups(
+                cfg.label_groups, cfg.group_size, rng, cfg.group_other_time)
                       for piece in g] if cfg.label_groups else []
             pieces += groups
             if cfg.solo_rows:

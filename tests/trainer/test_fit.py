@@ -708,6 +708,13 @@ def test_label_groups_are_checked_and_a_run_with_them_trains(tiny_data, tmp_path
         resolve("smoke", ["--label_groups=4"])
     with pytest.raises(ValueError, match="group_size >= 2"):
         resolve("smoke", ["--label_groups=4", "--contrast_lambda=0.1", "--group_size=1"])
+    with pytest.raises(ValueError, match="group_other_time: need a probability"):
+        resolve("smoke", ["--label_groups=4", "--contrast_lambda=0.1", "--group_other_time=2"])
+    with pytest.raises(ValueError, match="would count as a negative"):
+        resolve("smoke", ["--label_groups=4", "--contrast_lambda=0.1", "--group_other_time=0.5",
+                          "--contrast_same_time=1"])
+    assert resolve("smoke", ["--label_groups=4", "--contrast_lambda=0.1",
+                             "--group_other_time=0.5"]).group_other_time == 0.5
     out = tmp_path / "run"
     assert main(["--data", str(tiny_data), "--preset", "smoke", "--out", str(out), "--quiet",
                  "--threads=1", "--use_pretrain=0", "--epochs=1", "--contrast_lambda=0.3",

@@ -327,6 +327,30 @@ def test_label_groups_share_one_parts_audio_and_nothing_else():
         sampler.label_groups(3, 1, np.random.default_rng(0))
 
 
+def test_label_groups_at_another_time_share_the_label_track_not_its_audio():
+    idx = _index(n_tracks=40, n_classes=2)
+    sampler = TripletSampler(idx, same_tempo=True, keep_prob=0.7)
+    # off: the same groups as before the option existed (no extra draws)
+    assert sampler.label_groups(6, 4, np.random.default_rng(5)) == \
+        sampler.label_groups(6, 4, np.random.default_rng(5), other_time=0.0)
+    groups = sampler.label_groups(40, 4, np.random.default_rng(7), other_time=0.5)
+    moved = 0
+    for g in groups:
+        # the label part is the one present in every piece from one track
+        c = next(j for j in range(N_PARTS) if all(p[j] is not None for p in g)
+                 and len({p[j].track for p in g}) == 1)
+        label = g[0][c]
+        for piece in g[1:]:
+            src = piece[c]
+            assert src.track == label.track and src.start in idx.active[label.track][c]
+            moved += src != label
+            assert label.track not in {s.track for j, s in _src(piece).items() if j != c}
+    # about half of the 120 pieces after the first take another time (some draw the same one)
+    assert 35 <= moved <= 75
+    with pytest.raises(ValueError, match="other_time must be a probability"):
+        sampler.label_groups(3, 4, np.random.default_rng(0), other_time=1.5)
+
+
 def test_label_groups_repeat_songs_only_when_a_tempo_class_is_small():
     idx = _index(n_tracks=6, n_classes=1)
     groups = TripletSampler(idx, same_tempo=True).label_groups(5, 8, np.random.default_rng(2))
