@@ -224,9 +224,6 @@ def apply_overrides(cfg: TrainConfig, overrides: list[str] | None) -> TrainConfi
                          f"{cfg.label_groups} and {cfg.group_size}")
     if not 0.0 <= cfg.group_other_time <= 1.0:
         raise ValueError(f"group_other_time: need a probability in [0, 1], got {cfg.group_other_time}")
-    if cfg.group_other_time and cfg.contrast_same_time:
-        raise ValueError("group_other_time: with contrast_same_time a group piece at another time "
-                         "would count as a negative; use one or the other")
     if cfg.label_groups and not cfg.contrast_lambda:
         raise ValueError("label_groups: the groups feed the contrastive term; set contrast_lambda > 0")
     if not 0.0 <= cfg.spread_between_memory < 1.0:

@@ -228,6 +228,23 @@ class TripletSampler:
         return out
 
 
+def group_labels(groups: Sequence[Sequence[Piece]], device: torch.device | str = "cpu",
+                 same_time: bool = False) -> torch.Tensor:
+    """:func:`piece_labels` for label groups, a row per piece in group order, where every piece
+    of a group carries the group's label on its label part (the part all its pieces take from
+    one track), also a piece that takes it at another time (``label_groups(other_time=...)``):
+    within a group the label part is a positive whatever ``same_time`` says of other rows."""
+    out = []
+    for g in groups:
+        lab = piece_labels(g, device, same_time)
+        shared = [j for j in range(N_PARTS) if all(p[j] is not None for p in g)
+                  and len({p[j].track for p in g}) == 1]
+        for j in shared[:1]:
+            lab[:, j] = lab[0, j]
+        out.append(lab)
+    return torch.cat(out) if out else torch.zeros(0, N_PARTS, dtype=torch.long, device=device)
+
+
 def individual_triplets(index: SegmentIndex, part: int, n: int,
                         rng: np.random.Generator) -> list[tuple[Source, Source, Source]]:
     """Clean-stem triplets for one part's individual network: same track = positive."""

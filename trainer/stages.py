@@ -52,8 +52,8 @@ from trainer.sampling import (
     TripletSampler,
     dataset_piece,
     flatten,
+    group_labels,
     individual_triplets,
-    piece_labels,
     solo_pieces,
     source_labels,
 )
@@ -350,10 +350,9 @@ class Run:
             t0 = time.perf_counter()
             trip = sampler.draw(cfg.batch, rng)
             pieces = flatten(trip)
-            groups = [piece for g in sampler.label_groups(
-                cfg.label_groups, cfg.group_size, rng, cfg.group_other_time)
-                      for piece in g] if cfg.label_groups else []
-            pieces += groups
+            groups = sampler.label_groups(cfg.label_groups, cfg.group_size, rng,
+                                          cfg.group_other_time) if cfg.label_groups else []
+            pieces += [piece for g in groups for piece in g]
             if cfg.solo_rows:
                 pieces += solo_pieces(self.train.index, cfg.solo_rows, rng)
             clips, present = self.train.render(pieces, self._gains(rng, len(pieces)), self.level)
@@ -412,7 +411,7 @@ class Run:
 
     def _main_losses(self, trip: Sequence[Triplet], emb: torch.Tensor, present: torch.Tensor,
                      norm: NormLoss, memory: ScatterMemory | None = None,
-                     groups: Sequence[Piece] = ()) -> dict[str, torch.Tensor]:
+                     groups: Sequence[Sequence[Piece]] = ()) -> dict[str, torch.Tensor]:
         """Losses of one step. ``emb`` holds the triplets' rows (anchor, positive, negative in
         turn), then the rows of the label groups' pieces ``groups`` (which the contrastive term
         and the norm loss read), then any solo rows, which only the norm loss and the
@@ -462,8 +461,9 @@ class Run:
         if cfg.contrast_lambda:
             labels = same_time if cfg.contrast_same_time else source_labels(trip, dev)
             if groups:
-                labels = torch.cat([labels, piece_labels(groups, dev, cfg.contrast_same_time)])
-            seen = rows + len(groups)  # the triplets' rows and the groups', not the solo rows
+                labels = torch.cat([labels, group_labels(groups, dev, cfg.contrast_same_time)])
+            # the triplets' rows and the groups', not the solo rows
+            seen = rows + sum(len(g) for g in groups)
             lc = part_contrast_loss(emb_all[:seen], labels, present_all[:seen], cfg.contrast_tau,
                                     parts=[PARTS.index(name) for name in cfg.contrast_parts],
                                     metric=contrast_metrics(cfg.contrast_metric),

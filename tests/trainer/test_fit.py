@@ -676,7 +676,7 @@ def test_label_groups_join_the_contrast_term_and_the_norm_loss():
     from types import SimpleNamespace
 
     from model.losses import NormLoss, part_contrast_loss
-    from trainer.sampling import Source, Triplet, piece_labels, source_labels
+    from trainer.sampling import Source, Triplet, group_labels, piece_labels, source_labels
 
     g = torch.Generator().manual_seed(4)
     a = (Source(1, 0), Source(2, 0), None, Source(3, 0), None)
@@ -684,14 +684,14 @@ def test_label_groups_join_the_contrast_term_and_the_norm_loss():
     n = (Source(7, 0), Source(2, 0), None, Source(3, 0), None)
     trip = [Triplet(a, p, n, cond=0)]
     label = Source(9, 100)
-    groups = [(None, None, label, Source(b, 0), Source(b, 0)) for b in (11, 12, 13)]
+    groups = [[(None, None, label, Source(b, 0), Source(b, 0)) for b in (11, 12, 13)]]
     emb = torch.randn(3 + 3 + 2, 640, generator=g)  # a triplet, a group of three, two solo rows
     present = torch.ones(8, 5)
     norm = NormLoss()
     host = SimpleNamespace(cfg=_smoke(contrast_lambda=0.5, contrast_same_time=True))
     without = Run._main_losses(host, trip, emb[[0, 1, 2, 6, 7]], present[:5], norm)
     out = Run._main_losses(host, trip, emb, present, norm, groups=groups)
-    labels = torch.cat([source_labels(trip, same_time=True), piece_labels(groups, same_time=True)])
+    labels = torch.cat([source_labels(trip, same_time=True), piece_labels(groups[0], same_time=True)])
     want = part_contrast_loss(emb[:6], labels, present[:6])
     assert out["contrast"].item() == pytest.approx(want.item())
     assert out["contrast"].item() != pytest.approx(without["contrast"].item())
@@ -699,8 +699,20 @@ def test_label_groups_join_the_contrast_term_and_the_norm_loss():
     # the triplet loss reads the triplets' rows alone
     assert out["triplet"].item() == pytest.approx(without["triplet"].item())
     # the group's pieces share piano's audio (track and time) and nothing else
-    lab = piece_labels(groups, same_time=True)
+    lab = group_labels(groups, same_time=True)
+    assert torch.equal(lab, piece_labels(groups[0], same_time=True))
     assert len(set(lab[:, 2].tolist())) == 1 and len(set(lab[:, 3].tolist())) == 3
+    # a piece that takes the label track's piano at another time is still the group's positive
+    # (and a row elsewhere holding that audio is not)
+    moved = [groups[0] + [(None, None, Source(9, 500), Source(14, 0), None)]]
+    lab = group_labels(moved, same_time=True)
+    assert len(set(lab[:, 2].tolist())) == 1 and lab[3, 3] != lab[0, 3] and lab[3, 4] == -1
+    assert piece_labels(moved[0], same_time=True)[3, 2] != lab[3, 2]
+    two = group_labels(moved + groups, same_time=True)
+    assert two.shape == (7, 5) and torch.equal(two[:4], lab)
+    out2 = Run._main_losses(host, trip, torch.cat([emb[:6], emb[:1], emb[6:]]),
+                            torch.ones(9, 5), norm, groups=moved)
+    assert np.isfinite(out2["contrast"].item())
 
 
 def test_label_groups_are_checked_and_a_run_with_them_trains(tiny_data, tmp_path):
@@ -710,15 +722,13 @@ def test_label_groups_are_checked_and_a_run_with_them_trains(tiny_data, tmp_path
         resolve("smoke", ["--label_groups=4", "--contrast_lambda=0.1", "--group_size=1"])
     with pytest.raises(ValueError, match="group_other_time: need a probability"):
         resolve("smoke", ["--label_groups=4", "--contrast_lambda=0.1", "--group_other_time=2"])
-    with pytest.raises(ValueError, match="would count as a negative"):
-        resolve("smoke", ["--label_groups=4", "--contrast_lambda=0.1", "--group_other_time=0.5",
-                          "--contrast_same_time=1"])
     assert resolve("smoke", ["--label_groups=4", "--contrast_lambda=0.1",
                              "--group_other_time=0.5"]).group_other_time == 0.5
     out = tmp_path / "run"
     assert main(["--data", str(tiny_data), "--preset", "smoke", "--out", str(out), "--quiet",
                  "--threads=1", "--use_pretrain=0", "--epochs=1", "--contrast_lambda=0.3",
-                 "--contrast_same_time=1", "--label_groups=2", "--group_size=3"]) == 0
+                 "--contrast_same_time=1", "--label_groups=2", "--group_size=3",
+                 "--group_other_time=0.5"]) == 0
     rows = [r for r in map(json.loads, (out / "log.jsonl").read_text().splitlines())
             if r.get("stage") == "main" and "contrast" in r]
     assert rows and all(np.isfinite(r["contrast"]) and r["contrast"] > 0 for r in rows)
