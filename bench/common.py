@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -40,13 +41,20 @@ def synth_track(seconds: float, sr: int = 44100, seed: int = 0) -> np.ndarray:
 
 
 def write_tracks(folder: Path, n: int, fmt: str = "flac", min_s: float = 180, max_s: float = 300) -> list[Path]:
+    """``n`` synthetic tracks ``track000.fmt``...; the same files for the same ``n`` whatever the
+    machine (lengths drawn up front), written on all cores."""
+    from concurrent.futures import ThreadPoolExecutor
+
     folder.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(1)
-    out = []
-    for i in range(n):
-        p = folder / f"track{i:03d}.{fmt}"
-        sf.write(p, synth_track(float(rng.uniform(min_s, max_s)), seed=i), 44100)
-        out.append(p)
+    lengths = [float(rng.uniform(min_s, max_s)) for _ in range(n)]
+    out = [folder / f"track{i:03d}.{fmt}" for i in range(n)]
+
+    def write(i: int) -> None:  # numpy and libsndfile release the GIL for most of this
+        sf.write(out[i], synth_track(lengths[i], seed=i), 44100)
+
+    with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
+        list(pool.map(write, range(n)))
     return out
 
 
