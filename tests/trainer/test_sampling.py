@@ -355,3 +355,30 @@ def test_label_groups_repeat_songs_only_when_a_tempo_class_is_small():
     idx = _index(n_tracks=6, n_classes=1)
     groups = TripletSampler(idx, same_tempo=True).label_groups(5, 8, np.random.default_rng(2))
     assert all(len(g) == 8 for g in groups)
+
+
+def test_bank_render_all_at_once_matches_part_by_part():
+    """The GPU's way of mixing (every part of every piece at once) gives the CPU's mixes."""
+    from trainer.sampling import flatten
+
+    sr, n = 1000, 20_000
+    rng = np.random.default_rng(3)
+    parts = [(rng.normal(0, 1, (N_PARTS, n)) * (10 ** (np.arange(N_PARTS) * -12 / 20))[:, None]
+              * 0.05).astype(np.float32) for _ in range(6)]
+    for t in range(6):
+        parts[t][t % N_PARTS] = 0  # one part silent per track
+    bank = StemBank(parts, [0] * 6, sr, segment_seconds=2.0, hop_seconds=1.0, threshold_db=-50)
+    assert not bank.batched  # a CPU bank mixes part by part
+    pieces = flatten(TripletSampler(bank.index, same_tempo=True, keep_prob=0.5).draw(12, rng))
+    gains = rng.uniform(-8, 0, (len(pieces), N_PARTS))
+    for args in ((None, None), (gains, None), (None, -24.0), (gains, -24.0)):
+        bank.batched = False
+        clips, present = bank.render(pieces, *args)
+        bank.batched = True
+        clips_b, present_b = bank.render(pieces, *args)
+        assert torch.allclose(clips_b, clips, atol=1e-6)
+        assert torch.equal(present_b, present)
+    assert bool(present.sum(dim=1).min() >= 1) and bool((present == 0).any())
+    empty = [tuple([None] * N_PARTS)] * 2  # nothing mixed: silence, nothing present
+    clips_b, present_b = bank.render(empty)
+    assert not clips_b.any() and not present_b.any()
