@@ -173,20 +173,6 @@ class StemBank:
         clips.index_add_(0, r, x)
         present[r, torch.as_tensor(cols, device=self.device)] = audible(x, self.threshold_db).float()
         return clips, present
-        # every mixed part of every piece at once: a few large operations rather than several
-        # small ones per part, which on a GPU cost more in launches than in arithmetic
-        x = torch.stack(xs).float()  # (K, win)
-        if level_db is not None:
-            db = 10 * torch.log10(x.pow(2).mean(dim=-1) + 1e-12)
-            gain_db = torch.where(db > self.threshold_db, torch.clamp(level_db - db, max=MAX_BOOST_DB), 0.0)
-            x = x * (10 ** (gain_db / 20))[:, None]
-        if gains_db is not None:
-            g = np.asarray(10 ** (np.asarray(gains_db)[rows, cols] / 20), dtype=np.float32)
-            x = x * torch.from_numpy(g).to(self.device)[:, None]
-        r = torch.as_tensor(rows, device=self.device)
-        clips.index_add_(0, r, x)
-        present[r, torch.as_tensor(cols, device=self.device)] = audible(x, self.threshold_db).float()
-        return clips, present
 
     def stems(self, pieces: Sequence[Piece]) -> torch.Tensor:
         """Clean stems of the pieces: (M, 5, win) float32, zeros where a part is not mixed."""
