@@ -27,9 +27,9 @@ MAX_BOOST_DB = 12.0
 
 
 def level(x: torch.Tensor, level_db: float, threshold_db: float) -> torch.Tensor:
-    """Scale an audible clip (samples,) to an RMS of ``level_db`` dBFS (boost capped at
+    """Scale each audible clip (..., samples) to an RMS of ``level_db`` dBFS (boost capped at
     ``MAX_BOOST_DB``); inaudible clips are returned as they are."""
-    db = 10 * torch.log10(x.pow(2).mean() + 1e-12)
+    db = 10 * torch.log10(x.pow(2).mean(dim=-1, keepdim=True) + 1e-12)
     # branch-free, so a CUDA bank never waits for the device inside the mixing loop
     gain_db = torch.where(db > threshold_db, torch.clamp(level_db - db, max=MAX_BOOST_DB), 0.0)
     return x * 10 ** (gain_db / 20)
@@ -163,9 +163,7 @@ class StemBank:
             return clips, present
         x = torch.stack(xs).float()  # (K, win)
         if level_db is not None:
-            db = 10 * torch.log10(x.pow(2).mean(dim=-1) + 1e-12)
-            gain_db = torch.where(db > self.threshold_db, torch.clamp(level_db - db, max=MAX_BOOST_DB), 0.0)
-            x = x * (10 ** (gain_db / 20))[:, None]
+            x = level(x, level_db, self.threshold_db)
         if gains_db is not None:
             g = np.asarray(10 ** (np.asarray(gains_db)[rows, cols] / 20), dtype=np.float32)
             x = x * torch.from_numpy(g).to(self.device)[:, None]
