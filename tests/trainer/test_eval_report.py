@@ -11,7 +11,13 @@ from model.network import CSN, ModelSpec, NetConfig
 from model.parts import PARTS
 from model.weights import save_weights
 from tests.trainer import evalfakes as F
-from trainer.evaluate.baselines import IndividualNets, MelCache, MFCCStats, model_embed_fn
+from trainer.evaluate.baselines import (
+    IndividualNets,
+    MelCache,
+    MFCCStats,
+    SpectralShape,
+    model_embed_fn,
+)
 from trainer.evaluate.cli import main
 from trainer.evaluate.report import EvalConfig, evaluate, markdown
 
@@ -81,7 +87,7 @@ def test_cli_writes_the_report_and_repeats_it_exactly(dataset_root, run_dir, tmp
         rep["counts"]["pseudo_pieces"].values())
     dims = rep["effective_dimension"]
     assert set(dims) == {"proposed_mix", "proposed_mix_all", "proposed_stem", "individual_mix",
-                         "individual_clean"}
+                         "individual_clean", "shape_stem"}
     assert all(1.0 - 1e-6 <= v <= 128.0 for v in _numbers(dims))
     assert set(rep["presence"]["stem"]["bass"]) == {"largest", "own", "others_absent", "accuracy"}
     assert rep["presence"]["rule"] == "half_of_largest_norm"  # random weights: no trained biases
@@ -174,6 +180,41 @@ def test_model_embed_fn_is_the_apps_path_and_restores_training_mode(run_dir):
     both = ind.concat(clips)
     assert both.shape == (5, 640)
     assert np.allclose(both[:, 128:256], ind.part_fn("bass")(clips), atol=1e-5)
+
+
+def test_spectral_shape_ignores_level_and_tells_timbres_apart():
+    # two colours of noise (every band above the front end's dB floor), one at two levels
+    white = np.random.default_rng(0).normal(size=16001)
+    low = 0.05 * np.convolve(white, np.ones(8) / 8, mode="same")[:16000]
+    high = 0.05 * np.diff(white)
+    clips = np.stack([low, 4 * low, high]).astype(np.float32)
+    shape = SpectralShape(AUDIO, device="cpu")(clips)
+    assert shape.shape == (3, AUDIO.n_mels)
+    np.testing.assert_allclose(shape.mean(axis=1), 0.0, atol=1e-5)  # the level is taken out
+    assert np.abs(shape[0] - shape[1]).max() < 0.05 * np.abs(shape[0] - shape[2]).max()
+    assert np.argmax(shape[0]) < np.argmax(shape[2])  # the high tone's peak band is higher
+    assert SpectralShape(AUDIO, device="cpu")(clips[:0]).shape == (0, AUDIO.n_mels)
+
+
+def test_reference_dimension_counts_the_stems_spectral_directions():
+    """The reference column is the participation ratio of the clean stems' spectral shapes:
+    every segment of a tone track sounds the same, so a part's six tracks give at most five
+    directions however the tones lie."""
+    data = F.ToneDataset(n_tracks=6, seconds=12.0)
+    shape = SpectralShape(AudioConfig(sample_rate=data.sample_rate, n_mels=32), device="cpu")
+    cfg = EvalConfig(seconds=(3.0,), main_seconds=3.0, n_labels=3, per_label=2, plots=False)
+    ev = evaluate(data, {"csn": F.oracle, "shape": shape}, cfg, activity=F.activity)
+    ref = ev.results["effective_dimension"]["shape_stem"]
+    assert set(ref) == set(PARTS)
+    assert all(1.0 < v <= 5.0 + 1e-6 for v in ref.values())
+    md = markdown({**ev.results, "config": vars(cfg), "dataset": {}, "plots": [],
+                   "weights": {"name": "oracle", "sha256": "0" * 64},
+                   "environment": {"device": "cpu", "elapsed_s": 0.0}})
+    assert "reference: clean stem's spectral shape" in md
+    # without the function the column is left out, the rest unchanged
+    ev2 = evaluate(data, {"csn": F.oracle}, cfg, activity=F.activity)
+    assert "shape_stem" not in ev2.results["effective_dimension"]
+    assert ev2.results["tables"]["table2"] == ev.results["tables"]["table2"]
 
 
 @pytest.mark.gpu

@@ -1,5 +1,6 @@
 """Embedding functions to evaluate: a CSN (in training or from a file), the individual
-networks, and the MFCC-statistics baseline. Each is an ``EmbedFn``: (B, samples) float32 clips at
+networks, the MFCC-statistics baseline, and the clean stems' spectral shape (a reference for the
+effective dimension). Each is an ``EmbedFn``: (B, samples) float32 clips at
 the dataset rate -> (B, D) float32, batched on the chosen device (CUDA when present).
 """
 
@@ -104,6 +105,30 @@ class MFCCStats:
         m = torch.einsum("bft,fc->bct", mel.float(), self.dct)  # (B, n_mfcc, frames)
         feats = torch.cat([m.mean(dim=-1), m.std(dim=-1, unbiased=False)], dim=-1)
         return feats.cpu().numpy().astype(np.float32, copy=False)
+
+
+class SpectralShape:
+    """The spectral shape of a clip: its dB mel spectrum averaged over time, less its mean over
+    the bands (so the clip's level drops out). (B, samples) -> (B, n_mels).
+
+    Not a baseline to rank with: the report measures the effective dimension of these vectors on
+    each part's clean stems as a reference for the data's own timbral variety (a part whose
+    stems span few spectral directions gives its subspace little to spread over). Reads the
+    MFCC baseline's front end through the shared :class:`MelCache`.
+    """
+
+    def __init__(self, audio: AudioConfig, device: str | torch.device | None = None,
+                 cache: MelCache | None = None):
+        self.device = torch.device(device) if device is not None else default_device()
+        self.audio, self.cache = audio, cache
+
+    @torch.inference_mode()
+    def __call__(self, clips: np.ndarray) -> np.ndarray:
+        if len(clips) == 0:
+            return np.zeros((0, self.audio.n_mels), np.float32)
+        mean = _mel(clips, self.audio, self.device, self.cache).float().mean(dim=-1)
+        shape = mean - mean.mean(dim=-1, keepdim=True)
+        return shape.cpu().numpy().astype(np.float32, copy=False)
 
 
 def individual_dir(path: str | os.PathLike) -> Path:

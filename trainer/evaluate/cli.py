@@ -101,8 +101,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     std = {p: s["std"] for p, s in t["table2_spread"]["proposed"].items()}
     every = report["config"]["plan"] == "every"
     spread_name = "Table 2 se (labels)" if every else f"Table 2 std ({cfg.draws} draws)"
-    for name, row in ((spread_name, std),
-                      ("Effective dim. (mix)", report["effective_dimension"]["proposed_mix"])):
+    dims = report["effective_dimension"]
+    rows = [(spread_name, std), ("Effective dim. (mix)", dims["proposed_mix"])]
+    if "shape_stem" in dims:
+        rows.append(("  reference: stem shapes", dims["shape_stem"]))
+    for name, row in rows:
         cells = "  ".join(f"{p} {'-' if v is None else f'{v:.2f}'}" for p, v in row.items())
         print(f"{name:26s} {cells}")
     return 0

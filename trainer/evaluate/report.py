@@ -30,6 +30,7 @@ from trainer.evaluate.baselines import (
     IndividualNets,
     MelCache,
     MFCCStats,
+    SpectralShape,
     check_rates,
 )
 from trainer.evaluate.metrics import label_spread, spread
@@ -126,6 +127,7 @@ def methods(individual: bool) -> dict[str, Method]:
         "mfcc": shared_method("mfcc", "mfcc", standardize=True),
         "mfcc_stem": Method("mfcc_stem", {p: Space("mfcc", "stem") for p in PARTS},
                             standardize=True),
+        "shape_stem": Method("shape_stem", {p: Space("shape", "stem") for p in PARTS}),
     }
     if individual:
         ind = {p: f"ind_{p}" for p in PARTS}
@@ -150,7 +152,8 @@ def evaluate(dataset: Dataset, fns: Mapping[str, EmbedFn], config: EvalConfig | 
              *, activity: ActivityFn | None = None, norm_bias: list[float] | None = None,
              progress: bool = False) -> Evaluation:
     """Tables 1-5 on ``dataset`` for the CSN ``fns["csn"]`` and the baselines present in ``fns``
-    (``mfcc``; ``ind`` and ``ind_<part>`` for the individual networks), with Table 2 over
+    (``mfcc``; ``ind`` and ``ind_<part>`` for the individual networks; ``shape``, the clean
+    stems' spectral shape, for the reference effective dimension), with Table 2 over
     ``config.draws`` seeded draws, the effective dimension of every part's space and the CSN's
     presence decisions (``norm_bias``: the trained norm-loss biases of its card)."""
     cfg = config or EvalConfig()
@@ -158,6 +161,8 @@ def evaluate(dataset: Dataset, fns: Mapping[str, EmbedFn], config: EvalConfig | 
     ms = methods(have_ind)
     if "mfcc" not in fns:
         ms = {k: v for k, v in ms.items() if not k.startswith("mfcc")}
+    if "shape" not in fns:
+        ms.pop("shape_stem")
     t1_methods = [k for k in ("proposed", "individual_mix", "individual_clean", "mfcc") if k in ms]
     jobs: dict[float, set[Job]] = {s: set() for s in cfg.seconds}
     t1_lengths = {k: cfg.seconds if k == "proposed" or cfg.baselines_all_lengths
@@ -166,8 +171,9 @@ def evaluate(dataset: Dataset, fns: Mapping[str, EmbedFn], config: EvalConfig | 
         for s in t1_lengths[k]:
             jobs[s] |= ms[k].jobs()
     jobs[cfg.main_seconds] |= ms["proposed_stem"].jobs()
-    if "mfcc_stem" in ms:
-        jobs[cfg.main_seconds] |= ms["mfcc_stem"].jobs()
+    for k in ("mfcc_stem", "shape_stem"):
+        if k in ms:
+            jobs[cfg.main_seconds] |= ms[k].jobs()
 
     timing: dict[str, float] = {}
     t0 = time.perf_counter()
@@ -224,9 +230,9 @@ def evaluate(dataset: Dataset, fns: Mapping[str, EmbedFn], config: EvalConfig | 
     dims = {"proposed_mix": effective_dimension(main, ms["proposed"], audible_only=aud),
             "proposed_mix_all": effective_dimension(main, ms["proposed"], audible_only=False),
             "proposed_stem": effective_dimension(main, ms["proposed_stem"], audible_only=True)}
-    for k in ("individual_mix", "individual_clean"):
+    for k in ("individual_mix", "individual_clean", "shape_stem"):
         if k in ms:
-            dims[k] = effective_dimension(main, ms[k], audible_only=aud or k == "individual_clean")
+            dims[k] = effective_dimension(main, ms[k], audible_only=aud or k != "individual_mix")
     presence = {"stem": stem_presence(main, "csn", norm_bias),
                 "mix": mix_presence(main, "csn", norm_bias),
                 "rule": "norm_bias" if norm_bias is not None else "half_of_largest_norm"}
@@ -441,6 +447,7 @@ DIM_NAMES = {
     "proposed_stem": "CSN, clean stem",
     "individual_mix": "individual nets, mix",
     "individual_clean": "individual nets, clean stem (pre-training targets)",
+    "shape_stem": "reference: clean stem's spectral shape",
 }
 
 
@@ -451,7 +458,11 @@ def _dimension_lines(report: dict[str, Any]) -> list[str]:
     lines = ["## Effective dimension of each part's space", "",
              "Participation ratio (sum of the covariance eigenvalues)^2 / (sum of their squares) "
              "over the main-length segments: 1 = every segment on one line (the space carries "
-             "one number, e.g. loudness), 128 = variance spread evenly over the subspace.", ""]
+             "one number, e.g. loudness), 128 = variance spread evenly over the subspace. The "
+             "reference column is no model: the dB mel spectrum of each clean stem averaged over "
+             "time, less its level, as a measure of how many spectral directions the part's "
+             "stems in this split vary along (a part whose stems vary little gives its subspace "
+             "little to spread over).", ""]
     cols = [k for k in DIM_NAMES if k in dims]
     rows = [[p, *[_fmt(dims[k].get(p)) for k in cols]] for p in PARTS]
     return lines + [*_table(["part", *[DIM_NAMES[k] for k in cols]], rows), ""]
@@ -495,7 +506,8 @@ def run(data: str | os.PathLike, weights: str | os.PathLike, out: str | os.PathL
     # own front end (its mel bands, its window) does not move the bar it is measured against
     fns: dict[str, EmbedFn] = {"csn": emb.embed_clips,
                                "mfcc": MFCCStats(mfcc_front_end(audio), config.n_mfcc, emb.device,
-                                                 cache)}
+                                                 cache),
+                               "shape": SpectralShape(mfcc_front_end(audio), emb.device, cache)}
     weights_info: dict[str, Any] = {"name": Path(weights).name, "sha256": emb.sha256,
                                     "spec": emb.spec.to_dict()}
     if individual is not None:
