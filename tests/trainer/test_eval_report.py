@@ -192,7 +192,7 @@ def test_spectral_shape_ignores_level_and_tells_timbres_apart():
     assert shape.shape == (3, AUDIO.n_mels)
     np.testing.assert_allclose(shape.mean(axis=1), 0.0, atol=1e-5)  # the level is taken out
     assert np.abs(shape[0] - shape[1]).max() < 0.05 * np.abs(shape[0] - shape[2]).max()
-    assert np.argmax(shape[0]) < np.argmax(shape[2])  # the high tone's peak band is higher
+    assert np.argmax(shape[0]) < np.argmax(shape[2])  # the high noise's peak band is higher
     assert SpectralShape(AUDIO, device="cpu")(clips[:0]).shape == (0, AUDIO.n_mels)
 
 

@@ -231,8 +231,9 @@ def evaluate(dataset: Dataset, fns: Mapping[str, EmbedFn], config: EvalConfig | 
             "proposed_mix_all": effective_dimension(main, ms["proposed"], audible_only=False),
             "proposed_stem": effective_dimension(main, ms["proposed_stem"], audible_only=True)}
     for k in ("individual_mix", "individual_clean", "shape_stem"):
-        if k in ms:
-            dims[k] = effective_dimension(main, ms[k], audible_only=aud or k != "individual_mix")
+        if k in ms:  # a clean stem is measured where it sounds; the mix as the report's rule says
+            stem = ms[k].spaces[PARTS[0]].source == "stem"
+            dims[k] = effective_dimension(main, ms[k], audible_only=aud or stem)
     presence = {"stem": stem_presence(main, "csn", norm_bias),
                 "mix": mix_presence(main, "csn", norm_bias),
                 "rule": "norm_bias" if norm_bias is not None else "half_of_largest_norm"}
