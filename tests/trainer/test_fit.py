@@ -118,11 +118,24 @@ def test_ddp_under_torchrun_on_cpu(tiny_data, tmp_path):
     out = tmp_path / "ddp"
     proc = subprocess.run([torchrun, "--nproc_per_node=2", "-m", "trainer", "fit", "--data",
                            str(tiny_data), "--preset", "smoke", "--out", str(out), "--quiet",
-                           "--threads=1"], capture_output=True, text=True, timeout=600)
+                           "--threads=1", "--device=cpu"], capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-2000:]
     rows = (out / "log.jsonl").read_text().splitlines()
     assert sum('"stage": "main"' in r for r in rows) == 3  # one writer, not two
     assert (out / "best.safetensors").exists()
+
+
+def test_a_process_per_gpu_at_most(monkeypatch):
+    """torchrun with more processes on a node than it has GPUs: a clear error before any rank
+    waits for the others (two ranks on one GPU would stall or fail inside NCCL)."""
+    from trainer.loop import setup_env
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    for k, v in {"RANK": "1", "WORLD_SIZE": "2", "LOCAL_RANK": "1"}.items():
+        monkeypatch.setenv(k, v)
+    with pytest.raises(RuntimeError, match=r"nproc_per_node=1.*--device=cpu"):
+        setup_env(resolve("smoke", ["device=cuda"]))
 
 
 def test_reopen_a_finished_stage_trains_on(tiny_data, tmp_path):
