@@ -56,8 +56,8 @@ def setup_env(cfg: TrainConfig) -> Env:
     if "RANK" in os.environ:
         rank, world = int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"])
         local = int(os.environ.get("LOCAL_RANK", 0))
-        if want_cuda and local >= torch.cuda.device_count():
-            n = torch.cuda.device_count()
+        n = torch.cuda.device_count() if want_cuda else 0
+        if want_cuda and local >= n:
             raise RuntimeError(f"process {local} of this node has no GPU of its own (CUDA sees {n}): "
                                f"start at most {n} per node (torchrun --nproc_per_node={n}), "
                                "or train on CPU processes with --device=cpu")
