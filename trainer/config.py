@@ -33,6 +33,9 @@ class TrainConfig:
     # how often each dataset's training tracks are drawn, by folder name: "freedoom:4" draws a
     # Freedoom track four times as often as a track of a dataset not named (weight 1)
     data_weights: str = ""
+    # how often each part is the condition of a step's triplets and label groups: "piano:2" makes
+    # piano the condition twice as often as a part not named (weight 1); "" = evenly
+    part_weights: str = ""
     segment_seconds: float = 3.0  # training and validation segment length (paper: 3 s)
     hop_seconds: float = 1.5  # candidate segment starts (paper: 50 % overlap)
     same_tempo: bool = True  # mix pseudo pieces only within one of the 36 tempo classes
@@ -217,6 +220,10 @@ def apply_overrides(cfg: TrainConfig, overrides: list[str] | None) -> TrainConfi
         parse_data_weights(cfg.data_weights)
     except ValueError as e:
         raise ValueError(f"data_weights: {e}") from None
+    try:
+        part_weights(cfg.part_weights)
+    except ValueError as e:
+        raise ValueError(f"part_weights: {e}") from None
     if not 0.0 <= cfg.ema_decay < 1.0:
         raise ValueError(f"ema_decay: {cfg.ema_decay} is not in [0, 1) (0 = no moving average)")
     if cfg.label_groups < 0 or cfg.group_size < 2:
@@ -232,7 +239,7 @@ def apply_overrides(cfg: TrainConfig, overrides: list[str] | None) -> TrainConfi
     return cfg
 
 
-def parse_data_weights(text: str) -> dict[str, float]:
+def parse_data_weights(text: str, example: str = "freedoom:4") -> dict[str, float]:
     """``"freedoom:4,synth600:0.5"`` -> {"freedoom": 4.0, "synth600": 0.5}; "" -> {}."""
     out: dict[str, float] = {}
     for item in filter(None, (x.strip() for x in text.split(","))):
@@ -242,8 +249,8 @@ def parse_data_weights(text: str) -> dict[str, float]:
         except ValueError:
             w = 0.0
         if not sep or not name or not (math.isfinite(w) and w > 0):
-            raise ValueError(f"{item!r}: expected dataset:weight with a positive weight, "
-                             "e.g. freedoom:4")
+            raise ValueError(f"{item!r}: expected name:weight with a positive weight, "
+                             f"e.g. {example}")
         if name in out:
             raise ValueError(f"{name!r} is weighted twice")
         out[name] = w
@@ -262,5 +269,16 @@ def dataset_weights(text: str, names: list[str]) -> list[float] | None:
     return None if all(w == 1.0 for w in weights) else weights
 
 
+def part_weights(text: str) -> list[float] | None:
+    """One condition weight per part, in ``PARTS`` order (1 where not named), from
+    ``"piano:2,guitar:1.5"``; None when every weight is 1 (conditions spread evenly)."""
+    given = parse_data_weights(text, example="piano:2")
+    unknown = sorted(set(given) - set(PARTS))
+    if unknown:
+        raise ValueError(f"unknown part(s) {', '.join(unknown)}; choose from {', '.join(PARTS)}")
+    weights = [given.get(p, 1.0) for p in PARTS]
+    return None if all(w == 1.0 for w in weights) else weights
+
+
 __all__ = ["PRESETS", "TrainConfig", "apply_overrides", "dataset_weights", "parse_data_weights",
-           "resolve"]
+           "part_weights", "resolve"]

@@ -26,6 +26,10 @@ when one part plays by itself.
 one part's audio (one label track, one time) and take every other part from a different song.
 A step's triplets give the in-batch contrastive term about one such pair per aligned triplet;
 the groups give it K - 1 positives for each of their rows.
+
+The conditions of a step's triplets and groups are spread evenly over the parts, or, with
+``part_weights``, in proportion to a weight per part: a part weighted 2 is the condition of
+twice as many triplets (and groups) as a part weighted 1.
 """
 
 from __future__ import annotations
@@ -98,9 +102,18 @@ class TripletSampler:
     """Draws pseudo-piece triplets (or, with ``pseudo=False``, dataset-piece triplets)."""
 
     def __init__(self, index: SegmentIndex, *, pseudo: bool = True, additional: bool = True,
-                 same_tempo: bool = True, keep_prob: float = 0.6, aligned: float = 0.0):
+                 same_tempo: bool = True, keep_prob: float = 0.6, aligned: float = 0.0,
+                 part_weights: Sequence[float] | None = None):
         if not 0.0 <= aligned <= 1.0:
             raise ValueError(f"aligned is a probability, got {aligned}")
+        if part_weights is not None:
+            part_weights = np.asarray(part_weights, dtype=float)
+            if part_weights.shape != (N_PARTS,) or not np.all(np.isfinite(part_weights)) \
+                    or np.any(part_weights <= 0):
+                raise ValueError(f"part weights: need {N_PARTS} positive numbers, got {part_weights}")
+            if np.all(part_weights == part_weights[0]):
+                part_weights = None  # alike: evenly, drawn as without weights
+        self.part_weights = part_weights
         self.index = index
         self.aligned = aligned
         self.pseudo = pseudo
@@ -131,9 +144,23 @@ class TripletSampler:
             starts = np.concatenate(self.index.active[track])
         return int(rng.choice(starts)) if len(starts) else 0
 
+    def conditions(self, n: int, rng: np.random.Generator) -> np.ndarray:
+        """``n`` condition parts in random order: each usable part about equally often, or
+        with ``part_weights`` in proportion to its weight (whole shares first, the remainder
+        drawn by the fractions left over)."""
+        usable = np.array(self.usable_conds or range(N_PARTS))
+        if self.part_weights is None:
+            return rng.permutation(np.resize(usable, n))
+        share = n * self.part_weights[usable] / self.part_weights[usable].sum()
+        counts = np.floor(share).astype(int)
+        rest, frac = n - int(counts.sum()), share - counts
+        if rest > 0:
+            counts[rng.choice(len(usable), rest, replace=False, p=frac / frac.sum())] += 1
+        return rng.permutation(np.repeat(usable, counts))
+
     def draw(self, n: int, rng: np.random.Generator) -> list[Triplet]:
-        """``n`` basic triplets, conditions spread evenly over the usable parts."""
-        conds = rng.permutation(np.resize(np.array(self.usable_conds or range(N_PARTS)), n))
+        """``n`` basic triplets, conditions spread over the usable parts (:meth:`conditions`)."""
+        conds = self.conditions(n, rng)
         draw = self._pseudo if self.pseudo else self._dataset
         return [draw(int(c), rng) for c in conds]
 
@@ -194,7 +221,7 @@ class TripletSampler:
         comes from one label track at one time in every piece, and the other parts of each
         piece from its own song (one time for all of them, each kept with ``keep_prob``), so
         two pieces of a group share part c's audio and nothing else. The conditions are spread
-        evenly over the usable parts; with ``same_tempo`` a group's songs share a tempo class
+        over the usable parts as the triplets' are (:meth:`conditions`); with ``same_tempo`` a group's songs share a tempo class
         (songs repeat only where the class has fewer than ``size`` others).
 
         With ``other_time`` (a probability per piece after the first) a piece takes part c
@@ -204,7 +231,7 @@ class TripletSampler:
             raise ValueError(f"label groups: need n >= 0 and size >= 2, got n={n}, size={size}")
         if not 0.0 <= other_time <= 1.0:
             raise ValueError(f"label groups: other_time must be a probability, got {other_time}")
-        conds = rng.permutation(np.resize(np.array(self.usable_conds or range(N_PARTS)), n))
+        conds = self.conditions(n, rng)
         return [self._group(int(c), size, rng, other_time) for c in conds]
 
     def _group(self, c: int, size: int, rng: np.random.Generator,

@@ -43,7 +43,7 @@ from model.network import CSN, ModelSpec
 from model.parts import N_PARTS, PARTS, stack_parts
 from model.weights import load_weights, save_weights
 from trainer.bank import StemBank
-from trainer.config import TrainConfig, dataset_weights
+from trainer.config import TrainConfig, dataset_weights, part_weights
 from trainer.evaluate.metrics import largest_norm_predict, participation_ratio
 from trainer.loop import Stage, setup_env, unwrap
 from trainer.sampling import (
@@ -334,7 +334,7 @@ class Run:
                       ema_decay=cfg.ema_decay)
         sampler = TripletSampler(self.train.index, pseudo=cfg.use_pseudo, additional=cfg.use_additional,
                                  same_tempo=cfg.same_tempo, keep_prob=cfg.keep_prob,
-                                 aligned=cfg.aligned_prob)
+                                 aligned=cfg.aligned_prob, part_weights=part_weights(cfg.part_weights))
         # validation stays unaligned, so its scores compare across runs whatever aligned_prob is
         val_sampler = TripletSampler(self.val.index, pseudo=cfg.use_pseudo, additional=cfg.use_additional,
                                      same_tempo=False, keep_prob=cfg.keep_prob)

@@ -175,7 +175,7 @@ def test_two_datasets_are_pooled_and_validated_apart(tiny_data, tmp_path):
         (train_only / split).mkdir(exist_ok=True)
     rc = main(["--data", str(tiny_data), "--data", str(other), "--data", str(train_only),
                "--preset", "smoke", "--out", str(tmp_path / "run"), "--quiet", "--threads=1",
-               "--use_pretrain=0", "--epochs=1", "--data_weights=other:3"])
+               "--use_pretrain=0", "--epochs=1", "--data_weights=other:3", "--part_weights=piano:2"])
     assert rc == 0
     summary = json.loads((tmp_path / "run" / "summary.json").read_text())["data"]
     assert summary["root"] == f"{tiny_data.name}+other+trainonly"
@@ -190,6 +190,17 @@ def test_two_datasets_are_pooled_and_validated_apart(tiny_data, tmp_path):
                  str(tmp_path / "run2")]) == 1
     assert main(["--data", str(tiny_data), "--data", str(other), "--preset", "smoke", "--out",
                  str(tmp_path / "run3"), "--quiet", "--data_weights=freedoom:3"]) == 1
+
+
+def test_part_weights_are_read_by_part_name():
+    from trainer.config import part_weights
+
+    assert part_weights("") is None and part_weights("drums:1") is None
+    assert part_weights("piano:2, bass:0.5") == [1.0, 0.5, 2.0, 1.0, 1.0]
+    for bad in ("vocals:2", "piano:0", "piano", "piano:2,piano:3"):
+        with pytest.raises(ValueError, match="part_weights"):
+            resolve("smoke", [f"--part_weights={bad}"])
+    assert resolve("smoke", ["--part_weights=guitar:2"]).part_weights == "guitar:2"
 
 
 def test_data_weights_are_read_by_dataset_name():

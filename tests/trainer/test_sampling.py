@@ -277,6 +277,32 @@ def test_bad_track_weights_are_refused():
             _with_weight(idx, np.array(bad, dtype=float))
 
 
+def test_part_weights_set_how_often_each_part_is_the_condition():
+    idx = _index(n_tracks=40, n_classes=2)
+    # weights alike: the same triplets and groups as none
+    plain, alike = TripletSampler(idx), TripletSampler(idx, part_weights=[2.0] * N_PARTS)
+    assert plain.draw(32, np.random.default_rng(4)) == alike.draw(32, np.random.default_rng(4))
+    weights = [1.0, 0.5, 2.0, 2.0, 1.0]
+    sampler = TripletSampler(idx, part_weights=weights)
+    for n in (32, 7, 1000):
+        conds = sampler.conditions(n, np.random.default_rng(n))
+        counts = np.bincount(conds, minlength=N_PARTS)
+        share = n * np.array(weights) / sum(weights)
+        assert counts.sum() == n and np.all(np.abs(counts - share) < 1.0), (n, counts, share)
+    trips = sampler.draw(650, np.random.default_rng(0))
+    counts = np.bincount([t.cond for t in trips], minlength=N_PARTS)
+    assert counts.tolist() == [100, 50, 200, 200, 100]
+    groups = sampler.label_groups(65, 4, np.random.default_rng(1))
+    shared = [next(j for j in range(N_PARTS) if len({p[j] for p in g}) == 1 and g[0][j] is not None)
+              for g in groups]
+    assert np.bincount(shared, minlength=N_PARTS).tolist() == [10, 5, 20, 20, 10]
+    # the order is random, not one part after another
+    assert len(set(t.cond for t in trips[:20])) > 2
+    for bad in ([1, 1, 1], [1, 1, 0, 1, 1], [1, 1, np.inf, 1, 1]):
+        with pytest.raises(ValueError, match="part weights"):
+            TripletSampler(idx, part_weights=bad)
+
+
 def test_source_labels_follow_flatten_order():
     from trainer.sampling import Source, Triplet, flatten, source_labels
 
