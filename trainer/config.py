@@ -240,7 +240,9 @@ def apply_overrides(cfg: TrainConfig, overrides: list[str] | None) -> TrainConfi
 
 
 def parse_data_weights(text: str, example: str = "freedoom:4") -> dict[str, float]:
-    """``"freedoom:4,synth600:0.5"`` -> {"freedoom": 4.0, "synth600": 0.5}; "" -> {}."""
+    """``"freedoom:4,synth600:0.5"`` -> {"freedoom": 4.0, "synth600": 0.5}; "" -> {}. Any
+    ``name:weight`` list (:func:`part_weights` reads parts with it); ``example`` goes into the
+    error message."""
     out: dict[str, float] = {}
     for item in filter(None, (x.strip() for x in text.split(","))):
         name, sep, value = item.rpartition(":")

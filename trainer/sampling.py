@@ -221,8 +221,9 @@ class TripletSampler:
         comes from one label track at one time in every piece, and the other parts of each
         piece from its own song (one time for all of them, each kept with ``keep_prob``), so
         two pieces of a group share part c's audio and nothing else. The conditions are spread
-        over the usable parts as the triplets' are (:meth:`conditions`); with ``same_tempo`` a group's songs share a tempo class
-        (songs repeat only where the class has fewer than ``size`` others).
+        over the usable parts as the triplets' are (:meth:`conditions`); with ``same_tempo`` a
+        group's songs share a tempo class (songs repeat only where the class has fewer than
+        ``size`` others).
 
         With ``other_time`` (a probability per piece after the first) a piece takes part c
         from another time of the label track instead: the same song's part, not the same
