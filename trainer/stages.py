@@ -89,10 +89,19 @@ class Run:
         """The train and validation splits of every dataset, pooled into two stem banks on the
         device; ``self.summary`` describes them (for the weights card and summary.json)."""
         from trainer.data.dataset import SlakhDataset
+        from trainer.data.render import heldout_fonts
 
         cfg = self.cfg
         train = [SlakhDataset(d, "train", sample_rate=cfg.sample_rate) for d in self.data]
         val = [SlakhDataset(d, "validation", sample_rate=cfg.sample_rate) for d in self.data]
+        heldout = heldout_fonts()
+        for d in train:
+            used = sorted({f for t in d.tracks for f in (*t.fonts, t.font) if f} & heldout)
+            if used:
+                raise ValueError(f"{d.root}: its training split was rendered with {', '.join(used)}, "
+                                 "kept for evaluation (font set 'heldout'): measuring a model on "
+                                 "timbres it never heard needs that font out of training; render "
+                                 "training data with another font set")
         for name, split in (("train", train), ("validation", val)):
             if sum(len(d) for d in split) < 4:
                 roots = ", ".join(str(d) for d in self.data)

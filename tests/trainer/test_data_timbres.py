@@ -14,11 +14,13 @@ from trainer.data import build_dataset
 from trainer.data.effects import apply_chain, draw_chain, draw_room, song_chains
 from trainer.data.render import (
     FONT_SETS,
+    HELDOUT_SETS,
     FontSet,
     RenderError,
     TooLong,
     bundled_font,
     find_fonts,
+    heldout_fonts,
     render_instrument,
     render_stems,
 )
@@ -38,7 +40,15 @@ def test_no_fonts_is_an_error_and_a_named_set_resolves():
         FontSet.of("nope")
     s = FontSet.of("bundled")
     assert s.fonts == (bundled_font(),) and s.drum_fonts == () and s.name == "bundled"
-    assert set(FONT_SETS) >= {"bundled", "gm3", "debian"}
+    assert set(FONT_SETS) >= {"bundled", "gm3", "debian", "heldout"}
+
+
+def test_no_training_font_set_shares_a_font_with_the_heldout_ones():
+    held = heldout_fonts()
+    assert held == {"MuseScore_General_Full.sf3"}
+    for name, (fonts, drums) in FONT_SETS.items():
+        if name not in HELDOUT_SETS:
+            assert not held & {*fonts, *drums}, name
 
 
 def test_build_records_each_font_with_size_and_sha256(tmp_path):

@@ -192,6 +192,20 @@ def test_two_datasets_are_pooled_and_validated_apart(tiny_data, tmp_path):
                  str(tmp_path / "run3"), "--quiet", "--data_weights=freedoom:3"]) == 1
 
 
+def test_training_data_voiced_by_a_heldout_font_is_refused(tmp_path, caplog):
+    from trainer.data.render import bundled_font
+
+    # any font file under a held-out font's name is recorded as that font
+    font = tmp_path / "MuseScore_General_Full.sf3"
+    font.write_bytes(bundled_font().read_bytes())
+    data = data_mod.build_dataset(tmp_path / "heard", n_tracks=6, seed=3, song_seconds=4,
+                                  splits=(0.6, 0.2, 0.2), workers=1, fonts=[font])
+    assert main(["--data", str(data), "--preset", "smoke", "--out", str(tmp_path / "run"),
+                 "--quiet", "--threads=1"]) == 1
+    assert "heard: its training split was rendered with MuseScore_General_Full.sf3" in caplog.text
+    assert not (tmp_path / "run" / "main.done").exists()
+
+
 def test_part_weights_are_read_by_part_name():
     from trainer.config import part_weights
 

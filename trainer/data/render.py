@@ -39,13 +39,25 @@ FONT_SETS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     # sf_GMbank.sf2 is left out: on 70 of the 128 programs it sounds the same as TimGM6mb.sf2
     "debian": (("FluidR3_GM.sf2", "TimGM6mb.sf2", "OPL-3_FM_128M.sf2", "FluidR3Mono_GM.sf3"),
                ("Black_Pearl_4_LV2.sf2", "Red_Zeppelin_4_LV2.sf2")),
+    # For evaluation renders only, never training data: timbres no training set has heard.
+    # MuseScore General shares FluidR3Mono's samples on most programs, but its acoustic pianos
+    # (programs 0, 1 and 3), several strings and synths are its own (docs/data.md).
+    "heldout": (("MuseScore_General_Full.sf3",), ()),
 }
+# The sets whose fonts no training set may use: what a model is measured on as unheard.
+HELDOUT_SETS = ("heldout",)
 FONT_PACKAGES = {  # the Debian package that installs each font of the named sets
     "FluidR3_GM.sf2": "fluid-soundfont-gm", "TimGM6mb.sf2": "timgm6mb-soundfont",
     "sf_GMbank.sf2": "csound-soundfont", "OPL-3_FM_128M.sf2": "opl3-soundfont",
     "FluidR3Mono_GM.sf3": "fluidr3mono-gm-soundfont", "Black_Pearl_4_LV2.sf2": "avldrums.lv2-soundfont",
     "Red_Zeppelin_4_LV2.sf2": "avldrums.lv2-soundfont",
+    "MuseScore_General_Full.sf3": "musescore-general-soundfont",
 }
+
+
+def heldout_fonts() -> frozenset[str]:
+    """File names of the fonts kept for evaluation (:data:`HELDOUT_SETS`)."""
+    return frozenset(f for name in HELDOUT_SETS for group in FONT_SETS[name] for f in group)
 
 
 class RenderError(RuntimeError):
