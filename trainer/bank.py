@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import time
@@ -33,6 +34,36 @@ def level(x: torch.Tensor, level_db: float, threshold_db: float) -> torch.Tensor
     # branch-free, so a CUDA bank never waits for the device inside the mixing loop
     gain_db = torch.where(db > threshold_db, torch.clamp(level_db - db, max=MAX_BOOST_DB), 0.0)
     return x * 10 ** (gain_db / 20)
+
+
+# Where a stem's random EQ curve is set: log-spaced frequencies (Hz), the curve linear in dB
+# between them along log-frequency and flat beyond the first and the last.
+EQ_POINTS_HZ = (60.0, 150.0, 400.0, 1000.0, 2500.0, 6000.0)
+
+
+def eq_response(gains_db: torch.Tensor, n: int, sample_rate: int) -> torch.Tensor:
+    """(..., len(EQ_POINTS_HZ)) gains in dB -> (..., n // 2 + 1) real gains of an ``n``-point
+    rfft's bins."""
+    w = _eq_weights(n, sample_rate).to(gains_db.device)
+    return 10 ** ((gains_db.float() @ w.T) / 20)
+
+
+@functools.lru_cache(maxsize=8)
+def _eq_weights(n: int, sample_rate: int) -> torch.Tensor:
+    """Interpolation weights (bins, points): a curve in dB at the bins is weights @ gains."""
+    freqs = np.log(np.maximum(np.fft.rfftfreq(n, 1.0 / sample_rate), 1.0))
+    pts, eye = np.log(np.asarray(EQ_POINTS_HZ)), np.eye(len(EQ_POINTS_HZ))
+    w = np.stack([np.interp(freqs, pts, eye[k]) for k in range(len(pts))], 1)
+    return torch.as_tensor(w, dtype=torch.float32)
+
+
+def equalize(x: torch.Tensor, gains_db: torch.Tensor, sample_rate: int) -> torch.Tensor:
+    """Filter each clip (K, samples) by its smooth EQ curve ``gains_db`` (K, len(EQ_POINTS_HZ)):
+    zero phase, by multiplying spectra (the curve is smooth, so its response is short and the
+    circular wrap inaudible)."""
+    n = x.shape[-1]
+    spec = torch.fft.rfft(x.float(), dim=-1) * eq_response(gains_db, n, sample_rate)
+    return torch.fft.irfft(spec, n=n, dim=-1)
 
 
 class StemBank:
@@ -117,16 +148,19 @@ class StemBank:
         return self.audio[src.track][part, src.start:src.start + self.win]
 
     def render(self, pieces: Sequence[Piece], gains_db: np.ndarray | None = None,
-               level_db: float | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+               level_db: float | None = None, eq_db: np.ndarray | None = None
+               ) -> tuple[torch.Tensor, torch.Tensor]:
         """Mix pieces -> (clips (M, win) float32, present (M, 5) float32) on the bank's device.
 
         ``present`` is the norm-loss target: the part was mixed in and is audible in the clip.
-        ``level_db`` first brings each audible part to that RMS level (dBFS, at most
-        ``MAX_BOOST_DB`` louder), so a part that the renderer or the composer left quiet is not
-        always buried under the others; ``gains_db`` (M, 5) then scales each part before mixing.
+        ``eq_db`` (M, 5, len(EQ_POINTS_HZ)) first colours each part by its own smooth EQ curve
+        (:func:`equalize`). ``level_db`` then brings each audible part to that RMS level (dBFS,
+        at most ``MAX_BOOST_DB`` louder), so a part that the renderer or the composer left quiet
+        is not always buried under the others; ``gains_db`` (M, 5) then scales each part before
+        mixing.
         """
-        if self.batched:
-            return self._render_batched(pieces, gains_db, level_db)
+        if self.batched or eq_db is not None:  # the EQ's FFTs cost least all at once
+            return self._render_batched(pieces, gains_db, level_db, eq_db)
         m = len(pieces)
         clips = torch.zeros(m, self.win, device=self.device)
         present = torch.zeros(m, N_PARTS, device=self.device)
@@ -145,7 +179,8 @@ class StemBank:
         return clips, present
 
     def _render_batched(self, pieces: Sequence[Piece], gains_db: np.ndarray | None,
-                        level_db: float | None) -> tuple[torch.Tensor, torch.Tensor]:
+                        level_db: float | None, eq_db: np.ndarray | None = None
+                        ) -> tuple[torch.Tensor, torch.Tensor]:
         """:meth:`render` with every mixed part of every piece at once: a few large operations
         instead of several small ones per part. On a GPU those small ones cost more in launches
         than in arithmetic; on a CPU the part-by-part loop wins, each part staying in cache."""
@@ -162,6 +197,9 @@ class StemBank:
         if not xs:
             return clips, present
         x = torch.stack(xs).float()  # (K, win)
+        if eq_db is not None:
+            eq = torch.as_tensor(np.asarray(eq_db)[rows, cols], dtype=torch.float32, device=self.device)
+            x = equalize(x, eq, self.sr)
         if level_db is not None:
             x = level(x, level_db, self.threshold_db)
         if gains_db is not None:

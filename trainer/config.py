@@ -43,6 +43,7 @@ class TrainConfig:
     aligned_prob: float = 0.0  # chance that a triplet's shared parts come from the same time (sampling.py)
     level_db: float = -24.0  # bring each part to this RMS (dBFS) before the gains; 0 = off
     gain_db: float = 8.0  # random gain per part in [-gain_db, 0] dB
+    eq_db: float = 0.0  # training mixes: each part coloured by a random smooth EQ within +-eq_db dB (0 = off)
     # --- model (the main CSN)
     widths: tuple[int, ...] = WIDTHS
     n_mels: int = N_MELS

@@ -42,7 +42,7 @@ from model.losses import (
 from model.network import CSN, ModelSpec
 from model.parts import N_PARTS, PARTS, stack_parts
 from model.weights import load_weights, save_weights
-from trainer.bank import StemBank
+from trainer.bank import EQ_POINTS_HZ, StemBank
 from trainer.config import TrainConfig, dataset_weights, part_weights
 from trainer.evaluate.metrics import largest_norm_predict, participation_ratio
 from trainer.loop import Stage, setup_env, unwrap
@@ -323,6 +323,13 @@ class Run:
     def _gains(self, rng: np.random.Generator, m: int) -> np.ndarray:
         return rng.uniform(-self.cfg.gain_db, 0.0, size=(m, N_PARTS))
 
+    def _eq(self, rng: np.random.Generator, m: int) -> np.ndarray | None:
+        """Each part of each training piece: its EQ curve's gains in dB (``--eq_db``); off, it
+        draws nothing, so a run without it draws as runs did before it."""
+        if not self.cfg.eq_db:
+            return None
+        return rng.uniform(-self.cfg.eq_db, self.cfg.eq_db, size=(m, N_PARTS, len(EQ_POINTS_HZ)))
+
     # --- stage 3: main training (eq. 8)
     def main_stage(self) -> None:
         cfg = self.cfg
@@ -364,7 +371,8 @@ class Run:
             pieces += [piece for g in groups for piece in g]
             if cfg.solo_rows:
                 pieces += solo_pieces(self.train.index, cfg.solo_rows, rng)
-            clips, present = self.train.render(pieces, self._gains(rng, len(pieces)), self.level)
+            clips, present = self.train.render(pieces, self._gains(rng, len(pieces)), self.level,
+                                               self._eq(rng, len(pieces)))
             t1 = time.perf_counter()
             emb = self.embed(net, clips)
             losses = self._main_losses(trip, emb, present, norm, memory, groups)

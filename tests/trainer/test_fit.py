@@ -175,7 +175,8 @@ def test_two_datasets_are_pooled_and_validated_apart(tiny_data, tmp_path):
         (train_only / split).mkdir(exist_ok=True)
     rc = main(["--data", str(tiny_data), "--data", str(other), "--data", str(train_only),
                "--preset", "smoke", "--out", str(tmp_path / "run"), "--quiet", "--threads=1",
-               "--use_pretrain=0", "--epochs=1", "--data_weights=other:3", "--part_weights=piano:2"])
+               "--use_pretrain=0", "--epochs=1", "--data_weights=other:3", "--part_weights=piano:2",
+               "--eq_db=6"])
     assert rc == 0
     summary = json.loads((tmp_path / "run" / "summary.json").read_text())["data"]
     assert summary["root"] == f"{tiny_data.name}+other+trainonly"

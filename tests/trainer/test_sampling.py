@@ -408,3 +408,54 @@ def test_bank_render_all_at_once_matches_part_by_part():
     empty = [tuple([None] * N_PARTS)] * 2  # nothing mixed: silence, nothing present
     clips_b, present_b = bank.render(empty)
     assert not clips_b.any() and not present_b.any()
+
+
+def test_equalize_colours_a_clip_by_its_curve():
+    from trainer.bank import EQ_POINTS_HZ, eq_response, equalize
+
+    sr, n = 16000, 16000
+    rng = np.random.default_rng(4)
+    x = torch.from_numpy(rng.normal(0, 0.1, (3, n)).astype(np.float32))
+    k = len(EQ_POINTS_HZ)
+    flat = torch.zeros(3, k)
+    assert torch.allclose(equalize(x, flat, sr), x, atol=1e-5)  # 0 dB everywhere: unchanged
+    assert torch.allclose(equalize(x, flat + 6.0, sr), x * 10 ** (6 / 20), atol=1e-4)
+    # a tilt: -12 dB at the lowest point rising to +12 dB at the highest moves power up in
+    # frequency, and between two points the curve is linear in dB along log-frequency
+    tilt = torch.linspace(-12, 12, k).expand(3, k)
+    y = equalize(x, tilt, sr)
+
+    def band(z, lo, hi):
+        spec = torch.fft.rfft(z).abs().pow(2)
+        f = torch.fft.rfftfreq(n, 1 / sr)
+        return spec[..., (f >= lo) & (f < hi)].mean()
+
+    assert band(y, 20, 60) / band(x, 20, 60) == pytest.approx(10 ** (-12 / 10), rel=0.1)
+    assert band(y, 6000, 8000) / band(x, 6000, 8000) == pytest.approx(10 ** (12 / 10), rel=0.1)
+    resp = eq_response(tilt[:1], n, sr)[0]
+    mid = np.sqrt(EQ_POINTS_HZ[2] * EQ_POINTS_HZ[3])  # halfway in log-frequency
+    expect_db = (tilt[0, 2] + tilt[0, 3]) / 2
+    assert 20 * torch.log10(resp[int(round(mid))]) == pytest.approx(float(expect_db), abs=0.1)
+
+
+def test_bank_render_eq_colours_each_part_then_levels_it():
+    from trainer.bank import equalize, level
+    from trainer.sampling import flatten
+
+    sr, n = 1000, 20_000
+    rng = np.random.default_rng(5)
+    parts = [(rng.normal(0, 1, (N_PARTS, n)) * 0.1).astype(np.float32) for _ in range(6)]
+    bank = StemBank(parts, [0] * 6, sr, segment_seconds=2.0, hop_seconds=1.0, threshold_db=-50)
+    pieces = flatten(TripletSampler(bank.index, same_tempo=True, keep_prob=0.5).draw(6, rng))
+    eq = rng.uniform(-6, 6, (len(pieces), N_PARTS, 6))
+    clips, present = bank.render(pieces, level_db=-24.0, eq_db=eq)
+    plain, present0 = bank.render(pieces, level_db=-24.0)
+    stems = bank.stems(pieces)
+    expect = torch.zeros_like(clips)
+    for i in range(len(pieces)):
+        for j in range(N_PARTS):
+            coloured = equalize(stems[i, j][None], torch.as_tensor(eq[i, j], dtype=torch.float32)[None], sr)[0]
+            expect[i] += level(coloured, -24.0, -50.0)
+    assert torch.allclose(clips, expect, atol=1e-5)
+    assert not torch.allclose(clips, plain, atol=1e-3)
+    assert torch.equal(present, present0)  # levelled parts stay audible: the same targets
