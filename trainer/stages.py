@@ -96,7 +96,7 @@ class Run:
         val = [SlakhDataset(d, "validation", sample_rate=cfg.sample_rate) for d in self.data]
         heldout = heldout_fonts()
         for d in train:
-            used = sorted({f for t in d.tracks for f in (*t.fonts, t.font) if f} & heldout)
+            used = [f for f in d.fonts if f in heldout]
             if used:
                 raise ValueError(f"{d.root}: its training split was rendered with {', '.join(used)}, "
                                  "kept for evaluation (font set 'heldout'): measuring a model on "

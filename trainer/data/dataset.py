@@ -351,6 +351,11 @@ class SlakhDataset:
         """(5, n_windows) bool activity of track ``i`` (see :func:`activity`)."""
         return activity(self.load_parts(i), self.sample_rate, window, hop)
 
+    @property
+    def fonts(self) -> list[str]:
+        """Every font or plugin that voiced a track of this split, sorted."""
+        return sorted({f for t in self.tracks for f in (*t.fonts, t.font) if f})
+
     def summary(self) -> dict:
         """Counts for logs and reports: tracks, hours, per-part presence, sources, fonts."""
         present = np.array([t.present for t in self.tracks], dtype=bool).reshape(-1, N_PARTS)
@@ -359,7 +364,7 @@ class SlakhDataset:
             "hours": round(sum(t.duration for t in self.tracks) / 3600, 3),
             "present": present.sum(axis=0).tolist(),
             "sources": sorted({t.source for t in self.tracks}),
-            "fonts": sorted({f for t in self.tracks for f in (*t.fonts, t.font) if f}),
+            "fonts": self.fonts,
         }
 
 
