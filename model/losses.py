@@ -184,6 +184,44 @@ def solo_id_loss(emb: torch.Tensor, present: torch.Tensor) -> torch.Tensor:
     return (ce * one).sum() / one.sum().clamp_min(1.0)
 
 
+def invariance_loss(d_rest: torch.Tensor, d_none: torch.Tensor, cond: torch.Tensor,
+                    parts: Sequence[int] | None = None) -> torch.Tensor:
+    """How much nearer the rest of the mix brings two pieces in a part's subspace.
+
+    ``d_rest``: distances in subspace ``cond`` between pieces that share other parts of the mix
+    but not part ``cond`` (a triplet's anchor and negative); ``d_none``: distances in the same
+    subspace between pieces that share no part (its positive and negative). A subspace that
+    hears only its own part puts both kinds of pair equally far apart on average; one that
+    hears the rest of the mix puts the first nearer. Per part c with pairs in the batch:
+    relu(mean d_none - mean d_rest) / mean d_none, the denominator held constant (so the loss
+    cannot shrink by rescaling the subspace), averaged over the parts in ``parts`` (default
+    all) that have pairs; 0 when none has. One-sided: pairs that share the rest are never
+    pushed further apart than pairs that share nothing. The triplet loss asks only that pieces
+    sharing the part be nearer than those sharing the rest, by a margin; this term asks that
+    the rest bring no nearness of its own. d_rest, d_none, cond: (M,).
+    """
+    onehot = F.one_hot(cond, N_PARTS).to(d_rest.dtype)  # (M, 5), no branch on the data
+    if parts is not None:
+        onehot = onehot * torch.isin(torch.arange(N_PARTS, device=cond.device),
+                                     torch.as_tensor(list(parts), device=cond.device, dtype=torch.long))
+    count = onehot.sum(dim=0)
+    mean_rest = (onehot * d_rest[:, None]).sum(dim=0) / count.clamp_min(1.0)
+    mean_none = (onehot * d_none[:, None]).sum(dim=0) / count.clamp_min(1.0)
+    gap = F.relu(mean_none - mean_rest) / mean_none.detach().clamp_min(_EPS)
+    used = (count > 0).to(gap.dtype)
+    return (gap * used).sum() / used.sum().clamp_min(1.0)
+
+
+def nuisance_leak(d_part: torch.Tensor, d_rest: torch.Tensor, d_none: torch.Tensor) -> float:
+    """The share of a subspace's nearness that the rest of the mix gives:
+    (mean d_none - mean d_rest) / (mean d_none - mean d_part), over pairs sharing only the part
+    (``d_part``), only the rest (``d_rest``) or nothing (``d_none``). 0: the rest brings pieces
+    no nearer; 1: sharing the rest brings them as near as sharing the part; above 1: nearer.
+    NaN when sharing the part brings no nearness at all."""
+    gain = (d_none.mean() - d_part.mean()).item()
+    return (d_none.mean() - d_rest.mean()).item() / gain if gain > 0 else float("nan")
+
+
 CONTRAST_METRICS: tuple[str, ...] = ("cosine", "euclid")  # part_contrast_loss's pair measures
 
 

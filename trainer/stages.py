@@ -29,8 +29,10 @@ from model.losses import (
     ScatterMemory,
     block_cosine,
     contrast_metrics,
+    invariance_loss,
     masked_distance,
     masked_triplet_loss,
+    nuisance_leak,
     part_contrast_loss,
     pretrain_block_loss,
     pretrain_loss,
@@ -471,6 +473,19 @@ class Run:
             # what the term reads: each part's between-part dimension (pooled with a memory)
             out |= {f"between_pr_{PARTS[c]}": pr for c, pr in prs.items()}
             loss = loss + cfg.spread_between_lambda * lb
+        if cfg.invariance_lambda:
+            # condition c: anchor and negative share the rest of the mix, positive and negative
+            # nothing; the additional triplet's c': anchor and positive share part c, positive
+            # and negative nothing
+            d_rest, d_none, conds = [masked_distance(a, n, cond)], [masked_distance(p, n, cond)], [cond]
+            if add_rows:
+                d_rest.append(masked_distance(a[idx], p[idx], c2))
+                d_none.append(masked_distance(p[idx], n[idx], c2))
+                conds.append(c2)
+            lv = invariance_loss(torch.cat(d_rest), torch.cat(d_none), torch.cat(conds),
+                                 parts=[PARTS.index(name) for name in cfg.invariance_parts])
+            out["invariance"] = lv
+            loss = loss + cfg.invariance_lambda * lv
         if cfg.solo_id_lambda:
             li = solo_id_loss(emb_all, present_all)
             out["solo_id"] = li
@@ -583,7 +598,9 @@ def solo_identification(emb: torch.Tensor, present: torch.Tensor) -> dict[str, f
 
 def validate_triplets(trip: Sequence[Triplet], emb: torch.Tensor, present: torch.Tensor,
                       norm: NormLoss | None) -> dict[str, float]:
-    """Per-part share of validation triplets whose positive is nearer than the negative."""
+    """Per-part share of validation triplets whose positive is nearer than the negative
+    (``val_acc_<part>``), and the share of the part's nearness the rest of the mix gives
+    (``val_leak_<part>``, :func:`model.losses.nuisance_leak`)."""
     a, p, n = emb[0::3], emb[1::3], emb[2::3]
     cond = torch.tensor([t.cond for t in trip], device=emb.device)
     ok = (masked_distance(a, p, cond) < masked_distance(a, n, cond)).float()
@@ -594,6 +611,13 @@ def validate_triplets(trip: Sequence[Triplet], emb: torch.Tensor, present: torch
         if sel.any():
             row[f"val_acc_{part}"] = ok[sel].mean().item()
             accs.append(row[f"val_acc_{part}"])
+    # how much of each subspace's nearness the rest of the mix gives (0 = none; 1 = as much
+    # as the part itself): the positive and negative share nothing
+    d_part, d_rest, d_none = (masked_distance(x, y, cond) for x, y in ((a, p), (a, n), (p, n)))
+    for c, part in enumerate(PARTS):
+        sel = cond == c
+        if sel.sum() > 1:
+            row[f"val_leak_{part}"] = nuisance_leak(d_part[sel], d_rest[sel], d_none[sel])
     row["val_acc"] = float(np.mean(accs))
     row["val_score"] = row["val_acc"]
     if norm is not None:

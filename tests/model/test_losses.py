@@ -6,8 +6,10 @@ import torch
 from model.losses import (
     NormLoss,
     ScatterMemory,
+    invariance_loss,
     masked_distance,
     masked_triplet_loss,
+    nuisance_leak,
     pretrain_loss,
     pretrain_target,
     solo_id_loss,
@@ -508,3 +510,38 @@ def test_solo_id_loss_reads_only_rows_where_one_part_sounds():
     x = torch.randn(4, 640, requires_grad=True)
     solo_id_loss(x, torch.eye(5)[[0, 1, 3, 4]]).backward()
     assert x.grad is not None and x.grad.abs().sum() > 0
+
+
+def test_invariance_loss_by_hand_part_by_part():
+    # piano (2): pairs sharing the rest at 1.0 and 2.0, pairs sharing nothing at 3.0 and 5.0
+    # -> (4 - 1.5) / 4; guitar (3): the rest brings no nearness -> 0; drums: no pairs
+    d_rest = torch.tensor([1.0, 2.0, 3.0, 4.0])
+    d_none = torch.tensor([3.0, 5.0, 3.0, 2.0])
+    cond = torch.tensor([2, 2, 3, 3])
+    assert invariance_loss(d_rest, d_none, cond).item() == pytest.approx((2.5 / 4 + 0.0) / 2)
+    assert invariance_loss(d_rest, d_none, cond, parts=[2]).item() == pytest.approx(2.5 / 4)
+    assert invariance_loss(d_rest, d_none, cond, parts=[3]).item() == 0.0
+    assert invariance_loss(d_rest, d_none, cond, parts=[0]).item() == 0.0  # no drums pairs
+    # a subspace scaled up tenfold is no more and no less leaky
+    assert invariance_loss(10 * d_rest, 10 * d_none, cond).item() == pytest.approx((2.5 / 4) / 2)
+
+
+def test_invariance_loss_pushes_the_rest_apart_and_nothing_else_together():
+    d_rest = torch.tensor([1.0, 1.0], requires_grad=True)
+    d_none = torch.tensor([2.0, 2.0], requires_grad=True)
+    invariance_loss(d_rest, d_none, torch.tensor([1, 1])).backward()
+    assert torch.all(d_rest.grad < 0)  # a larger distance between pieces sharing the rest lowers it
+    assert torch.all(d_none.grad > 0)  # the denominator is held: no gain from growing everything
+    assert d_none.grad.sum().item() == pytest.approx(1 / 2)
+    # where the rest brings no nearness there is nothing to push
+    d_rest2 = torch.tensor([3.0], requires_grad=True)
+    invariance_loss(d_rest2, torch.tensor([2.0]), torch.tensor([1])).backward()
+    assert d_rest2.grad.item() == 0.0
+
+
+def test_nuisance_leak_says_how_much_nearness_the_rest_gives():
+    part, none = torch.tensor([1.0, 1.0]), torch.tensor([3.0, 3.0])
+    assert nuisance_leak(part, torch.tensor([3.0, 3.0]), none) == pytest.approx(0.0)
+    assert nuisance_leak(part, torch.tensor([2.0, 2.0]), none) == pytest.approx(0.5)
+    assert nuisance_leak(part, torch.tensor([0.5, 0.5]), none) == pytest.approx(1.25)  # nearer than the part
+    assert math.isnan(nuisance_leak(none, part, none))  # the part brings no nearness: undefined

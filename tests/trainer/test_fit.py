@@ -772,3 +772,54 @@ def test_label_groups_are_checked_and_a_run_with_them_trains(tiny_data, tmp_path
             if r.get("stage") == "main" and "contrast" in r]
     assert rows and all(np.isfinite(r["contrast"]) and r["contrast"] > 0 for r in rows)
     assert json.loads((out / "config.json").read_text())["label_groups"] == 2
+
+
+def test_the_invariance_term_reads_the_triplets_and_their_additional_conditions():
+    from types import SimpleNamespace
+
+    from model.losses import NormLoss, invariance_loss, masked_distance
+    from trainer.sampling import Source, Triplet, source_labels
+
+    g = torch.Generator().manual_seed(5)
+    trip = []
+    for i in range(8):  # piano triplets whose rest (guitar) is shared by anchor and negative
+        piano, rest, other = Source(i, 0), Source(100 + i, 0), Source(200 + i, 0)
+        trip.append(Triplet((None, None, piano, rest, None), (None, None, piano, other, None),
+                            (None, None, Source(300 + i, 0), rest, None), cond=2,
+                            additional=3 if i % 2 else None))
+    emb = torch.randn(24, 640, generator=g)
+    present = (source_labels(trip) >= 0).float()
+    norm = NormLoss()
+    off = Run._main_losses(SimpleNamespace(cfg=_smoke(spread_lambda=0.0)), trip, emb, present, norm)
+    on = Run._main_losses(SimpleNamespace(cfg=_smoke(spread_lambda=0.0, invariance_lambda=2.0)),
+                          trip, emb, present, norm)
+    a, p, n = emb[0::3], emb[1::3], emb[2::3]
+    piano, guitar = torch.full((8,), 2), torch.full((4,), 3)
+    odd = torch.arange(1, 8, 2)
+    want = invariance_loss(torch.cat([masked_distance(a, n, piano), masked_distance(a[odd], p[odd], guitar)]),
+                           torch.cat([masked_distance(p, n, piano), masked_distance(p[odd], n[odd], guitar)]),
+                           torch.cat([piano, guitar]))
+    assert "invariance" not in off
+    assert on["invariance"].item() == pytest.approx(want.item())
+    assert on["loss"].item() == pytest.approx(off["loss"].item() + 2.0 * want.item(), rel=1e-5)
+    only = Run._main_losses(SimpleNamespace(cfg=_smoke(spread_lambda=0.0, invariance_lambda=1.0,
+                                                       invariance_parts="guitar")), trip, emb, present, norm)
+    assert only["invariance"].item() == pytest.approx(invariance_loss(
+        masked_distance(a[odd], p[odd], guitar), masked_distance(p[odd], n[odd], guitar), guitar).item())
+
+
+def test_a_run_with_the_invariance_term_logs_it_and_each_parts_leak(tiny_data, tmp_path):
+    with pytest.raises(ValueError, match="invariance_parts: unknown part"):
+        resolve("smoke", ["--invariance_parts=piano,flute"])
+    with pytest.raises(ValueError, match="invariance_lambda: -1.0 is negative"):
+        resolve("smoke", ["--invariance_lambda=-1"])
+    out = tmp_path / "run"
+    assert main(["--data", str(tiny_data), "--preset", "smoke", "--out", str(out), "--quiet",
+                 "--threads=1", "--use_pretrain=0", "--epochs=1", "--invariance_lambda=1",
+                 "--invariance_parts=bass,piano"]) == 0
+    rows = [r for r in map(json.loads, (out / "log.jsonl").read_text().splitlines())
+            if r.get("stage") == "main"]
+    assert any("invariance" in r and np.isfinite(r["invariance"]) and r["invariance"] >= 0 for r in rows)
+    val = [r for r in rows if "val_acc" in r]
+    assert val and any(k.startswith("val_leak_") for k in val[-1])
+    assert json.loads((out / "config.json").read_text())["invariance_parts"] == ["bass", "piano"]
