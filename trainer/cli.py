@@ -14,6 +14,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "average": ("trainer.average", "the weighted mean of exported weights files of one model (a soup)"),
     "calibrate": ("trainer.calibrate", "fit each part's presence bias on real-music validation data"),
     "eval": ("trainer.evaluate.cli", "the paper's tables on a Slakh-layout dataset"),
+    "leak": ("trainer.evaluate.leak", "how near the rest of the mix brings pieces in each part's subspace"),
     "compare": ("trainer.evaluate.compare", "two eval reports side by side, Table 2 changed on the same draws"),
     "data": ("trainer.data.cli", "build a Slakh-layout dataset (synth | render-midi | arrange-pop909 ...)"),
     "demo-audio": ("trainer.demo_audio", "render the demo collection's songs to the audio Partwise ships"),
