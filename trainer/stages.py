@@ -444,6 +444,13 @@ class Run:
         cond = torch.tensor([t.cond for t in trip], device=dev)
         basic = masked_triplet_loss(a, p, n, cond, cfg.margin)
         out = {"triplet": basic}
+        with torch.no_grad():
+            # the step's basic triplets each part ranks right (its negative shares the rest of
+            # the mix with the anchor): beside val_acc_<part>, says whether a part that fails
+            # on validation fails on the songs it trains on too
+            ok = (masked_distance(a, p, cond) < masked_distance(a, n, cond)).float()
+            for c in cond.unique().tolist():
+                out[f"train_acc_{PARTS[c]}"] = ok[cond == c].mean()
         loss = basic
         add_rows = [i for i, t in enumerate(trip) if t.additional is not None]
         if add_rows:
