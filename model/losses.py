@@ -33,9 +33,20 @@ def masked_triplet_loss(
 
     anchor, positive, negative: (B, 640); cond: (B,) long part index per triplet.
     """
-    d_ap = masked_distance(anchor, positive, cond)
-    d_an = masked_distance(anchor, negative, cond)
+    return triplet_hinge(masked_distance(anchor, positive, cond),
+                         masked_distance(anchor, negative, cond), margin)
+
+
+def triplet_hinge(d_ap: torch.Tensor, d_an: torch.Tensor, margin: float = TRIPLET_MARGIN) -> torch.Tensor:
+    """The triplet loss from distances already taken: mean of max(d_ap - d_an + margin, 0)."""
     return F.relu(d_ap - d_an + margin).mean()
+
+
+def part_hit_rates(d_ap: torch.Tensor, d_an: torch.Tensor, cond: torch.Tensor) -> dict[int, torch.Tensor]:
+    """Per condition part that has triplets: the share whose positive is strictly nearer than
+    the negative (a tie is a miss). Tensors (B,) -> {part index: 0-d tensor}, no gradient."""
+    ok = (d_ap < d_an).float()
+    return {int(c): ok[cond == c].mean() for c in cond.unique().tolist()}
 
 
 def triplet_loss(anchor: torch.Tensor, positive: torch.Tensor, negative: torch.Tensor,

@@ -34,11 +34,13 @@ from model.losses import (
     masked_triplet_loss,
     nuisance_leak,
     part_contrast_loss,
+    part_hit_rates,
     pretrain_block_loss,
     pretrain_loss,
     pretrain_target,
     solo_id_loss,
     spread_loss,
+    triplet_hinge,
     triplet_loss,
 )
 from model.network import CSN, ModelSpec
@@ -442,15 +444,14 @@ class Run:
         emb, present = emb[:rows], present[:rows]
         a, p, n = emb[0::3], emb[1::3], emb[2::3]
         cond = torch.tensor([t.cond for t in trip], device=dev)
-        basic = masked_triplet_loss(a, p, n, cond, cfg.margin)
+        d_ap, d_an = masked_distance(a, p, cond), masked_distance(a, n, cond)
+        basic = triplet_hinge(d_ap, d_an, cfg.margin)
         out = {"triplet": basic}
-        with torch.no_grad():
-            # the step's basic triplets each part ranks right (its negative shares the rest of
-            # the mix with the anchor): beside val_acc_<part>, says whether a part that fails
-            # on validation fails on the songs it trains on too
-            ok = (masked_distance(a, p, cond) < masked_distance(a, n, cond)).float()
-            for c in cond.unique().tolist():
-                out[f"train_acc_{PARTS[c]}"] = ok[cond == c].mean()
+        # the step's basic triplets each part ranks right (its negative shares the rest of the
+        # mix with the anchor): beside val_acc_<part>, says whether a part that fails on
+        # validation fails on the songs it trains on too
+        out |= {f"train_acc_{PARTS[c]}": acc
+                for c, acc in part_hit_rates(d_ap.detach(), d_an.detach(), cond).items()}
         loss = basic
         add_rows = [i for i, t in enumerate(trip) if t.additional is not None]
         if add_rows:
@@ -484,7 +485,7 @@ class Run:
             # condition c: anchor and negative share the rest of the mix, positive and negative
             # nothing; the additional triplet's c': anchor and positive share part c, positive
             # and negative nothing
-            d_rest, d_none, conds = [masked_distance(a, n, cond)], [masked_distance(p, n, cond)], [cond]
+            d_rest, d_none, conds = [d_an], [masked_distance(p, n, cond)], [cond]
             if add_rows:
                 d_rest.append(masked_distance(a[idx], p[idx], c2))
                 d_none.append(masked_distance(p[idx], n[idx], c2))
@@ -610,17 +611,12 @@ def validate_triplets(trip: Sequence[Triplet], emb: torch.Tensor, present: torch
     (``val_leak_<part>``, :func:`model.losses.nuisance_leak`)."""
     a, p, n = emb[0::3], emb[1::3], emb[2::3]
     cond = torch.tensor([t.cond for t in trip], device=emb.device)
-    ok = (masked_distance(a, p, cond) < masked_distance(a, n, cond)).float()
-    row: dict[str, float] = {}
-    accs = []
-    for c, part in enumerate(PARTS):
-        sel = cond == c
-        if sel.any():
-            row[f"val_acc_{part}"] = ok[sel].mean().item()
-            accs.append(row[f"val_acc_{part}"])
+    d_part, d_rest, d_none = (masked_distance(x, y, cond) for x, y in ((a, p), (a, n), (p, n)))
+    hits = part_hit_rates(d_part, d_rest, cond)
+    row: dict[str, float] = {f"val_acc_{PARTS[c]}": hits[c].item() for c in sorted(hits)}
+    accs = list(row.values())
     # how much of each subspace's nearness the rest of the mix gives (0 = none; 1 = as much
     # as the part itself): the positive and negative share nothing
-    d_part, d_rest, d_none = (masked_distance(x, y, cond) for x, y in ((a, p), (a, n), (p, n)))
     for c, part in enumerate(PARTS):
         sel = cond == c
         if sel.sum() > 1:
