@@ -223,6 +223,32 @@ def invariance_loss(d_rest: torch.Tensor, d_none: torch.Tensor, cond: torch.Tens
     return (gap * used).sum() / used.sum().clamp_min(1.0)
 
 
+def stem_loss(d_stem: torch.Tensor, d_none: torch.Tensor, cond: torch.Tensor,
+              parts: Sequence[int] | None = None) -> torch.Tensor:
+    """How far a part's subspace of a mix lies from the same subspace of the part played alone.
+
+    ``d_stem``: distances in subspace ``cond`` between a mixed piece and the clean stem of its
+    part ``cond`` (same audio, same level; the caller holds the stem's embedding constant, so
+    it is a target); ``d_none``: distances in the same subspace between pieces that share no
+    part, the scale. Per part c with rows in the batch: mean d_stem / mean d_none, gradient
+    through both (scale-free: shrinking the subspace earns nothing), averaged over the parts in
+    ``parts`` (default all) that have rows; 0 when none has. 0 means the mix reads exactly as
+    the part alone, whatever plays beside it: the rest of the mix cannot bring two pieces near.
+    Where :func:`invariance_loss` only asks that sharing the rest bring no nearness on average,
+    this gives each mixed piece the point it should sit at. d_stem, d_none, cond: (M,).
+    """
+    onehot = F.one_hot(cond, N_PARTS).to(d_stem.dtype)  # (M, 5), no branch on the data
+    if parts is not None:
+        onehot = onehot * torch.isin(torch.arange(N_PARTS, device=cond.device),
+                                     torch.as_tensor(list(parts), device=cond.device, dtype=torch.long))
+    count = onehot.sum(dim=0)
+    mean_stem = (onehot * d_stem[:, None]).sum(dim=0) / count.clamp_min(1.0)
+    mean_none = (onehot * d_none[:, None]).sum(dim=0) / count.clamp_min(1.0)
+    ratio = mean_stem / mean_none.clamp_min(_EPS)
+    used = (count > 0).to(ratio.dtype)
+    return (ratio * used).sum() / used.sum().clamp_min(1.0)
+
+
 def nuisance_leak(d_part: torch.Tensor, d_rest: torch.Tensor, d_none: torch.Tensor) -> float:
     """The share of a subspace's nearness that the rest of the mix gives:
     (mean d_none - mean d_rest) / (mean d_none - mean d_part), over pairs sharing only the part

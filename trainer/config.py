@@ -73,6 +73,11 @@ class TrainConfig:
     # share the rest of the mix are on average no nearer than pieces that share nothing
     invariance_lambda: float = 0.0
     invariance_parts: tuple[str, ...] = PARTS  # the subspaces it acts on
+    # weight of the stem term (model.losses.stem_loss): each triplet's anchor, in its condition's
+    # subspace, is pulled to the embedding of its condition part played alone (one clean stem
+    # row per triplet, rendered beside the mixes at the same level and held constant)
+    stem_lambda: float = 0.0
+    stem_parts: tuple[str, ...] = PARTS  # the conditions it acts on
     solo_id_lambda: float = 0.0  # weight of the single-part identification term (model.losses.solo_id_loss)
     contrast_lambda: float = 0.0  # weight of the in-batch contrastive term (model.losses.part_contrast_loss)
     contrast_tau: float = 0.1  # its temperature (on cosines; with euclid, on squared distances over s)
@@ -217,7 +222,8 @@ def apply_overrides(cfg: TrainConfig, overrides: list[str] | None) -> TrainConfi
         contrast_metrics(cfg.contrast_metric)
     except ValueError as e:
         raise ValueError(f"contrast_metric: {e}") from None
-    for key in ("contrast_parts", "spread_parts", "spread_between_parts", "invariance_parts"):
+    for key in ("contrast_parts", "spread_parts", "spread_between_parts", "invariance_parts",
+                "stem_parts"):
         unknown = [name for name in getattr(cfg, key) if name not in PARTS]
         if unknown:
             raise ValueError(f"{key}: unknown part(s) {', '.join(unknown)}; choose from {', '.join(PARTS)}")
@@ -240,6 +246,8 @@ def apply_overrides(cfg: TrainConfig, overrides: list[str] | None) -> TrainConfi
         raise ValueError("label_groups: the groups feed the contrastive term; set contrast_lambda > 0")
     if cfg.invariance_lambda < 0:
         raise ValueError(f"invariance_lambda: {cfg.invariance_lambda} is negative (0 = off)")
+    if cfg.stem_lambda < 0:
+        raise ValueError(f"stem_lambda: {cfg.stem_lambda} is negative (0 = off)")
     if not 0.0 <= cfg.spread_between_memory < 1.0:
         raise ValueError(f"spread_between_memory: {cfg.spread_between_memory} is not in [0, 1) "
                          "(0 = each step's own rows)")

@@ -306,6 +306,16 @@ def solo_pieces(index: SegmentIndex, n: int, rng: np.random.Generator) -> list[P
     return out
 
 
+def stem_pieces(triplets: Sequence[Triplet], parts: Sequence[int] | None = None
+                ) -> tuple[list[int], list[Piece]]:
+    """The clean stem of each triplet's anchor in its condition part (the same source, alone),
+    for the triplets whose condition is in ``parts`` (all when None) -> (their indices, the
+    stems)."""
+    rows = [i for i, t in enumerate(triplets) if parts is None or t.cond in parts]
+    return rows, [tuple(src if j == triplets[i].cond else None for j, src in enumerate(triplets[i].anchor))
+                  for i in rows]
+
+
 def flatten(triplets: Sequence[Triplet]) -> list[Piece]:
     """[a0, p0, n0, a1, p1, n1, ...] for rendering in one batch."""
     return [p for t in triplets for p in (t.anchor, t.positive, t.negative)]

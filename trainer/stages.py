@@ -40,6 +40,7 @@ from model.losses import (
     pretrain_target,
     solo_id_loss,
     spread_loss,
+    stem_loss,
     triplet_hinge,
     triplet_loss,
 )
@@ -60,6 +61,7 @@ from trainer.sampling import (
     individual_triplets,
     solo_pieces,
     source_labels,
+    stem_pieces,
 )
 from trainer.summary import finish
 from trainer.widen import repool_state
@@ -375,11 +377,18 @@ class Run:
             pieces += [piece for g in groups for piece in g]
             if cfg.solo_rows:
                 pieces += solo_pieces(self.train.index, cfg.solo_rows, rng)
-            clips, present = self.train.render(pieces, self._gains(rng, len(pieces)), self.level,
-                                               self._eq(rng, len(pieces)))
+            gains, eq = self._gains(rng, len(pieces)), self._eq(rng, len(pieces))
+            stem_rows, stems = stem_pieces(trip, [PARTS.index(name) for name in cfg.stem_parts]) \
+                if cfg.stem_lambda else ([], [])
+            if stems:  # last in the batch, each at its anchor's gains (and EQ)
+                src = [3 * i for i in stem_rows]
+                pieces += stems
+                gains = np.concatenate([gains, gains[src]])
+                eq = None if eq is None else np.concatenate([eq, eq[src]])
+            clips, present = self.train.render(pieces, gains, self.level, eq)
             t1 = time.perf_counter()
             emb = self.embed(net, clips)
-            losses = self._main_losses(trip, emb, present, norm, memory, groups)
+            losses = self._main_losses(trip, emb, present, norm, memory, groups, stem_rows)
             self._update(stage.opt, losses["loss"])
             return {k: v.item() for k, v in losses.items()} | {
                 "data_s": t1 - t0, "compute_s": time.perf_counter() - t1}
@@ -432,13 +441,20 @@ class Run:
 
     def _main_losses(self, trip: Sequence[Triplet], emb: torch.Tensor, present: torch.Tensor,
                      norm: NormLoss, memory: ScatterMemory | None = None,
-                     groups: Sequence[Sequence[Piece]] = ()) -> dict[str, torch.Tensor]:
+                     groups: Sequence[Sequence[Piece]] = (), stem_rows: Sequence[int] = ()
+                     ) -> dict[str, torch.Tensor]:
         """Losses of one step. ``emb`` holds the triplets' rows (anchor, positive, negative in
         turn), then the rows of the label groups' pieces ``groups`` (which the contrastive term
         and the norm loss read), then any solo rows, which only the norm loss and the
-        solo-identification term read. ``memory`` pools the between-part spread term's
+        solo-identification term read, then one clean stem per triplet in ``stem_rows`` (the
+        anchor's condition part alone: :func:`trainer.sampling.stem_pieces`), which only the
+        stem term reads, as constant targets. ``memory`` pools the between-part spread term's
         scatters over steps."""
         cfg, dev = self.cfg, emb.device
+        k = len(stem_rows)
+        if k:
+            stem_emb, stem_present = emb[-k:].detach(), present[-k:]
+            emb, present = emb[:-k], present[:-k]
         rows = 3 * len(trip)
         emb_all, present_all = emb, present
         emb, present = emb[:rows], present[:rows]
@@ -494,6 +510,15 @@ class Run:
                                  parts=[PARTS.index(name) for name in cfg.invariance_parts])
             out["invariance"] = lv
             loss = loss + cfg.invariance_lambda * lv
+        if cfg.stem_lambda and k:
+            sel = torch.tensor(list(stem_rows), device=dev)
+            cs = cond[sel]
+            heard = stem_present.gather(1, cs[:, None]).squeeze(1) > 0  # a silent stem is no target
+            lst = stem_loss(masked_distance(a[sel], stem_emb, cs)[heard],
+                            masked_distance(p[sel], n[sel], cs)[heard], cs[heard],
+                            parts=[PARTS.index(name) for name in cfg.stem_parts])
+            out["stem"] = lst
+            loss = loss + cfg.stem_lambda * lst
         if cfg.solo_id_lambda:
             li = solo_id_loss(emb_all, present_all)
             out["solo_id"] = li

@@ -14,6 +14,7 @@ from model.losses import (
     pretrain_target,
     solo_id_loss,
     spread_loss,
+    stem_loss,
 )
 
 
@@ -537,6 +538,31 @@ def test_invariance_loss_pushes_the_rest_apart_and_nothing_else_together():
     d_rest2 = torch.tensor([3.0], requires_grad=True)
     invariance_loss(d_rest2, torch.tensor([2.0]), torch.tensor([1])).backward()
     assert d_rest2.grad.item() == 0.0
+
+
+def test_stem_loss_by_hand_part_by_part():
+    # piano (2): mixes 1.0 and 2.0 from their stems, pieces sharing nothing 3.0 and 5.0 -> 1.5 / 4;
+    # guitar (3): 0.0 from the stem -> 0; drums: no rows
+    d_stem = torch.tensor([1.0, 2.0, 0.0, 0.0])
+    d_none = torch.tensor([3.0, 5.0, 3.0, 2.0])
+    cond = torch.tensor([2, 2, 3, 3])
+    assert stem_loss(d_stem, d_none, cond).item() == pytest.approx((1.5 / 4 + 0.0) / 2)
+    assert stem_loss(d_stem, d_none, cond, parts=[2]).item() == pytest.approx(1.5 / 4)
+    assert stem_loss(d_stem, d_none, cond, parts=[3]).item() == 0.0
+    assert stem_loss(d_stem, d_none, cond, parts=[0]).item() == 0.0  # no drums rows
+    assert stem_loss(d_stem[:0], d_none[:0], cond[:0]).item() == 0.0  # an empty step
+    # scale-free: a subspace grown tenfold reads the same
+    assert stem_loss(10 * d_stem, 10 * d_none, cond).item() == pytest.approx((1.5 / 4) / 2)
+
+
+def test_stem_loss_pulls_the_mix_to_its_stem_and_the_unrelated_apart():
+    d_stem = torch.tensor([1.0, 1.0], requires_grad=True)
+    d_none = torch.tensor([2.0, 2.0], requires_grad=True)
+    stem_loss(d_stem, d_none, torch.tensor([1, 1])).backward()
+    assert torch.all(d_stem.grad > 0)  # nearer its stem lowers it
+    assert torch.all(d_none.grad < 0)  # and so does a larger scale of unrelated pairs:
+    # no gain from shrinking the whole subspace (the two pulls cancel along the scale)
+    assert (d_stem.grad * 1.0).sum().item() + (d_none.grad * 2.0).sum().item() == pytest.approx(0.0, abs=1e-6)
 
 
 def test_nuisance_leak_says_how_much_nearness_the_rest_gives():

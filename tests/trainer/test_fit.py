@@ -830,6 +830,56 @@ def test_the_invariance_term_reads_the_triplets_and_their_additional_conditions(
         masked_distance(a[odd], p[odd], guitar), masked_distance(p[odd], n[odd], guitar), guitar).item())
 
 
+def test_the_stem_term_reads_each_anchor_beside_its_stem_and_nothing_else_reads_the_stems():
+    from types import SimpleNamespace
+
+    from model.losses import NormLoss, masked_distance, stem_loss
+    from trainer.sampling import Source, Triplet, source_labels, stem_pieces
+
+    g = torch.Generator().manual_seed(6)
+    trip = []
+    for i in range(8):  # piano (odd) and guitar (even) triplets
+        c = 2 if i % 2 else 3
+        mix = (None, None, Source(i, 0), Source(100 + i, 0), None)
+        trip.append(Triplet(mix, (None, None, Source(i, 0), Source(200 + i, 0), None),
+                            (None, None, Source(300 + i, 0), Source(100 + i, 0), None), cond=c))
+    rows, stems = stem_pieces(trip, parts=[2])
+    assert rows == [1, 3, 5, 7]
+    emb = torch.randn(24 + len(stems), 640, generator=g, requires_grad=True)
+    present = torch.cat([(source_labels(trip) >= 0).float(), torch.eye(5)[[2] * len(stems)]])
+    present[-1] = 0.0  # a stem that came out silent is no target
+    norm = NormLoss()
+    cfg = _smoke(spread_lambda=0.0, stem_lambda=2.0, stem_parts="piano")
+    off = Run._main_losses(SimpleNamespace(cfg=_smoke(spread_lambda=0.0)), trip, emb[:24], present[:24], norm)
+    on = Run._main_losses(SimpleNamespace(cfg=cfg), trip, emb, present, norm, stem_rows=rows)
+    a, p, n = emb[0::3][:8], emb[1::3][:8], emb[2::3][:8]
+    sel, piano = torch.tensor([1, 3, 5]), torch.full((3,), 2)
+    want = stem_loss(masked_distance(a[sel], emb[24:27], piano), masked_distance(p[sel], n[sel], piano), piano)
+    assert "stem" not in off
+    assert on["stem"].item() == pytest.approx(want.item())
+    # the norm loss and the rest read the mixes only: the stem rows add just the stem term
+    assert on["loss"].item() == pytest.approx(off["loss"].item() + 2.0 * want.item(), rel=1e-5)
+    on["stem"].backward()
+    assert emb.grad[24:].abs().sum().item() == 0.0  # the stems are targets, held constant
+    assert emb.grad[3].abs().sum().item() > 0  # the piano anchor moves
+    assert emb.grad[0].abs().sum().item() == 0.0  # the guitar anchor is not the term's
+
+
+def test_a_run_with_the_stem_term_logs_it(tiny_data, tmp_path):
+    with pytest.raises(ValueError, match="stem_parts: unknown part"):
+        resolve("smoke", ["--stem_parts=piano,flute"])
+    with pytest.raises(ValueError, match="stem_lambda: -1.0 is negative"):
+        resolve("smoke", ["--stem_lambda=-1"])
+    out = tmp_path / "run"
+    assert main(["--data", str(tiny_data), "--preset", "smoke", "--out", str(out), "--quiet",
+                 "--threads=1", "--use_pretrain=0", "--epochs=1", "--stem_lambda=1",
+                 "--stem_parts=bass,piano"]) == 0
+    rows = [r for r in map(json.loads, (out / "log.jsonl").read_text().splitlines())
+            if r.get("stage") == "main"]
+    assert any("stem" in r and np.isfinite(r["stem"]) and r["stem"] > 0 for r in rows)
+    assert json.loads((out / "config.json").read_text())["stem_parts"] == ["bass", "piano"]
+
+
 def test_a_run_with_the_invariance_term_logs_it_and_each_parts_leak(tiny_data, tmp_path):
     with pytest.raises(ValueError, match="invariance_parts: unknown part"):
         resolve("smoke", ["--invariance_parts=piano,flute"])

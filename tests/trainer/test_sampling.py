@@ -4,7 +4,15 @@ import torch
 
 from model.parts import N_PARTS
 from trainer.bank import StemBank, audible
-from trainer.sampling import SegmentIndex, TripletSampler, individual_triplets, solo_pieces
+from trainer.sampling import (
+    SegmentIndex,
+    Source,
+    Triplet,
+    TripletSampler,
+    individual_triplets,
+    solo_pieces,
+    stem_pieces,
+)
 
 
 def _index(n_tracks=24, n_classes=3, seed=0):
@@ -459,3 +467,17 @@ def test_bank_render_eq_colours_each_part_then_levels_it():
     assert torch.allclose(clips, expect, atol=1e-5)
     assert not torch.allclose(clips, plain, atol=1e-3)
     assert torch.equal(present, present0)  # levelled parts stay audible: the same targets
+
+
+def test_stem_pieces_are_each_anchors_condition_part_alone():
+    a = (Source(1, 0), Source(2, 5), Source(3, 7), None, Source(4, 9))
+    other = (Source(8, 0),) * N_PARTS
+    trip = [Triplet(a, other, other, cond=2), Triplet(a, other, other, cond=0),
+            Triplet(other, a, a, cond=4)]
+    rows, stems = stem_pieces(trip)
+    assert rows == [0, 1, 2]
+    assert stems == [(None, None, Source(3, 7), None, None), (Source(1, 0), None, None, None, None),
+                     (None, None, None, None, Source(8, 0))]
+    rows, stems = stem_pieces(trip, parts=[2, 4])
+    assert rows == [0, 2] and stems[0] == (None, None, Source(3, 7), None, None)
+    assert stem_pieces(trip, parts=[3]) == ([], [])
