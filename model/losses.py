@@ -224,7 +224,8 @@ def invariance_loss(d_rest: torch.Tensor, d_none: torch.Tensor, cond: torch.Tens
 
 
 def stem_loss(d_stem: torch.Tensor, d_none: torch.Tensor, cond: torch.Tensor,
-              parts: Sequence[int] | None = None) -> torch.Tensor:
+              parts: Sequence[int] | None = None,
+              ratios: dict[int, torch.Tensor] | None = None) -> torch.Tensor:
     """How far a part's subspace of a mix lies from the same subspace of the part played alone.
 
     ``d_stem``: distances in subspace ``cond`` between a mixed piece and the clean stem of its
@@ -236,6 +237,7 @@ def stem_loss(d_stem: torch.Tensor, d_none: torch.Tensor, cond: torch.Tensor,
     the part alone, whatever plays beside it: the rest of the mix cannot bring two pieces near.
     Where :func:`invariance_loss` only asks that sharing the rest bring no nearness on average,
     this gives each mixed piece the point it should sit at. d_stem, d_none, cond: (M,).
+    ``ratios``, when given, receives each scored part's ratio (detached), for the log.
     """
     onehot = F.one_hot(cond, N_PARTS).to(d_stem.dtype)  # (M, 5), no branch on the data
     if parts is not None:
@@ -246,6 +248,8 @@ def stem_loss(d_stem: torch.Tensor, d_none: torch.Tensor, cond: torch.Tensor,
     mean_none = (onehot * d_none[:, None]).sum(dim=0) / count.clamp_min(1.0)
     ratio = mean_stem / mean_none.clamp_min(_EPS)
     used = (count > 0).to(ratio.dtype)
+    if ratios is not None:
+        ratios |= {c: ratio[c].detach() for c in torch.nonzero(used).flatten().tolist()}
     return (ratio * used).sum() / used.sum().clamp_min(1.0)
 
 

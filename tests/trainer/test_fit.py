@@ -857,6 +857,7 @@ def test_the_stem_term_reads_each_anchor_beside_its_stem_and_nothing_else_reads_
     want = stem_loss(masked_distance(a[sel], emb[24:27], piano), masked_distance(p[sel], n[sel], piano), piano)
     assert "stem" not in off
     assert on["stem"].item() == pytest.approx(want.item())
+    assert on["stem_piano"].item() == pytest.approx(want.item()) and "stem_guitar" not in on
     # the norm loss and the rest read the mixes only: the stem rows add just the stem term
     assert on["loss"].item() == pytest.approx(off["loss"].item() + 2.0 * want.item(), rel=1e-5)
     on["stem"].backward()
