@@ -224,7 +224,7 @@ def invariance_loss(d_rest: torch.Tensor, d_none: torch.Tensor, cond: torch.Tens
 
 
 def stem_loss(d_stem: torch.Tensor, d_none: torch.Tensor, cond: torch.Tensor,
-              parts: Sequence[int] | None = None,
+              parts: Sequence[int] | None = None, keep: torch.Tensor | None = None,
               ratios: dict[int, torch.Tensor] | None = None) -> torch.Tensor:
     """How far a part's subspace of a mix lies from the same subspace of the part played alone.
 
@@ -237,12 +237,16 @@ def stem_loss(d_stem: torch.Tensor, d_none: torch.Tensor, cond: torch.Tensor,
     the part alone, whatever plays beside it: the rest of the mix cannot bring two pieces near.
     Where :func:`invariance_loss` only asks that sharing the rest bring no nearness on average,
     this gives each mixed piece the point it should sit at. d_stem, d_none, cond: (M,).
-    ``ratios``, when given, receives each scored part's ratio (detached), for the log.
+    ``keep`` ((M,) bool or {0, 1}): the rows to score (a stem that came out silent is no
+    target); all when None. ``ratios``, when given, receives each scored part's ratio
+    (detached), for the log.
     """
     onehot = F.one_hot(cond, N_PARTS).to(d_stem.dtype)  # (M, 5), no branch on the data
     if parts is not None:
         onehot = onehot * torch.isin(torch.arange(N_PARTS, device=cond.device),
                                      torch.as_tensor(list(parts), device=cond.device, dtype=torch.long))
+    if keep is not None:
+        onehot = onehot * keep.to(onehot.dtype)[:, None]
     count = onehot.sum(dim=0)
     mean_stem = (onehot * d_stem[:, None]).sum(dim=0) / count.clamp_min(1.0)
     mean_none = (onehot * d_none[:, None]).sum(dim=0) / count.clamp_min(1.0)

@@ -513,11 +513,10 @@ class Run:
         if cfg.stem_lambda and k:
             sel = torch.tensor(list(stem_rows), device=dev)
             cs = cond[sel]
-            heard = stem_present.gather(1, cs[:, None]).squeeze(1) > 0  # a silent stem is no target
             ratios: dict[int, torch.Tensor] = {}
-            lst = stem_loss(masked_distance(a[sel], stem_emb, cs)[heard],
-                            masked_distance(p[sel], n[sel], cs)[heard], cs[heard],
-                            parts=[PARTS.index(name) for name in cfg.stem_parts], ratios=ratios)
+            lst = stem_loss(masked_distance(a[sel], stem_emb, cs), masked_distance(p[sel], n[sel], cs), cs,
+                            parts=[PARTS.index(name) for name in cfg.stem_parts],
+                            keep=stem_present.gather(1, cs[:, None]).squeeze(1) > 0, ratios=ratios)
             out["stem"] = lst
             # each part's own reading: 0 when its mixes sit on their stems
             out |= {f"stem_{PARTS[c]}": r for c, r in ratios.items()}

@@ -551,6 +551,9 @@ def test_stem_loss_by_hand_part_by_part():
     assert stem_loss(d_stem, d_none, cond, parts=[3]).item() == 0.0
     assert stem_loss(d_stem, d_none, cond, parts=[0]).item() == 0.0  # no drums rows
     assert stem_loss(d_stem[:0], d_none[:0], cond[:0]).item() == 0.0  # an empty step
+    # rows left out count for nothing: the first piano row and both guitar rows
+    keep = torch.tensor([False, True, False, False])
+    assert stem_loss(d_stem, d_none, cond, keep=keep).item() == pytest.approx(2.0 / 5)
     ratios: dict[int, torch.Tensor] = {}
     stem_loss(d_stem, d_none, cond, parts=[2, 3], ratios=ratios)
     assert {c: r.item() for c, r in ratios.items()} == {2: pytest.approx(1.5 / 4), 3: 0.0}
