@@ -195,6 +195,23 @@ def solo_id_loss(emb: torch.Tensor, present: torch.Tensor) -> torch.Tensor:
     return (ce * one).sum() / one.sum().clamp_min(1.0)
 
 
+def _part_means(cond: torch.Tensor, *values: torch.Tensor, parts: Sequence[int] | None = None,
+                keep: torch.Tensor | None = None) -> tuple[torch.Tensor, ...]:
+    """Per part, the mean of each of ``values`` ((M,) each) over the rows of that condition
+    (``cond``, (M,)), counting only parts in ``parts`` (all when None) and rows where ``keep``
+    is set (all when None) -> (used, mean, ...), each (5,); ``used`` is 1 where a part has rows.
+    Weighed, not indexed: no branch on the data."""
+    onehot = F.one_hot(cond, N_PARTS).to(values[0].dtype)  # (M, 5)
+    if parts is not None:
+        onehot = onehot * torch.isin(torch.arange(N_PARTS, device=cond.device),
+                                     torch.as_tensor(list(parts), device=cond.device, dtype=torch.long))
+    if keep is not None:
+        onehot = onehot * keep.to(onehot.dtype)[:, None]
+    count = onehot.sum(dim=0)
+    means = tuple((onehot * v[:, None]).sum(dim=0) / count.clamp_min(1.0) for v in values)
+    return ((count > 0).to(onehot.dtype), *means)
+
+
 def invariance_loss(d_rest: torch.Tensor, d_none: torch.Tensor, cond: torch.Tensor,
                     parts: Sequence[int] | None = None) -> torch.Tensor:
     """How much nearer the rest of the mix brings two pieces in a part's subspace.
@@ -211,15 +228,8 @@ def invariance_loss(d_rest: torch.Tensor, d_none: torch.Tensor, cond: torch.Tens
     sharing the part be nearer than those sharing the rest, by a margin; this term asks that
     the rest bring no nearness of its own. d_rest, d_none, cond: (M,).
     """
-    onehot = F.one_hot(cond, N_PARTS).to(d_rest.dtype)  # (M, 5), no branch on the data
-    if parts is not None:
-        onehot = onehot * torch.isin(torch.arange(N_PARTS, device=cond.device),
-                                     torch.as_tensor(list(parts), device=cond.device, dtype=torch.long))
-    count = onehot.sum(dim=0)
-    mean_rest = (onehot * d_rest[:, None]).sum(dim=0) / count.clamp_min(1.0)
-    mean_none = (onehot * d_none[:, None]).sum(dim=0) / count.clamp_min(1.0)
+    used, mean_rest, mean_none = _part_means(cond, d_rest, d_none, parts=parts)
     gap = F.relu(mean_none - mean_rest) / mean_none.detach().clamp_min(_EPS)
-    used = (count > 0).to(gap.dtype)
     return (gap * used).sum() / used.sum().clamp_min(1.0)
 
 
@@ -241,17 +251,8 @@ def stem_loss(d_stem: torch.Tensor, d_none: torch.Tensor, cond: torch.Tensor,
     target); all when None. ``ratios``, when given, receives each scored part's ratio
     (detached), for the log.
     """
-    onehot = F.one_hot(cond, N_PARTS).to(d_stem.dtype)  # (M, 5), no branch on the data
-    if parts is not None:
-        onehot = onehot * torch.isin(torch.arange(N_PARTS, device=cond.device),
-                                     torch.as_tensor(list(parts), device=cond.device, dtype=torch.long))
-    if keep is not None:
-        onehot = onehot * keep.to(onehot.dtype)[:, None]
-    count = onehot.sum(dim=0)
-    mean_stem = (onehot * d_stem[:, None]).sum(dim=0) / count.clamp_min(1.0)
-    mean_none = (onehot * d_none[:, None]).sum(dim=0) / count.clamp_min(1.0)
+    used, mean_stem, mean_none = _part_means(cond, d_stem, d_none, parts=parts, keep=keep)
     ratio = mean_stem / mean_none.clamp_min(_EPS)
-    used = (count > 0).to(ratio.dtype)
     if ratios is not None:
         ratios |= {c: ratio[c].detach() for c in torch.nonzero(used).flatten().tolist()}
     return (ratio * used).sum() / used.sum().clamp_min(1.0)

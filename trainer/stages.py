@@ -514,8 +514,8 @@ class Run:
             sel = torch.tensor(list(stem_rows), device=dev)
             cs = cond[sel]
             ratios: dict[int, torch.Tensor] = {}
+            # the stems are those of stem_parts' triplets only (stem_pieces): no parts filter here
             lst = stem_loss(masked_distance(a[sel], stem_emb, cs), masked_distance(p[sel], n[sel], cs), cs,
-                            parts=[PARTS.index(name) for name in cfg.stem_parts],
                             keep=stem_present.gather(1, cs[:, None]).squeeze(1) > 0, ratios=ratios)
             out["stem"] = lst
             # each part's own reading: 0 when its mixes sit on their stems
