@@ -78,6 +78,12 @@ class TrainConfig:
     # row per triplet, rendered beside the mixes at the same level and held constant)
     stem_lambda: float = 0.0
     stem_parts: tuple[str, ...] = PARTS  # the conditions it acts on
+    # weight of the content term (trainer.content): a linear read-out of each named part's
+    # subspace predicts the pitch-class profile of that part's clean stem, in content_slices time
+    # spans of the segment, from the mix
+    content_lambda: float = 0.0
+    content_parts: tuple[str, ...] = ("piano",)
+    content_slices: int = 4
     solo_id_lambda: float = 0.0  # weight of the single-part identification term (model.losses.solo_id_loss)
     contrast_lambda: float = 0.0  # weight of the in-batch contrastive term (model.losses.part_contrast_loss)
     contrast_tau: float = 0.1  # its temperature (on cosines; with euclid, on squared distances over s)
@@ -223,7 +229,7 @@ def apply_overrides(cfg: TrainConfig, overrides: list[str] | None) -> TrainConfi
     except ValueError as e:
         raise ValueError(f"contrast_metric: {e}") from None
     for key in ("contrast_parts", "spread_parts", "spread_between_parts", "invariance_parts",
-                "stem_parts"):
+                "stem_parts", "content_parts"):
         unknown = [name for name in getattr(cfg, key) if name not in PARTS]
         if unknown:
             raise ValueError(f"{key}: unknown part(s) {', '.join(unknown)}; choose from {', '.join(PARTS)}")
@@ -248,6 +254,11 @@ def apply_overrides(cfg: TrainConfig, overrides: list[str] | None) -> TrainConfi
         raise ValueError(f"invariance_lambda: {cfg.invariance_lambda} is negative (0 = off)")
     if cfg.stem_lambda < 0:
         raise ValueError(f"stem_lambda: {cfg.stem_lambda} is negative (0 = off)")
+    if cfg.content_lambda < 0:
+        raise ValueError(f"content_lambda: {cfg.content_lambda} is negative (0 = off)")
+    if cfg.content_lambda and (cfg.content_slices < 1 or not cfg.content_parts):
+        raise ValueError(f"content: need content_slices >= 1 and at least one part, got "
+                         f"{cfg.content_slices} and {list(cfg.content_parts)}")
     if not 0.0 <= cfg.spread_between_memory < 1.0:
         raise ValueError(f"spread_between_memory: {cfg.spread_between_memory} is not in [0, 1) "
                          "(0 = each step's own rows)")

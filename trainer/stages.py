@@ -49,6 +49,7 @@ from model.parts import N_PARTS, PARTS, stack_parts
 from model.weights import load_weights, save_weights
 from trainer.bank import EQ_POINTS_HZ, StemBank
 from trainer.config import TrainConfig, dataset_weights, part_weights
+from trainer.content import ContentHead, chroma_slices, content_loss
 from trainer.evaluate.metrics import largest_norm_predict, participation_ratio
 from trainer.loop import Stage, setup_env, unwrap
 from trainer.sampling import (
@@ -351,6 +352,10 @@ class Run:
             base.load_state_dict(load_weights(self.out / "pretrained.safetensors").model.state_dict())
         net, norm = self.wrap(base), norm.to(self.env.device)
         mods = {"net": net, "norm": norm} if cfg.use_norm else {"net": net}
+        head = ContentHead(cfg.content_parts, cfg.content_slices).to(self.env.device) \
+            if cfg.content_lambda else None
+        if head is not None:  # trained and checkpointed with the network, never exported
+            mods["content"] = self.wrap(head)
         steps = max(1, cfg.triplets_per_epoch // cfg.batch)
         stage = Stage(self, "main", mods, cfg.lr, cfg.epochs, steps, self.budget(2), cfg.warmup_steps,
                       ema_decay=cfg.ema_decay)
@@ -367,6 +372,8 @@ class Run:
         # validation triplets are the same with or without them)
         val_solo = solo_pieces(self.val.index, cfg.val_solos, np.random.default_rng([cfg.seed, 98]))
         solo_clips, solo_present = self.val.render(val_solo) if val_solo else (None, None)
+        val_content = self._content_targets(head, flatten(val_trip), val_present, self.val) \
+            if head is not None else None
 
         def step(rng: np.random.Generator) -> dict[str, float]:
             t0 = time.perf_counter()
@@ -389,6 +396,13 @@ class Run:
             t1 = time.perf_counter()
             emb = self.embed(net, clips)
             losses = self._main_losses(trip, emb, present, norm, memory, groups, stem_rows)
+            if head is not None:  # on the triplets' and the groups' mixes
+                seen = 3 * len(trip) + sum(len(g) for g in groups)
+                terms = self._content_terms(
+                    mods["content"](emb[:seen]),
+                    self._content_targets(head, pieces[:seen], present[:seen], self.train))
+                losses |= terms
+                losses["loss"] = losses["loss"] + cfg.content_lambda * terms["content"]
             self._update(stage.opt, losses["loss"])
             return {k: v.item() for k, v in losses.items()} | {
                 "data_s": t1 - t0, "compute_s": time.perf_counter() - t1}
@@ -396,6 +410,10 @@ class Run:
         def val() -> dict[str, float]:
             emb = self.embed_eval(net, self.spec, val_clips)
             row = validate_triplets(val_trip, emb, val_present, norm if cfg.use_norm else None)
+            if val_content is not None:
+                with torch.no_grad():
+                    row |= {f"val_{k}": v.item() for k, v in
+                            self._content_terms(mods["content"](emb), val_content).items()}
             if solo_clips is not None:
                 row |= solo_identification(self.embed_eval(net, self.spec, solo_clips), solo_present)
             return row | subspace_dims(emb, val_present, norms=True) | retrieval_top1(val_trip, emb, val_present)
@@ -404,6 +422,33 @@ class Run:
         if self.env.main:
             (self.out / "main.done").write_text("{}")
         self._barrier()
+
+    @staticmethod
+    def _content_targets(head: ContentHead, pieces: Sequence[Piece], present: torch.Tensor,
+                         bank: StemBank) -> dict[str, tuple[torch.Tensor, ...]]:
+        """Per content part: (rows, pitch-class targets, span weights) of the pieces that mix
+        that part in; a span counts where the stem is audible there and the part in the mix."""
+        out = {}
+        for part in head.parts:
+            j = PARTS.index(part)
+            rows = [i for i, piece in enumerate(pieces) if piece[j] is not None]
+            if not rows:
+                continue
+            idx = torch.tensor(rows, device=present.device)
+            target, weight = chroma_slices(bank.clean([pieces[i][j] for i in rows], j), bank.sr,
+                                           head.slices, bank.threshold_db)
+            out[part] = (idx, target, weight * (present[idx, j] > 0).float()[:, None])
+        return out
+
+    @staticmethod
+    def _content_terms(logits: dict[str, torch.Tensor], targets: dict[str, tuple[torch.Tensor, ...]]
+                       ) -> dict[str, torch.Tensor]:
+        """``content_<part>`` per part with targets, and ``content``, their mean (the term)."""
+        out = {f"content_{p}": content_loss(logits[p][idx], target, weight)
+               for p, (idx, target, weight) in targets.items()}
+        terms = list(out.values())
+        out["content"] = torch.stack(terms).mean() if terms else next(iter(logits.values())).sum() * 0.0
+        return out
 
     def _init_from(self, path: Path, net: CSN, norm: NormLoss, load: bool = True) -> None:
         """Load ``fit --init`` weights into the main stage's network, and the presence biases

@@ -894,3 +894,20 @@ def test_a_run_with_the_invariance_term_logs_it_and_each_parts_leak(tiny_data, t
     rows = _run_with_term(tiny_data, tmp_path, "invariance")
     val = [r for r in rows if "val_acc" in r]
     assert val and any(k.startswith("val_leak_") for k in val[-1])
+
+
+def test_a_run_with_the_content_term_logs_it_per_part_and_on_validation(tiny_data, tmp_path):
+    rows = _run_with_term(tiny_data, tmp_path, "content")
+    assert any(r["content"] > 0 for r in rows if "content" in r)
+    val = [r for r in rows if "val_acc" in r]
+    assert val and {"val_content", "val_content_bass", "val_content_piano"} <= set(val[-1])
+    # the read-outs are checkpointed with the network (so --resume goes on with them) ...
+    blob = torch.load(tmp_path / "run" / "ckpt-main.pt", weights_only=True)
+    assert set(blob["modules"]["content"]) == {f"heads.{p}.{w}" for p in ("bass", "piano")
+                                               for w in ("weight", "bias")}
+    # ... and never exported: the best weights hold the network's tensors alone
+    from safetensors import safe_open
+    with safe_open(str(tmp_path / "run" / "best.safetensors"), "pt") as f:
+        keys = set(f.keys())
+    assert not any("heads." in k for k in keys)
+    assert len(keys) == len(load_weights(tmp_path / "run" / "best.safetensors").model.state_dict())
