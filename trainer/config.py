@@ -84,6 +84,7 @@ class TrainConfig:
     content_lambda: float = 0.0
     content_parts: tuple[str, ...] = ("piano",)
     content_slices: int = 4
+    content_lr_scale: float = 50.0  # the read-outs' learning rate, as a multiple of lr
     solo_id_lambda: float = 0.0  # weight of the single-part identification term (model.losses.solo_id_loss)
     contrast_lambda: float = 0.0  # weight of the in-batch contrastive term (model.losses.part_contrast_loss)
     contrast_tau: float = 0.1  # its temperature (on cosines; with euclid, on squared distances over s)
@@ -256,9 +257,11 @@ def apply_overrides(cfg: TrainConfig, overrides: list[str] | None) -> TrainConfi
         raise ValueError(f"stem_lambda: {cfg.stem_lambda} is negative (0 = off)")
     if cfg.content_lambda < 0:
         raise ValueError(f"content_lambda: {cfg.content_lambda} is negative (0 = off)")
-    if cfg.content_lambda and (cfg.content_slices < 1 or not cfg.content_parts):
-        raise ValueError(f"content: need content_slices >= 1 and at least one part, got "
-                         f"{cfg.content_slices} and {list(cfg.content_parts)}")
+    if cfg.content_lambda and (cfg.content_slices < 1 or not cfg.content_parts
+                               or not cfg.content_lr_scale > 0):
+        raise ValueError(f"content: need content_slices >= 1, at least one part and "
+                         f"content_lr_scale > 0, got {cfg.content_slices}, "
+                         f"{list(cfg.content_parts)} and {cfg.content_lr_scale}")
     if not 0.0 <= cfg.spread_between_memory < 1.0:
         raise ValueError(f"spread_between_memory: {cfg.spread_between_memory} is not in [0, 1) "
                          "(0 = each step's own rows)")

@@ -73,6 +73,11 @@ class ContentHead(nn.Module):
             raise ValueError(f"content parts {list(parts)}: choose one or more of {', '.join(PARTS)}")
         self.parts, self.slices = tuple(parts), slices
         self.heads = nn.ModuleDict({p: nn.Linear(dim, slices * N_CHROMA) for p in parts})
+        # from zero: uniform predictions, and no push on the subspaces until the read-outs have
+        # learned what the subspaces already hold (random ones would drag them anywhere)
+        for h in self.heads.values():
+            nn.init.zeros_(h.weight)
+            nn.init.zeros_(h.bias)
 
     def forward(self, emb: torch.Tensor) -> dict[str, torch.Tensor]:
         """(M, 640) embeddings -> per named part, (M, slices, 12) logits of its pitch classes

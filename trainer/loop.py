@@ -139,13 +139,18 @@ class Stage:
     """
 
     def __init__(self, run: RunHost, name: str, modules: dict[str, nn.Module], lr: float,
-                 epochs: int, steps: int, budget_s: float, warmup: int = 0, ema_decay: float = 0.0):
+                 epochs: int, steps: int, budget_s: float, warmup: int = 0, ema_decay: float = 0.0,
+                 lr_scale: dict[str, float] | None = None):
         if not 0.0 <= ema_decay < 1.0:
             raise ValueError(f"ema_decay must be in [0, 1), not {ema_decay}")
         self.run, self.name = run, name
         self.modules = modules
-        params = [p for m in modules.values() for p in m.parameters()]
-        self.opt = torch.optim.Adam(params, lr=lr, weight_decay=run.cfg.weight_decay)
+        # the modules at ``lr`` in one parameter group (so checkpoints of earlier runs load),
+        # then one group per module that ``lr_scale`` gives its own multiple of it
+        scale = {k: v for k, v in (lr_scale or {}).items() if k in modules and v != 1.0}
+        groups = [{"params": [p for k, m in modules.items() if k not in scale for p in m.parameters()]}]
+        groups += [{"params": list(modules[k].parameters()), "lr_scale": v} for k, v in scale.items()]
+        self.opt = torch.optim.Adam(groups, lr=lr, weight_decay=run.cfg.weight_decay)
         self.ema = {k: AveragedModel(unwrap(m), multi_avg_fn=get_ema_multi_avg_fn(ema_decay),
                                      use_buffers=True)
                     for k, m in modules.items()} if ema_decay else {}
@@ -217,8 +222,9 @@ class Stage:
                    disable=not env.main or not self.run.progress, leave=False)
         for _ in bar:
             spent = (st.seconds + time.perf_counter() - t0) / self.budget_s if self.budget_s else 0.0
+            lr = lr_at(st.step, total, self.lr, self.warmup, spent)
             for g in self.opt.param_groups:
-                g["lr"] = lr_at(st.step, total, self.lr, self.warmup, spent)
+                g["lr"] = lr * g.get("lr_scale", 1.0)
             out = step_fn(rng)
             for k, avg in self.ema.items():
                 avg.update_parameters(unwrap(self.modules[k]))

@@ -358,7 +358,7 @@ class Run:
             mods["content"] = self.wrap(head)
         steps = max(1, cfg.triplets_per_epoch // cfg.batch)
         stage = Stage(self, "main", mods, cfg.lr, cfg.epochs, steps, self.budget(2), cfg.warmup_steps,
-                      ema_decay=cfg.ema_decay)
+                      ema_decay=cfg.ema_decay, lr_scale={"content": cfg.content_lr_scale})
         sampler = TripletSampler(self.train.index, pseudo=cfg.use_pseudo, additional=cfg.use_additional,
                                  same_tempo=cfg.same_tempo, keep_prob=cfg.keep_prob,
                                  aligned=cfg.aligned_prob, part_weights=part_weights(cfg.part_weights))

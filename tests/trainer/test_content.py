@@ -47,11 +47,18 @@ def test_content_loss_is_zero_at_the_target_positive_elsewhere_and_masked_by_wei
     assert content_loss(wrong, target, torch.zeros(3, 2)).item() == 0.0
 
 
-def test_the_head_reads_each_named_part_from_its_own_subspace_only():
+def test_the_head_starts_uniform_and_reads_each_named_part_from_its_own_subspace_only():
     head = ContentHead(("bass", "piano"), slices=3)
     emb = torch.randn(4, EMBED_DIM, requires_grad=True)
     out = head(emb)
     assert set(out) == {"bass", "piano"} and out["piano"].shape == (4, 3, N_CHROMA)
+    # from zero: uniform predictions, and no gradient into the subspaces at the first step
+    assert torch.all(out["piano"] == 0)
+    out["piano"].sum().backward()
+    assert torch.all(emb.grad == 0)
+    emb.grad = None
+    torch.nn.init.normal_(head.heads["piano"].weight)
+    out = head(emb)
     out["piano"].sum().backward()
     grad = emb.grad.reshape(4, len(PARTS), SUBSPACE_DIM).abs().sum((0, 2))
     assert grad[PARTS.index("piano")] > 0

@@ -86,3 +86,23 @@ def test_without_a_decay_validation_reads_the_raw_weights(tmp_path):
 def test_ema_decay_outside_zero_to_one_is_refused(bad):
     with pytest.raises(ValueError, match="ema_decay"):
         resolve("smoke", [f"--ema_decay={bad}"])
+
+
+def test_a_scaled_module_steps_at_its_multiple_of_the_schedule_and_unscaled_ones_share_a_group(tmp_path):
+    host, _ = _host(tmp_path, 0.0)
+    net, norm, head = nn.Linear(1, 1), nn.Linear(1, 1), nn.Linear(1, 1)
+    mods = {"net": net, "norm": norm, "head": head}
+    stage = Stage(host, "main", mods, lr=0.1, epochs=1, steps=2, budget_s=0.0, lr_scale={"head": 50.0})
+    # net and norm in one group, as a stage without scales holds them (older checkpoints load)
+    assert [len(g["params"]) for g in stage.opt.param_groups] == [4, 2]
+    seen = []
+
+    def step(rng):
+        seen.append([g["lr"] for g in stage.opt.param_groups])
+        return {"loss": 0.0}
+
+    stage.train(step, lambda: {"score": 0.0}, "score")
+    assert all(head_lr == pytest.approx(50 * lr) and lr > 0 for lr, head_lr in seen)
+    plain = Stage(host, "other", {"net": nn.Linear(1, 1), "norm": nn.Linear(1, 1)}, lr=0.1, epochs=1,
+                  steps=1, budget_s=0.0, lr_scale={"content": 50.0})  # a module it does not hold
+    assert len(plain.opt.param_groups) == 1
