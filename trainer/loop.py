@@ -162,6 +162,10 @@ class Stage:
 
     def _load(self) -> None:
         blob = torch.load(self.ckpt, map_location=self.run.env.device, weights_only=True)
+        missing = [k for k in self.modules if k not in blob["modules"]]
+        if missing:  # e.g. --resume with a term whose module the run did not train before
+            raise ValueError(f"{self.ckpt}: no saved {', '.join(missing)} to resume (the run "
+                             "trained without it); start a new run from its weights with --init")
         for k, m in self.modules.items():
             unwrap(m).load_state_dict(blob["modules"][k])
         if "opt" in blob:

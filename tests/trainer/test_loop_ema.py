@@ -106,3 +106,12 @@ def test_a_scaled_module_steps_at_its_multiple_of_the_schedule_and_unscaled_ones
     plain = Stage(host, "other", {"net": nn.Linear(1, 1), "norm": nn.Linear(1, 1)}, lr=0.1, epochs=1,
                   steps=1, budget_s=0.0, lr_scale={"content": 50.0})  # a module it does not hold
     assert len(plain.opt.param_groups) == 1
+
+
+def test_resuming_with_a_module_the_checkpoint_lacks_says_so(tmp_path):
+    host, _ = _host(tmp_path, 0.0)
+    stage = Stage(host, "main", {"net": nn.Linear(1, 1)}, lr=0.1, epochs=1, steps=1, budget_s=0.0)
+    stage.train(lambda rng: {"loss": 0.0}, lambda: {"score": 0.0}, "score")
+    with pytest.raises(ValueError, match="no saved content to resume"):
+        Stage(host, "main", {"net": nn.Linear(1, 1), "content": nn.Linear(1, 1)}, lr=0.1,
+              epochs=1, steps=1, budget_s=0.0)
