@@ -20,6 +20,7 @@ import torch
 from torch import nn
 
 from model.parts import PARTS, SUBSPACE_DIM, stack_parts
+from trainer.bank import audible
 
 N_CHROMA = 12
 CHROMA_FFT = 4096  # 0.26 s at 16 kHz: 3.9 Hz bins, a semitone apart from about 70 Hz up
@@ -58,8 +59,7 @@ def chroma_slices(x: torch.Tensor, sample_rate: int, slices: int, threshold_db: 
     prof = torch.stack([chroma[:, a:b].sum(1) for a, b in zip(edges[:-1], edges[1:], strict=True)], 1)
     prof = prof / prof.sum(-1, keepdim=True).clamp_min(1e-8)
     span = n // slices
-    power = x[:, : span * slices].float().reshape(k, slices, span).pow(2).mean(-1)
-    weight = (10 * torch.log10(power + 1e-12) > threshold_db).float()
+    weight = audible(x[:, : span * slices].reshape(k, slices, span), threshold_db).float()
     return prof, weight
 
 
