@@ -85,6 +85,8 @@ class TrainConfig:
     content_parts: tuple[str, ...] = ("piano",)
     content_slices: int = 4
     content_lr_scale: float = 50.0  # the read-outs' learning rate, as a multiple of lr
+    # > 0: each read-out held orthonormal, its logits W z / content_temperature (ContentHead)
+    content_temperature: float = 0.0
     solo_id_lambda: float = 0.0  # weight of the single-part identification term (model.losses.solo_id_loss)
     contrast_lambda: float = 0.0  # weight of the in-batch contrastive term (model.losses.part_contrast_loss)
     contrast_tau: float = 0.1  # its temperature (on cosines; with euclid, on squared distances over s)
@@ -262,6 +264,11 @@ def apply_overrides(cfg: TrainConfig, overrides: list[str] | None) -> TrainConfi
         raise ValueError(f"content: need content_slices >= 1, at least one part and "
                          f"content_lr_scale > 0, got {cfg.content_slices}, "
                          f"{list(cfg.content_parts)} and {cfg.content_lr_scale}")
+    if cfg.content_temperature < 0 or (cfg.content_lambda and cfg.content_temperature
+                                       and cfg.content_slices * 12 > 128):
+        raise ValueError(f"content_temperature: {cfg.content_temperature} must be >= 0 (0 = a free "
+                         f"read-out), and a held read-out needs content_slices x 12 <= 128 "
+                         f"(got {cfg.content_slices} slices)")
     if not 0.0 <= cfg.spread_between_memory < 1.0:
         raise ValueError(f"spread_between_memory: {cfg.spread_between_memory} is not in [0, 1) "
                          "(0 = each step's own rows)")

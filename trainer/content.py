@@ -17,6 +17,7 @@ import functools
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from model.parts import PARTS, SUBSPACE_DIM, stack_parts
@@ -64,27 +65,45 @@ def chroma_slices(x: torch.Tensor, sample_rate: int, slices: int, threshold_db: 
 
 
 class ContentHead(nn.Module):
-    """One linear read-out per named part: its 128-d subspace -> ``slices`` x 12 logits."""
+    """One linear read-out per named part: its 128-d subspace -> ``slices`` x 12 logits.
 
-    def __init__(self, parts: tuple[str, ...], slices: int, dim: int = SUBSPACE_DIM):
+    ``temperature`` 0: a free read-out, from zero. ``temperature`` T > 0: a *held* read-out,
+    logits = W z / T + b with W's rows orthonormal (it may turn, not grow). A free read-out can
+    make its logits as large as it likes from a direction the subspace barely uses, so what it
+    reads may carry almost none of the distance between two pieces. A held one reads each note's
+    logit from one unit direction at a fixed scale: a confident prediction needs the subspace to
+    have length along W's rows, that is, the notes take a share of the distances (at T = 0.1, a
+    logit margin of 2 costs 0.2 of length, the triplet margin).
+    """
+
+    def __init__(self, parts: tuple[str, ...], slices: int, dim: int = SUBSPACE_DIM,
+                 temperature: float = 0.0):
         super().__init__()
         unknown = [p for p in parts if p not in PARTS]
         if unknown or not parts:
             raise ValueError(f"content parts {list(parts)}: choose one or more of {', '.join(PARTS)}")
-        self.parts, self.slices = tuple(parts), slices
+        if temperature < 0 or (temperature and slices * N_CHROMA > dim):
+            raise ValueError(f"content read-out: temperature {temperature} must be >= 0, and a held "
+                             f"one needs slices x 12 <= {dim} (got {slices} slices)")
+        self.parts, self.slices, self.temperature = tuple(parts), slices, temperature
         self.heads = nn.ModuleDict({p: nn.Linear(dim, slices * N_CHROMA) for p in parts})
-        # from zero: uniform predictions, and no push on the subspaces until the read-outs have
-        # learned what the subspaces already hold (random ones would drag them anywhere)
         for h in self.heads.values():
-            nn.init.zeros_(h.weight)
             nn.init.zeros_(h.bias)
+            if not temperature:
+                # from zero: uniform predictions, and no push on the subspaces until the
+                # read-outs have learned what the subspaces already hold
+                nn.init.zeros_(h.weight)
+        if temperature:  # orthonormal rows from a random start, kept so by the parametrisation
+            for h in self.heads.values():
+                nn.utils.parametrizations.orthogonal(h, "weight")
 
     def forward(self, emb: torch.Tensor) -> dict[str, torch.Tensor]:
         """(M, 640) embeddings -> per named part, (M, slices, 12) logits of its pitch classes
         (every read-out in one call, so a distributed step uses all of them)."""
         sub = stack_parts(emb)
-        return {p: h(sub[:, PARTS.index(p)]).reshape(len(emb), self.slices, N_CHROMA)
-                for p, h in self.heads.items()}
+        scale = 1.0 / self.temperature if self.temperature else 1.0
+        return {p: (F.linear(sub[:, PARTS.index(p)], h.weight) * scale + h.bias)
+                .reshape(len(emb), self.slices, N_CHROMA) for p, h in self.heads.items()}
 
 
 def content_loss(logits: torch.Tensor, target: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:

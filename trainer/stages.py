@@ -352,7 +352,8 @@ class Run:
             base.load_state_dict(load_weights(self.out / "pretrained.safetensors").model.state_dict())
         net, norm = self.wrap(base), norm.to(self.env.device)
         mods = {"net": net, "norm": norm} if cfg.use_norm else {"net": net}
-        head = ContentHead(cfg.content_parts, cfg.content_slices).to(self.env.device) \
+        head = ContentHead(cfg.content_parts, cfg.content_slices,
+                           temperature=cfg.content_temperature).to(self.env.device) \
             if cfg.content_lambda else None
         if head is not None:  # trained and checkpointed with the network, never exported
             mods["content"] = self.wrap(head)

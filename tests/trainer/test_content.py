@@ -65,3 +65,30 @@ def test_the_head_starts_uniform_and_reads_each_named_part_from_its_own_subspace
     assert all(grad[j] == 0 for j in range(len(PARTS)) if PARTS[j] != "piano")
     with pytest.raises(ValueError, match="content parts"):
         ContentHead(("flute",), slices=2)
+
+
+def test_a_held_read_out_stays_orthonormal_and_its_logits_are_bounded_by_the_subspace_length():
+    torch.manual_seed(0)
+    head = ContentHead(("piano",), slices=4, temperature=0.1)
+    w = head.heads["piano"].weight
+    assert w.shape == (4 * N_CHROMA, SUBSPACE_DIM)
+    torch.testing.assert_close(w @ w.T, torch.eye(4 * N_CHROMA), atol=1e-5, rtol=0)
+    emb = torch.randn(6, EMBED_DIM)
+    sub = emb.reshape(6, len(PARTS), SUBSPACE_DIM)[:, PARTS.index("piano")]
+    logits = head(emb)["piano"]
+    torch.testing.assert_close(logits.reshape(6, -1), sub @ w.T / 0.1)
+    # the logits' length is at most the subspace's length over T: confidence costs length
+    assert torch.all(logits.reshape(6, -1).norm(dim=1) <= sub.norm(dim=1) / 0.1 + 1e-4)
+    # a training step turns the rows and keeps them orthonormal
+    opt = torch.optim.SGD(head.parameters(), lr=0.5)
+    target = torch.softmax(torch.randn(6, 4, N_CHROMA), -1)
+    before = head.heads["piano"].weight.detach().clone()
+    content_loss(head(emb)["piano"], target, torch.ones(6, 4)).backward()
+    opt.step()
+    w = head.heads["piano"].weight
+    assert not torch.allclose(w, before)
+    torch.testing.assert_close(w @ w.T, torch.eye(4 * N_CHROMA), atol=1e-5, rtol=0)
+    with pytest.raises(ValueError, match="slices x 12"):
+        ContentHead(("piano",), slices=11, temperature=0.1)  # 132 rows cannot be orthonormal in 128
+    with pytest.raises(ValueError, match="temperature"):
+        ContentHead(("piano",), slices=2, temperature=-1.0)

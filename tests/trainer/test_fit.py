@@ -911,3 +911,21 @@ def test_a_run_with_the_content_term_logs_it_per_part_and_on_validation(tiny_dat
         keys = set(f.keys())
     assert not any("heads." in k for k in keys)
     assert len(keys) == len(load_weights(tmp_path / "run" / "best.safetensors").model.state_dict())
+
+
+def test_a_run_with_a_held_content_read_out_checkpoints_and_resumes_it(tiny_data, tmp_path):
+    with pytest.raises(ValueError, match="content_temperature"):
+        resolve("smoke", ["--content_lambda=1", "--content_temperature=-0.1"])
+    with pytest.raises(ValueError, match="content_slices x 12"):
+        resolve("smoke", ["--content_lambda=1", "--content_temperature=0.1", "--content_slices=11"])
+    out = tmp_path / "run"
+    args = ["--data", str(tiny_data), "--preset", "smoke", "--out", str(out), "--quiet",
+            "--threads=1", "--use_pretrain=0", "--content_lambda=1", "--content_temperature=0.1"]
+    assert main(args + ["--epochs=1"]) == 0
+    blob = torch.load(out / "ckpt-main.pt", weights_only=True)
+    w = blob["modules"]["content"]["heads.piano.parametrizations.weight.original"]
+    assert w.shape == (48, 128)
+    assert main(args + ["--resume", "--reopen", "main", "--epochs=2"]) == 0
+    rows = [r for r in map(json.loads, (out / "log.jsonl").read_text().splitlines())
+            if r.get("stage") == "main" and "val_content_piano" in r]
+    assert len(rows) == 2 and all(np.isfinite(r["val_content_piano"]) for r in rows)
