@@ -265,9 +265,9 @@ def apply_overrides(cfg: TrainConfig, overrides: list[str] | None) -> TrainConfi
                          f"content_lr_scale > 0, got {cfg.content_slices}, "
                          f"{list(cfg.content_parts)} and {cfg.content_lr_scale}")
     if cfg.content_temperature < 0 or (cfg.content_lambda and cfg.content_temperature
-                                       and cfg.content_slices * 12 > 128):
+                                       and cfg.content_slices * 12 > SUBSPACE_DIM):  # 12 pitch classes
         raise ValueError(f"content_temperature: {cfg.content_temperature} must be >= 0 (0 = a free "
-                         f"read-out), and a held read-out needs content_slices x 12 <= 128 "
+                         f"read-out), and a held read-out needs content_slices x 12 <= {SUBSPACE_DIM} "
                          f"(got {cfg.content_slices} slices)")
     if not 0.0 <= cfg.spread_between_memory < 1.0:
         raise ValueError(f"spread_between_memory: {cfg.spread_between_memory} is not in [0, 1) "

@@ -73,7 +73,8 @@ class ContentHead(nn.Module):
     reads may carry almost none of the distance between two pieces. A held one reads each note's
     logit from one unit direction at a fixed scale: a confident prediction needs the subspace to
     have length along W's rows, that is, the notes take a share of the distances (at T = 0.1, a
-    logit margin of 2 costs 0.2 of length, the triplet margin).
+    logit margin of 2 between two notes needs 0.2 / sqrt(2) = 0.14 of length; the triplet
+    margin is 0.2).
     """
 
     def __init__(self, parts: tuple[str, ...], slices: int, dim: int = SUBSPACE_DIM,

@@ -167,7 +167,13 @@ class Stage:
             raise ValueError(f"{self.ckpt}: no saved {', '.join(missing)} to resume (the run "
                              "trained without it); start a new run from its weights with --init")
         for k, m in self.modules.items():
-            unwrap(m).load_state_dict(blob["modules"][k])
+            try:
+                unwrap(m).load_state_dict(blob["modules"][k])
+            except RuntimeError as e:  # same module, another form (e.g. a changed term option)
+                first = str(e).splitlines()[1].strip() if "\n" in str(e) else str(e)
+                raise ValueError(f"{self.ckpt}: the saved {k} has another form than this run's "
+                                 f"({first}); resume with the options it was trained with, or "
+                                 "start a new run from its weights with --init") from None
         if "opt" in blob:
             self.opt.load_state_dict(blob["opt"])
         else:  # a widened network (trainer.widen): new shapes, so the moments start afresh

@@ -115,3 +115,15 @@ def test_resuming_with_a_module_the_checkpoint_lacks_says_so(tmp_path):
     with pytest.raises(ValueError, match="no saved content to resume"):
         Stage(host, "main", {"net": nn.Linear(1, 1), "content": nn.Linear(1, 1)}, lr=0.1,
               epochs=1, steps=1, budget_s=0.0)
+
+
+def test_resuming_with_a_module_of_another_form_says_so(tmp_path):
+    host, _ = _host(tmp_path, 0.0)
+    stage = Stage(host, "main", {"net": nn.Linear(1, 1), "content": nn.Linear(2, 3)}, lr=0.1,
+                  epochs=1, steps=1, budget_s=0.0)
+    stage.train(lambda rng: {"loss": 0.0}, lambda: {"score": 0.0}, "score")
+    held = nn.Linear(2, 3)
+    nn.utils.parametrizations.orthogonal(held, "weight")  # a held read-out where a free one was
+    with pytest.raises(ValueError, match="the saved content has another form"):
+        Stage(host, "main", {"net": nn.Linear(1, 1), "content": held}, lr=0.1,
+              epochs=1, steps=1, budget_s=0.0)
