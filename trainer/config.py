@@ -16,6 +16,7 @@ from model.audio import N_FFT, N_MELS, SAMPLE_RATE, AudioConfig
 from model.losses import NORM_LAMBDA, TRIPLET_MARGIN, contrast_metrics
 from model.network import ModelSpec, NetConfig
 from model.parts import PARTS, SUBSPACE_DIM
+from trainer.content import N_CHROMA
 
 WIDTHS: tuple[int, ...] = NetConfig.widths  # the paper's network (model.network.NetConfig)
 
@@ -265,9 +266,10 @@ def apply_overrides(cfg: TrainConfig, overrides: list[str] | None) -> TrainConfi
                          f"content_lr_scale > 0, got {cfg.content_slices}, "
                          f"{list(cfg.content_parts)} and {cfg.content_lr_scale}")
     if cfg.content_temperature < 0 or (cfg.content_lambda and cfg.content_temperature
-                                       and cfg.content_slices * 12 > SUBSPACE_DIM):  # 12 pitch classes
+                                       and cfg.content_slices * N_CHROMA > SUBSPACE_DIM):
         raise ValueError(f"content_temperature: {cfg.content_temperature} must be >= 0 (0 = a free "
-                         f"read-out), and a held read-out needs content_slices x 12 <= {SUBSPACE_DIM} "
+                         f"read-out), and a held read-out needs content_slices x {N_CHROMA} <= "
+                         f"{SUBSPACE_DIM} "
                          f"(got {cfg.content_slices} slices)")
     if not 0.0 <= cfg.spread_between_memory < 1.0:
         raise ValueError(f"spread_between_memory: {cfg.spread_between_memory} is not in [0, 1) "

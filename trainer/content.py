@@ -90,13 +90,11 @@ class ContentHead(nn.Module):
         self.heads = nn.ModuleDict({p: nn.Linear(dim, slices * N_CHROMA) for p in parts})
         for h in self.heads.values():
             nn.init.zeros_(h.bias)
-            if not temperature:
-                # from zero: uniform predictions, and no push on the subspaces until the
+            if temperature:  # orthonormal rows from a random start, kept so by the parametrisation
+                nn.utils.parametrizations.orthogonal(h, "weight")
+            else:  # from zero: uniform predictions, and no push on the subspaces until the
                 # read-outs have learned what the subspaces already hold
                 nn.init.zeros_(h.weight)
-        if temperature:  # orthonormal rows from a random start, kept so by the parametrisation
-            for h in self.heads.values():
-                nn.utils.parametrizations.orthogonal(h, "weight")
 
     def forward(self, emb: torch.Tensor) -> dict[str, torch.Tensor]:
         """(M, 640) embeddings -> per named part, (M, slices, 12) logits of its pitch classes
