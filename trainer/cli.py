@@ -10,6 +10,7 @@ from collections.abc import Sequence
 COMMANDS: dict[str, tuple[str, str]] = {
     "fit": ("trainer.fit", "train: individual networks, pre-training, CSN (presets paper|cpu|smoke)"),
     "widen": ("trainer.widen", "continue a run's main stage with a wider network that starts out equal"),
+    "curves": ("trainer.curves", "a run's log as a table: an epoch a row, each per-part figure as d/b/p/g/o"),
     "export": ("trainer.export", "write a run's best model as a weights file"),
     "average": ("trainer.average", "the weighted mean of exported weights files of one model (a soup)"),
     "calibrate": ("trainer.calibrate", "fit each part's presence bias on real-music validation data"),
