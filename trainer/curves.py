@@ -19,7 +19,7 @@ from pathlib import Path
 
 from model.parts import PARTS
 
-DEFAULT_SHOW = ("loss", "triplet", "train_acc", "val_acc", "val_leak", "val_dim")
+DEFAULT_SHOW = ("loss", "triplet", "val_mse", "train_acc", "val_acc", "val_leak", "val_dim")
 
 
 class LogError(ValueError):

@@ -8,6 +8,7 @@ from model.embedder import Embedder
 from model.parts import PARTS
 from model.weights import WeightsError, load_weights
 from trainer.config import resolve
+from trainer.curves import DEFAULT_SHOW, read_log, render
 from trainer.export import export
 from trainer.fit import main
 from trainer.stages import Run
@@ -72,6 +73,11 @@ def test_full_pipeline_resume_and_export(tiny_data, tmp_path):
     assert {f"target_{p}" for p in PARTS} <= set(dims["pretrain"][0])
     finite = [v for r in dims["main"] for k, v in r.items() if k != "epoch" and v == v]
     assert finite and all(1.0 - 1e-6 <= v <= 128.0 for v in finite)
+    # 'partwise-train curves' reads the real log: a table per stage, the main stage's per part
+    blocks = render(read_log(paused), DEFAULT_SHOW).strip().split("\n\n")
+    heads = [b.splitlines()[0].split(":")[0] for b in blocks]
+    assert heads == ["stage individual"] * 5 + ["stage pretrain", "stage main"]
+    assert "val_dim d/b/p/g/o" in blocks[-1].splitlines()[1] and len(blocks[-1].splitlines()) == 2 + 3
     # export: a weights file the app's Embedder loads, with the norm biases in its card
     out = tmp_path / "model.safetensors"
     export(paused, out)
