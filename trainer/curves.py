@@ -100,7 +100,7 @@ def render(rows: Sequence[dict], show: Sequence[str], stage: str | None = None, 
     for st in stages:
         sel = [r for r in rows if r["stage"] == st]
         minutes = sum(r.get("epoch_s", 0.0) for r in sel) / 60
-        out.append(f"stage {st}: {len(sel)} epochs, {minutes:.1f} min")
+        out.append(f"stage {st}: {len(sel)} epoch{'s' * (len(sel) != 1)}, {minutes:.1f} min")
         header, cells = table(sel[-last:] if last > 0 else sel, show)
         widths = [max(len(c) for c in col) for col in zip(header, *cells, strict=True)]
         for line in [header, *cells]:
