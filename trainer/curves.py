@@ -88,16 +88,22 @@ def table(rows: Sequence[dict], show: Sequence[str]) -> tuple[list[str], list[li
     return header, cells
 
 
+def select_stages(rows: Sequence[dict], stage: str | None = None) -> list[str]:
+    """The stages of the rows in order met, or ``[stage]``: a stage the log lacks is an error
+    naming those it holds."""
+    stages = list(dict.fromkeys(r["stage"] for r in rows))
+    if stage is None:
+        return stages
+    if stage not in stages:
+        raise LogError(f"no stage {stage!r} in the log; it holds {', '.join(stages) or 'no rows'}")
+    return [stage]
+
+
 def render(rows: Sequence[dict], show: Sequence[str], stage: str | None = None, last: int = 0) -> str:
     """The text the command prints: one table per stage (or the one named), each with its
     epochs' total time; ``last`` > 0 keeps that many epochs of each."""
-    stages = list(dict.fromkeys(r["stage"] for r in rows))
-    if stage is not None:
-        if stage not in stages:
-            raise LogError(f"no stage {stage!r} in the log; it holds {', '.join(stages) or 'no rows'}")
-        stages = [stage]
     out = []
-    for st in stages:
+    for st in select_stages(rows, stage):
         sel = [r for r in rows if r["stage"] == st]
         minutes = sum(r.get("epoch_s", 0.0) for r in sel) / 60
         out.append(f"stage {st}: {len(sel)} epoch{'s' * (len(sel) != 1)}, {minutes:.1f} min")
@@ -131,9 +137,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if not rows:
             print(f"{args.run}: no epoch has finished yet")
             return 0
-        stages = list(dict.fromkeys(r["stage"] for r in rows))
-        if args.stage is not None and args.stage not in stages:
-            raise LogError(f"no stage {args.stage!r} in the log; it holds {', '.join(stages)}")
+        stages = select_stages(rows, args.stage)
         known = set(part_groups(rows)) | {k for r in rows for k in r}
         unknown = [n for n in args.show or () if n not in known]  # the defaults may be absent
         if unknown:
@@ -143,7 +147,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"partwise-train curves: {e}", file=sys.stderr)
         return 1
     if args.json:
-        for st in [args.stage] if args.stage else stages:
+        for st in stages:
             sel = [r for r in rows if r["stage"] == st]
             for r in sel[-args.last:] if args.last > 0 else sel:
                 print(json.dumps(r))
