@@ -34,6 +34,7 @@ class NetConfig:
     n_mels: int = 128
     kernel: int = 3
     pool: str = "mean"  # over time: "mean" (the paper's) or "meanstd" (mean and standard deviation)
+    channels: int = 1  # input channels: 1 (mel), 2 (mel and pitch rows, AudioConfig.pitch)
 
     def __post_init__(self) -> None:
         if len(self.widths) != 5:
@@ -42,6 +43,8 @@ class NetConfig:
             raise ValueError(f"n_mels must be a multiple of 32 (5 poolings), got {self.n_mels}")
         if self.pool not in POOLS:
             raise ValueError(f"pool must be one of {', '.join(POOLS)}, got {self.pool!r}")
+        if isinstance(self.channels, bool) or self.channels not in (1, 2):
+            raise ValueError(f"channels must be 1 (mel) or 2 (mel and pitch), got {self.channels!r}")
 
     @property
     def stats(self) -> int:
@@ -59,6 +62,8 @@ class NetConfig:
         d["widths"] = list(self.widths)
         if self.pool == "mean":  # the paper's pooling: cards (and their checksums) as before
             del d["pool"]
+        if self.channels == 1:  # likewise the mel input alone
+            del d["channels"]
         return d
 
     @classmethod
@@ -93,13 +98,14 @@ def _conv(c_in: int, c_out: int, k: int) -> nn.Sequential:
 
 
 class CSN(nn.Module):
-    """(B, n_mels, frames) normalized log-mel -> (B, out_dim) embedding. Any length >= 1 frame."""
+    """(B, n_mels, frames) normalized log-mel -> (B, out_dim) embedding. Any length >= 1 frame.
+    With ``cfg.channels`` 2 the input is (B, 2, n_mels, frames): mel and pitch rows."""
 
     def __init__(self, cfg: NetConfig = NetConfig()):
         super().__init__()
         self.cfg = cfg
         layers: list[nn.Module] = []
-        c_in = 1
+        c_in = cfg.channels
         for w in cfg.widths:
             layers += [_conv(c_in, w, cfg.kernel), _conv(w, w, cfg.kernel)]
             layers.append(nn.MaxPool2d(2, ceil_mode=True))
@@ -130,11 +136,12 @@ class CSN(nn.Module):
         return self.to(memory_format=torch.channels_last)
 
     def forward(self, mel: torch.Tensor) -> torch.Tensor:
-        if mel.dim() != 3 or mel.shape[1] != self.cfg.n_mels:
-            raise ValueError(
-                f"expected (batch, {self.cfg.n_mels}, frames), got {tuple(mel.shape)}"
-            )
-        x = mel.unsqueeze(1)
+        n, c = self.cfg.n_mels, self.cfg.channels
+        if c == 1 and (mel.dim() != 3 or mel.shape[1] != n):
+            raise ValueError(f"expected (batch, {n}, frames), got {tuple(mel.shape)}")
+        if c > 1 and (mel.dim() != 4 or mel.shape[1:3] != (c, n)):
+            raise ValueError(f"expected (batch, {c}, {n}, frames), got {tuple(mel.shape)}")
+        x = mel.unsqueeze(1) if c == 1 else mel
         if self.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
         h = self.encoder(x)  # (B, C, F/32, T/32)

@@ -151,6 +151,11 @@ def check_spec(spec: ModelSpec, card: dict) -> list[str]:
         bad.append(f"audio.f_min {a.f_min!r} (in [0, sample_rate / 2) expected)")
     if a.n_mels != n.n_mels:
         bad.append(f"audio.n_mels {a.n_mels!r} differs from net.n_mels {n.n_mels!r}")
+    if not isinstance(a.pitch, bool):
+        bad.append(f"audio.pitch {a.pitch!r} (true or false expected)")
+    elif a.channels != n.channels:
+        bad.append(f"net.channels {n.channels!r} does not match the front end's "
+                   f"{a.channels} (audio.pitch {str(a.pitch).lower()})")
     for i, w in enumerate(n.widths):
         whole(f"net.widths[{i}]", w, 1, 8192)
     whole("net.kernel", n.kernel, 1, 31)

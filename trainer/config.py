@@ -50,6 +50,7 @@ class TrainConfig:
     n_mels: int = N_MELS
     pool: str = "mean"  # time pooling of the main network: mean, or meanstd (model.network)
     n_fft: int = N_FFT  # STFT window (samples); hop stays 512, so the network's input shape does not change
+    pitch: bool = False  # a second input channel: the spectrum on log-spaced bands A0-C8 (model.audio)
     sample_rate: int = SAMPLE_RATE
     # --- method switches (paper Table 2 rows)
     use_norm: bool = True  # norm loss
@@ -135,14 +136,21 @@ class TrainConfig:
     stage_share: tuple[float, ...] = (0.25, 0.2, 0.55)  # individual, pretrain, main
     max_epochs_this_run: int = 0  # stop (resumable) after this many epochs in this process; 0 = off
 
+    def audio_config(self) -> AudioConfig:
+        """The front end of every network of the run (each stage embeds by it)."""
+        return AudioConfig(sample_rate=self.sample_rate, n_mels=self.n_mels, n_fft=self.n_fft,
+                           pitch=self.pitch)
+
     def model_spec(self) -> ModelSpec:
-        audio = AudioConfig(sample_rate=self.sample_rate, n_mels=self.n_mels, n_fft=self.n_fft)
-        net = NetConfig(widths=tuple(self.widths), n_mels=self.n_mels, pool=self.pool)
+        audio = self.audio_config()
+        net = NetConfig(widths=tuple(self.widths), n_mels=self.n_mels, pool=self.pool,
+                        channels=audio.channels)
         return ModelSpec(net=net, audio=audio)
 
     def individual_spec(self) -> ModelSpec:
-        audio = AudioConfig(sample_rate=self.sample_rate, n_mels=self.n_mels, n_fft=self.n_fft)
-        net = NetConfig(widths=tuple(self.ind_widths), n_mels=self.n_mels, out_dim=SUBSPACE_DIM)
+        audio = self.audio_config()
+        net = NetConfig(widths=tuple(self.ind_widths), n_mels=self.n_mels, out_dim=SUBSPACE_DIM,
+                        channels=audio.channels)
         return ModelSpec(net=net, audio=audio)
 
     def to_dict(self) -> dict:

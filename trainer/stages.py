@@ -65,7 +65,7 @@ from trainer.sampling import (
     stem_pieces,
 )
 from trainer.summary import finish
-from trainer.widen import repool_state
+from trainer.widen import rechannel_state, repool_state
 
 log = logging.getLogger(__name__)
 EVAL_BATCH = 64  # clips per forward pass when embedding for validation and targets
@@ -463,11 +463,13 @@ class Run:
         if not load:
             return
         # the STFT window may change (--n_fft): the network's input keeps its shape, so the
-        # weights are a start that training adapts to the sharper (or blurrier) spectrum
-        # and the time pooling may gain standard deviations (--pool=meanstd): an exact start
+        # weights are a start that training adapts to the sharper (or blurrier) spectrum;
+        # the time pooling may gain standard deviations (--pool=meanstd) and the input a pitch
+        # channel (--pitch): exact starts
         window, pool = self.spec.audio.n_fft, self.spec.net.pool
-        if replace(w.spec, audio=replace(w.spec.audio, n_fft=window),
-                   net=replace(w.spec.net, pool=pool)) != self.spec:
+        pitch, channels = self.spec.audio.pitch, self.spec.net.channels
+        if replace(w.spec, audio=replace(w.spec.audio, n_fft=window, pitch=pitch),
+                   net=replace(w.spec.net, pool=pool, channels=channels)) != self.spec:
             raise ValueError(f"{path}: its model spec {w.spec.to_dict()} is not this run's "
                              f"{self.spec.to_dict()} (pass the same widths, n_mels, sample_rate)")
         if w.spec.audio.n_fft != window:
@@ -478,6 +480,10 @@ class Run:
             state = repool_state(state, w.spec.net, pool)
             log.info("%s pools over time by %s; this run by %s (the standard deviations start "
                      "at zero weight)", path, w.spec.net.pool, pool)
+        if w.spec.net.channels != channels:
+            state = rechannel_state(state, w.spec.net, channels)
+            log.info("%s reads %d input channel(s); this run %d (the new ones start at zero "
+                     "weight)", path, w.spec.net.channels, channels)
         net.load_state_dict(state)
         bias = w.card.get("norm_bias_trained") or w.card.get("norm_bias")
         if bias is not None and len(bias) == N_PARTS:

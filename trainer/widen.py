@@ -108,6 +108,23 @@ def repool_state(state: dict[str, torch.Tensor], old: NetConfig, pool: str) -> d
     return out
 
 
+def rechannel_state(state: dict[str, torch.Tensor], old: NetConfig, channels: int
+                    ) -> dict[str, torch.Tensor]:
+    """The state dict of ``old``'s network reading ``channels`` input channels (the mel rows
+    first, as :class:`model.audio.LogMel` stacks them), computing exactly what ``state``
+    computes: the first convolution keeps its weights on the mel channel and gets zero weights
+    on the new ones, which training then moves (their gradient is not zero). ValueError for
+    fewer channels than ``old`` reads."""
+    if channels < old.channels:
+        raise ValueError(f"input channels {old.channels} -> {channels}: dropping channels "
+                         "does not keep the function")
+    out = dict(state)
+    w = state["encoder.0.0.weight"]  # (width, channels, k, k)
+    pad = w.new_zeros(w.shape[0], channels - w.shape[1], *w.shape[2:])
+    out["encoder.0.0.weight"] = torch.cat([w, pad], dim=1)
+    return out
+
+
 def remel_state(state: dict[str, torch.Tensor], old: NetConfig, n_mels: int) -> dict[str, torch.Tensor]:
     """The state dict of ``old``'s network for spectrograms of ``n_mels`` bands (in rows of 32,
     a multiple or a divisor of ``old``'s), a start for training on finer (or coarser) rows.

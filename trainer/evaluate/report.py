@@ -439,7 +439,8 @@ def mfcc_front_end(model_audio: AudioConfig) -> AudioConfig:
 
 
 def _front_end_words(a: AudioConfig) -> str:
-    return f"window {a.n_fft}, hop {a.hop_length}, {a.n_mels} mel bands from {a.f_min:g} Hz"
+    words = f"window {a.n_fft}, hop {a.hop_length}, {a.n_mels} mel bands from {a.f_min:g} Hz"
+    return words + f", and {a.n_mels} pitch bands A0-C8" if a.pitch else words
 
 
 DIM_NAMES = {
