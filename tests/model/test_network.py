@@ -98,3 +98,18 @@ def test_pooling_is_part_of_the_spec_and_checked():
     assert NetConfig.from_dict(std.to_dict()) == std
     with pytest.raises(ValueError, match="pool must be one of mean, meanstd"):
         NetConfig(pool="max")
+
+
+def test_two_channel_network_reads_mel_and_pitch_rows():
+    cfg = NetConfig(widths=SMALL.widths, n_mels=64, channels=2)
+    audio = AudioConfig(n_mels=64, pitch=True)
+    net = CSN(cfg).eval()
+    assert net(log_mel(torch.randn(2, audio.sample_rate) * 0.1, audio)).shape == (2, 640)
+    assert net.for_inference()(torch.randn(1, 2, 64, 40)).shape == (1, 640)
+    with pytest.raises(ValueError, match=r"expected \(batch, 2, 64, frames\)"):
+        net(torch.randn(1, 64, 40))
+    with pytest.raises(ValueError, match=r"expected \(batch, 64, frames\)"):
+        CSN(SMALL)(torch.randn(1, 2, 64, 40))
+    assert "channels" not in SMALL.to_dict() and NetConfig.from_dict(cfg.to_dict()) == cfg
+    with pytest.raises(ValueError, match="channels must be 1"):
+        NetConfig(channels=3)

@@ -111,3 +111,22 @@ def test_segment_starts_spread():
     s = segment_starts(100, 10, window=2.0, hop=1.0)
     assert s.tolist() == list(range(0, 81, 10))
     assert segment_starts(5, 10, window=2.0).tolist() == [0]
+
+
+def test_a_pitch_model_round_trips_and_embeds_and_a_card_must_agree(tmp_path):
+    spec = ModelSpec(net=NetConfig(widths=(4, 8, 8, 16, 16), n_mels=64, channels=2),
+                     audio=AudioConfig(n_mels=64, pitch=True))
+    path = tmp_path / "p.safetensors"
+    save_weights(path, CSN(spec.net), spec)
+    assert load_weights(path).spec == spec
+    wave = np.random.default_rng(0).normal(0, 0.1, size=(44100 * 4, 2)).astype(np.float32)
+    assert Embedder.from_file(path, device="cpu").embed(wave, 44100, window=2.0).segments.shape == (2, 640)
+    doc = json.loads(sidecar(path).read_text())
+    doc["spec"]["audio"]["pitch"] = False  # a front end of one channel for a network of two
+    sidecar(path).write_text(json.dumps(doc))
+    with pytest.raises(WeightsError, match="net.channels 2 does not match the front end's 1"):
+        load_weights(path)
+    doc["spec"]["audio"]["pitch"] = "yes"
+    sidecar(path).write_text(json.dumps(doc))
+    with pytest.raises(WeightsError, match="audio.pitch 'yes'"):
+        load_weights(path)

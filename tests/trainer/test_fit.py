@@ -558,6 +558,39 @@ def test_init_may_add_statistics_pooling(tiny_data, tmp_path, caplog):
                  "--pool=mean", "--epochs=1"]) == 1  # dropping the spread is not the same function
 
 
+def test_init_may_add_the_pitch_channel(tiny_data, tmp_path, caplog):
+    """--pitch from mel-only weights: the run starts from exactly their function (the pitch
+    rows at zero weight), the card names the front end, and the app embeds by it."""
+    first, second = tmp_path / "first", tmp_path / "second"
+    args = ["--data", str(tiny_data), "--quiet", "--threads=1"]
+    assert main([*args, "--preset", "smoke", "--out", str(first), "--use_pretrain=0", "--epochs=1"]) == 0
+    start = load_weights(first / "best.safetensors")
+    with caplog.at_level("INFO", logger="trainer.stages"):
+        assert main([*args, "--out", str(second), "--init", str(first / "best.safetensors"),
+                     "--pitch=true", "--epochs=1", "--lr=0"]) == 0
+    assert "reads 1 input channel(s); this run 2" in caplog.text
+    export(second, tmp_path / "w.safetensors")
+    w = load_weights(tmp_path / "w.safetensors")
+    assert w.spec.audio.pitch and w.spec.net.channels == 2 and w.card["config"]["pitch"] is True
+    conv, conv0 = w.model.state_dict()["encoder.0.0.weight"], start.model.state_dict()["encoder.0.0.weight"]
+    assert torch.equal(conv[:, :1], conv0) and not conv[:, 1:].any()
+    # the app's embedding equals the mel-only network's with the same batch norms (the epoch at
+    # rate 0 moved their running statistics only)
+    from dataclasses import replace
+
+    from model.audio import log_mel
+    from model.network import CSN
+    plain = CSN(replace(w.spec.net, channels=1))
+    plain.load_state_dict(w.model.state_dict() | {"encoder.0.0.weight": conv0})
+    emb = Embedder.from_file(tmp_path / "w.safetensors", device="cpu")
+    x = torch.randn(2, int(emb.audio.sample_rate * 1.5)) * 0.1
+    with torch.no_grad():
+        want = plain.eval()(log_mel(x, replace(w.spec.audio, pitch=False))).numpy()
+    assert np.allclose(emb.embed_clips(x), want, atol=1e-5)
+    assert main([*args, "--out", str(tmp_path / "third"), "--init", str(tmp_path / "w.safetensors"),
+                 "--pitch=false", "--epochs=1"]) == 1  # dropping the pitch rows is not the same function
+
+
 def test_init_may_change_the_stft_window(tiny_data, tmp_path, caplog):
     """--n_fft is a config value that reaches the model spec; --init may start from weights
     trained with another window (the network's input keeps its shape) and says so, while a

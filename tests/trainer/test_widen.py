@@ -160,3 +160,23 @@ def test_repooled_network_computes_the_same_embedding_and_learns_the_spread():
     assert fine.cfg.pool == "meanstd" and fine.eval()(torch.randn(2, 64, 50)).shape == (2, 640)
     back = remel_state(fine.state_dict(), fine.cfg, 32)
     torch.testing.assert_close(back["fc.weight"], std.state_dict()["fc.weight"], atol=1e-6, rtol=1e-6)
+
+
+def test_rechannelled_network_computes_the_same_embedding_and_learns_the_pitch_rows():
+    from dataclasses import replace
+
+    from trainer.widen import rechannel_state
+    net = _trained_like()
+    cfg = replace(net.cfg, channels=2)
+    two = CSN(cfg)
+    two.load_state_dict(rechannel_state(net.state_dict(), net.cfg, 2))
+    mel, pitch = torch.randn(3, 32, 70), torch.randn(3, 32, 70)
+    x = torch.stack([mel, pitch], dim=1)
+    for mode in ("eval", "train"):
+        getattr(net, mode)(), getattr(two, mode)()
+        with torch.no_grad():
+            torch.testing.assert_close(two(x), net(mel), atol=1e-5, rtol=1e-5)
+    two(x).square().sum().backward()
+    assert two.encoder[0][0].weight.grad[:, 1].abs().sum() > 0  # the pitch rows join in
+    with pytest.raises(ValueError, match="dropping channels"):
+        rechannel_state(two.state_dict(), cfg, 1)
