@@ -8,6 +8,11 @@ in weight space that the mean of their weights is itself a model, and can be bet
 The presence biases the runs trained (``norm_bias_trained``, else ``norm_bias``) are averaged
 too, and any presence calibration is dropped: calibrate the result again.
 
+A network without the pitch channel averages with one that has it (a run started from it by
+``fit --pitch``): it is first lifted into the two-channel network computing the same embedding
+(zero weight on the pitch rows), and the result takes the spec and card of the first file that
+reads pitch.
+
 The card records each parent (name, checksum, share, training seconds) in place of the start
 weights one run names (``init``), and the union of their chunks of training. Its
 ``training.seconds`` is the compute behind the result when the parents form one line of descent
@@ -22,6 +27,7 @@ import json
 import logging
 import math
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 
 import torch
@@ -30,6 +36,7 @@ from model.network import CSN
 from model.weights import WeightsError, load_weights, save_weights
 from trainer.clitools import setup_logging
 from trainer.export import report_summary
+from trainer.widen import rechannel_state
 
 log = logging.getLogger(__name__)
 
@@ -83,22 +90,35 @@ def average(paths: Sequence[Path], out: Path, mix: Sequence[float] | None = None
         raise ValueError("average needs at least two weights files")
     shares = _shares(len(paths), mix)
     ws = [load_weights(p) for p in paths]
-    for p, w in zip(paths[1:], ws[1:], strict=True):
-        if w.spec.to_dict() != ws[0].spec.to_dict():
-            raise WeightsError(f"{p}: its model spec {w.spec.to_dict()} is not that of {paths[0]} "
-                               f"({ws[0].spec.to_dict()}); only one model's weights can be averaged")
-    states = [w.model.state_dict() for w in ws]
+    # a network without the pitch channel is lifted into one with it, computing the same
+    # function (trainer.widen.rechannel_state): a run started from it by fit --pitch averages
+    # with its start; the result takes the spec and card of the first file that reads pitch
+    top = max(range(len(ws)), key=lambda i: ws[i].spec.net.channels)
+    spec = ws[top].spec
+    states = []
+    for p, w in zip(paths, ws, strict=True):
+        state = w.model.state_dict()
+        if w.spec.net.channels < spec.net.channels and replace(
+                w.spec, audio=replace(w.spec.audio, pitch=spec.audio.pitch),
+                net=replace(w.spec.net, channels=spec.net.channels)) == spec:
+            state = rechannel_state(state, w.spec.net, spec.net.channels)
+            log.info("%s: no pitch channel; averaged as the same network with zero weight on it", p)
+        elif w.spec.to_dict() != spec.to_dict():
+            raise WeightsError(f"{p}: its model spec {w.spec.to_dict()} is not that of "
+                               f"{paths[top]} ({spec.to_dict()}); only one model's weights can "
+                               "be averaged")
+        states.append(state)
     mean = {}
     for k, first in states[0].items():
         if first.is_floating_point():
             mean[k] = sum(s * st[k].to(torch.float64) for s, st in zip(shares, states, strict=True)).to(first.dtype)
         else:
             mean[k] = first.clone()
-    net = CSN(ws[0].spec.net)
+    net = CSN(spec.net)
     net.load_state_dict(mean)
 
     cards = [w.card for w in ws]
-    card = {k: v for k, v in cards[0].items()
+    card = {k: v for k, v in cards[top].items()
             if k not in ("val", "metrics", "evaluation", "presence_calibration", "norm_bias",
                          "norm_bias_trained", "training", "epoch_note", "average", "init")}
     biases = [c.get("norm_bias_trained") or c.get("norm_bias") for c in cards]
@@ -112,7 +132,7 @@ def average(paths: Sequence[Path], out: Path, mix: Sequence[float] | None = None
     card["training"] = _training(cards)
     if reports:
         card["evaluation"] = dict(report_summary(d) for d in reports)
-    return save_weights(out, net, ws[0].spec, card=card)
+    return save_weights(out, net, spec, card=card)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -77,3 +77,18 @@ def test_bad_input_is_refused_with_the_file_named(tmp_path, capsys, caplog):
     assert "missing.safetensors" in caplog.text and not out.exists()
     assert main(["average", str(a), str(a), "--out", str(out)]) == 0
     assert json.loads(out.with_suffix(".json").read_text())["sha256"] in capsys.readouterr().out
+
+
+def test_weights_without_the_pitch_channel_average_with_a_run_that_added_it(tmp_path):
+    pitch = resolve("smoke", ["--pitch=true"]).model_spec()
+    a = _file(tmp_path / "a.safetensors", 1, [_chunk("c1")], 100.0, [0.0] * 5)
+    b = _file(tmp_path / "b.safetensors", 2, [_chunk("c1"), _chunk("c2")], 160.0, [1.0] * 5,
+              spec=pitch, config={"pitch": True})
+    sa, sb = (load_weights(p).model.state_dict() for p in (a, b))
+    average([a, b], tmp_path / "ab.safetensors")
+    ab = load_weights(tmp_path / "ab.safetensors")
+    assert ab.spec == pitch and ab.card["config"] == {"pitch": True}
+    conv, ca, cb = (s["encoder.0.0.weight"] for s in (ab.model.state_dict(), sa, sb))
+    torch.testing.assert_close(conv[:, :1], (ca + cb[:, :1]) / 2)
+    torch.testing.assert_close(conv[:, 1:], cb[:, 1:] / 2)  # a reads the pitch rows with weight 0
+    torch.testing.assert_close(ab.model.state_dict()["fc.weight"], (sa["fc.weight"] + sb["fc.weight"]) / 2)
