@@ -11,7 +11,8 @@ before); the network alone on the spectrograms, as the embedder runs it (``Embed
 the CPU the folded, channels-last copy of :meth:`model.network.CSN.for_inference`) and as
 trained, with the largest difference between their answers; and
 :meth:`model.embedder.Embedder.embed_clips` (front end and network, what a scan pays per
-batch). Both front-end forms must agree exactly; the benchmark checks that. Prints one JSON.
+batch). Both front-end forms must agree exactly; the benchmark checks that. Weights with the
+pitch channel (``fit --pitch``) time its front end and network. Prints one JSON.
 """
 
 from __future__ import annotations
@@ -55,7 +56,7 @@ def main() -> None:
     clips = 0.1 * torch.randn(args.batch, int(round(args.seconds * cfg.sample_rate)),
                               generator=torch.Generator().manual_seed(0))
     rows = audio.CPU_ROWS
-    out = {"weights": args.weights, "n_fft": cfg.n_fft, "n_mels": cfg.n_mels,
+    out = {"weights": args.weights, "n_fft": cfg.n_fft, "n_mels": cfg.n_mels, "pitch": cfg.pitch,
            "batch": args.batch, "seconds": args.seconds, "threads": torch.get_num_threads()}
     with torch.inference_mode():
         audio.CPU_ROWS = 10**9

@@ -12,6 +12,7 @@ as a baseline.
 from __future__ import annotations
 
 import copy
+import math
 from dataclasses import asdict, dataclass, field
 
 import torch
@@ -35,6 +36,9 @@ class NetConfig:
     kernel: int = 3
     pool: str = "mean"  # over time: "mean" (the paper's) or "meanstd" (mean and standard deviation)
     channels: int = 1  # input channels: 1 (mel), 2 (mel and pitch rows, AudioConfig.pitch)
+    # the pitch rows enter the first convolution multiplied by this: Adam's steps do not depend
+    # on a gradient's scale, so the weights on them move this many times faster in effect
+    pitch_gain: float = 1.0
 
     def __post_init__(self) -> None:
         if len(self.widths) != 5:
@@ -45,6 +49,10 @@ class NetConfig:
             raise ValueError(f"pool must be one of {', '.join(POOLS)}, got {self.pool!r}")
         if isinstance(self.channels, bool) or self.channels not in (1, 2):
             raise ValueError(f"channels must be 1 (mel) or 2 (mel and pitch), got {self.channels!r}")
+        if not (isinstance(self.pitch_gain, (int, float)) and math.isfinite(self.pitch_gain)
+                and self.pitch_gain > 0) or (self.channels == 1 and self.pitch_gain != 1.0):
+            raise ValueError(f"pitch_gain must be a positive number, and 1 without the pitch "
+                             f"channel, got {self.pitch_gain!r} with {self.channels} channel(s)")
 
     @property
     def stats(self) -> int:
@@ -64,6 +72,8 @@ class NetConfig:
             del d["pool"]
         if self.channels == 1:  # likewise the mel input alone
             del d["channels"]
+        if self.pitch_gain == 1.0:
+            del d["pitch_gain"]
         return d
 
     @classmethod
@@ -142,6 +152,8 @@ class CSN(nn.Module):
         if c > 1 and (mel.dim() != 4 or mel.shape[1:3] != (c, n)):
             raise ValueError(f"expected (batch, {c}, {n}, frames), got {tuple(mel.shape)}")
         x = mel.unsqueeze(1) if c == 1 else mel
+        if self.cfg.pitch_gain != 1.0:
+            x = x * x.new_tensor([1.0, self.cfg.pitch_gain]).view(1, 2, 1, 1)
         if self.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
         h = self.encoder(x)  # (B, C, F/32, T/32)

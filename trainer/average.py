@@ -100,7 +100,8 @@ def average(paths: Sequence[Path], out: Path, mix: Sequence[float] | None = None
         state = w.model.state_dict()
         if w.spec.net.channels < spec.net.channels and replace(
                 w.spec, audio=replace(w.spec.audio, pitch=spec.audio.pitch),
-                net=replace(w.spec.net, channels=spec.net.channels)) == spec:
+                net=replace(w.spec.net, channels=spec.net.channels,
+                            pitch_gain=spec.net.pitch_gain)) == spec:
             state = rechannel_state(state, w.spec.net, spec.net.channels)
             log.info("%s: no pitch channel; averaged as the same network with zero weight on it", p)
         elif w.spec.to_dict() != spec.to_dict():

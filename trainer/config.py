@@ -51,6 +51,7 @@ class TrainConfig:
     pool: str = "mean"  # time pooling of the main network: mean, or meanstd (model.network)
     n_fft: int = N_FFT  # STFT window (samples); hop stays 512, so the network's input shape does not change
     pitch: bool = False  # a second input channel: the spectrum on log-spaced bands A0-C8 (model.audio)
+    pitch_gain: float = 1.0  # the pitch rows' gain into the first convolution (model.network)
     sample_rate: int = SAMPLE_RATE
     # --- method switches (paper Table 2 rows)
     use_norm: bool = True  # norm loss
@@ -144,7 +145,7 @@ class TrainConfig:
     def model_spec(self) -> ModelSpec:
         audio = self.audio_config()
         net = NetConfig(widths=tuple(self.widths), n_mels=self.n_mels, pool=self.pool,
-                        channels=audio.channels)
+                        channels=audio.channels, pitch_gain=self.pitch_gain)
         return ModelSpec(net=net, audio=audio)
 
     def individual_spec(self) -> ModelSpec:

@@ -74,7 +74,7 @@ def widen_state(state: dict[str, torch.Tensor], old: NetConfig, widths: Sequence
     out = {k: v.clone() for k, v in fresh.items()}
     chans = [w for w in old.widths for _ in (0, 1)]
     new_chans = [w for w in widths for _ in (0, 1)]
-    c_in_old, c_in_new = 1, 1
+    c_in_old, c_in_new = old.channels, old.channels
     for name, c_old, c_new in zip(_conv_names(len(widths)), chans, new_chans, strict=True):
         w_old = state[f"{name}.0.weight"]
         w = out[f"{name}.0.weight"]

@@ -113,3 +113,22 @@ def test_two_channel_network_reads_mel_and_pitch_rows():
     assert "channels" not in SMALL.to_dict() and NetConfig.from_dict(cfg.to_dict()) == cfg
     with pytest.raises(ValueError, match="channels must be 1"):
         NetConfig(channels=3)
+
+
+def test_pitch_gain_scales_the_pitch_rows_into_the_first_convolution():
+    torch.manual_seed(0)
+    plain = CSN(NetConfig(widths=SMALL.widths, n_mels=64, channels=2)).eval()
+    gained = CSN(NetConfig(widths=SMALL.widths, n_mels=64, channels=2, pitch_gain=10.0)).eval()
+    state = plain.state_dict()
+    w = state["encoder.0.0.weight"].clone()
+    w[:, 1] /= 10.0  # a tenth of the weight at ten times the gain: the same function
+    gained.load_state_dict(state | {"encoder.0.0.weight": w})
+    x = torch.randn(2, 2, 64, 40)
+    with torch.no_grad():
+        torch.testing.assert_close(gained(x), plain(x), atol=1e-5, rtol=1e-5)
+        torch.testing.assert_close(gained.for_inference()(x), plain(x), atol=1e-4, rtol=1e-4)
+    assert NetConfig.from_dict(gained.cfg.to_dict()) == gained.cfg
+    assert "pitch_gain" not in plain.cfg.to_dict()
+    for bad in ({"channels": 1, "pitch_gain": 10.0}, {"channels": 2, "pitch_gain": 0.0}):
+        with pytest.raises(ValueError, match="pitch_gain must be a positive number"):
+            NetConfig(**bad)
