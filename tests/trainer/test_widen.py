@@ -180,3 +180,19 @@ def test_rechannelled_network_computes_the_same_embedding_and_learns_the_pitch_r
     assert two.encoder[0][0].weight.grad[:, 1].abs().sum() > 0  # the pitch rows join in
     with pytest.raises(ValueError, match="dropping channels"):
         rechannel_state(two.state_dict(), cfg, 1)
+
+
+def test_a_network_reading_pitch_rows_widens_to_the_same_embedding():
+    from dataclasses import replace
+
+    from trainer.widen import rechannel_state
+    net = _trained_like()
+    two = CSN(replace(net.cfg, channels=2))
+    state = rechannel_state(net.state_dict(), net.cfg, 2)
+    state["encoder.0.0.weight"][:, 1] = 0.1 * torch.randn_like(state["encoder.0.0.weight"][:, 1])
+    two.load_state_dict(state)
+    wide = widen_model(two.eval(), (6, 8, 8, 16, 24)).eval()
+    assert wide.cfg.channels == 2
+    x = torch.randn(3, 2, 32, 70)
+    with torch.no_grad():
+        torch.testing.assert_close(wide(x), two(x), atol=1e-5, rtol=1e-5)
