@@ -11,7 +11,7 @@ before); the network alone on the spectrograms, as the embedder runs it (``Embed
 the CPU the folded, channels-last copy of :meth:`model.network.CSN.for_inference`) and as
 trained, with the largest difference between their answers; and
 :meth:`model.embedder.Embedder.embed_clips` (front end and network, what a scan pays per
-batch). Both front-end forms must agree exactly; the benchmark checks that. Weights with the
+batch). Both front-end forms must agree to float rounding; the benchmark checks that. Weights with the
 pitch channel (``fit --pitch``) time its front end and network. Prints one JSON.
 """
 
@@ -65,7 +65,9 @@ def main() -> None:
         audio.CPU_ROWS = rows
         by_row = audio.log_mel(clips, cfg)
         out["log_mel_by_rows_ms"] = _median_ms(lambda: audio.log_mel(clips, cfg), args.rounds)
-        out["same_result"] = bool(torch.equal(whole, by_row))
+        # the same computation; with several threads the batched products may round apart
+        out["front_end_max_abs_diff"] = float((whole - by_row).abs().max())
+        out["same_result"] = bool(torch.allclose(whole, by_row, rtol=0, atol=1e-5))
         out["network_ms"] = _median_ms(lambda: emb.net(by_row), args.rounds)
         # the model as trained (batch norms apart, contiguous layout), and how far the two agree
         out["network_as_trained_ms"] = _median_ms(lambda: emb.model(by_row), args.rounds)
