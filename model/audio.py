@@ -6,7 +6,7 @@ cannot drift apart. Runs batched on any torch device.
 
 With ``pitch`` on, a second channel reads the same power spectrum on log-spaced bands from A0 to
 C8 (:func:`pitch_fbanks`): about 1.5 bands a semitone over the whole piano range, where mel bands
-below ~300 Hz are wider than a semitone (20 Hz apart near 200 Hz), so the notes of a bass line or
+below ~300 Hz are wider than a semitone (17 Hz apart near 200 Hz), so the notes of a bass line or
 a left hand blur together on the mel rows alone.
 """
 
