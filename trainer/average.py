@@ -27,7 +27,6 @@ import json
 import logging
 import math
 from collections.abc import Sequence
-from dataclasses import replace
 from pathlib import Path
 
 import torch
@@ -36,7 +35,7 @@ from model.network import CSN
 from model.weights import WeightsError, load_weights, save_weights
 from trainer.clitools import setup_logging
 from trainer.export import report_summary
-from trainer.widen import rechannel_state
+from trainer.widen import pitch_lifted, rechannel_state
 
 log = logging.getLogger(__name__)
 
@@ -98,10 +97,7 @@ def average(paths: Sequence[Path], out: Path, mix: Sequence[float] | None = None
     states = []
     for p, w in zip(paths, ws, strict=True):
         state = w.model.state_dict()
-        if w.spec.net.channels < spec.net.channels and replace(
-                w.spec, audio=replace(w.spec.audio, pitch=spec.audio.pitch),
-                net=replace(w.spec.net, channels=spec.net.channels,
-                            pitch_gain=spec.net.pitch_gain)) == spec:
+        if w.spec.net.channels < spec.net.channels and pitch_lifted(w.spec, spec) == spec:
             state = rechannel_state(state, w.spec.net, spec.net.channels)
             log.info("%s: no pitch channel; averaged as the same network with zero weight on it", p)
         elif w.spec.to_dict() != spec.to_dict():

@@ -65,7 +65,7 @@ from trainer.sampling import (
     stem_pieces,
 )
 from trainer.summary import finish
-from trainer.widen import rechannel_state, repool_state
+from trainer.widen import pitch_lifted, rechannel_state, repool_state
 
 log = logging.getLogger(__name__)
 EVAL_BATCH = 64  # clips per forward pass when embedding for validation and targets
@@ -466,11 +466,10 @@ class Run:
         # weights are a start that training adapts to the sharper (or blurrier) spectrum;
         # the time pooling may gain standard deviations (--pool=meanstd) and the input a pitch
         # channel (--pitch): exact starts
-        window, pool = self.spec.audio.n_fft, self.spec.net.pool
-        pitch, channels = self.spec.audio.pitch, self.spec.net.channels
-        if replace(w.spec, audio=replace(w.spec.audio, n_fft=window, pitch=pitch),
-                   net=replace(w.spec.net, pool=pool, channels=channels,
-                               pitch_gain=self.spec.net.pitch_gain)) != self.spec:
+        window, pool, channels = self.spec.audio.n_fft, self.spec.net.pool, self.spec.net.channels
+        lifted = pitch_lifted(w.spec, self.spec)
+        if replace(lifted, audio=replace(lifted.audio, n_fft=window),
+                   net=replace(lifted.net, pool=pool)) != self.spec:
             raise ValueError(f"{path}: its model spec {w.spec.to_dict()} is not this run's "
                              f"{self.spec.to_dict()} (pass the same widths, n_mels, sample_rate)")
         if w.spec.audio.n_fft != window:
@@ -481,9 +480,6 @@ class Run:
             state = repool_state(state, w.spec.net, pool)
             log.info("%s pools over time by %s; this run by %s (the standard deviations start "
                      "at zero weight)", path, w.spec.net.pool, pool)
-        if w.spec.net.channels == channels and w.spec.net.pitch_gain != self.spec.net.pitch_gain:
-            raise ValueError(f"{path}: its pitch rows enter at gain {w.spec.net.pitch_gain:g}, "
-                             f"this run's at {self.spec.net.pitch_gain:g} (not the same function)")
         if w.spec.net.channels != channels:
             state = rechannel_state(state, w.spec.net, channels)
             log.info("%s reads %d input channel(s); this run %d (the new ones start at zero "

@@ -37,7 +37,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from model.network import CSN, NetConfig
+from model.network import CSN, ModelSpec, NetConfig
 from model.weights import load_weights, save_weights
 from trainer.clitools import setup_logging
 from trainer.config import TrainConfig
@@ -123,6 +123,17 @@ def rechannel_state(state: dict[str, torch.Tensor], old: NetConfig, channels: in
     pad = w.new_zeros(w.shape[0], channels - w.shape[1], *w.shape[2:])
     out["encoder.0.0.weight"] = torch.cat([w, pad], dim=1)
     return out
+
+
+def pitch_lifted(spec: ModelSpec, target: ModelSpec) -> ModelSpec:
+    """``spec`` as the network :func:`rechannel_state` lifts it into for ``target``: where
+    ``spec`` reads fewer input channels than ``target``, the pitch settings of ``target`` (the
+    same function, zero weight on the new rows); otherwise ``spec`` itself."""
+    if spec.net.channels >= target.net.channels:
+        return spec
+    return replace(spec, audio=replace(spec.audio, pitch=target.audio.pitch),
+                   net=replace(spec.net, channels=target.net.channels,
+                               pitch_gain=target.net.pitch_gain))
 
 
 def remel_state(state: dict[str, torch.Tensor], old: NetConfig, n_mels: int) -> dict[str, torch.Tensor]:

@@ -524,17 +524,24 @@ def test_training_time_keeps_a_short_epoch(tmp_path):
     assert training_seconds(log_path) == pytest.approx(0.032)
 
 
-def test_init_may_add_statistics_pooling(tiny_data, tmp_path, caplog):
-    """--pool=meanstd from mean-pooled weights: the run starts from exactly their function (the
-    standard deviations at zero weight), its card names the pooling, and the app loads it."""
+def _init_from_a_first_run(tiny_data, tmp_path, caplog, *options):
+    """A one-epoch smoke run, then a run started from its weights with ``options`` (one epoch
+    at rate 0): (the common arguments, the start weights, the second run's folder)."""
     first, second = tmp_path / "first", tmp_path / "second"
     args = ["--data", str(tiny_data), "--quiet", "--threads=1"]
     assert main([*args, "--preset", "smoke", "--out", str(first), "--use_pretrain=0", "--epochs=1"]) == 0
     start = load_weights(first / "best.safetensors")
-    assert start.spec.net.pool == "mean"
+    assert start.spec.net.pool == "mean" and start.spec.net.channels == 1
     with caplog.at_level("INFO", logger="trainer.stages"):
         assert main([*args, "--out", str(second), "--init", str(first / "best.safetensors"),
-                     "--pool=meanstd", "--epochs=1", "--lr=0"]) == 0
+                     *options, "--epochs=1", "--lr=0"]) == 0
+    return args, start, second
+
+
+def test_init_may_add_statistics_pooling(tiny_data, tmp_path, caplog):
+    """--pool=meanstd from mean-pooled weights: the run starts from exactly their function (the
+    standard deviations at zero weight), its card names the pooling, and the app loads it."""
+    args, start, second = _init_from_a_first_run(tiny_data, tmp_path, caplog, "--pool=meanstd")
     assert "pools over time by mean; this run by meanstd" in caplog.text
     export(second, tmp_path / "w.safetensors")
     w = load_weights(tmp_path / "w.safetensors")
@@ -561,13 +568,7 @@ def test_init_may_add_statistics_pooling(tiny_data, tmp_path, caplog):
 def test_init_may_add_the_pitch_channel(tiny_data, tmp_path, caplog):
     """--pitch from mel-only weights: the run starts from exactly their function (the pitch
     rows at zero weight), the card names the front end, and the app embeds by it."""
-    first, second = tmp_path / "first", tmp_path / "second"
-    args = ["--data", str(tiny_data), "--quiet", "--threads=1"]
-    assert main([*args, "--preset", "smoke", "--out", str(first), "--use_pretrain=0", "--epochs=1"]) == 0
-    start = load_weights(first / "best.safetensors")
-    with caplog.at_level("INFO", logger="trainer.stages"):
-        assert main([*args, "--out", str(second), "--init", str(first / "best.safetensors"),
-                     "--pitch=true", "--epochs=1", "--lr=0"]) == 0
+    args, start, second = _init_from_a_first_run(tiny_data, tmp_path, caplog, "--pitch=true")
     assert "reads 1 input channel(s); this run 2" in caplog.text
     export(second, tmp_path / "w.safetensors")
     w = load_weights(tmp_path / "w.safetensors")
