@@ -123,13 +123,21 @@ def average(paths: Sequence[Path], out: Path, mix: Sequence[float] | None = None
         card["norm_bias"] = [sum(s * b[i] for s, b in zip(shares, biases, strict=True)) for i in range(len(biases[0]))]
     else:
         log.warning("not every file has trained presence biases: the result has none (calibrate it)")
-    card["average"] = [{"weights": Path(p).name, "sha256": w.sha256, "share": round(s, 6),
+    card["average"] = [{"weights": n, "sha256": w.sha256, "share": round(s, 6),
                         "seconds": _trained(w.card).get("seconds")}
-                       for p, w, s in zip(paths, ws, shares, strict=True)]
+                       for n, w, s in zip(_labels(paths), ws, shares, strict=True)]
     card["training"] = _training(cards)
     if reports:
         card["evaluation"] = dict(report_summary(d) for d in reports)
     return save_weights(out, net, spec, card=card)
+
+
+def _labels(paths: Sequence[Path]) -> list[str]:
+    """How the card names each averaged file: its file name, or, where two files share one
+    (every run exports ``last.safetensors``), the run folder and the file name."""
+    names = [Path(p).name for p in paths]
+    return [f"{Path(p).parent.name}/{n}" if names.count(n) > 1 else n
+            for p, n in zip(paths, names, strict=True)]
 
 
 def main(argv: Sequence[str] | None = None) -> int:

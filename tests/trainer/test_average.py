@@ -61,6 +61,18 @@ def test_diverged_runs_keep_every_chunk_and_no_total(tmp_path):
     assert [p["seconds"] for p in card["average"]] == [100.0, 120.0]
 
 
+def test_files_of_one_name_are_told_apart_by_their_run_folder(tmp_path):
+    (tmp_path / "r1").mkdir()
+    (tmp_path / "r2").mkdir()
+    a = _file(tmp_path / "r1" / "last.safetensors", 1, [], 1.0, [0.0] * 5)
+    b = _file(tmp_path / "r2" / "last.safetensors", 2, [], 1.0, [0.0] * 5)
+    s = _file(tmp_path / "start.safetensors", 3, [], 1.0, [0.0] * 5)
+    average([s, a, b], tmp_path / "soup.safetensors")
+    card = load_weights(tmp_path / "soup.safetensors").card
+    assert [p["weights"] for p in card["average"]] == [
+        "start.safetensors", "r1/last.safetensors", "r2/last.safetensors"]
+
+
 def test_bad_input_is_refused_with_the_file_named(tmp_path, capsys, caplog):
     a = _file(tmp_path / "a.safetensors", 1, [], 1.0, [0.0] * 5)
     other = resolve("smoke", ["--widths=4,8,8,16,32"]).model_spec()
