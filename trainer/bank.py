@@ -81,6 +81,7 @@ class StemBank:
         self.batched = self.device.type != "cpu"
         self.names = list(names) if names is not None else [str(i) for i in range(len(tempo_class))]
         self.audio: list[torch.Tensor] = []
+        self.twins: list[dict[int, torch.Tensor]] = []  # per track, part -> twin (set_twins)
         active: list[list[np.ndarray]] = []
         hop = int(round(hop_seconds * sample_rate))
         for p in parts:
@@ -99,11 +100,12 @@ class StemBank:
     def from_datasets(cls, datasets: Sequence, *, segment_seconds: float, hop_seconds: float,
                       max_tracks: int = 0, device: str | torch.device = "cpu",
                       progress: bool = True, threads: int = 0,
-                      weights: Sequence[float] | None = None) -> StemBank:
+                      weights: Sequence[float] | None = None, twins: bool = False) -> StemBank:
         """Load one split of several datasets (same sample rate) into one bank.
 
         ``max_tracks`` caps each dataset; ``weights`` (one per dataset) make its tracks drawn
-        that many times as often as a track of weight 1. Files are decoded by a thread pool
+        that many times as often as a track of weight 1. ``twins``: load each track's twins too
+        (:meth:`set_twins`; tracks without them have none). Files are decoded by a thread pool
         (libsndfile and the resampler release the GIL). Track names are prefixed with their
         dataset's folder name when there are several datasets.
         """
@@ -130,12 +132,27 @@ class StemBank:
         t0 = time.perf_counter()
         threads = threads or min(8, (os.cpu_count() or 1) + 1)
         sr = datasets[0].sample_rate
+        found: list[dict[int, np.ndarray]] = []
+
+        def load(job):
+            d, i = job
+            # float16 at once: a bank's worth of float32 twins would not fit beside it
+            tw = {k: v.astype(np.float16) for k, v in d.load_twins(i).items()} if twins else {}
+            return d.load_parts(i), tw
+
+        def parts_of(loaded):
+            for p, tw in loaded:
+                found.append(tw)
+                yield p
+
         with ThreadPoolExecutor(threads) as pool:
             # consumed as they come, so only a few float32 tracks live beside the float16 bank
-            parts = tqdm(pool.map(lambda job: job[0].load_parts(job[1]), jobs), total=len(jobs),
-                         desc=f"load {datasets[0].split}", disable=not progress, unit="track")
-            bank = cls(parts, tempo, sr, segment_seconds, hop_seconds, ACTIVITY_THRESHOLD_DB, device,
-                       names=names, weight=track_weight)
+            loaded = tqdm(pool.map(load, jobs), total=len(jobs),
+                          desc=f"load {datasets[0].split}", disable=not progress, unit="track")
+            bank = cls(parts_of(loaded), tempo, sr, segment_seconds, hop_seconds, ACTIVITY_THRESHOLD_DB,
+                       device, names=names, weight=track_weight)
+        if twins:
+            bank.set_twins(found)
         log.info("loaded %d %s tracks from %s (%.0f s of audio) in %.1f s", len(jobs),
                  datasets[0].split, ", ".join(d.root.name for d in datasets),
                  sum(a.shape[1] for a in bank.audio) / sr, time.perf_counter() - t0)
@@ -144,7 +161,27 @@ class StemBank:
     def __len__(self) -> int:
         return len(self.audio)
 
+    def set_twins(self, twins: Sequence[dict[int, np.ndarray]]) -> None:
+        """Each track's twins (part -> (n,) samples, as ``SlakhDataset.load_twins`` gives them),
+        kept like the stems and marked in the index, so pieces can take a part from its twin
+        (``Source.twin``). A twin is cut or padded to its track's length."""
+        if len(twins) != len(self.audio):
+            raise ValueError(f"{len(twins)} tracks of twins for a bank of {len(self.audio)}")
+        self.twins = []
+        for t, tw in enumerate(twins):
+            n = self.audio[t].shape[1]
+            kept = {}
+            for part, x in tw.items():
+                x = torch.as_tensor(np.asarray(x)[:n]).to(self.device, torch.float16)
+                if len(x) < n:
+                    x = torch.nn.functional.pad(x, (0, n - len(x)))
+                kept[int(part)] = x
+                self.index.twin[t, int(part)] = True
+            self.twins.append(kept)
+
     def _slice(self, src: Source, part: int) -> torch.Tensor:
+        if src.twin:
+            return self.twins[src.track][part][src.start:src.start + self.win]
         return self.audio[src.track][part, src.start:src.start + self.win]
 
     def render(self, pieces: Sequence[Piece], gains_db: np.ndarray | None = None,

@@ -42,6 +42,10 @@ class TrainConfig:
     same_tempo: bool = True  # mix pseudo pieces only within one of the 36 tempo classes
     keep_prob: float = 0.6  # made silences: chance that each non-condition part is mixed in
     aligned_prob: float = 0.0  # chance that a triplet's shared parts come from the same time (sampling.py)
+    # chance that a positive (and a label group's piece) takes its part from the part's twin, the
+    # same notes in another program, font and effects ('partwise-train data twins'); 0 = off
+    twin_prob: float = 0.0
+    twin_parts: tuple[str, ...] = ("piano",)  # the parts whose twins are used
     level_db: float = -24.0  # bring each part to this RMS (dBFS) before the gains; 0 = off
     gain_db: float = 8.0  # random gain per part in [-gain_db, 0] dB
     eq_db: float = 0.0  # training mixes: each part coloured by a random smooth EQ within +-eq_db dB (0 = off)
@@ -242,7 +246,7 @@ def apply_overrides(cfg: TrainConfig, overrides: list[str] | None) -> TrainConfi
     except ValueError as e:
         raise ValueError(f"contrast_metric: {e}") from None
     for key in ("contrast_parts", "spread_parts", "spread_between_parts", "invariance_parts",
-                "stem_parts", "content_parts"):
+                "stem_parts", "content_parts", "twin_parts"):
         unknown = [name for name in getattr(cfg, key) if name not in PARTS]
         if unknown:
             raise ValueError(f"{key}: unknown part(s) {', '.join(unknown)}; choose from {', '.join(PARTS)}")
@@ -261,6 +265,11 @@ def apply_overrides(cfg: TrainConfig, overrides: list[str] | None) -> TrainConfi
                          f"{cfg.label_groups} and {cfg.group_size}")
     if not 0.0 <= cfg.group_other_time <= 1.0:
         raise ValueError(f"group_other_time: need a probability in [0, 1], got {cfg.group_other_time}")
+    if not 0.0 <= cfg.twin_prob <= 1.0:
+        raise ValueError(f"twin_prob: need a probability in [0, 1], got {cfg.twin_prob}")
+    if cfg.twin_prob and (not cfg.twin_parts or "drums" in cfg.twin_parts):
+        raise ValueError(f"twin_parts: need at least one part and not drums (no twins are "
+                         f"rendered for drums), got {', '.join(cfg.twin_parts) or 'none'}")
     if cfg.label_groups and not cfg.contrast_lambda:
         raise ValueError("label_groups: the groups feed the contrastive term; set contrast_lambda > 0")
     if cfg.invariance_lambda < 0:

@@ -27,6 +27,11 @@ one part's audio (one label track, one time) and take every other part from a di
 A step's triplets give the in-batch contrastive term about one such pair per aligned triplet;
 the groups give it K - 1 positives for each of their rows.
 
+With ``twin`` (a probability) the positive of a triplet whose condition is among ``twin_parts``,
+and every piece of a label group after the first, takes the part from its *twin* where the
+track has one: the same notes rendered in another program, font and effects chain. The shared
+part is then the notes, not the sound, and a subspace cannot find it by a per-song timbre.
+
 The conditions of a step's triplets and groups are spread evenly over the parts, or, with
 ``part_weights``, in proportion to a weight per part: a part weighted 2 is the condition of
 twice as many triplets (and groups) as a part weighted 1.
@@ -47,6 +52,7 @@ from model.parts import N_PARTS
 class Source:
     track: int
     start: int  # sample offset of the segment in that track
+    twin: bool = False  # the part's twin (the same notes in another timbre), not its own stem
 
 
 Piece = tuple[Source | None, ...]  # one entry per part, model.parts.PARTS order
@@ -65,11 +71,13 @@ class Triplet:
 class SegmentIndex:
     """Where each part is active: ``active[t][p]`` = start samples of windows where part p of
     track t is audible; ``tempo_class[t]`` = its tempo class; ``weight[t]`` = how often track t
-    is drawn relative to the others (default: all alike)."""
+    is drawn relative to the others (default: all alike); ``twin[t, p]`` = part p of track t has
+    a twin (``partwise-train data twins``; default: none has)."""
 
     tempo_class: np.ndarray
     active: list[list[np.ndarray]]
     weight: Sequence[float] | None = None
+    twin: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         self.tempo_class = np.asarray(self.tempo_class)
@@ -81,6 +89,8 @@ class SegmentIndex:
             raise ValueError(f"track weights must be {len(self.active)} positive numbers")
         self.weight = w
         self.uniform = bool(np.all(w == w[0])) if len(w) else True
+        self.twin = (np.zeros((len(self.active), N_PARTS), dtype=bool) if self.twin is None
+                     else np.asarray(self.twin, dtype=bool).reshape(len(self.active), N_PARTS))
 
     def __len__(self) -> int:
         return len(self.tempo_class)
@@ -103,9 +113,14 @@ class TripletSampler:
 
     def __init__(self, index: SegmentIndex, *, pseudo: bool = True, additional: bool = True,
                  same_tempo: bool = True, keep_prob: float = 0.6, aligned: float = 0.0,
-                 part_weights: Sequence[float] | None = None):
+                 part_weights: Sequence[float] | None = None, twin: float = 0.0,
+                 twin_parts: Sequence[int] = ()):
         if not 0.0 <= aligned <= 1.0:
             raise ValueError(f"aligned is a probability, got {aligned}")
+        if not 0.0 <= twin <= 1.0:
+            raise ValueError(f"twin is a probability, got {twin}")
+        self.twin = twin
+        self.twin_parts = frozenset(int(c) for c in twin_parts)
         if part_weights is not None:
             part_weights = np.asarray(part_weights, dtype=float)
             if part_weights.shape != (N_PARTS,) or not np.all(np.isfinite(part_weights)) \
@@ -143,6 +158,14 @@ class TripletSampler:
         if len(starts) == 0:
             starts = np.concatenate(self.index.active[track])
         return int(rng.choice(starts)) if len(starts) else 0
+
+    def _twinned(self, src: Source, c: int, rng: np.random.Generator) -> Source:
+        """``src`` as its twin, with chance ``twin``, where part c of its track has one (no draw
+        from rng unless twins are on for c, so earlier runs' triplets are unchanged)."""
+        if self.twin > 0.0 and c in self.twin_parts and self.index.twin[src.track, c] \
+                and rng.random() < self.twin:
+            return Source(src.track, src.start, twin=True)
+        return src
 
     def conditions(self, n: int, rng: np.random.Generator) -> np.ndarray:
         """``n`` condition parts in random order: each usable part about equally often, or
@@ -205,6 +228,7 @@ class TripletSampler:
 
             a_src1 = Source(int(a), self._start(rng, int(a), c))
             a_src2 = a_src1 if same else Source(int(a), self._start(rng, int(a), c))
+            a_src2 = self._twinned(a_src2, c, rng)
             d_src = Source(int(d), self._start(rng, int(d), c))
             return Triplet(
                 anchor=piece(a_src1, b, b1),
@@ -250,6 +274,8 @@ class TripletSampler:
             # (no draw from rng unless other_time is on, so earlier runs' groups are unchanged)
             own = (Source(a, self._start(rng, a, c))
                    if other_time > 0.0 and i > 0 and rng.random() < other_time else label)
+            if i > 0:
+                own = self._twinned(own, c, rng)
             out.append(tuple(own if j == c else
                              (Source(b, start) if rng.random() < self.keep_prob else None)
                              for j in range(N_PARTS)))

@@ -117,7 +117,16 @@ class Run:
         kw = dict(segment_seconds=cfg.segment_seconds, hop_seconds=cfg.hop_seconds,
                   device=self.env.device, progress=self.progress and self.env.main)
         weights = dataset_weights(cfg.data_weights, [d.root.name for d in train])
-        self.train = StemBank.from_datasets(train, max_tracks=cfg.max_tracks, weights=weights, **kw)
+        self.train = StemBank.from_datasets(train, max_tracks=cfg.max_tracks, weights=weights,
+                                            twins=cfg.twin_prob > 0, **kw)
+        if cfg.twin_prob > 0:
+            cols = [PARTS.index(p) for p in cfg.twin_parts]
+            have = self.train.index.twin[:, cols].any(axis=1)
+            if not have.any():
+                raise ValueError(f"twin_prob: no training track has twins of {', '.join(cfg.twin_parts)}; "
+                                 "render them with 'partwise-train data twins ROOT --parts ...'")
+            log.info("twins of %s: %d of %d training tracks", ", ".join(cfg.twin_parts),
+                     int(have.sum()), len(have))
         self.val = StemBank.from_datasets(val, max_tracks=cfg.max_val_tracks, **kw)
         per_dataset = [{"root": d.root.name, "train_tracks": len(d), "validation_tracks": len(v),
                         "sources": sorted({t.source for t in d.tracks}),
@@ -362,7 +371,8 @@ class Run:
                       ema_decay=cfg.ema_decay, lr_scale={"content": cfg.content_lr_scale})
         sampler = TripletSampler(self.train.index, pseudo=cfg.use_pseudo, additional=cfg.use_additional,
                                  same_tempo=cfg.same_tempo, keep_prob=cfg.keep_prob,
-                                 aligned=cfg.aligned_prob, part_weights=part_weights(cfg.part_weights))
+                                 aligned=cfg.aligned_prob, part_weights=part_weights(cfg.part_weights),
+                                 twin=cfg.twin_prob, twin_parts=[PARTS.index(p) for p in cfg.twin_parts])
         # validation stays unaligned, so its scores compare across runs whatever aligned_prob is
         val_sampler = TripletSampler(self.val.index, pseudo=cfg.use_pseudo, additional=cfg.use_additional,
                                      same_tempo=False, keep_prob=cfg.keep_prob)

@@ -113,6 +113,19 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--split", choices=("train", "validation", "test"), default=None,
                    help="one split (default: all tracks)")
     d.add_argument("-v", "--verbose", action="store_true")
+    t = sub.add_parser("twins", help="render chosen parts of every track again with another "
+                       "program, font and effects (the same notes), for 'fit --twin_prob'")
+    t.add_argument("root", type=Path, help="a dataset built by this command (Slakh layout)")
+    t.add_argument("--parts", default="piano",
+                   help="comma-separated parts to twin (default piano; not drums)")
+    t.add_argument("--split", choices=("train", "validation", "test"), default="train",
+                   help="the split whose tracks get twins (default train)")
+    t.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    t.add_argument("--workers", type=int, default=0, help="processes (default 0 = all cores)")
+    t.add_argument("--font-set", choices=sorted(FONT_SETS), default="debian", dest="font_set",
+                   help="the fonts the twins are voiced from (default debian, the training set)")
+    t.add_argument("--no-progress", action="store_true", help="no progress bar")
+    t.add_argument("-v", "--verbose", action="store_true")
     sub.add_parser("fonts", help="list the SoundFonts found and the named font sets")
     return parser
 
@@ -179,6 +192,18 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _identity(args.root, args.split)
         if args.action == "check":
             return _check(args.root, None if args.no_mix_sum else 1e-3)
+        if args.action == "twins":
+            from trainer.data.render import HELDOUT_SETS
+            from trainer.data.twins import build_twins
+
+            if args.font_set in HELDOUT_SETS and args.split == "train":
+                raise ValueError(f"font set {args.font_set!r} is kept for evaluation; it cannot "
+                                 "voice training twins")
+            summary = build_twins(args.root, parts=[p.strip() for p in args.parts.split(",") if p.strip()],
+                                  split=args.split, seed=args.seed, fonts=args.font_set,
+                                  workers=args.workers, progress=not args.no_progress)
+            print(json.dumps(summary, indent=2))
+            return 1 if summary["failed"] else 0
         if args.action == "info":
             from trainer.data.dataset import SPLITS, SlakhDataset
 

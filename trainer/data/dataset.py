@@ -25,7 +25,7 @@ import yaml
 from model import audioio
 from model.audio import SAMPLE_RATE
 from model.embedder import segment_starts
-from model.parts import N_PARTS
+from model.parts import N_PARTS, PARTS
 from trainer.data.slakh import midi_tempo, part_of_class
 
 log = logging.getLogger(__name__)
@@ -335,6 +335,26 @@ class SlakhDataset:
             m = min(n, len(wave))
             parts[part, :m] += wave[:m]
         return parts
+
+    def load_twins(self, i: int) -> dict[int, np.ndarray]:
+        """Track ``i``'s twins (``partwise-train data twins``): part -> (n,) float32, the sum of
+        that part's twin stems at ``self.sample_rate``; empty when the track has none."""
+        from trainer.data.twins import TWINS_DIR, read_twins
+
+        track = self.tracks[i].path
+        doc = read_twins(track)
+        if not doc:
+            return {}
+        n = self._length(i)
+        out: dict[int, np.ndarray] = {}
+        for key, stem in (doc.get("stems") or {}).items():
+            if stem.get("part") not in PARTS:
+                continue
+            part = PARTS.index(stem["part"])
+            wave = self._read(track / TWINS_DIR / f"{key}.flac")
+            m = min(n, len(wave))
+            out.setdefault(part, np.zeros(n, dtype=np.float32))[:m] += wave[:m]
+        return out
 
     def load_mix(self, i: int) -> np.ndarray:
         """(n,) float32 at ``self.sample_rate``: mix.flac (the sum of all stems if it is missing)."""
