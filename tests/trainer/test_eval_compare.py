@@ -164,3 +164,16 @@ def test_reports_from_before_plans_count_as_drawn(tmp_path):
     new = copy.deepcopy(old)
     new["config"]["plan"] = "drawn"
     check_comparable(load(write(tmp_path, "a", old)), load(write(tmp_path, "b", new)))
+
+
+def test_a_report_across_timbres_compares_only_with_another_across_timbres(tmp_path):
+    plain = report({p: [1.0, 2.0, 3.0, 4.0] for p in PARTS})
+    twins = copy.deepcopy(plain)
+    twins["config"]["twins"] = True
+    off = copy.deepcopy(plain)
+    off["config"]["twins"] = False  # written since the setting exists: the same as before it
+    pp, pt, po = write(tmp_path, "p", plain), write(tmp_path, "t", twins), write(tmp_path, "o", off)
+    check_comparable(load(pp), load(po))
+    check_comparable(load(pt), load(pt))
+    with pytest.raises(CompareError, match="twins"):
+        check_comparable(load(pp), load(pt))

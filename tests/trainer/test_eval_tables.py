@@ -237,3 +237,35 @@ def test_presence_on_clean_stems_and_mixes(pieces):
     assert mx["drums"]["accuracy"] == 100.0 and mx["drums"]["recall"] == 100.0
     assert np.isnan(mx["drums"]["false_present"])  # drums are never silent here
     assert mx["piano"]["accuracy"] == 100.0 and mx["piano"]["false_present"] == 0.0
+
+
+class _Twinned(F.ToneDataset):
+    """Tone tracks whose twins play part j of track i at the tone of track ``i + shift``: with
+    shift 0 the same sound, otherwise the sound of another track's part."""
+
+    def __init__(self, shift: int, **kw):
+        super().__init__(**kw)
+        self.shift = shift
+
+    def load_twins(self, i: int) -> dict[int, np.ndarray]:
+        other = self.load_parts((i + self.shift) % len(self))
+        own = self.load_parts(i)
+        return {j: other[j] for j in range(len(PARTS)) if own[j].any()}
+
+
+def test_table2_across_timbres_takes_every_other_piece_from_the_twin():
+    plan = plan_draws(F.ToneDataset(n_tracks=8).tracks, PARTS, 4, 4, seed=0, draws=1).pieces
+    jobs = {p: {("oracle", "mix")} for p in PARTS}
+    oracle = csn_method("o", "oracle")
+    same = _Twinned(0, n_tracks=8)
+    plain = collect_pseudo(same, plan, 3.0, jobs, FNS, activity=F.activity)
+    alike = collect_pseudo(same, plan, 3.0, jobs, FNS, activity=F.activity, twins=True)
+    for p in PARTS:  # a twin that sounds the same changes nothing
+        assert np.array_equal(plain[p].emb[("oracle", "mix")], alike[p].emb[("oracle", "mix")])
+    # a twin with another sound: an embedding that knows parts only by their sound loses the
+    # pieces that hold the twin
+    moved = collect_pseudo(_Twinned(3, n_tracks=8), plan, 3.0, jobs, FNS, activity=F.activity, twins=True)
+    assert pseudo_separation(plain, oracle) == {p: 100.0 for p in PARTS}
+    assert all(v < 90.0 for v in pseudo_separation(moved, oracle).values())
+    with pytest.raises(ValueError, match="data twins"):
+        collect_pseudo(F.ToneDataset(n_tracks=8), plan, 3.0, jobs, FNS, activity=F.activity, twins=True)

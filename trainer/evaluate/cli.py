@@ -63,6 +63,10 @@ def parser() -> argparse.ArgumentParser:
     ap.add_argument("--full", action="store_true",
                     help="the paper's full protocol: whole pseudo pieces and the baselines at "
                          "every segment length (slower)")
+    ap.add_argument("--twins", action="store_true",
+                    help="Table 2 across timbres: every other pseudo piece of a label takes the "
+                         "label part from its twin, the same notes in another program, font and "
+                         "effects (render them first: 'partwise-train data twins ROOT --split ...')")
     ap.add_argument("--batch-size", type=_positive_int, default=d.batch_size)
     ap.add_argument("--device", help="torch device (default: cuda when present, else cpu)")
     ap.add_argument("--no-plots", action="store_true")
@@ -83,7 +87,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                          max_segments=args.max_segments,
                          max_pseudo_seconds=None if args.full else args.max_pseudo_seconds,
                          baselines_all_lengths=args.full,
-                         batch_size=args.batch_size, plots=not args.no_plots)
+                         batch_size=args.batch_size, plots=not args.no_plots, twins=args.twins)
         report = run(args.data, args.weights, args.out, individual=args.individual, config=cfg,
                      device=args.device, progress=not args.no_progress)
     except (WeightsError, FileNotFoundError, ValueError) as e:

@@ -29,9 +29,9 @@ from model.parts import PARTS
 
 # evaluation settings that must agree for draw i of A to be draw i of B
 SAME = ("plan", "split", "seconds", "main_seconds", "k", "n_labels", "per_label", "draws", "seed",
-        "audible_only", "max_tracks", "max_segments", "max_pseudo_seconds")
-# a report written before Table 2 had plans ran the seeded draws
-DEFAULTS = {"plan": "drawn"}
+        "audible_only", "max_tracks", "max_segments", "max_pseudo_seconds", "twins")
+# a report written before Table 2 had plans ran the seeded draws, and before twins, without them
+DEFAULTS = {"plan": "drawn", "twins": False}
 
 
 class CompareError(ValueError):

@@ -96,6 +96,9 @@ class EvalConfig:
     batch_size: int = 64  # clips per network call (larger is faster on CPU too)
     n_mfcc: int = 20
     plots: bool = True
+    # Table 2: every other pseudo piece of a label takes the label part from its twin (the same
+    # notes in another timbre; segments.collect_pseudo); the split needs 'data twins'
+    twins: bool = False
 
     def __post_init__(self) -> None:
         self.seconds = tuple(sorted({float(s) for s in self.seconds}))
@@ -196,7 +199,8 @@ def evaluate(dataset: Dataset, fns: Mapping[str, EmbedFn], config: EvalConfig | 
     pp_jobs = {p: set().union(*(ms[k].jobs((p,)) for k in pp_methods)) for p in PARTS}
     pseudo = collect_pseudo(dataset, plan, cfg.main_seconds, pp_jobs, fns,
                             batch_size=cfg.batch_size, max_seconds=max_pseudo_seconds,
-                            max_segments=cfg.max_segments, activity=activity, progress=progress)
+                            max_segments=cfg.max_segments, activity=activity, progress=progress,
+                            twins=cfg.twins)
     timing["embed_pseudo_s"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()
@@ -354,6 +358,9 @@ def markdown(report: dict[str, Any]) -> str:
                 f"when the split is small), mean of {draws} seeded draws (std and min-max over "
                 "the draws). Two models differ on a part when their means differ by more than "
                 "about two stds.")
+    if cfg.get("twins"):
+        plan += (" Across timbres: every other pseudo piece of a label takes the label part from "
+                 "its twin, the same notes in another program, font and effects.")
     lines += [f"## Table 2: pseudo-piece separation ({cfg['main_seconds']:g} s)", "",
               plan + " The target's own pseudo piece never votes. Chance is one label in "
               "`labels`; the paper's numbers are for 5 s segments.", ""]

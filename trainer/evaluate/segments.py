@@ -373,12 +373,18 @@ def collect_pseudo(dataset: Dataset, plan: Sequence[PseudoPiece], seconds: float
                    jobs: Mapping[str, Iterable[Job]], fns: Mapping[str, EmbedFn], *,
                    batch_size: int = 32, max_seconds: float | None = None,
                    max_segments: int | None = None, activity: ActivityFn | None = None,
-                   cache_bytes: int = 2 << 30, progress: bool = False) -> dict[str, SegmentSet]:
+                   cache_bytes: int = 2 << 30, progress: bool = False,
+                   twins: bool = False) -> dict[str, SegmentSet]:
     """Embed the segments of the pseudo pieces in ``plan``; one SegmentSet per tested part.
 
     jobs: {part: [(fn, input)]} to run on that part's pseudo pieces. label = the label track,
     group = the pseudo piece id. Decoded stems (cut to ``max_seconds``) stay cached while a
     later piece needs them, within ``cache_bytes``; beyond it, the track needed last goes first.
+
+    ``twins``: every other piece of a label (its 2nd, 4th, ... in plan order) takes the label
+    part from the label track's twin (``partwise-train data twins``): the same notes in another
+    program, font and effects, so pieces that share the part share its notes and, half the
+    time, not its sound. A ValueError when no label track of the plan has a twin of its part.
     """
     sr = dataset_rate(dataset)
     act = activity or default_activity()
@@ -407,10 +413,42 @@ def collect_pseudo(dataset: Dataset, plan: Sequence[PseudoPiece], seconds: float
                 del cache[victim]
         return cache[i]
 
+    twin_of = _twin_pieces(dataset, plan, max_samples) if twins else {}
     for step, p in enumerate(_progress(plan, len(plan), "embedding pseudo pieces", progress)):
-        mix, parts = mix_pseudo(stems(p.label, step), stems(p.other, step), p.part, max_samples)
+        label = stems(p.label, step)
+        if p.piece in twin_of:
+            label = label.copy()
+            x = twin_of[p.piece]
+            n = min(len(x), label.shape[1])
+            label[part_index(p.part)] = 0.0
+            label[part_index(p.part), :n] = x[:n]
+        mix, parts = mix_pseudo(label, stems(p.other, step), p.part, max_samples)
         cols[p.part].add(mix, parts, label=p.label, group=p.piece)
         for i in (p.label, p.other):
             if next_use(i, step) == float("inf"):
                 cache.pop(i, None)
     return {p: c.finish() for p, c in cols.items()}
+
+
+def _twin_pieces(dataset: Dataset, plan: Sequence[PseudoPiece], max_samples: int | None
+                 ) -> dict[int, np.ndarray]:
+    """piece id -> its label part's twin, for every other piece of each (part, label) in plan
+    order whose label track has a twin of the part (see :func:`collect_pseudo`)."""
+    load = getattr(dataset, "load_twins", None)
+    seen: dict[tuple[str, int], int] = {}
+    loaded: dict[int, dict[int, np.ndarray]] = {}
+    out: dict[int, np.ndarray] = {}
+    for p in plan:
+        rank = seen.get((p.part, p.label), 0)
+        seen[(p.part, p.label)] = rank + 1
+        if rank % 2 == 0 or load is None:
+            continue
+        if p.label not in loaded:
+            loaded[p.label] = load(p.label)
+        x = loaded[p.label].get(part_index(p.part))
+        if x is not None:
+            out[p.piece] = np.ascontiguousarray(x[:max_samples]) if max_samples else x
+    if not out:
+        raise ValueError("no label track of Table 2 has a twin of its part: render them with "
+                         "'partwise-train data twins ROOT --split SPLIT --parts ...'")
+    return out
