@@ -27,10 +27,12 @@ one part's audio (one label track, one time) and take every other part from a di
 A step's triplets give the in-batch contrastive term about one such pair per aligned triplet;
 the groups give it K - 1 positives for each of their rows.
 
-With ``twin`` (a probability) the positive of a triplet whose condition is among ``twin_parts``,
-and every piece of a label group after the first, takes the part from its *twin* where the
-track has one: the same notes rendered in another program, font and effects chain. The shared
-part is then the notes, not the sound, and a subspace cannot find it by a per-song timbre.
+With ``twin`` (a probability) the positive of an aligned triplet whose condition is among
+``twin_parts``, and every piece of a label group after the first that takes the label part at
+the label's time, takes the part from its *twin* where the track has one: the same notes at the
+same time, rendered in another program, font and effects chain. The shared part is then the
+notes, not the sound, and a subspace cannot find it by a per-song timbre. (A positive at another
+time in another timbre would share only the song's harmony, which no network here reads.)
 
 The conditions of a step's triplets and groups are spread evenly over the parts, or, with
 ``part_weights``, in proportion to a weight per part: a part weighted 2 is the condition of
@@ -228,7 +230,8 @@ class TripletSampler:
 
             a_src1 = Source(int(a), self._start(rng, int(a), c))
             a_src2 = a_src1 if same else Source(int(a), self._start(rng, int(a), c))
-            a_src2 = self._twinned(a_src2, c, rng)
+            if same:  # the twin of the same notes: only where the positive shares the anchor's time
+                a_src2 = self._twinned(a_src2, c, rng)
             d_src = Source(int(d), self._start(rng, int(d), c))
             return Triplet(
                 anchor=piece(a_src1, b, b1),
@@ -274,7 +277,7 @@ class TripletSampler:
             # (no draw from rng unless other_time is on, so earlier runs' groups are unchanged)
             own = (Source(a, self._start(rng, a, c))
                    if other_time > 0.0 and i > 0 and rng.random() < other_time else label)
-            if i > 0:
+            if i > 0 and own == label:  # the same notes, at the label's time
                 own = self._twinned(own, c, rng)
             out.append(tuple(own if j == c else
                              (Source(b, start) if rng.random() < self.keep_prob else None)

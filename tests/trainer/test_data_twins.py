@@ -122,17 +122,22 @@ def test_positives_take_the_twin_and_nothing_else_does():
     s = TripletSampler(_index(True), keep_prob=0.9, aligned=0.5, twin=1.0, twin_parts=[PIANO])
     trips = s.draw(200, np.random.default_rng(1))
     for t in trips:
+        aligned = t.anchor[t.cond].start == t.positive[t.cond].start
         for piece, is_pos in ((t.anchor, False), (t.positive, True), (t.negative, False)):
             for j, src in enumerate(piece):
-                if src is not None:
-                    assert src.twin == (is_pos and j == PIANO and t.cond == PIANO)
-    assert any(t.cond == PIANO for t in trips)
-    groups = s.label_groups(40, 4, np.random.default_rng(2))
+                if src is not None:  # the twin only where the positive shares the anchor's time
+                    assert src.twin == (is_pos and j == PIANO and t.cond == PIANO and aligned)
+    assert any(t.positive[PIANO].twin for t in trips if t.cond == PIANO)
+    groups = s.label_groups(40, 4, np.random.default_rng(2), other_time=0.5)
+    seen = set()
     for g in groups:
-        label = [j for j in range(N_PARTS) if len({p[j] and (p[j].track, p[j].start) for p in g}) == 1]
+        c = next(j for j in range(N_PARTS) if len({p[j] and p[j].track for p in g}) == 1 and g[0][j])
         for k, piece in enumerate(g):
             twins = [j for j, src in enumerate(piece) if src is not None and src.twin]
-            assert twins == ([PIANO] if k > 0 and PIANO in label else [])
+            same_time = piece[c].start == g[0][c].start
+            assert twins == ([PIANO] if k > 0 and c == PIANO and same_time else [])
+            seen.add((c == PIANO, k > 0 and same_time, bool(twins)))
+    assert (True, True, True) in seen
 
 
 def test_without_twins_the_draws_are_unchanged():
