@@ -42,8 +42,9 @@ class TrainConfig:
     same_tempo: bool = True  # mix pseudo pieces only within one of the 36 tempo classes
     keep_prob: float = 0.6  # made silences: chance that each non-condition part is mixed in
     aligned_prob: float = 0.0  # chance that a triplet's shared parts come from the same time (sampling.py)
-    # chance that a positive (and a label group's piece) takes its part from the part's twin, the
-    # same notes in another program, font and effects ('partwise-train data twins'); 0 = off
+    # chance that an aligned positive (and a label group's piece at the label's time) takes its part
+    # from the part's twin, the same notes in another program, font and effects
+    # ('partwise-train data twins'); 0 = off
     twin_prob: float = 0.0
     twin_parts: tuple[str, ...] = ("piano",)  # the parts whose twins are used
     level_db: float = -24.0  # bring each part to this RMS (dBFS) before the gains; 0 = off
