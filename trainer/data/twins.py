@@ -158,12 +158,16 @@ def build_twins(root: str | Path, *, parts: Sequence[str] = ("piano",), split: s
     from tqdm import tqdm
 
     from trainer.data.dataset import SlakhDataset
-    from trainer.data.render import FontSet
+    from trainer.data.render import FontSet, heldout_fonts
 
     bad = [p for p in parts if p not in PARTS or p == "drums"]
     if bad or not parts:
         raise ValueError(f"twin parts must be among {', '.join(PARTS[1:])}, got {list(parts)}")
     fontset = FontSet.of(fonts if fonts is not None else "debian")
+    kept = sorted({f.name for f in fontset.fonts} & heldout_fonts())
+    if kept and split == "train":
+        raise ValueError(f"{', '.join(kept)} is kept for evaluation (font set 'heldout'); it "
+                         "cannot voice training twins")
     ds = SlakhDataset(root, split)
     jobs = [(t.path, i, tuple(parts), seed, fontset.fonts) for i, t in enumerate(ds.tracks)]
     t0 = time.perf_counter()
