@@ -64,6 +64,10 @@ class TrainConfig:
     use_additional: bool = True  # one additional triplet per basic triplet
     use_pretrain: bool = True  # pre-training from individual networks
     init_weights: str = ""  # start the main stage from these weights (fit --init); no stages before it
+    # with init_weights: the first this many conv pairs (and their batch norms) start from fresh
+    # random weights (drawn from ``seed``), the rest from init_weights, so the first layers learn
+    # their input (e.g. the pitch rows) afresh under a trained trunk
+    init_reset_blocks: int = 0
     margin: float = TRIPLET_MARGIN
     norm_lambda: float = NORM_LAMBDA
     spread_lambda: float = 0.0  # weight of the subspace-spread term (model.losses.spread_loss)
@@ -290,10 +294,19 @@ def apply_overrides(cfg: TrainConfig, overrides: list[str] | None) -> TrainConfi
                          f"read-out), and a held read-out needs content_slices x {N_CHROMA} <= "
                          f"{SUBSPACE_DIM} "
                          f"(got {cfg.content_slices} slices)")
+    if isinstance(cfg.init_reset_blocks, bool) or not 0 <= cfg.init_reset_blocks <= 5:
+        raise ValueError(f"init_reset_blocks: need 0-5 conv pairs (0 = none), got {cfg.init_reset_blocks}")
     if not 0.0 <= cfg.spread_between_memory < 1.0:
         raise ValueError(f"spread_between_memory: {cfg.spread_between_memory} is not in [0, 1) "
                          "(0 = each step's own rows)")
     return cfg
+
+
+def check_start(cfg: TrainConfig) -> None:
+    """ValueError where the config asks for what only a run from start weights can do."""
+    if cfg.init_reset_blocks and not cfg.init_weights:
+        raise ValueError("init_reset_blocks: needs start weights (fit --init); a run from "
+                         "random weights draws every block afresh anyway")
 
 
 def parse_data_weights(text: str, example: str = "freedoom:4") -> dict[str, float]:

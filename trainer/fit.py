@@ -22,7 +22,7 @@ from pathlib import Path
 import torch.distributed as dist
 
 from trainer.clitools import portable_args, setup_logging
-from trainer.config import PRESETS, TrainConfig, apply_overrides, resolve
+from trainer.config import PRESETS, TrainConfig, apply_overrides, check_start, resolve
 from trainer.loop import Paused, reopen
 from trainer.stages import Run
 
@@ -64,6 +64,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             cfg = init_config(args.init, args.preset, overrides)
         else:
             cfg = resolve(args.preset, overrides)
+        check_start(cfg)
         for d in args.data:
             if not d.is_dir():
                 raise ValueError(f"{d}: dataset folder not found")
@@ -121,8 +122,8 @@ def init_config(weights: Path, preset: str, overrides: list[str]) -> TrainConfig
         cfg = resolve(preset, overrides)
     else:
         base = TrainConfig.from_dict(card["config"])
-        # the earlier run's budget and epoch cap are not this run's
-        base.time_budget_min, base.max_epochs_this_run = 0.0, 0
+        # the earlier run's budget, epoch cap and fresh first blocks are not this run's
+        base.time_budget_min, base.max_epochs_this_run, base.init_reset_blocks = 0.0, 0, 0
         cfg = apply_overrides(base, overrides)
     cfg.init_weights = str(weights)
     return cfg

@@ -48,7 +48,7 @@ from model.network import CSN, ModelSpec
 from model.parts import N_PARTS, PARTS, stack_parts
 from model.weights import load_weights, save_weights
 from trainer.bank import EQ_POINTS_HZ, StemBank
-from trainer.config import TrainConfig, dataset_weights, part_weights
+from trainer.config import TrainConfig, check_start, dataset_weights, part_weights
 from trainer.content import ContentHead, chroma_slices, content_loss
 from trainer.evaluate.metrics import largest_norm_predict, participation_ratio
 from trainer.loop import Stage, setup_env, unwrap
@@ -65,7 +65,7 @@ from trainer.sampling import (
     stem_pieces,
 )
 from trainer.summary import finish
-from trainer.widen import pitch_lifted, rechannel_state, repool_state
+from trainer.widen import pitch_lifted, rechannel_state, repool_state, reset_blocks
 
 log = logging.getLogger(__name__)
 EVAL_BATCH = 64  # clips per forward pass when embedding for validation and targets
@@ -352,6 +352,7 @@ class Run:
         if (self.out / "main.done").exists():
             return
         base, norm = CSN(self.spec.net), NormLoss()
+        check_start(cfg)
         if cfg.init_weights:
             # a checkpoint of this stage overrides the start weights (and may have another
             # shape: trainer.widen), so they are then only read for the card's record
@@ -495,6 +496,10 @@ class Run:
             log.info("%s reads %d input channel(s); this run %d (the new ones start at zero "
                      "weight)", path, w.spec.net.channels, channels)
         net.load_state_dict(state)
+        if self.cfg.init_reset_blocks:
+            reset_blocks(net, self.cfg.init_reset_blocks, self.cfg.seed)
+            log.info("the first %d conv pair(s) start from fresh random weights",
+                     self.cfg.init_reset_blocks)
         bias = w.card.get("norm_bias_trained") or w.card.get("norm_bias")
         if bias is not None and len(bias) == N_PARTS:
             with torch.no_grad():

@@ -125,6 +125,24 @@ def rechannel_state(state: dict[str, torch.Tensor], old: NetConfig, channels: in
     return out
 
 
+def reset_blocks(net: CSN, n_blocks: int, seed: int = 0) -> CSN:
+    """Draw the first ``n_blocks`` conv pairs of ``net`` afresh (in place; returns ``net``): each
+    convolution gets PyTorch's default initialisation and each batch norm unit scale, zero shift
+    and fresh running statistics, drawn from ``seed`` without touching the global generator. The
+    blocks after them keep their weights. A start for a trained trunk whose first layers must
+    learn their input anew (a pitch channel that a trained first layer would hold at zero)."""
+    if not 0 <= n_blocks <= len(net.cfg.widths):
+        raise ValueError(f"reset_blocks: the network has {len(net.cfg.widths)} conv pairs, "
+                         f"got {n_blocks}")
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        for unit in list(net.encoder)[: 3 * n_blocks]:
+            for m in unit.modules():
+                if isinstance(m, (nn.Conv2d, nn.BatchNorm2d)):
+                    m.reset_parameters()
+    return net
+
+
 def pitch_lifted(spec: ModelSpec, target: ModelSpec) -> ModelSpec:
     """``spec`` as the network :func:`rechannel_state` lifts it into for ``target``: where
     ``spec`` reads fewer input channels than ``target``, the pitch settings of ``target`` (the

@@ -592,6 +592,34 @@ def test_init_may_add_the_pitch_channel(tiny_data, tmp_path, caplog):
                  "--pitch=false", "--epochs=1"]) == 1  # dropping the pitch rows is not the same function
 
 
+def test_init_may_draw_the_first_blocks_afresh(tiny_data, tmp_path, caplog):
+    """--init_reset_blocks=1 with --pitch: the first conv pair reads both channels from fresh
+    random weights, every later weight is the start's; a run from its weights does not reset
+    again unless asked; without --init the option is refused before any data is read."""
+    args, start, second = _init_from_a_first_run(tiny_data, tmp_path, caplog, "--pitch=true",
+                                                 "--init_reset_blocks=1")
+    assert "the first 1 conv pair(s) start from fresh random weights" in caplog.text
+    end = torch.load(second / "ckpt-main.pt", weights_only=True)["modules"]["net"]
+    old = start.model.state_dict()
+    conv = end["encoder.0.0.weight"]
+    assert conv.shape[1] == 2 and conv[:, 0].abs().mean() > 0 and conv[:, 1].abs().mean() > 0
+    assert not torch.allclose(conv[:, :1], old["encoder.0.0.weight"])
+    assert not torch.allclose(end["encoder.1.0.weight"], old["encoder.1.0.weight"])
+    for k, v in old.items():  # blocks 2-5 and the embedding layer: the start's (rate 0)
+        if not k.startswith(("encoder.0.", "encoder.1.")) and "running" not in k \
+                and "num_batches" not in k:
+            assert torch.equal(v, end[k]), k
+    from trainer.fit import init_config
+    export(second, tmp_path / "w.safetensors")
+    assert load_weights(tmp_path / "w.safetensors").card["config"]["init_reset_blocks"] == 1
+    assert init_config(tmp_path / "w.safetensors", "cpu", []).init_reset_blocks == 0
+    assert main([*args, "--out", str(tmp_path / "third"), "--init_reset_blocks=1", "--epochs=1"]) == 1
+    assert not (tmp_path / "third").exists() or not any((tmp_path / "third").iterdir())
+    from trainer.widen import reset_blocks
+    with pytest.raises(ValueError, match="5 conv pairs"):
+        reset_blocks(start.model, 6)
+
+
 def test_init_may_change_the_stft_window(tiny_data, tmp_path, caplog):
     """--n_fft is a config value that reaches the model spec; --init may start from weights
     trained with another window (the network's input keeps its shape) and says so, while a
