@@ -331,10 +331,14 @@ class SlakhDataset:
         n = self._length(i)
         parts = np.zeros((N_PARTS, n), dtype=np.float32)
         for rel, part in entry["stems"]:
-            wave = self._read(track / rel)
-            m = min(n, len(wave))
-            parts[part, :m] += wave[:m]
+            self._add_stem(parts[part], track / rel)
         return parts
+
+    def _add_stem(self, out: np.ndarray, path: Path) -> None:
+        """Add the stem at ``path`` to ``out`` (a part's samples), cut to its length."""
+        wave = self._read(path)
+        m = min(len(out), len(wave))
+        out[:m] += wave[:m]
 
     def load_twins(self, i: int) -> dict[int, np.ndarray]:
         """Track ``i``'s twins (``partwise-train data twins``): part -> (n,) float32, the sum of
@@ -351,9 +355,8 @@ class SlakhDataset:
             if stem.get("part") not in PARTS:
                 continue
             part = PARTS.index(stem["part"])
-            wave = self._read(track / TWINS_DIR / f"{key}.flac")
-            m = min(n, len(wave))
-            out.setdefault(part, np.zeros(n, dtype=np.float32))[:m] += wave[:m]
+            self._add_stem(out.setdefault(part, np.zeros(n, dtype=np.float32)),
+                           track / TWINS_DIR / f"{key}.flac")
         return out
 
     def load_mix(self, i: int) -> np.ndarray:

@@ -78,6 +78,7 @@ def twin_track(track: Path, index: int, parts: Sequence[str], seed: int,
     import pretty_midi
     import soundfile as sf
 
+    from model import audioio
     from trainer.data.dataset import read_metadata
     from trainer.data.effects import apply_chain, draw_chain, draw_room
     from trainer.data.render import RenderError, render_instrument
@@ -103,14 +104,12 @@ def twin_track(track: Path, index: int, parts: Sequence[str], seed: int,
         for k, (key, stem) in enumerate(todo):
             rng = np.random.default_rng([seed, index, 91, k])
             try:
-                orig, sr = sf.read(str(audio_dir / f"{key}.flac"), dtype="float32")
+                orig, sr = audioio.read(audio_dir / f"{key}.flac", mono=True)
                 with warnings.catch_warnings():
                     warnings.simplefilter("ignore")
                     midi = pretty_midi.PrettyMIDI(str(midi_dir / f"{key}.mid"))
             except Exception as exc:  # soundfile and pretty_midi raise many kinds of errors
                 return TwinResult(track.name, "failed", reason=f"{key}: cannot read the stem ({exc})")
-            if orig.ndim > 1:
-                orig = orig.mean(axis=1)
             insts = [i for i in midi.instruments if i.notes]
             if not insts:
                 continue
