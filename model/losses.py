@@ -415,6 +415,18 @@ def pretrain_block_loss(emb: torch.Tensor, target: torch.Tensor, present: torch.
     return direction + length
 
 
+def distill_loss(emb: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """How far a network's embedding is from another network's on the same mixes, part by
+    part: per subspace, sum over rows of ||e_j - t_j||^2 over the sum of ||t_j||^2 (the
+    teacher's own energy there, so every subspace weighs alike whatever its scale), then the
+    mean over the five. 0 where the two agree; 1 where ``emb`` is all zeros. The teacher's
+    lengths (its presence) are kept along with its directions. emb, target: (B, 640)."""
+    e, t = stack_parts(emb), stack_parts(target.to(emb.dtype))  # (B, 5, 128)
+    err = (e - t).pow(2).sum(dim=(0, 2))
+    energy = t.pow(2).sum(dim=(0, 2)).clamp_min(_EPS)
+    return (err / energy).mean()
+
+
 def block_cosine(emb: torch.Tensor, target: torch.Tensor, present: torch.Tensor) -> float:
     """Mean cos between output and target blocks over the sounding parts (a pre-training
     validation figure that does not depend on the loss)."""

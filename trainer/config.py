@@ -11,12 +11,16 @@ import json
 import math
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from model.audio import N_FFT, N_MELS, SAMPLE_RATE, AudioConfig
 from model.losses import NORM_LAMBDA, TRIPLET_MARGIN, contrast_metrics
 from model.network import ModelSpec, NetConfig
 from model.parts import PARTS, SUBSPACE_DIM
 from trainer.content import N_CHROMA
+
+if TYPE_CHECKING:
+    from model.weights import Weights
 
 WIDTHS: tuple[int, ...] = NetConfig.widths  # the paper's network (model.network.NetConfig)
 
@@ -68,6 +72,12 @@ class TrainConfig:
     # random weights (drawn from ``seed``), the rest from init_weights, so the first layers learn
     # their input (e.g. the pitch rows) afresh under a trained trunk
     init_reset_blocks: int = 0
+    # a teacher: the main stage adds distill_lambda x model.losses.distill_loss between this
+    # run's embedding and the teacher's (these weights, frozen, through their own front end)
+    # on every mix of a step, e.g. to hold a trained model's answers while a changed front end
+    # or fresh first blocks relearn (0 = off)
+    distill_weights: str = ""
+    distill_lambda: float = 0.0
     margin: float = TRIPLET_MARGIN
     norm_lambda: float = NORM_LAMBDA
     spread_lambda: float = 0.0  # weight of the subspace-spread term (model.losses.spread_loss)
@@ -296,6 +306,11 @@ def apply_overrides(cfg: TrainConfig, overrides: list[str] | None) -> TrainConfi
                          f"(got {cfg.content_slices} slices)")
     if isinstance(cfg.init_reset_blocks, bool) or not 0 <= cfg.init_reset_blocks <= 5:
         raise ValueError(f"init_reset_blocks: need 0-5 conv pairs (0 = none), got {cfg.init_reset_blocks}")
+    if not (math.isfinite(cfg.distill_lambda) and cfg.distill_lambda >= 0):
+        raise ValueError(f"distill_lambda: {cfg.distill_lambda} is not a weight >= 0 (0 = off)")
+    if bool(cfg.distill_lambda) != bool(cfg.distill_weights):
+        raise ValueError("distill: give both the teacher (distill_weights=FILE) and its weight "
+                         f"(distill_lambda > 0), got {cfg.distill_weights!r} and {cfg.distill_lambda}")
     if not 0.0 <= cfg.spread_between_memory < 1.0:
         raise ValueError(f"spread_between_memory: {cfg.spread_between_memory} is not in [0, 1) "
                          "(0 = each step's own rows)")
@@ -307,6 +322,30 @@ def check_start(cfg: TrainConfig) -> None:
     if cfg.init_reset_blocks and not cfg.init_weights:
         raise ValueError("init_reset_blocks: needs start weights (fit --init); a run from "
                          "random weights draws every block afresh anyway")
+    if cfg.distill_weights:
+        load_teacher(cfg)
+
+
+def load_teacher(cfg: TrainConfig) -> Weights:
+    """The teacher of ``distill_weights`` (:class:`model.weights.Weights`); WeightsError naming
+    the file when it is missing or damaged, ValueError when it hears another sample rate."""
+    from model.weights import load_weights
+
+    w = load_weights(Path(cfg.distill_weights))
+    if w.spec.audio.sample_rate != cfg.sample_rate:
+        raise ValueError(f"{cfg.distill_weights}: the teacher hears {w.spec.audio.sample_rate} Hz, "
+                         f"this run {cfg.sample_rate} Hz")
+    return w
+
+
+def portable_config(config: dict) -> dict:
+    """A run's config as a card records it: the start and teacher weights by file name only
+    (no machine paths in a card)."""
+    out = dict(config)
+    for key in ("init_weights", "distill_weights"):
+        if out.get(key):
+            out[key] = Path(out[key]).name
+    return out
 
 
 def parse_data_weights(text: str, example: str = "freedoom:4") -> dict[str, float]:

@@ -18,6 +18,7 @@ import torch
 
 from model.weights import Weights, WeightsError, load_weights, read_card, save_weights
 from trainer.clitools import portable_args, setup_logging
+from trainer.config import portable_config
 from trainer.loop import averaged_state
 
 log = logging.getLogger(__name__)
@@ -97,9 +98,9 @@ def export(run: Path, out: Path, extra_card: dict | None = None,
     card = dict(read_card(src).get("card", {}))
     if last or ema:
         card = _last_epoch(run, w, card, ema)
-    config = json.loads((run / "config.json").read_text()) if (run / "config.json").exists() else {}
-    if config.get("init_weights"):  # the file's name, as in card["init"]: no machine paths
-        config["init_weights"] = Path(config["init_weights"]).name
+    # the start and teacher files by name, as in card["init"]: no machine paths
+    config = portable_config(json.loads((run / "config.json").read_text())) \
+        if (run / "config.json").exists() else {}
     summary = json.loads((run / "summary.json").read_text()) if (run / "summary.json").exists() else {}
     metrics = run / "metrics.json"
     init = card.pop("init", None)  # a run started from other weights (fit --init) goes on from them

@@ -122,8 +122,9 @@ def init_config(weights: Path, preset: str, overrides: list[str]) -> TrainConfig
         cfg = resolve(preset, overrides)
     else:
         base = TrainConfig.from_dict(card["config"])
-        # the earlier run's budget, epoch cap and fresh first blocks are not this run's
+        # the earlier run's budget, epoch cap, fresh first blocks and teacher are not this run's
         base.time_budget_min, base.max_epochs_this_run, base.init_reset_blocks = 0.0, 0, 0
+        base.distill_weights, base.distill_lambda = "", 0.0
         cfg = apply_overrides(base, overrides)
     cfg.init_weights = str(weights)
     return cfg

@@ -29,6 +29,7 @@ from model.losses import (
     ScatterMemory,
     block_cosine,
     contrast_metrics,
+    distill_loss,
     invariance_loss,
     masked_distance,
     masked_triplet_loss,
@@ -48,7 +49,14 @@ from model.network import CSN, ModelSpec
 from model.parts import N_PARTS, PARTS, stack_parts
 from model.weights import load_weights, save_weights
 from trainer.bank import EQ_POINTS_HZ, StemBank
-from trainer.config import TrainConfig, check_start, dataset_weights, part_weights
+from trainer.config import (
+    TrainConfig,
+    check_start,
+    dataset_weights,
+    load_teacher,
+    part_weights,
+    portable_config,
+)
 from trainer.content import ContentHead, chroma_slices, content_loss
 from trainer.evaluate.metrics import largest_norm_predict, participation_ratio
 from trainer.loop import Stage, setup_env, unwrap
@@ -195,9 +203,8 @@ class Run:
         else:
             bias = unwrap(modules["norm"]).bias.detach().cpu().tolist() if "norm" in modules else None
             # the training config too, so `fit --init` from a run's own best weights trains on with
-            # what trained them (the start file by name only, as in an exported card)
-            config = self.cfg.to_dict() | {"init_weights": Path(self.cfg.init_weights).name
-                                           if self.cfg.init_weights else ""}
+            # what trained them (the start and teacher files by name only, as in an exported card)
+            config = portable_config(self.cfg.to_dict())
             card = {"val": row, "norm_bias": bias, "data": self.summary, "config": config}
             if self.init_info:  # what the run started from, with that model's chunks of training
                 card["init"] = self.init_info
@@ -386,6 +393,9 @@ class Run:
         solo_clips, solo_present = self.val.render(val_solo) if val_solo else (None, None)
         val_content = self._content_targets(head, flatten(val_trip), val_present, self.val) \
             if head is not None else None
+        teacher = self._teacher() if cfg.distill_lambda else None
+        val_taught = torch.from_numpy(teacher.embed_clips(val_clips)).to(self.env.device) \
+            if teacher is not None else None
 
         def step(rng: np.random.Generator) -> dict[str, float]:
             t0 = time.perf_counter()
@@ -415,6 +425,10 @@ class Run:
                     self._content_targets(head, pieces[:seen], present[:seen], self.train))
                 losses |= terms
                 losses["loss"] = losses["loss"] + cfg.content_lambda * terms["content"]
+            if teacher is not None:  # on every row of the step, stems and solos included
+                taught = torch.from_numpy(teacher.embed_clips(clips)).to(emb.device)
+                losses["distill"] = distill_loss(emb, taught)
+                losses["loss"] = losses["loss"] + cfg.distill_lambda * losses["distill"]
             self._update(stage.opt, losses["loss"])
             return {k: v.item() for k, v in losses.items()} | {
                 "data_s": t1 - t0, "compute_s": time.perf_counter() - t1}
@@ -426,6 +440,8 @@ class Run:
                 with torch.no_grad():
                     row |= {f"val_{k}": v.item() for k, v in
                             self._content_terms(mods["content"](emb), val_content).items()}
+            if val_taught is not None:  # how far from the teacher, on the validation mixes
+                row["val_distill"] = distill_loss(emb, val_taught).item()
             if solo_clips is not None:
                 row |= solo_identification(self.embed_eval(net, self.spec, solo_clips), solo_present)
             return row | subspace_dims(emb, val_present, norms=True) | retrieval_top1(val_trip, emb, val_present)
@@ -434,6 +450,15 @@ class Run:
         if self.env.main:
             (self.out / "main.done").write_text("{}")
         self._barrier()
+
+    def _teacher(self) -> Embedder:
+        """The frozen teacher of ``distill_weights``, embedding through its own front end (a
+        teacher without this run's pitch rows, or with another STFT window, hears the same
+        clips its own way)."""
+        w = load_teacher(self.cfg)
+        log.info("distilling from %s (%s) at weight %g", Path(self.cfg.distill_weights).name,
+                 w.sha256[:12], self.cfg.distill_lambda)
+        return Embedder(w.model, w.spec, device=self.env.device, batch_size=EVAL_BATCH)
 
     @staticmethod
     def _content_targets(head: ContentHead, pieces: Sequence[Piece], present: torch.Tensor,

@@ -997,3 +997,54 @@ def test_a_run_with_a_held_content_read_out_checkpoints_and_resumes_it(tiny_data
     rows = [r for r in map(json.loads, (out / "log.jsonl").read_text().splitlines())
             if r.get("stage") == "main" and "val_content_piano" in r]
     assert len(rows) == 2 and all(np.isfinite(r["val_content_piano"]) for r in rows)
+
+
+def test_a_teacher_holds_the_run_near_its_answers(tiny_data, tmp_path, caplog):
+    """--distill_weights/--distill_lambda: the teacher (here the start weights, heard without the
+    run's pitch rows) embeds every step's mixes through its own front end; the term is logged
+    per step and on validation, the card names the teacher by file name only, a run started
+    from such weights has no teacher unless asked, and a missing or half-given teacher is
+    refused before any data is read."""
+    first = tmp_path / "first"
+    teacher = str(first / "best.safetensors")
+    args, start, second = _init_from_a_first_run(
+        tiny_data, tmp_path, caplog, "--pitch=true", "--init_reset_blocks=1",
+        f"--distill_weights={teacher}", "--distill_lambda=2")
+    assert f"distilling from best.safetensors ({start.sha256[:12]}) at weight 2" in caplog.text
+    rows = [json.loads(x) for x in (second / "log.jsonl").read_text().splitlines()]
+    epochs = [r for r in rows if r.get("stage") == "main" and "epoch" in r]
+    # the fresh first block answers otherwise than the teacher: the term (the epoch's mean over
+    # its steps) and its validation figure are well above 0
+    assert epochs and all(r["distill"] > 0.01 and 0.01 < r["val_distill"] < 10.0 for r in epochs)
+    export(second, tmp_path / "w.safetensors")
+    card = load_weights(tmp_path / "w.safetensors").card
+    assert card["config"]["distill_weights"] == "best.safetensors"
+    assert card["config"]["distill_lambda"] == 2.0
+    from trainer.fit import init_config
+    cfg = init_config(tmp_path / "w.safetensors", "cpu", [])
+    assert (cfg.distill_weights, cfg.distill_lambda) == ("", 0.0)
+    bad = ["--out", str(tmp_path / "third"), "--init", teacher, "--epochs=1"]
+    caplog.clear()
+    assert main([*args, *bad, f"--distill_weights={tmp_path / 'gone.safetensors'}", "--distill_lambda=1"]) == 1
+    assert "gone.safetensors" in caplog.text
+    assert main([*args, *bad, "--distill_lambda=1"]) == 1
+    assert main([*args, *bad, f"--distill_weights={teacher}"]) == 1
+    assert not (tmp_path / "third").exists() or not any((tmp_path / "third").iterdir())
+
+
+def test_distill_loss_weighs_every_subspace_alike():
+    from model.losses import distill_loss
+    g = torch.Generator().manual_seed(0)
+    t = torch.randn(16, 640, generator=g)
+    assert distill_loss(t.clone(), t).item() == 0.0
+    assert distill_loss(torch.zeros_like(t), t).item() == pytest.approx(1.0)
+    # one subspace 100 times louder: an error of the same share there counts the same
+    scaled = t.clone()
+    scaled[:, :128] *= 100.0
+    noisy = t + 0.1 * torch.randn(16, 640, generator=g)
+    noisy_scaled = noisy.clone()
+    noisy_scaled[:, :128] *= 100.0
+    assert distill_loss(noisy_scaled, scaled).item() == pytest.approx(distill_loss(noisy, t).item(), rel=1e-4)
+    e = t.clone().requires_grad_(True)
+    distill_loss(e * 0.5, t).backward()
+    assert e.grad is not None and e.grad.abs().sum() > 0
