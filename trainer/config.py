@@ -317,13 +317,14 @@ def apply_overrides(cfg: TrainConfig, overrides: list[str] | None) -> TrainConfi
     return cfg
 
 
-def check_start(cfg: TrainConfig) -> None:
-    """ValueError where the config asks for what only a run from start weights can do."""
+def check_start(cfg: TrainConfig) -> Weights | None:
+    """ValueError where the config asks for what only a run from start weights can do;
+    WeightsError or ValueError for a teacher that cannot teach this run. Returns the teacher's
+    weights (None without one), so a caller that goes on to train reads them once."""
     if cfg.init_reset_blocks and not cfg.init_weights:
         raise ValueError("init_reset_blocks: needs start weights (fit --init); a run from "
                          "random weights draws every block afresh anyway")
-    if cfg.distill_weights:
-        load_teacher(cfg)
+    return load_teacher(cfg) if cfg.distill_weights else None
 
 
 def load_teacher(cfg: TrainConfig) -> Weights:

@@ -47,13 +47,12 @@ from model.losses import (
 )
 from model.network import CSN, ModelSpec
 from model.parts import N_PARTS, PARTS, stack_parts
-from model.weights import load_weights, save_weights
+from model.weights import Weights, load_weights, save_weights
 from trainer.bank import EQ_POINTS_HZ, StemBank
 from trainer.config import (
     TrainConfig,
     check_start,
     dataset_weights,
-    load_teacher,
     part_weights,
     portable_config,
 )
@@ -359,7 +358,7 @@ class Run:
         if (self.out / "main.done").exists():
             return
         base, norm = CSN(self.spec.net), NormLoss()
-        check_start(cfg)
+        taught_by = check_start(cfg)
         if cfg.init_weights:
             # a checkpoint of this stage overrides the start weights (and may have another
             # shape: trainer.widen), so they are then only read for the card's record
@@ -393,7 +392,7 @@ class Run:
         solo_clips, solo_present = self.val.render(val_solo) if val_solo else (None, None)
         val_content = self._content_targets(head, flatten(val_trip), val_present, self.val) \
             if head is not None else None
-        teacher = self._teacher() if cfg.distill_lambda else None
+        teacher = self._teacher(taught_by) if taught_by is not None else None
         val_taught = torch.from_numpy(teacher.embed_clips(val_clips)).to(self.env.device) \
             if teacher is not None else None
 
@@ -451,11 +450,10 @@ class Run:
             (self.out / "main.done").write_text("{}")
         self._barrier()
 
-    def _teacher(self) -> Embedder:
-        """The frozen teacher of ``distill_weights``, embedding through its own front end (a
-        teacher without this run's pitch rows, or with another STFT window, hears the same
-        clips its own way)."""
-        w = load_teacher(self.cfg)
+    def _teacher(self, w: Weights) -> Embedder:
+        """The frozen teacher ``w`` (of ``distill_weights``), embedding through its own front
+        end (a teacher without this run's pitch rows, or with another STFT window, hears the
+        same clips its own way)."""
         log.info("distilling from %s (%s) at weight %g", Path(self.cfg.distill_weights).name,
                  w.sha256[:12], self.cfg.distill_lambda)
         return Embedder(w.model, w.spec, device=self.env.device, batch_size=EVAL_BATCH)
