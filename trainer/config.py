@@ -78,6 +78,10 @@ class TrainConfig:
     # or fresh first blocks relearn (0 = off)
     distill_weights: str = ""
     distill_lambda: float = 0.0
+    # > 0: the teacher's weight falls linearly from distill_lambda to 0 over this share of the
+    # stage's schedule (the progress the learning rate follows: steps or time budget), and the
+    # teacher is not run after it, so the last of the run trains on its own terms (0 = held)
+    distill_fade: float = 0.0
     margin: float = TRIPLET_MARGIN
     norm_lambda: float = NORM_LAMBDA
     spread_lambda: float = 0.0  # weight of the subspace-spread term (model.losses.spread_loss)
@@ -311,6 +315,11 @@ def apply_overrides(cfg: TrainConfig, overrides: list[str] | None) -> TrainConfi
     if bool(cfg.distill_lambda) != bool(cfg.distill_weights):
         raise ValueError("distill: give both the teacher (distill_weights=FILE) and its weight "
                          f"(distill_lambda > 0), got {cfg.distill_weights!r} and {cfg.distill_lambda}")
+    if not (math.isfinite(cfg.distill_fade) and 0.0 <= cfg.distill_fade <= 1.0):
+        raise ValueError(f"distill_fade: {cfg.distill_fade} is not a share of the run in [0, 1] "
+                         "(0 = the teacher's weight held)")
+    if cfg.distill_fade and not cfg.distill_lambda:
+        raise ValueError("distill_fade: needs a teacher (distill_weights, distill_lambda) to fade")
     if not 0.0 <= cfg.spread_between_memory < 1.0:
         raise ValueError(f"spread_between_memory: {cfg.spread_between_memory} is not in [0, 1) "
                          "(0 = each step's own rows)")

@@ -124,7 +124,7 @@ def init_config(weights: Path, preset: str, overrides: list[str]) -> TrainConfig
         base = TrainConfig.from_dict(card["config"])
         # the earlier run's budget, epoch cap, fresh first blocks and teacher are not this run's
         base.time_budget_min, base.max_epochs_this_run, base.init_reset_blocks = 0.0, 0, 0
-        base.distill_weights, base.distill_lambda = "", 0.0
+        base.distill_weights, base.distill_lambda, base.distill_fade = "", 0.0, 0.0
         cfg = apply_overrides(base, overrides)
     cfg.init_weights = str(weights)
     return cfg

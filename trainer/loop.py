@@ -69,12 +69,18 @@ def setup_env(cfg: TrainConfig) -> Env:
     return Env(torch.device("cuda" if want_cuda else "cpu"))
 
 
+def progress_at(step: int, total: int, warmup: int, time_frac: float = 0.0) -> float:
+    """How far a stage's schedule stands, 0-1: the share of its steps after ``warmup`` or of its
+    time budget (``time_frac``) spent, whichever is further."""
+    return min(1.0, max((step - warmup) / max(1, total - warmup), time_frac))
+
+
 def lr_at(step: int, total: int, base: float, warmup: int, time_frac: float = 0.0) -> float:
     """Cosine decay to 10 % of ``base`` over the steps or over the time budget (``time_frac``:
-    share of it spent), whichever runs out first; the first ``warmup`` steps ramp linearly up to
-    that value (so a stage restarted late in its budget, e.g. a widened network, warms up to
-    where its schedule stands, not to ``base``)."""
-    progress = min(1.0, max((step - warmup) / max(1, total - warmup), time_frac))
+    share of it spent), whichever runs out first (:func:`progress_at`); the first ``warmup``
+    steps ramp linearly up to that value (so a stage restarted late in its budget, e.g. a
+    widened network, warms up to where its schedule stands, not to ``base``)."""
+    progress = progress_at(step, total, warmup, time_frac)
     lr = base * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * progress)))
     if warmup and step < warmup:
         lr *= (step + 1) / warmup
@@ -157,6 +163,9 @@ class Stage:
         self.lr, self.epochs, self.steps, self.budget_s, self.warmup = lr, epochs, steps, budget_s, warmup
         self.ckpt = run.out / f"ckpt-{name.replace(':', '-')}.pt"
         self.state = StageState()
+        # where the schedule stands at the step being taken (progress_at), for terms that fade
+        # with it as the rate does
+        self.progress = 0.0
         if self.ckpt.exists():
             self._load()
 
@@ -232,6 +241,7 @@ class Stage:
                    disable=not env.main or not self.run.progress, leave=False)
         for _ in bar:
             spent = (st.seconds + time.perf_counter() - t0) / self.budget_s if self.budget_s else 0.0
+            self.progress = progress_at(st.step, total, self.warmup, spent)
             lr = lr_at(st.step, total, self.lr, self.warmup, spent)
             for g in self.opt.param_groups:
                 g["lr"] = lr * g.get("lr_scale", 1.0)

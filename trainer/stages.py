@@ -424,10 +424,12 @@ class Run:
                     self._content_targets(head, pieces[:seen], present[:seen], self.train))
                 losses |= terms
                 losses["loss"] = losses["loss"] + cfg.content_lambda * terms["content"]
-            if teacher is not None:  # on every row of the step, stems and solos included
+            weight = distill_weight(cfg, stage.progress) if teacher is not None else 0.0
+            if weight:  # on every row of the step, stems and solos included
                 taught = torch.from_numpy(teacher.embed_clips(clips)).to(emb.device)
                 losses["distill"] = distill_loss(emb, taught)
-                losses["loss"] = losses["loss"] + cfg.distill_lambda * losses["distill"]
+                losses["loss"] = losses["loss"] + weight * losses["distill"]
+                losses["distill_w"] = torch.tensor(weight)
             self._update(stage.opt, losses["loss"])
             return {k: v.item() for k, v in losses.items()} | {
                 "data_s": t1 - t0, "compute_s": time.perf_counter() - t1}
@@ -454,8 +456,10 @@ class Run:
         """The frozen teacher ``w`` (of ``distill_weights``), embedding through its own front
         end (a teacher without this run's pitch rows, or with another STFT window, hears the
         same clips its own way)."""
-        log.info("distilling from %s (%s) at weight %g", Path(self.cfg.distill_weights).name,
-                 w.sha256[:12], self.cfg.distill_lambda)
+        log.info("distilling from %s (%s) at weight %g%s", Path(self.cfg.distill_weights).name,
+                 w.sha256[:12], self.cfg.distill_lambda,
+                 f", falling to 0 over the first {self.cfg.distill_fade:.0%} of the run"
+                 if self.cfg.distill_fade else "")
         return Embedder(w.model, w.spec, device=self.env.device, batch_size=EVAL_BATCH)
 
     @staticmethod
@@ -649,6 +653,14 @@ class Run:
         if self.env.main:
             finish(self, time.time() - t0)
         return self.out / "best.safetensors"
+
+
+def distill_weight(cfg: TrainConfig, progress: float) -> float:
+    """The teacher's weight at ``progress`` (0-1) through the stage's schedule: distill_lambda,
+    or with distill_fade falling linearly to 0 at that share of the schedule and 0 after it."""
+    if not cfg.distill_fade:
+        return cfg.distill_lambda
+    return cfg.distill_lambda * max(0.0, 1.0 - progress / cfg.distill_fade)
 
 
 def effective_dim(x: torch.Tensor) -> float:

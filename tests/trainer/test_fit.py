@@ -1032,6 +1032,37 @@ def test_a_teacher_holds_the_run_near_its_answers(tiny_data, tmp_path, caplog):
     assert not (tmp_path / "third").exists() or not any((tmp_path / "third").iterdir())
 
 
+def test_a_fading_teacher_leaves_the_last_of_the_run_alone(tiny_data, tmp_path, caplog):
+    """--distill_fade=0.5: the teacher's weight falls linearly from distill_lambda to 0 over the
+    first half of the schedule (2 epochs of 2 steps: weights 2 and 1, then 0) and the teacher is
+    not run after it; the weight at any point follows the schedule; a fade without a teacher,
+    or beyond the run, is refused."""
+    from trainer.stages import distill_weight
+    first, second = tmp_path / "first", tmp_path / "second"
+    args = ["--data", str(tiny_data), "--quiet", "--threads=1"]
+    assert main([*args, "--preset", "smoke", "--out", str(first), "--use_pretrain=0", "--epochs=1"]) == 0
+    teacher = str(first / "best.safetensors")
+    with caplog.at_level("INFO", logger="trainer.stages"):
+        assert main([*args, "--out", str(second), "--init", teacher, "--init_reset_blocks=1",
+                     f"--distill_weights={teacher}", "--distill_lambda=2", "--distill_fade=0.5",
+                     "--epochs=2"]) == 0
+    assert "at weight 2, falling to 0 over the first 50% of the run" in caplog.text
+    rows = [json.loads(x) for x in (second / "log.jsonl").read_text().splitlines()]
+    epochs = [r for r in rows if r.get("stage") == "main" and "epoch" in r]
+    assert len(epochs) == 2
+    assert epochs[0]["distill_w"] == pytest.approx(1.5) and epochs[0]["distill"] > 0.01
+    assert "distill_w" not in epochs[1] and "distill" not in epochs[1]
+    assert all(0.0 < r["val_distill"] < 10.0 for r in epochs)  # still measured: how far it went
+    cfg = _smoke(distill_weights=teacher, distill_lambda=4, distill_fade=0.25)
+    assert [distill_weight(cfg, p) for p in (0.0, 0.125, 0.25, 0.9)] == [4.0, 2.0, 0.0, 0.0]
+    assert distill_weight(_smoke(distill_weights=teacher, distill_lambda=4), 0.9) == 4.0
+    bad = ["--out", str(tmp_path / "third"), "--init", teacher, "--epochs=1"]
+    assert main([*args, *bad, "--distill_fade=0.5"]) == 1
+    assert main([*args, *bad, f"--distill_weights={teacher}", "--distill_lambda=1",
+                 "--distill_fade=1.5"]) == 1
+    assert not (tmp_path / "third").exists() or not any((tmp_path / "third").iterdir())
+
+
 def test_distill_loss_weighs_every_subspace_alike():
     from model.losses import distill_loss
     g = torch.Generator().manual_seed(0)
