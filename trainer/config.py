@@ -17,6 +17,7 @@ from model.audio import N_FFT, N_MELS, SAMPLE_RATE, AudioConfig
 from model.losses import NORM_LAMBDA, TRIPLET_MARGIN, contrast_metrics
 from model.network import ModelSpec, NetConfig
 from model.parts import PARTS, SUBSPACE_DIM
+from trainer.augment import SpecMasks
 from trainer.content import N_CHROMA
 
 if TYPE_CHECKING:
@@ -54,6 +55,13 @@ class TrainConfig:
     level_db: float = -24.0  # bring each part to this RMS (dBFS) before the gains; 0 = off
     gain_db: float = 8.0  # random gain per part in [-gain_db, 0] dB
     eq_db: float = 0.0  # training mixes: each part coloured by a random smooth EQ within +-eq_db dB (0 = off)
+    # main stage: masks on each training mix's spectrogram (trainer.augment), drawn per row:
+    # mask_freq spans of up to mask_bands adjacent bands and mask_time spans of up to
+    # mask_time_share of the frames, silenced; 0 masks = off. Validation never masks.
+    mask_freq: int = 0
+    mask_bands: int = 12
+    mask_time: int = 0
+    mask_time_share: float = 0.1
     # --- model (the main CSN)
     widths: tuple[int, ...] = WIDTHS
     n_mels: int = N_MELS
@@ -159,6 +167,10 @@ class TrainConfig:
     time_budget_min: float = 0.0  # stop each stage when its share of this budget is spent (0 = no limit)
     stage_share: tuple[float, ...] = (0.25, 0.2, 0.55)  # individual, pretrain, main
     max_epochs_this_run: int = 0  # stop (resumable) after this many epochs in this process; 0 = off
+
+    def spec_masks(self) -> SpecMasks:
+        """The main stage's masks on the training spectrograms (trainer.augment)."""
+        return SpecMasks(self.mask_freq, self.mask_bands, self.mask_time, self.mask_time_share)
 
     def audio_config(self) -> AudioConfig:
         """The front end of every network of the run (each stage embeds by it)."""
@@ -323,6 +335,7 @@ def apply_overrides(cfg: TrainConfig, overrides: list[str] | None) -> TrainConfi
     if not 0.0 <= cfg.spread_between_memory < 1.0:
         raise ValueError(f"spread_between_memory: {cfg.spread_between_memory} is not in [0, 1) "
                          "(0 = each step's own rows)")
+    cfg.spec_masks()  # refuses negative counts, a zero width, a share outside (0, 1)
     return cfg
 
 

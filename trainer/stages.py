@@ -48,6 +48,7 @@ from model.losses import (
 from model.network import CSN, ModelSpec
 from model.parts import N_PARTS, PARTS, stack_parts
 from model.weights import Weights, load_weights, save_weights
+from trainer.augment import SpecMasks, mask_spectrogram
 from trainer.bank import EQ_POINTS_HZ, StemBank
 from trainer.config import (
     TrainConfig,
@@ -168,10 +169,14 @@ class Run:
             return self.cfg.time_budget_min * 60 * (stage == 2) / parts
         return self.cfg.time_budget_min * 60 * self.cfg.stage_share[stage] / parts
 
-    def embed(self, net: nn.Module, clips: torch.Tensor) -> torch.Tensor:
+    def embed(self, net: nn.Module, clips: torch.Tensor,
+              masks: tuple[np.random.Generator, SpecMasks] | None = None) -> torch.Tensor:
         """Training-mode forward pass with autograd (bf16 autocast on CUDA): (B, samples) ->
-        (B, D)."""
+        (B, D); with ``masks`` (the step's generator and the masks) each row's spectrogram is
+        masked first (trainer.augment)."""
         mel = log_mel(clips, self.audio)
+        if masks is not None:
+            mel = mask_spectrogram(mel, *masks)
         with torch.autocast("cuda", dtype=torch.bfloat16, enabled=self.amp):
             return net(mel).float()
 
@@ -384,6 +389,7 @@ class Run:
         val_sampler = TripletSampler(self.val.index, pseudo=cfg.use_pseudo, additional=cfg.use_additional,
                                      same_tempo=False, keep_prob=cfg.keep_prob)
         memory = ScatterMemory(cfg.spread_between_memory) if cfg.spread_between_memory else None
+        masks = cfg.spec_masks()
         val_trip = val_sampler.draw(cfg.val_triplets, np.random.default_rng([cfg.seed, 97]))
         val_clips, val_present = self.val.render(flatten(val_trip), level_db=self.level)
         # clean stems at the dataset's own level, as Table 3 feeds them (own generator, so the
@@ -415,7 +421,7 @@ class Run:
                 eq = None if eq is None else np.concatenate([eq, eq[src]])
             clips, present = self.train.render(pieces, gains, self.level, eq)
             t1 = time.perf_counter()
-            emb = self.embed(net, clips)
+            emb = self.embed(net, clips, (rng, masks) if masks.on else None)
             losses = self._main_losses(trip, emb, present, norm, memory, groups, stem_rows)
             if head is not None:  # on the triplets' and the groups' mixes
                 seen = 3 * len(trip) + sum(len(g) for g in groups)

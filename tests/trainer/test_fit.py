@@ -1079,3 +1079,27 @@ def test_distill_loss_weighs_every_subspace_alike():
     e = t.clone().requires_grad_(True)
     distill_loss(e * 0.5, t).backward()
     assert e.grad is not None and e.grad.abs().sum() > 0
+
+
+def test_spectrogram_masks_reach_the_training_steps_only(tiny_data, tmp_path, monkeypatch):
+    """--mask_freq/--mask_time: every training step's spectrograms are masked with the step's
+    generator; validation embeds the mixes as they are, so its scores compare across runs."""
+    import trainer.stages as stages
+    seen, real = [], stages.mask_spectrogram
+
+    def spy(mel, rng, masks):
+        seen.append((mel.shape[0], masks))
+        return real(mel, rng, masks)
+
+    monkeypatch.setattr(stages, "mask_spectrogram", spy)
+    cfg = _smoke(use_pretrain=False, epochs=1, triplets_per_epoch=16, batch=8, mask_freq=2,
+                 mask_bands=6, mask_time=1, mask_time_share=0.2)
+    Run(cfg, tiny_data, tmp_path / "run", progress=False).fit()
+    assert len(seen) == 2 and all(rows >= 24 for rows, _ in seen)  # 2 steps of 8 triplets
+    assert all(m.freq_masks == 2 and m.bands == 6 and m.time_masks == 1 for _, m in seen)
+    rows = [json.loads(x) for x in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
+    assert [r for r in rows if r["stage"] == "main"][0]["loss"] > 0
+    seen.clear()
+    Run(_smoke(use_pretrain=False, epochs=1, triplets_per_epoch=16, batch=8), tiny_data,
+        tmp_path / "plain", progress=False).fit()
+    assert not seen
